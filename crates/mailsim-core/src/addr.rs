@@ -1,0 +1,233 @@
+//! Addresses and domains, parsed per RFC 5321 §4.1.2 and §4.5.3.1 (local part ≤ 64 octets, domain
+//! ≤ 255 octets, IP literals) and RFC 6531 (UTF-8 when SMTPUTF8 is in force).
+//!
+//! Domains compare case-insensitively; they are stored lower-cased. Local parts keep their case
+//! (RFC 5321 §2.4) but mailbox lookups fold it, as Exchange does.
+
+use std::fmt;
+use std::net::IpAddr;
+
+/// A domain name, lower-cased, without a trailing dot. May be an address literal (`[192.0.2.1]`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Domain(String);
+
+/// Why an address or domain did not parse.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AddressError {
+    /// Not RFC 5321 syntax.
+    #[error("invalid address syntax")]
+    Syntax,
+    /// Local part longer than 64 octets (RFC 5321 §4.5.3.1.1).
+    #[error("local part longer than 64 octets")]
+    LocalPartTooLong,
+    /// Domain longer than 255 octets (RFC 5321 §4.5.3.1.2).
+    #[error("domain longer than 255 octets")]
+    DomainTooLong,
+    /// Non-ASCII without SMTPUTF8 (RFC 6531 §3.3).
+    #[error("non-ASCII address without SMTPUTF8")]
+    NonAscii,
+}
+
+fn is_atext(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c) || !c.is_ascii()
+}
+
+impl Domain {
+    /// Parses a domain or address literal. `utf8` allows U-labels (RFC 6531).
+    pub fn parse(s: &str, utf8: bool) -> Result<Self, AddressError> {
+        let s = s.strip_suffix('.').unwrap_or(s);
+        if s.len() > 255 {
+            return Err(AddressError::DomainTooLong);
+        }
+        if let Some(inner) = s.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+            let ip = inner.strip_prefix("IPv6:").unwrap_or(inner);
+            let parsed: IpAddr = ip.parse().map_err(|_| AddressError::Syntax)?;
+            if parsed.is_ipv6() != inner.starts_with("IPv6:") {
+                return Err(AddressError::Syntax);
+            }
+            return Ok(Self(s.to_ascii_lowercase().replace("ipv6:", "IPv6:")));
+        }
+        if s.is_empty() {
+            return Err(AddressError::Syntax);
+        }
+        for label in s.split('.') {
+            let ok = !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || !c.is_ascii());
+            if !ok {
+                return Err(AddressError::Syntax);
+            }
+        }
+        if !s.is_ascii() && !utf8 {
+            return Err(AddressError::NonAscii);
+        }
+        Ok(Self(s.to_lowercase()))
+    }
+
+    /// The lower-cased text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// True when `self` is `parent` or a subdomain of it.
+    pub fn is_within(&self, parent: &Domain) -> bool {
+        self.0 == parent.0
+            || (self.0.len() > parent.0.len()
+                && self.0.ends_with(&parent.0)
+                && self.0.as_bytes()[self.0.len() - parent.0.len() - 1] == b'.')
+    }
+
+    /// Number of labels (`a.b.c` has 3).
+    pub fn label_count(&self) -> usize {
+        self.0.split('.').count()
+    }
+}
+
+impl fmt::Display for Domain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A mailbox address `local@domain`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EmailAddress {
+    local: String,
+    domain: Domain,
+}
+
+impl EmailAddress {
+    /// Parses `local@domain` (no angle brackets). `utf8` allows UTF-8 (SMTPUTF8 in force).
+    pub fn parse(s: &str, utf8: bool) -> Result<Self, AddressError> {
+        let at = s.rfind('@').ok_or(AddressError::Syntax)?;
+        let (local, domain) = (&s[..at], &s[at + 1..]);
+        if local.is_empty() {
+            return Err(AddressError::Syntax);
+        }
+        if local.len() > 64 {
+            return Err(AddressError::LocalPartTooLong);
+        }
+        if let Some(quoted) = local.strip_prefix('"').and_then(|l| l.strip_suffix('"')) {
+            // RFC 5321 §4.1.2 Quoted-string: qtextSMTP or a quoted pair of printable ASCII.
+            let mut chars = quoted.chars();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => match chars.next() {
+                        Some(e) if (' '..='~').contains(&e) => {}
+                        _ => return Err(AddressError::Syntax),
+                    },
+                    '"' => return Err(AddressError::Syntax),
+                    c if (' '..='~').contains(&c) || (!c.is_ascii() && !c.is_control()) => {}
+                    _ => return Err(AddressError::Syntax),
+                }
+            }
+        } else if local
+            .split('.')
+            .any(|atom| atom.is_empty() || !atom.chars().all(is_atext))
+        {
+            return Err(AddressError::Syntax);
+        }
+        if !local.is_ascii() && !utf8 {
+            return Err(AddressError::NonAscii);
+        }
+        Ok(Self {
+            local: local.to_string(),
+            domain: Domain::parse(domain, utf8)?,
+        })
+    }
+
+    /// The local part as sent.
+    pub fn local(&self) -> &str {
+        &self.local
+    }
+    /// The domain.
+    pub fn domain(&self) -> &Domain {
+        &self.domain
+    }
+    /// The lookup key Exchange uses for a recipient: case-folded.
+    pub fn key(&self) -> String {
+        format!("{}@{}", self.local.to_lowercase(), self.domain)
+    }
+}
+
+impl fmt::Display for EmailAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.local, self.domain)
+    }
+}
+
+impl std::str::FromStr for EmailAddress {
+    type Err = AddressError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s, true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn address_table() {
+        let long_local = "a".repeat(65);
+        let long_domain = format!("{}.test", ["abcdefghij"; 25].join("."));
+        let rows: Vec<(&str, bool, Result<&str, AddressError>)> = vec![
+            ("User@Contoso.COM", false, Ok("User@contoso.com")),
+            (
+                "first.last@sub.contoso.com",
+                false,
+                Ok("first.last@sub.contoso.com"),
+            ),
+            (
+                "\"john doe\"@contoso.com",
+                false,
+                Ok("\"john doe\"@contoso.com"),
+            ),
+            (
+                "postmaster@[192.0.2.1]",
+                false,
+                Ok("postmaster@[192.0.2.1]"),
+            ),
+            ("x@[IPv6:2001:db8::1]", false, Ok("x@[IPv6:2001:db8::1]")),
+            ("x@[2001:db8::1]", false, Err(AddressError::Syntax)),
+            ("x@[999.1.1.1]", false, Err(AddressError::Syntax)),
+            ("no-at-sign", false, Err(AddressError::Syntax)),
+            ("@contoso.com", false, Err(AddressError::Syntax)),
+            ("a..b@contoso.com", false, Err(AddressError::Syntax)),
+            (".a@contoso.com", false, Err(AddressError::Syntax)),
+            ("a@-contoso.com", false, Err(AddressError::Syntax)),
+            ("a@contoso..com", false, Err(AddressError::Syntax)),
+            ("a b@contoso.com", false, Err(AddressError::Syntax)),
+            ("a@contoso.com\0", false, Err(AddressError::Syntax)),
+            ("a\r\n@contoso.com", false, Err(AddressError::Syntax)),
+            (&long_local, false, Err(AddressError::Syntax)),
+            ("用户@例子.测试", false, Err(AddressError::NonAscii)),
+            ("用户@例子.测试", true, Ok("用户@例子.测试")),
+            ("a@Bücher.test", false, Err(AddressError::NonAscii)),
+        ];
+        for (input, utf8, expected) in rows {
+            let got = EmailAddress::parse(input, utf8).map(|a| a.to_string());
+            assert_eq!(got.as_deref().map_err(|e| *e), expected, "{input:?}");
+        }
+        assert_eq!(
+            EmailAddress::parse(&format!("{long_local}@x.test"), false),
+            Err(AddressError::LocalPartTooLong)
+        );
+        assert_eq!(
+            EmailAddress::parse(&format!("a@{long_domain}"), false),
+            Err(AddressError::DomainTooLong)
+        );
+    }
+
+    #[test]
+    fn subdomains() {
+        let d = |s| Domain::parse(s, false).unwrap();
+        assert!(d("a.contoso.com").is_within(&d("contoso.com")));
+        assert!(d("contoso.com").is_within(&d("contoso.com")));
+        assert!(!d("notcontoso.com").is_within(&d("contoso.com")));
+    }
+}

@@ -1,0 +1,63 @@
+//! The envelope and the accepted message handed from the session to the rest of the pipeline.
+
+use crate::addr::EmailAddress;
+use crate::peer::PeerFacts;
+use crate::stage::inbound::InboundVerdict;
+use crate::time::Timestamp;
+
+/// MAIL FROM parameters the session honoured.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MailParams {
+    /// SIZE= (RFC 1870).
+    pub size: Option<u64>,
+    /// BODY=8BITMIME or BINARYMIME (RFC 6152, RFC 3030).
+    pub body: Body,
+    /// SMTPUTF8 (RFC 6531).
+    pub smtputf8: bool,
+    /// RET=FULL|HDRS (RFC 3461).
+    pub ret_full: Option<bool>,
+    /// ENVID (RFC 3461).
+    pub envid: Option<String>,
+}
+
+/// The BODY= parameter.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Body {
+    /// 7BIT or absent.
+    #[default]
+    SevenBit,
+    /// 8BITMIME.
+    EightBitMime,
+    /// BINARYMIME (BDAT only).
+    BinaryMime,
+}
+
+/// The SMTP envelope of one transaction.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Envelope {
+    /// Reverse path; `None` is the null sender `<>`.
+    pub sender: Option<EmailAddress>,
+    /// MAIL parameters.
+    pub params: MailParams,
+    /// Accepted forward paths, in RCPT order.
+    pub recipients: Vec<EmailAddress>,
+}
+
+/// A message the tenant answered 250 for. From here on it must end delivered, deferred or bounced.
+#[derive(Clone, Debug)]
+pub struct AcceptedMessage {
+    /// The tenant's internal id (also in the 250 reply).
+    pub internal_id: u64,
+    /// The Message-ID header (or one the tenant assigned), with angle brackets.
+    pub message_id: String,
+    /// The envelope.
+    pub envelope: Envelope,
+    /// The peer, as it was at end of data.
+    pub peer: PeerFacts,
+    /// The inbound stage's verdict for this message.
+    pub verdict: InboundVerdict,
+    /// The full message as stored: the tenant's own headers first, then the received bytes.
+    pub data: Vec<u8>,
+    /// When the tenant accepted it.
+    pub received_at: Timestamp,
+}

@@ -1,0 +1,26 @@
+//! # mailsim-core: every decision the simulator makes, as pure functions over data
+//!
+//! ```text
+//!   bytes ──► session (receive) ──► stage::inbound (attribute) ──► AcceptedMessage
+//!                                                                       │
+//!            categorize ◄───────────────────────────────────────────────┘
+//!                 │
+//!               route ──► deliver (tls_gate, classify_reply) ──► outcome (settle) ──► ndr
+//! ```
+//!
+//! The purity rule: this crate has no async runtime, no sockets, no clock, no randomness and no file
+//! reads. Time enters as a [`time::Timestamp`] argument and identifiers enter as arguments. The
+//! dependency list and `clippy.toml` enforce it. The shell (`mailsim-io`) calls these functions and
+//! carries out what they return.
+#![warn(missing_docs)]
+
+pub mod addr;
+pub mod envelope;
+pub mod peer;
+pub mod plan;
+pub mod reply;
+pub mod session;
+pub mod stage;
+pub mod tenant;
+pub mod time;
+pub mod trace;

@@ -1,0 +1,5 @@
+//! The stages a message goes through, in order: receive (in [`crate::session`]) → [`inbound`] →
+//! [`categorize`] → route → deliver → outcome.
+
+pub mod categorize;
+pub mod inbound;

@@ -1,0 +1,1 @@
+//! Tenant configuration text → [`super::Tenant`]. Reading the file is the caller's job.

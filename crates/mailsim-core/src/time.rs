@@ -1,0 +1,103 @@
+//! Time as data. The core never reads a clock: every function that needs "now" takes a
+//! [`Timestamp`], which is how retry schedules, replies and NDRs stay reproducible (quinn-proto's
+//! contract).
+
+use std::fmt;
+use std::ops::{Add, Sub};
+use std::time::Duration;
+
+/// Milliseconds since the Unix epoch, UTC.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(pub i64);
+
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+const WEEKDAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+
+impl Timestamp {
+    /// From milliseconds since the epoch.
+    pub const fn from_millis(ms: i64) -> Self {
+        Self(ms)
+    }
+    /// From whole seconds since the epoch.
+    pub const fn from_secs(s: i64) -> Self {
+        Self(s * 1000)
+    }
+    /// Milliseconds since the epoch.
+    pub const fn as_millis(self) -> i64 {
+        self.0
+    }
+
+    fn datetime(self) -> time::OffsetDateTime {
+        time::OffsetDateTime::from_unix_timestamp_nanos(self.0 as i128 * 1_000_000)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+    }
+
+    /// RFC 5322 §3.3 date, as EXO writes it in banners and Received headers:
+    /// `Fri, 7 Jan 2022 05:46:46 +0000`.
+    pub fn rfc5322(self) -> String {
+        let d = self.datetime();
+        format!(
+            "{}, {} {} {} {:02}:{:02}:{:02} +0000",
+            WEEKDAYS[d.weekday().number_days_from_monday() as usize],
+            d.day(),
+            MONTHS[d.month() as usize - 1],
+            d.year(),
+            d.hour(),
+            d.minute(),
+            d.second()
+        )
+    }
+
+    /// ISO 8601 UTC with milliseconds, as in EXO's diagnostic suffix: `2024-10-10T21:13:00.303Z`.
+    pub fn iso8601(self) -> String {
+        let d = self.datetime();
+        format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+            d.year(),
+            d.month() as u8,
+            d.day(),
+            d.hour(),
+            d.minute(),
+            d.second(),
+            d.millisecond()
+        )
+    }
+}
+
+impl Add<Duration> for Timestamp {
+    type Output = Timestamp;
+    fn add(self, rhs: Duration) -> Timestamp {
+        Timestamp(self.0.saturating_add(rhs.as_millis() as i64))
+    }
+}
+
+impl Sub for Timestamp {
+    type Output = Duration;
+    /// The time from `rhs` to `self`, zero when `rhs` is later.
+    fn sub(self, rhs: Timestamp) -> Duration {
+        Duration::from_millis(self.0.saturating_sub(rhs.0).max(0) as u64)
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.iso8601())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_like_exo() {
+        let t = Timestamp::from_millis(1_641_534_406_000); // 2022-01-07 05:46:46 UTC
+        assert_eq!(t.rfc5322(), "Fri, 7 Jan 2022 05:46:46 +0000");
+        assert_eq!(
+            Timestamp::from_millis(1_728_594_780_303).iso8601(),
+            "2024-10-10T21:13:00.303Z"
+        );
+    }
+}
