@@ -57,10 +57,7 @@ impl ClientCertFacts {
     /// The names a connector's `TlsSenderCertificateName` is matched against: subject CN and every
     /// DNS SAN (exo-semantics §2.3 step 3).
     pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.common_names
-            .iter()
-            .chain(self.dns_sans.iter())
-            .map(String::as_str)
+        self.common_names.iter().chain(self.dns_sans.iter()).map(String::as_str)
     }
 }
 
@@ -96,12 +93,6 @@ pub struct PeerFacts {
 impl PeerFacts {
     /// A peer without TLS or HELO yet.
     pub fn new(observed_ip: IpAddr, port: u16, ip: IpAddr) -> Self {
-        Self {
-            observed_ip,
-            port,
-            ip,
-            helo: None,
-            tls: None,
-        }
+        Self { observed_ip, port, ip, helo: None, tls: None }
     }
 }

@@ -53,28 +53,18 @@ impl AddressPlan {
                 return Err(PlanError::Duplicate(loopback));
             }
         }
-        self.entries.push(PlanEntry {
-            name: name.to_string(),
-            declared,
-            loopback,
-        });
+        self.entries.push(PlanEntry { name: name.to_string(), declared, loopback });
         Ok(())
     }
 
     /// The declared address for an observed source; the address itself when not in the plan.
     pub fn declared_for(&self, observed: IpAddr) -> IpAddr {
-        self.entries
-            .iter()
-            .find(|e| e.loopback == observed)
-            .map_or(observed, |e| e.declared)
+        self.entries.iter().find(|e| e.loopback == observed).map_or(observed, |e| e.declared)
     }
 
     /// The loopback address to reach a declared address; the address itself when not in the plan.
     pub fn loopback_for(&self, declared: IpAddr) -> IpAddr {
-        self.entries
-            .iter()
-            .find(|e| e.declared == declared)
-            .map_or(declared, |e| e.loopback)
+        self.entries.iter().find(|e| e.declared == declared).map_or(declared, |e| e.loopback)
     }
 
     /// All entries, in insertion order.
@@ -90,39 +80,11 @@ mod tests {
     #[test]
     fn translates_both_ways_and_passes_unknown_addresses_through() {
         let mut plan = AddressPlan::new();
-        plan.add(
-            "gateway",
-            "198.51.100.7".parse().unwrap(),
-            "127.0.0.20".parse().unwrap(),
-        )
-        .unwrap();
-        assert_eq!(
-            plan.declared_for("127.0.0.20".parse().unwrap()),
-            "198.51.100.7".parse::<IpAddr>().unwrap()
-        );
-        assert_eq!(
-            plan.loopback_for("198.51.100.7".parse().unwrap()),
-            "127.0.0.20".parse::<IpAddr>().unwrap()
-        );
-        assert_eq!(
-            plan.declared_for("127.0.0.99".parse().unwrap()),
-            "127.0.0.99".parse::<IpAddr>().unwrap()
-        );
-        assert!(
-            plan.add(
-                "x",
-                "203.0.113.1".parse().unwrap(),
-                "10.0.0.1".parse().unwrap()
-            )
-            .is_err()
-        );
-        assert!(
-            plan.add(
-                "y",
-                "198.51.100.7".parse().unwrap(),
-                "127.0.0.21".parse().unwrap()
-            )
-            .is_err()
-        );
+        plan.add("gateway", "198.51.100.7".parse().unwrap(), "127.0.0.20".parse().unwrap()).unwrap();
+        assert_eq!(plan.declared_for("127.0.0.20".parse().unwrap()), "198.51.100.7".parse::<IpAddr>().unwrap());
+        assert_eq!(plan.loopback_for("198.51.100.7".parse().unwrap()), "127.0.0.20".parse::<IpAddr>().unwrap());
+        assert_eq!(plan.declared_for("127.0.0.99".parse().unwrap()), "127.0.0.99".parse::<IpAddr>().unwrap());
+        assert!(plan.add("x", "203.0.113.1".parse().unwrap(), "10.0.0.1".parse().unwrap()).is_err());
+        assert!(plan.add("y", "198.51.100.7".parse().unwrap(), "127.0.0.21".parse().unwrap()).is_err());
     }
 }

@@ -10,9 +10,7 @@ use std::time::Duration;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(pub i64);
 
-const MONTHS: [&str; 12] = [
-    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-];
+const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 const WEEKDAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
 
 impl Timestamp {
@@ -95,9 +93,6 @@ mod tests {
     fn formats_like_exo() {
         let t = Timestamp::from_millis(1_641_534_406_000); // 2022-01-07 05:46:46 UTC
         assert_eq!(t.rfc5322(), "Fri, 7 Jan 2022 05:46:46 +0000");
-        assert_eq!(
-            Timestamp::from_millis(1_728_594_780_303).iso8601(),
-            "2024-10-10T21:13:00.303Z"
-        );
+        assert_eq!(Timestamp::from_millis(1_728_594_780_303).iso8601(), "2024-10-10T21:13:00.303Z");
     }
 }

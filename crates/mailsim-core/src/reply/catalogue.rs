@@ -27,12 +27,7 @@ impl ReplyContext<'_> {
     /// EXO's current rejection suffix: host, ISO-8601 UTC time with milliseconds, 16-hex session id
     /// (§1.1 "rejection suffix").
     fn suffix(&self) -> String {
-        format!(
-            "[{} {} {:016X}]",
-            self.host,
-            self.now.iso8601(),
-            self.session_id
-        )
+        format!("[{} {} {:016X}]", self.host, self.now.iso8601(), self.session_id)
     }
 }
 
@@ -179,11 +174,7 @@ impl ReplyKind {
             Self::Greeting => one(
                 220,
                 None,
-                format!(
-                    "{host} Microsoft ESMTP MAIL Service ready at {} [{:016X}]",
-                    ctx.now.rfc5322(),
-                    ctx.session_id
-                ),
+                format!("{host} Microsoft ESMTP MAIL Service ready at {} [{:016X}]", ctx.now.rfc5322(), ctx.session_id),
             ),
             Self::EhloCapabilities(caps) => {
                 let mut lines: Vec<Cow<'static, str>> = vec![
@@ -197,29 +188,16 @@ impl ReplyKind {
                     lines.push("STARTTLS".into());
                 }
                 lines.extend(["8BITMIME", "BINARYMIME", "CHUNKING", "SMTPUTF8"].map(Cow::Borrowed));
-                Reply {
-                    code: ReplyCode::new(250).expect("valid"),
-                    status: None,
-                    lines,
-                }
+                Reply { code: ReplyCode::new(250).expect("valid"), status: None, lines }
             }
             Self::HeloOk { client_ip } => one(250, None, format!("{host} Hello [{client_ip}]")),
             Self::StartTlsReady => fixed(220, status(S, 0, 0), "SMTP server ready"),
             Self::SenderOk => fixed(250, status(S, 1, 0), "Sender OK"),
             Self::RecipientOk => fixed(250, status(S, 1, 5), "Recipient OK"),
             Self::StartMailInput => fixed(354, None, "Start mail input; end with <CRLF>.<CRLF>"),
-            Self::Queued {
-                message_id,
-                internal_id,
-                bytes,
-                millis,
-            } => {
+            Self::Queued { message_id, internal_id, bytes, millis } => {
                 let seconds = *millis as f64 / 1000.0;
-                let kb_per_sec = if seconds > 0.0 {
-                    *bytes as f64 / 1024.0 / seconds
-                } else {
-                    0.0
-                };
+                let kb_per_sec = if seconds > 0.0 { *bytes as f64 / 1024.0 / seconds } else { 0.0 };
                 one(
                     250,
                     status(S, 6, 0),
@@ -228,9 +206,7 @@ impl ReplyKind {
                     ),
                 )
             }
-            Self::ChunkOk { bytes } => {
-                one(250, status(S, 0, 0), format!("{bytes} octets received"))
-            }
+            Self::ChunkOk { bytes } => one(250, status(S, 0, 0), format!("{bytes} octets received")),
             Self::Closing => fixed(221, status(S, 0, 0), "Service closing transmission channel"),
             Self::Resetting => fixed(250, status(S, 0, 0), "Resetting"),
             Self::Ok => fixed(250, status(S, 0, 0), "OK"),
@@ -247,87 +223,40 @@ impl ReplyKind {
             Self::InvalidArguments => fixed(501, status(P, 5, 4), "Invalid arguments"),
             Self::UnrecognizedParameter => fixed(501, status(P, 5, 4), "Unrecognized parameter"),
             Self::InvalidAddress => fixed(501, status(P, 1, 3), "Invalid address"),
-            Self::NonAsciiAddress => fixed(
-                553,
-                status(P, 6, 7),
-                "Non-ASCII addresses not permitted without SMTPUTF8",
-            ),
+            Self::NonAsciiAddress => fixed(553, status(P, 6, 7), "Non-ASCII addresses not permitted without SMTPUTF8"),
             Self::SendHelloFirst => fixed(503, status(P, 5, 2), "Send hello first"),
             Self::NeedMail => fixed(503, status(P, 5, 2), "Need mail command"),
             Self::NeedRcpt => fixed(503, status(P, 5, 2), "Need rcpt command"),
             Self::SenderAlreadySpecified => fixed(503, status(P, 5, 2), "Sender already specified"),
-            Self::OnlyOneStartTls => fixed(
-                503,
-                status(P, 5, 2),
-                "Only one STARTTLS command can be issued per session",
-            ),
-            Self::BdatSequence => fixed(
-                503,
-                status(P, 5, 1),
-                "BDAT and DATA cannot be mixed in one transaction",
-            ),
-            Self::TlsNotAvailable => fixed(
-                454,
-                status(T, 7, 0),
-                "TLS not available due to temporary reason",
-            ),
+            Self::OnlyOneStartTls => fixed(503, status(P, 5, 2), "Only one STARTTLS command can be issued per session"),
+            Self::BdatSequence => fixed(503, status(P, 5, 1), "BDAT and DATA cannot be mixed in one transaction"),
+            Self::TlsNotAvailable => fixed(454, status(T, 7, 0), "TLS not available due to temporary reason"),
             Self::CommandTooLong => fixed(500, status(P, 5, 2), "Command too long"),
             Self::TextLineTooLong => fixed(500, status(P, 5, 2), "Line too long"),
-            Self::BareLineFeed => fixed(
-                554,
-                status(P, 6, 0),
-                "Invalid message content, contains bare linefeeds",
-            ),
-            Self::NulInContent => fixed(
-                554,
-                status(P, 6, 0),
-                "Invalid message content, contains NUL characters",
-            ),
-            Self::TooManyErrors => fixed(
-                421,
-                status(T, 7, 0),
-                "Too many errors on this connection, closing transmission channel",
-            ),
+            Self::BareLineFeed => fixed(554, status(P, 6, 0), "Invalid message content, contains bare linefeeds"),
+            Self::NulInContent => fixed(554, status(P, 6, 0), "Invalid message content, contains NUL characters"),
+            Self::TooManyErrors => {
+                fixed(421, status(T, 7, 0), "Too many errors on this connection, closing transmission channel")
+            }
             Self::Timeout => fixed(451, status(T, 7, 0), "Timeout waiting for client input"),
             Self::TooManyConnections => fixed(
                 421,
                 status(T, 3, 2),
                 "The maximum number of concurrent connections has exceeded a limit, closing transmission channel",
             ),
-            Self::ShuttingDown => fixed(
-                421,
-                status(T, 3, 2),
-                "Service not available, closing transmission channel",
-            ),
-            Self::MessageTooLarge => fixed(
-                552,
-                status(P, 3, 4),
-                "Message size exceeds fixed maximum message size",
-            ),
-            Self::HeaderTooLarge => fixed(
-                552,
-                status(P, 3, 4),
-                "Header size exceeds fixed maximum size",
-            ),
+            Self::ShuttingDown => fixed(421, status(T, 3, 2), "Service not available, closing transmission channel"),
+            Self::MessageTooLarge => fixed(552, status(P, 3, 4), "Message size exceeds fixed maximum message size"),
+            Self::HeaderTooLarge => fixed(552, status(P, 3, 4), "Header size exceeds fixed maximum size"),
             Self::TooManyRecipients => fixed(452, status(T, 5, 3), "Too many recipients"),
             Self::RecipientNotFoundDbeb => one(
                 550,
                 status(P, 4, 1),
-                format!(
-                    "Recipient address rejected: Access denied. AS(201806281) {}",
-                    ctx.suffix()
-                ),
+                format!("Recipient address rejected: Access denied. AS(201806281) {}", ctx.suffix()),
             ),
-            Self::RelayDenied => one(
-                550,
-                status(P, 7, 64),
-                format!("TenantAttribution; Relay Access Denied [{host}]"),
-            ),
-            Self::RelayDeniedAttr36 => fixed(
-                550,
-                status(P, 7, 64),
-                "Relay Access Denied ATTR36. For more details please refer to KB 3169958.",
-            ),
+            Self::RelayDenied => one(550, status(P, 7, 64), format!("TenantAttribution; Relay Access Denied [{host}]")),
+            Self::RelayDeniedAttr36 => {
+                fixed(550, status(P, 7, 64), "Relay Access Denied ATTR36. For more details please refer to KB 3169958.")
+            }
             Self::UnableToRelay => fixed(550, status(P, 7, 1), "Unable to relay"),
             Self::PartnerConnectorRestricted => one(
                 550,
@@ -346,12 +275,8 @@ impl ReplyKind {
                 454,
                 status(T, 7, 0),
                 match reason {
-                    Some(reason) => format!(
-                        "Failed to establish appropriate TLS channel: {reason}: Access Denied"
-                    ),
-                    None => {
-                        "Failed to establish appropriate TLS channel: Access Denied".to_string()
-                    }
+                    Some(reason) => format!("Failed to establish appropriate TLS channel: {reason}: Access Denied"),
+                    None => "Failed to establish appropriate TLS channel: Access Denied".to_string(),
                 },
             ),
         }
@@ -361,11 +286,7 @@ impl ReplyKind {
     pub fn closes_connection(&self) -> bool {
         matches!(
             self,
-            Self::Closing
-                | Self::TooManyErrors
-                | Self::Timeout
-                | Self::TooManyConnections
-                | Self::ShuttingDown
+            Self::Closing | Self::TooManyErrors | Self::Timeout | Self::TooManyConnections | Self::ShuttingDown
         )
     }
 }
@@ -400,16 +321,11 @@ mod tests {
                 "550 5.7.51 TenantInboundAttribution; There is a partner connector configured that matched the message's recipient domain. The connector had either the RestrictDomainsToIPAddresses or RestrictDomainsToCertificate set [MAILSIM01.mail.protection.mailsim.test 2024-10-10T21:13:00.303Z 08DCE5A0132C0518]",
             ),
             (
-                ReplyKind::TlsChannelNotAcceptable {
-                    reason: Some("UntrustedRoot".into()),
-                },
+                ReplyKind::TlsChannelNotAcceptable { reason: Some("UntrustedRoot".into()) },
                 "454 4.7.0 Failed to establish appropriate TLS channel: UntrustedRoot: Access Denied",
             ),
             (ReplyKind::UnableToRelay, "550 5.7.1 Unable to relay"),
-            (
-                ReplyKind::TooManyRecipients,
-                "452 4.5.3 Too many recipients",
-            ),
+            (ReplyKind::TooManyRecipients, "452 4.5.3 Too many recipients"),
         ];
         for (kind, text) in rows {
             assert_eq!(kind.reply(&c).to_string(), text);
@@ -418,11 +334,7 @@ mod tests {
 
     #[test]
     fn ehlo_lists_what_exo_lists() {
-        let caps = Capabilities {
-            client_ip: "127.0.0.10".parse().unwrap(),
-            max_size: 157_286_400,
-            starttls: true,
-        };
+        let caps = Capabilities { client_ip: "127.0.0.10".parse().unwrap(), max_size: 157_286_400, starttls: true };
         let wire = ReplyKind::EhloCapabilities(caps).reply(&ctx()).to_wire();
         assert_eq!(
             wire,

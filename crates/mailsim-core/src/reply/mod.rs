@@ -19,11 +19,7 @@ pub struct ReplyCode(u16);
 impl ReplyCode {
     /// A reply code, or `None` outside 200..=599.
     pub const fn new(code: u16) -> Option<Self> {
-        if code >= 200 && code <= 599 {
-            Some(Self(code))
-        } else {
-            None
-        }
+        if code >= 200 && code <= 599 { Some(Self(code)) } else { None }
     }
     /// The numeric code.
     pub const fn get(self) -> u16 {
@@ -76,11 +72,7 @@ impl EnhancedStatus {
     /// Builds a status; panics in debug builds when a component has more than three digits.
     pub const fn new(class: StatusClass, subject: u16, detail: u16) -> Self {
         debug_assert!(subject < 1000 && detail < 1000);
-        Self {
-            class,
-            subject,
-            detail,
-        }
+        Self { class, subject, detail }
     }
 
     /// Parses `c.s.d` (RFC 3463 §2: class 2, 4 or 5; one to three digits for subject and detail).
@@ -104,11 +96,7 @@ impl EnhancedStatus {
         if parts.next().is_some() {
             return None;
         }
-        Some(Self {
-            class,
-            subject,
-            detail,
-        })
+        Some(Self { class, subject, detail })
     }
 }
 
@@ -131,16 +119,8 @@ pub struct Reply {
 
 impl Reply {
     /// A one-line reply. Panics when `code` is not a valid reply code (a bug in the catalogue).
-    pub fn new(
-        code: u16,
-        status: Option<EnhancedStatus>,
-        text: impl Into<Cow<'static, str>>,
-    ) -> Self {
-        Self {
-            code: ReplyCode::new(code).expect("reply code in 200..=599"),
-            status,
-            lines: vec![text.into()],
-        }
+    pub fn new(code: u16, status: Option<EnhancedStatus>, text: impl Into<Cow<'static, str>>) -> Self {
+        Self { code: ReplyCode::new(code).expect("reply code in 200..=599"), status, lines: vec![text.into()] }
     }
 
     /// The first line's text after code and status.
@@ -156,9 +136,7 @@ impl Reply {
         for (i, line) in self.lines.iter().enumerate() {
             let sep = if i == last { ' ' } else { '-' };
             match self.status {
-                Some(status) => {
-                    out.push_str(&format!("{}{}{} {}\r\n", self.code, sep, status, line))
-                }
+                Some(status) => out.push_str(&format!("{}{}{} {}\r\n", self.code, sep, status, line)),
                 None => out.push_str(&format!("{}{}{}\r\n", self.code, sep, line)),
             }
         }
@@ -171,10 +149,7 @@ impl Reply {
         let mut code = None;
         let mut status = None;
         let mut lines = Vec::new();
-        let raw: Vec<&str> = wire
-            .split_terminator('\n')
-            .map(|l| l.trim_end_matches('\r'))
-            .collect();
+        let raw: Vec<&str> = wire.split_terminator('\n').map(|l| l.trim_end_matches('\r')).collect();
         for (i, line) in raw.iter().enumerate() {
             if line.len() < 3 || !line.is_char_boundary(3) {
                 return None;
@@ -200,11 +175,7 @@ impl Reply {
                     }
                     None => text,
                 },
-                Some((first, tail))
-                    if status.is_some() && EnhancedStatus::parse(first) == status =>
-                {
-                    tail
-                }
+                Some((first, tail)) if status.is_some() && EnhancedStatus::parse(first) == status => tail,
                 _ => match (i, EnhancedStatus::parse(text)) {
                     (0, Some(s)) => {
                         status = Some(s);
@@ -215,11 +186,7 @@ impl Reply {
             };
             lines.push(Cow::Owned(text.to_string()));
         }
-        Some(Self {
-            code: ReplyCode::new(code?)?,
-            status,
-            lines,
-        })
+        Some(Self { code: ReplyCode::new(code?)?, status, lines })
     }
 }
 
@@ -259,24 +226,12 @@ mod tests {
     #[test]
     fn wire_round_trip() {
         let cases = [
-            Reply::new(
-                250,
-                Some(EnhancedStatus::new(StatusClass::Success, 1, 0)),
-                "Sender OK",
-            ),
-            Reply::new(
-                450,
-                Some(EnhancedStatus::new(StatusClass::Transient, 4, 316)),
-                "Connection refused",
-            ),
+            Reply::new(250, Some(EnhancedStatus::new(StatusClass::Success, 1, 0)), "Sender OK"),
+            Reply::new(450, Some(EnhancedStatus::new(StatusClass::Transient, 4, 316)), "Connection refused"),
             Reply {
                 code: ReplyCode::new(250).unwrap(),
                 status: None,
-                lines: vec![
-                    "HOST Hello [127.0.0.1]".into(),
-                    "SIZE 157286400".into(),
-                    "PIPELINING".into(),
-                ],
+                lines: vec!["HOST Hello [127.0.0.1]".into(), "SIZE 157286400".into(), "PIPELINING".into()],
             },
             Reply::new(354, None, "Start mail input; end with <CRLF>.<CRLF>"),
         ];

@@ -49,11 +49,7 @@ mod tests {
             ("x@sub.contoso.test", Category::External),
         ];
         for (rcpt, expected) in rows {
-            assert_eq!(
-                categorize(&tenant, &rcpt.parse().unwrap()),
-                expected,
-                "{rcpt}"
-            );
+            assert_eq!(categorize(&tenant, &rcpt.parse().unwrap()), expected, "{rcpt}");
         }
     }
 }

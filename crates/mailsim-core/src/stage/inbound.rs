@@ -91,23 +91,10 @@ impl InboundVerdict {
     /// The headers EXO stamps for this attribution (exo-semantics §8.5).
     pub fn stamp(&self, auth_source: &str) -> Vec<(&'static str, String)> {
         match self {
-            Self::Accepted {
-                direction,
-                internal,
-                ..
-            } => vec![
-                (
-                    "X-MS-Exchange-Organization-AuthAs",
-                    if *internal { "Internal" } else { "Anonymous" }.to_string(),
-                ),
-                (
-                    "X-MS-Exchange-Organization-AuthSource",
-                    auth_source.to_string(),
-                ),
-                (
-                    "X-MS-Exchange-Organization-MessageDirectionality",
-                    direction.as_str().to_string(),
-                ),
+            Self::Accepted { direction, internal, .. } => vec![
+                ("X-MS-Exchange-Organization-AuthAs", if *internal { "Internal" } else { "Anonymous" }.to_string()),
+                ("X-MS-Exchange-Organization-AuthSource", auth_source.to_string()),
+                ("X-MS-Exchange-Organization-MessageDirectionality", direction.as_str().to_string()),
             ],
             Self::Rejected { .. } => Vec::new(),
         }
@@ -121,9 +108,7 @@ pub fn attribute(
     _sender: Option<&EmailAddress>,
     recipients: &[EmailAddress],
 ) -> InboundVerdict {
-    let external = recipients
-        .iter()
-        .find(|r| categorize(tenant, r) == Category::External);
+    let external = recipients.iter().find(|r| categorize(tenant, r) == Category::External);
     if let Some(rcpt) = external {
         let reply = match tenant.settings.relay_denial_text {
             RelayDenialText::TenantAttribution => ReplyKind::RelayDenied,

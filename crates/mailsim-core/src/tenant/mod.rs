@@ -95,11 +95,7 @@ impl Tenant {
         self.accepted_domains
             .iter()
             .find(|d| &d.name == domain)
-            .or_else(|| {
-                self.accepted_domains
-                    .iter()
-                    .find(|d| d.match_subdomains && domain.is_within(&d.name))
-            })
+            .or_else(|| self.accepted_domains.iter().find(|d| d.match_subdomains && domain.is_within(&d.name)))
     }
 
     /// Whether `address` is a mailbox of the tenant.
@@ -110,11 +106,7 @@ impl Tenant {
     /// Adds an accepted domain (builder style, for tests and the CLI).
     pub fn with_domain(mut self, name: &str, kind: DomainType) -> Self {
         let name = Domain::parse(name, true).expect("valid domain");
-        self.accepted_domains.push(AcceptedDomain {
-            name,
-            domain_type: kind,
-            match_subdomains: false,
-        });
+        self.accepted_domains.push(AcceptedDomain { name, domain_type: kind, match_subdomains: false });
         self
     }
 

@@ -22,10 +22,7 @@ impl DomainPattern {
     pub fn parse(s: &str) -> Option<Self> {
         let s = s.trim();
         // Exported values look like `smtp:*;1` (exo-semantics §2.1 storage form).
-        let s = s
-            .strip_prefix("smtp:")
-            .or_else(|| s.strip_prefix("SMTP:"))
-            .unwrap_or(s);
+        let s = s.strip_prefix("smtp:").or_else(|| s.strip_prefix("SMTP:")).unwrap_or(s);
         let s = s.strip_suffix(";1").unwrap_or(s);
         if s == "*" {
             return Some(Self::Any);
