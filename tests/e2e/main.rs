@@ -1,1 +1,8 @@
+//! End-to-end tests: a real tenant endpoint on loopback, real SMTP and TLS from scripted senders
+//! bound to their own 127/8 addresses. One test binary (one link step).
 
+mod common;
+mod endpoint;
+mod malformed;
+mod tls;
+mod transcripts;

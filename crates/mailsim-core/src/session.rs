@@ -92,7 +92,11 @@ enum State {
     /// Skipping an over-long command line up to its LF.
     SkippingLongLine,
     Data(ContentScan),
-    Bdat { remaining: usize, last: bool, discard: bool },
+    Bdat {
+        remaining: usize,
+        last: bool,
+        discard: bool,
+    },
     TlsHandshake,
     Closed,
 }
@@ -283,9 +287,7 @@ impl Session {
                     ParseError::UnsupportedParameter { .. } | ParseError::InvalidParameter { .. } => {
                         ReplyKind::UnrecognizedParameter
                     }
-                    ParseError::InvalidSenderAddress | ParseError::InvalidRecipientAddress => {
-                        ReplyKind::InvalidAddress
-                    }
+                    ParseError::InvalidSenderAddress | ParseError::InvalidRecipientAddress => ReplyKind::InvalidAddress,
                     _ => ReplyKind::InvalidArguments,
                 };
                 return self.protocol_error(kind, now, out);
@@ -358,7 +360,12 @@ impl Session {
         self.state = State::TlsHandshake;
     }
 
-    fn on_mail(&mut self, from: smtp_proto::MailFrom<std::borrow::Cow<'_, str>>, now: Timestamp, out: &mut Vec<Action>) {
+    fn on_mail(
+        &mut self,
+        from: smtp_proto::MailFrom<std::borrow::Cow<'_, str>>,
+        now: Timestamp,
+        out: &mut Vec<Action>,
+    ) {
         if !self.greeted {
             return self.protocol_error(ReplyKind::SendHelloFirst, now, out);
         }
@@ -724,7 +731,8 @@ mod tests {
     use crate::tenant::DomainType;
 
     fn tenant() -> Arc<Tenant> {
-        let mut t = Tenant::default().with_domain("contoso.test", DomainType::Authoritative).with_mailbox("alice@contoso.test");
+        let mut t =
+            Tenant::default().with_domain("contoso.test", DomainType::Authoritative).with_mailbox("alice@contoso.test");
         t.settings.max_message_size = 10_000;
         t.settings.max_recipients = 3;
         Arc::new(t)
@@ -792,7 +800,8 @@ mod tests {
     fn smuggling_variants_never_split_a_message() {
         for variant in [&b"\n.\n"[..], b"\r.\r", b"\n.\r\n", b"\r\n.\r", b"\r\n\x00.\r\n"] {
             let mut s = session();
-            let body = [b"Subject: x\r\n\r\nhello".as_slice(), variant, b"MAIL FROM:<evil@x.test>\r\n\r\n.\r\n"].concat();
+            let body =
+                [b"Subject: x\r\n\r\nhello".as_slice(), variant, b"MAIL FROM:<evil@x.test>\r\n\r\n.\r\n"].concat();
             let (wire, acc) = run(&mut s, &message(&body));
             assert!(acc.is_empty(), "{variant:?} accepted");
             let last = codes(&wire).last().copied();
@@ -840,10 +849,13 @@ mod tests {
     #[test]
     fn sequence_errors_and_error_limit() {
         let mut s = session();
-        let (wire, _) = run(&mut s, b"MAIL FROM:<a@b.test>\r\nEHLO c\r\nRCPT TO:<alice@contoso.test>\r\nDATA\r\nFOO\r\n");
+        let (wire, _) =
+            run(&mut s, b"MAIL FROM:<a@b.test>\r\nEHLO c\r\nRCPT TO:<alice@contoso.test>\r\nDATA\r\nFOO\r\n");
         assert_eq!(codes(&wire), ["503", "250", "503", "503", "500"]);
         let (wire, _) = run(&mut s, b"BAR\r\n");
-        assert!(wire.ends_with("421 4.7.0 Too many errors on this connection, closing transmission channel\r\n<close>\r\n"));
+        assert!(
+            wire.ends_with("421 4.7.0 Too many errors on this connection, closing transmission channel\r\n<close>\r\n")
+        );
     }
 
     #[test]
@@ -888,7 +900,8 @@ mod tests {
     #[test]
     fn eight_bit_and_nul_in_commands() {
         let mut s = session();
-        let (wire, _) = run(&mut s, "EHLO c\r\nMAIL FROM:<jö@b.test>\r\nMAIL FROM:<jö@b.test> SMTPUTF8\r\nNOOP\0\r\n".as_bytes());
+        let (wire, _) =
+            run(&mut s, "EHLO c\r\nMAIL FROM:<jö@b.test>\r\nMAIL FROM:<jö@b.test> SMTPUTF8\r\nNOOP\0\r\n".as_bytes());
         assert_eq!(codes(&wire), ["250", "553", "250", "501"]);
     }
 

@@ -1,1 +1,16 @@
-//! mailsim-io
+//! # mailsim-io: the async shell around mailsim-core
+//!
+//! This crate owns sockets, TLS, timers and files, and decides nothing: every reply, verdict and
+//! route comes from `mailsim-core`, and the code here carries it out. A branch on a reply code or a
+//! connector field in this crate is a bug (ARCHITECTURE "How a message moves through the code").
+//!
+//! - [`listener`]: accept loop with a connection cap and a shutdown future.
+//! - [`smtp_conn`]: one inbound connection: bytes ↔ `core::session`, STARTTLS upgrade, timeouts.
+//! - [`store`]: where accepted messages go: mailboxes in memory and as .eml files.
+
+pub mod client;
+pub mod listener;
+pub mod pipeline;
+pub mod smtp_conn;
+pub mod store;
+pub mod tls;

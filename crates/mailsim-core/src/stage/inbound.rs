@@ -1,14 +1,44 @@
-//! Inbound: tenant attribution and inbound-connector matching (exo-semantics §1.3, §2, §5.1).
+//! Inbound: tenant attribution and inbound-connector matching (exo-semantics §0, §1.3, §2.2, §2.3,
+//! §2.4, §4.2, §5.1).
 //!
-//! `attribute` takes the tenant, the peer's facts and the envelope so far and returns an
-//! [`InboundVerdict`] that names the connector considered and the condition that decided, so the
-//! trace and `mailsim explain` never have to reconstruct the reasoning. Pure: no I/O, no clock.
+//! Contract: [`attribute`] takes the tenant, the peer's facts (with `ip` already translated through
+//! the address plan), the P1 MAIL FROM (`None` for the null sender `<>`) and the recipients so far,
+//! and returns an [`InboundVerdict`]. The verdict names the connector of record and lists every rule
+//! it checked ([`Check`]), so the trace and `mailsim explain` never reconstruct the reasoning. It
+//! never chooses the SMTP stage (the session does, from `TransportSettings::rejection_stage`) and
+//! never renders text (the reply catalogue does). Pure: no I/O, no clock.
+//!
+//! Order of evaluation:
+//! 1. **Originating** (§1.3 item 2), through enabled OnPremises connectors only: (a) a trusted
+//!    client certificate whose CN or DNS SAN matches `TlsSenderCertificateName`; (b) otherwise the
+//!    source IP in `SenderIPAddresses` and a MAIL FROM domain that is an accepted domain. An IP match
+//!    with a foreign sender and external recipients is `5.7.64 ... ATTR36` (§4.2).
+//! 2. **Relay** (§4.2): a recipient outside the accepted domains without Originating attribution is
+//!    refused (`5.7.64 TenantAttribution` or the classic `5.7.1 Unable to relay`).
+//! 3. **Incoming** (§1.3 item 3): enabled Partner connectors whose `SenderDomains` cover the MAIL
+//!    FROM domain. One *applies* when the connection matches it by IP or trusted certificate; the
+//!    most specific applies (§2.2, see [`precedence`]). A restricting connector (§0 item 3) that
+//!    covers the sender and that the connection does not satisfy refuses with `5.7.51`, unless some
+//!    connector covering the sender applies: a connector matching by sender domain alone never
+//!    bypasses a restriction (§2.2 "restrict beats allow").
+//! 4. **RejectDirectSend** (§5.1): no connector applied and MAIL FROM is an accepted domain.
+//! 5. Otherwise the implicit internet path: accepted with no connector (§0 item 1, §11).
+//!
+//! Disabled connectors take no part at all (§2.1 `Enabled`).
 
-use crate::addr::EmailAddress;
-use crate::peer::PeerFacts;
+use std::borrow::Cow;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+
+use ipnet::Ipv4Net;
+
+use crate::addr::{Domain, EmailAddress};
+use crate::peer::{CertTrust, ClientCertFacts, PeerFacts};
 use crate::reply::ReplyKind;
 use crate::stage::categorize::{Category, categorize};
-use crate::tenant::{RelayDenialText, Tenant};
+use crate::tenant::{
+    AcceptedDomain, ConnectorType, InboundConnector, RejectionStage, RelayDenialText, Tenant, TransportSettings,
+};
 
 /// EXO's attribution result (`X-MS-Exchange-Organization-MessageDirectionality`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,6 +70,17 @@ pub struct Check {
     pub passed: bool,
     /// What was compared.
     pub detail: String,
+}
+
+impl fmt::Display for Check {
+    /// `PASS [From gateway] SenderIPAddresses: 198.51.100.7 is in 198.51.100.0/24`
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.passed { "PASS " } else { "FAIL " })?;
+        if let Some(c) = &self.connector {
+            write!(f, "[{c}] ")?;
+        }
+        write!(f, "{}: {}", self.rule, self.detail)
+    }
 }
 
 /// A refusal, with everything needed to explain it.
@@ -88,6 +129,32 @@ impl InboundVerdict {
         }
     }
 
+    /// Whether the message is accepted.
+    pub fn is_accepted(&self) -> bool {
+        matches!(self, Self::Accepted { .. })
+    }
+
+    /// The rules checked, in order.
+    pub fn checks(&self) -> &[Check] {
+        match self {
+            Self::Accepted { checks, .. } | Self::Rejected { checks, .. } => checks,
+        }
+    }
+
+    /// The refusal, if refused.
+    pub fn rejection(&self) -> Option<&Rejection> {
+        match self {
+            Self::Accepted { .. } => None,
+            Self::Rejected { rejection, .. } => Some(rejection),
+        }
+    }
+
+    /// The SMTP stage at which a refusal is sent: every refusal this stage produces (5.7.51,
+    /// 5.7.64, 5.7.1, 5.7.68, 454 4.7.0) follows the tenant's `RejectionStage` (§1.2, §12).
+    pub fn rejection_stage(&self, settings: &TransportSettings) -> Option<RejectionStage> {
+        self.rejection().map(|_| settings.rejection_stage)
+    }
+
     /// The headers EXO stamps for this attribution (exo-semantics §8.5).
     pub fn stamp(&self, auth_source: &str) -> Vec<(&'static str, String)> {
         match self {
@@ -101,35 +168,537 @@ impl InboundVerdict {
     }
 }
 
-/// Attributes a message and checks the inbound connectors.
+/// Attributes a message and checks the inbound connectors. See the module documentation for the
+/// order of evaluation. Uses the tenant's connector index to visit only the connectors the
+/// connection can concern.
 pub fn attribute(
     tenant: &Tenant,
-    _peer: &PeerFacts,
-    _sender: Option<&EmailAddress>,
+    peer: &PeerFacts,
+    sender: Option<&EmailAddress>,
     recipients: &[EmailAddress],
 ) -> InboundVerdict {
-    let external = recipients.iter().find(|r| categorize(tenant, r) == Category::External);
-    if let Some(rcpt) = external {
+    let ip = ipv4(peer.ip);
+    let cert = client_cert(peer);
+    let candidates = tenant.inbound_index().candidates(ip, cert, sender.map(EmailAddress::domain));
+    evaluate(tenant, candidates.into_iter().map(|i| i as usize), peer, sender, recipients)
+}
+
+/// [`attribute`] without the index: every enabled connector is visited. The reference the index is
+/// tested against; same answer, slower.
+pub fn attribute_unindexed(
+    tenant: &Tenant,
+    peer: &PeerFacts,
+    sender: Option<&EmailAddress>,
+    recipients: &[EmailAddress],
+) -> InboundVerdict {
+    evaluate(tenant, 0..tenant.inbound_connectors.len(), peer, sender, recipients)
+}
+
+/// The ordering key of §2.2's precedence among connectors that apply: the most specific match wins,
+/// a certificate match counting as a /32 (it names one host); ties go to the certificate match, then
+/// to the connector defined first. mailsim's choice: the reference recommends "longest prefix wins,
+/// ties broken by certificate over IP" (§2.2) and "certificate > longest prefix > first defined"
+/// (§12); counting a certificate as /32 satisfies both. Larger keys win.
+pub fn precedence(ip_prefix: Option<u8>, cert_match: bool, position: usize) -> (u8, bool, std::cmp::Reverse<usize>) {
+    let specificity = match (ip_prefix, cert_match) {
+        (_, true) => 32,
+        (Some(p), false) => p,
+        (None, false) => 0,
+    };
+    (specificity, cert_match, std::cmp::Reverse(position))
+}
+
+/// The source as IPv4 (IPv4-mapped IPv6 included); `SenderIPAddresses` holds IPv4 only (§2.1).
+fn ipv4(ip: IpAddr) -> Option<Ipv4Addr> {
+    match ip {
+        IpAddr::V4(a) => Some(a),
+        IpAddr::V6(a) => a.to_ipv4_mapped(),
+    }
+}
+
+fn client_cert(peer: &PeerFacts) -> Option<&ClientCertFacts> {
+    peer.tls.as_ref().and_then(|t| t.client_cert.as_ref())
+}
+
+/// The facts of the connection and envelope every rule reads.
+struct Facts<'a> {
+    tenant: &'a Tenant,
+    source: IpAddr,
+    ip: Option<Ipv4Addr>,
+    tls: Option<&'a str>,
+    cert: Option<&'a ClientCertFacts>,
+    sender_domain: Option<&'a Domain>,
+    sender_accepted: Option<&'a AcceptedDomain>,
+    recipients: &'a [EmailAddress],
+}
+
+impl Facts<'_> {
+    fn trusted(&self) -> bool {
+        self.cert.is_some_and(|c| c.trust == CertTrust::Trusted)
+    }
+
+    fn trust_reason(&self) -> Option<Cow<'static, str>> {
+        self.cert.and_then(|c| c.trust.exo_reason()).map(Cow::Borrowed)
+    }
+
+    fn sender_text(&self) -> String {
+        match self.sender_domain {
+            Some(d) => format!("MAIL FROM domain {d}"),
+            None => "the null sender <>".to_string(),
+        }
+    }
+}
+
+/// One connector seen from this connection.
+struct Conn<'a> {
+    pos: usize,
+    c: &'a InboundConnector,
+    /// The longest `SenderIPAddresses` range containing the source.
+    ip: Option<Ipv4Net>,
+    /// The certificate name matching `TlsSenderCertificateName`, trusted or not.
+    cert_name: Option<&'a str>,
+}
+
+impl<'a> Conn<'a> {
+    fn new(pos: usize, c: &'a InboundConnector, f: &Facts<'a>) -> Self {
+        Self {
+            pos,
+            c,
+            ip: f.ip.and_then(|ip| c.ip_match(ip)),
+            cert_name: f.cert.and_then(|cert| c.cert_name_match(cert)),
+        }
+    }
+
+    /// §2.3 step 2: only a trusted certificate satisfies a connector.
+    fn cert_ok(&self, f: &Facts<'_>) -> bool {
+        self.cert_name.is_some() && f.trusted()
+    }
+
+    fn key(&self, f: &Facts<'_>) -> (u8, bool, std::cmp::Reverse<usize>) {
+        precedence(self.ip.map(|n| n.prefix_len()), self.cert_ok(f), self.pos)
+    }
+
+    fn name(&self) -> Option<String> {
+        Some(self.c.name.clone())
+    }
+}
+
+/// The checks recorded so far.
+struct Log(Vec<Check>);
+
+impl Log {
+    fn add(&mut self, conn: Option<&Conn<'_>>, rule: &str, passed: bool, detail: String) {
+        self.0.push(Check { connector: conn.and_then(Conn::name), rule: rule.to_string(), passed, detail });
+    }
+
+    fn reject(self, conn: Option<&Conn<'_>>, reply: ReplyKind, reason: String) -> InboundVerdict {
+        InboundVerdict::Rejected {
+            rejection: Rejection { connector: conn.and_then(Conn::name), reply, reason },
+            checks: self.0,
+        }
+    }
+
+    fn accept(self, conn: Option<&Conn<'_>>, direction: Direction, internal: bool) -> InboundVerdict {
+        InboundVerdict::Accepted {
+            connector: conn.and_then(Conn::name),
+            direction,
+            internal,
+            relay_allowed: direction == Direction::Originating,
+            checks: self.0,
+        }
+    }
+
+    /// `SenderIPAddresses` against the source.
+    fn ip_check(&mut self, conn: &Conn<'_>, f: &Facts<'_>) {
+        if conn.c.sender_ip_addresses.is_empty() {
+            return;
+        }
+        let detail = match (conn.ip, f.ip) {
+            (Some(net), _) => format!("{} is in {net}", f.source),
+            (None, Some(ip)) => format!("{ip} is not in {}", list(&conn.c.sender_ip_addresses)),
+            (None, None) => format!("{} is IPv6; SenderIPAddresses holds IPv4 only", f.source),
+        };
+        self.add(Some(conn), "SenderIPAddresses", conn.ip.is_some(), detail);
+    }
+
+    /// `TlsSenderCertificateName` against the client certificate (§2.3).
+    fn cert_check(&mut self, conn: &Conn<'_>, f: &Facts<'_>) {
+        let Some(pattern) = &conn.c.tls_sender_certificate_name else { return };
+        let detail = match (f.tls, f.cert, conn.cert_name) {
+            (None, _, _) => "the session is not encrypted, so there is no client certificate".to_string(),
+            (Some(_), None, _) => "no client certificate was presented".to_string(),
+            (Some(_), Some(cert), None) => {
+                let names: Vec<&str> = cert.names().collect();
+                format!("certificate names [{}] do not match `{pattern}`", names.join(", "))
+            }
+            (Some(_), Some(cert), Some(name)) if cert.trust == CertTrust::Trusted => {
+                format!("certificate name `{name}` matches `{pattern}` and the certificate is trusted")
+            }
+            (Some(_), Some(cert), Some(name)) => format!(
+                "certificate name `{name}` matches `{pattern}` but the certificate is not acceptable ({})",
+                cert.trust.exo_reason().unwrap_or("invalid")
+            ),
+        };
+        self.add(Some(conn), "TlsSenderCertificateName", conn.cert_ok(f), detail);
+    }
+
+    /// `RequireTls`; returns whether it held.
+    fn tls_check(&mut self, conn: &Conn<'_>, f: &Facts<'_>) -> bool {
+        if !conn.c.require_tls {
+            return true;
+        }
+        let detail = match f.tls {
+            Some(v) => format!("the session is encrypted ({v})"),
+            None => "the session is not encrypted".to_string(),
+        };
+        self.add(Some(conn), "RequireTls", f.tls.is_some(), detail);
+        f.tls.is_some()
+    }
+}
+
+fn list<T: fmt::Display>(items: &[T]) -> String {
+    let shown: Vec<String> = items.iter().take(3).map(T::to_string).collect();
+    match items.len() {
+        n if n > 3 => format!("{} … ({n} entries)", shown.join(", ")),
+        _ => shown.join(", "),
+    }
+}
+
+fn require_tls_rejection(log: Log, conn: &Conn<'_>) -> InboundVerdict {
+    // §2.4, §12: the reply for a RequireTls violation is unconfirmed; the reference recommends 454
+    // 4.7.0 "Failed to establish appropriate TLS channel: Access Denied".
+    let reason = format!("connector {} requires TLS (RequireTls) and the session is not encrypted", conn.c.name);
+    log.reject(Some(conn), ReplyKind::TlsChannelNotAcceptable { reason: None }, reason)
+}
+
+fn evaluate(
+    tenant: &Tenant,
+    candidates: impl Iterator<Item = usize>,
+    peer: &PeerFacts,
+    sender: Option<&EmailAddress>,
+    recipients: &[EmailAddress],
+) -> InboundVerdict {
+    let sender_domain = sender.map(EmailAddress::domain);
+    let f = Facts {
+        tenant,
+        source: peer.ip,
+        ip: ipv4(peer.ip),
+        tls: peer.tls.as_ref().map(|t| t.version.as_str()),
+        cert: client_cert(peer),
+        sender_domain,
+        sender_accepted: sender_domain.and_then(|d| tenant.accepted_domain(d)),
+        recipients,
+    };
+    let mut onprem: Vec<Conn<'_>> = Vec::new();
+    let mut partners: Vec<Conn<'_>> = Vec::new();
+    for pos in candidates {
+        let Some(c) = tenant.inbound_connectors.get(pos) else { continue };
+        // §2.1 Enabled: disabled connectors are ignored entirely.
+        if !c.enabled {
+            continue;
+        }
+        let conn = Conn::new(pos, c, &f);
+        match c.connector_type {
+            ConnectorType::OnPremises if conn.ip.is_some() || conn.cert_name.is_some() => onprem.push(conn),
+            ConnectorType::OnPremises => {}
+            ConnectorType::Partner => partners.push(conn),
+        }
+    }
+    let mut log = Log(Vec::new());
+    match originating(&f, &onprem, &mut log) {
+        Some(Decision::Accept(conn, internal)) => return log.accept(Some(conn), Direction::Originating, internal),
+        Some(Decision::Reject(conn, reply, reason)) => return log.reject(conn, reply, reason),
+        None => {}
+    }
+    if let Some(conn) = onprem.iter().find(|c| c.cert_name.is_some() && !f.trusted()) {
+        // §2.3 step 2, [S53]: the certificate names an OnPremises connector but does not chain to a
+        // trusted root or has expired: EXO refuses the TLS channel.
+        let reason = format!(
+            "the client certificate names OnPremises connector {} but is not acceptable ({})",
+            conn.c.name,
+            f.trust_reason().as_deref().unwrap_or("invalid")
+        );
+        return log.reject(Some(conn), ReplyKind::TlsChannelNotAcceptable { reason: f.trust_reason() }, reason);
+    }
+    // §4.2: a recipient outside the accepted domains needs Originating attribution.
+    if let Some(rcpt) = recipients.iter().find(|r| categorize(tenant, r) == Category::External) {
+        log.add(
+            None,
+            "Relay",
+            false,
+            format!("{} is not an accepted domain and the message is not Originating", rcpt.domain()),
+        );
         let reply = match tenant.settings.relay_denial_text {
             RelayDenialText::TenantAttribution => ReplyKind::RelayDenied,
             RelayDenialText::UnableToRelay => ReplyKind::UnableToRelay,
         };
-        return InboundVerdict::Rejected {
-            rejection: Rejection {
-                connector: None,
-                reply,
-                reason: format!(
-                    "{rcpt} is not in an accepted domain and no OnPremises connector attributes the sender"
-                ),
-            },
-            checks: Vec::new(),
-        };
+        let reason = format!("{rcpt} is not in an accepted domain and no OnPremises connector attributes the sender");
+        return log.reject(None, reply, reason);
     }
-    InboundVerdict::Accepted {
-        connector: None,
-        direction: crate::stage::inbound::Direction::Incoming,
-        internal: false,
-        relay_allowed: false,
-        checks: Vec::new(),
+    incoming(&f, &partners, log)
+}
+
+/// The outcome of Originating attribution.
+enum Decision<'c, 'a> {
+    /// Originating through this connector; whether internal.
+    Accept(&'c Conn<'a>, bool),
+    /// Refused.
+    Reject(Option<&'c Conn<'a>>, ReplyKind, String),
+}
+
+/// §1.3 item 2: Originating attribution through OnPremises connectors. `None` when the message is
+/// not Originating and Incoming attribution should be tried.
+fn originating<'c, 'a>(f: &Facts<'a>, onprem: &'c [Conn<'a>], log: &mut Log) -> Option<Decision<'c, 'a>> {
+    if onprem.is_empty() {
+        let any =
+            f.tenant.inbound_connectors.iter().any(|c| c.enabled && c.connector_type == ConnectorType::OnPremises);
+        if any {
+            log.add(
+                None,
+                "OnPremises attribution",
+                false,
+                format!("no enabled OnPremises connector matches source {} or the client certificate", f.source),
+            );
+        }
+        return None;
     }
+    // §2.1 AssociatedAcceptedDomains narrows an OnPremises connector to senders in the listed
+    // accepted domains (which field is compared is unconfirmed; the reference recommends the sender).
+    let aad_ok = |conn: &Conn<'_>| {
+        let aad = &conn.c.associated_accepted_domains;
+        aad.is_empty() || f.sender_accepted.is_some_and(|a| aad.contains(&a.name))
+    };
+    for conn in onprem {
+        log.cert_check(conn, f);
+        log.ip_check(conn, f);
+        if !conn.c.associated_accepted_domains.is_empty() {
+            let detail = format!(
+                "{} {} one of {}",
+                f.sender_text(),
+                if aad_ok(conn) { "is in" } else { "is not in" },
+                list(&conn.c.associated_accepted_domains)
+            );
+            log.add(Some(conn), "AssociatedAcceptedDomains", aad_ok(conn), detail);
+        }
+    }
+    let accepted_sender = f.sender_accepted.is_some();
+    let has_external = f.recipients.iter().any(|r| categorize(f.tenant, r) == Category::External);
+    let internal = |conn: &Conn<'_>| {
+        // §2.1: CloudServicesMailEnabled promotes cross-premises headers (hybrid: internal);
+        // TreatMessagesAsInternal makes mail internal when the sender domain is the tenant's.
+        conn.c.cloud_services_mail_enabled || (conn.c.treat_messages_as_internal && accepted_sender)
+    };
+
+    // (a) Certificate first (§1.3 item 2a); the most specific TlsSenderCertificateName wins, then the
+    // first defined.
+    let by_cert = onprem
+        .iter()
+        .filter(|c| c.cert_ok(f) && aad_ok(c))
+        .max_by_key(|c| (c.c.tls_sender_certificate_name.as_ref().map(|p| p.specificity()), std::cmp::Reverse(c.pos)));
+    if let Some(conn) = by_cert {
+        log.tls_check(conn, f);
+        if !accepted_sender && has_external {
+            // §4.2 [S51]: relaying for a foreign sender needs a certificate connector whose
+            // certificate domain is a domain of the tenant; otherwise 5.7.64 ATTR36.
+            let cert_domain = conn.c.tls_sender_certificate_name.as_ref().and_then(|p| p.domain());
+            let ours = cert_domain.is_some_and(|d| f.tenant.accepted_domains.iter().any(|a| d.is_within(&a.name)));
+            let detail = match cert_domain {
+                Some(d) => format!("certificate domain {d} {} an accepted domain", if ours { "is" } else { "is not" }),
+                None => "the certificate name names no domain".to_string(),
+            };
+            log.add(Some(conn), "Relay for a foreign sender", ours, detail);
+            if !ours {
+                let reason = format!(
+                    "{} is not an accepted domain, and connector {}'s certificate domain is not one either: relay denied (ATTR36)",
+                    f.sender_text(),
+                    conn.c.name
+                );
+                return Some(Decision::Reject(Some(conn), ReplyKind::RelayDeniedAttr36, reason));
+            }
+        }
+        log.add(Some(conn), "Attribution", true, "Originating, by client certificate".to_string());
+        return Some(Decision::Accept(conn, internal(conn)));
+    }
+
+    // (b) Source IP plus an accepted-domain MAIL FROM (§1.3 item 2b); the longest prefix wins.
+    let by_ip = onprem.iter().filter(|c| c.ip.is_some() && aad_ok(c)).max_by_key(|c| c.key(f));
+    let detail = match f.sender_accepted {
+        Some(a) => format!("{} is within accepted domain {}", f.sender_text(), a.name),
+        None => format!("{} is not an accepted domain", f.sender_text()),
+    };
+    if let Some(conn) = by_ip {
+        log.add(Some(conn), "AcceptedDomain (MAIL FROM)", accepted_sender, detail);
+        if accepted_sender {
+            if !log.tls_check(conn, f) {
+                let reason =
+                    format!("connector {} requires TLS (RequireTls) and the session is not encrypted", conn.c.name);
+                return Some(Decision::Reject(Some(conn), ReplyKind::TlsChannelNotAcceptable { reason: None }, reason));
+            }
+            log.add(
+                Some(conn),
+                "Attribution",
+                true,
+                "Originating, by source IP and accepted sender domain".to_string(),
+            );
+            return Some(Decision::Accept(conn, internal(conn)));
+        }
+    }
+    // §4.2 [S51]: the IP identifies the tenant's own server, but the sender is foreign and the
+    // message leaves the tenant: only the certificate variant may relay it.
+    if !accepted_sender
+        && has_external
+        && let Some(conn) = onprem.iter().filter(|c| c.ip.is_some()).max_by_key(|c| c.key(f))
+    {
+        let reason = format!(
+            "source {} matches OnPremises connector {}, but {} is not an accepted domain and relaying a foreign sender needs a certificate connector (ATTR36)",
+            f.source,
+            conn.c.name,
+            f.sender_text()
+        );
+        return Some(Decision::Reject(Some(conn), ReplyKind::RelayDeniedAttr36, reason));
+    }
+    None
+}
+
+/// §1.3 item 3: Incoming attribution and Partner connector rules (§2.2, §2.4).
+fn incoming(f: &Facts<'_>, partners: &[Conn<'_>], mut log: Log) -> InboundVerdict {
+    // §2.1 AssociatedAcceptedDomains narrows a Partner connector to the listed recipient domains
+    // (unconfirmed; the reference's recommendation). With no recipient yet the connector is in scope.
+    let aad_ok = |conn: &Conn<'_>| {
+        let aad = &conn.c.associated_accepted_domains;
+        aad.is_empty()
+            || f.recipients.is_empty()
+            || f.recipients.iter().any(|r| f.tenant.accepted_domain(r.domain()).is_some_and(|a| aad.contains(&a.name)))
+    };
+    let mut in_scope: Vec<&Conn<'_>> = Vec::new();
+    for conn in partners {
+        let covers = conn.c.sender_domain_match(f.sender_domain);
+        let keyed = conn.ip.is_some() || conn.cert_name.is_some();
+        if covers.is_none() {
+            // A connector matched by IP or certificate but not covering the sender is worth a line.
+            if keyed {
+                let detail = format!("{} is not covered by {}", f.sender_text(), list(&conn.c.sender_domains));
+                log.add(Some(conn), "SenderDomains", false, detail);
+            }
+            continue;
+        }
+        if !aad_ok(conn) {
+            let detail = format!("no recipient is in {}", list(&conn.c.associated_accepted_domains));
+            log.add(Some(conn), "AssociatedAcceptedDomains", false, detail);
+            continue;
+        }
+        let pattern = covers.map(ToString::to_string).unwrap_or_default();
+        log.add(Some(conn), "SenderDomains", true, format!("{} is covered by `{pattern}`", f.sender_text()));
+        log.ip_check(conn, f);
+        log.cert_check(conn, f);
+        in_scope.push(conn);
+    }
+
+    // §2.2: a restricting connector applies only when each of its restrictions holds; any other
+    // Partner connector applies when the connection matches it by IP or by trusted certificate.
+    let satisfied = |conn: &Conn<'_>| {
+        if conn.c.is_restricting() {
+            (!conn.c.restrict_domains_to_ip_addresses || conn.ip.is_some())
+                && (!conn.c.restrict_domains_to_certificate || conn.cert_ok(f))
+        } else {
+            conn.ip.is_some() || conn.cert_ok(f)
+        }
+    };
+    for conn in in_scope.iter().filter(|c| c.c.is_restricting()) {
+        if conn.c.restrict_domains_to_ip_addresses {
+            let detail =
+                if conn.ip.is_some() { "source is in SenderIPAddresses" } else { "source is not in SenderIPAddresses" };
+            log.add(Some(conn), "RestrictDomainsToIPAddresses", conn.ip.is_some(), detail.to_string());
+        }
+        if conn.c.restrict_domains_to_certificate {
+            let detail = if conn.cert_ok(f) {
+                "a trusted client certificate matches TlsSenderCertificateName"
+            } else {
+                "no trusted client certificate matches TlsSenderCertificateName"
+            };
+            log.add(Some(conn), "RestrictDomainsToCertificate", conn.cert_ok(f), detail.to_string());
+        }
+    }
+    let applying: Vec<&Conn<'_>> = in_scope.iter().copied().filter(|c| satisfied(c)).collect();
+    if let Some(best) = applying.iter().copied().max_by_key(|c| c.key(f)) {
+        if applying.len() > 1 {
+            let others: Vec<&str> = applying.iter().filter(|c| c.pos != best.pos).map(|c| c.c.name.as_str()).collect();
+            let how = match (best.cert_ok(f), best.ip) {
+                (true, _) => "certificate match".to_string(),
+                (false, Some(net)) => format!("/{} match", net.prefix_len()),
+                (false, None) => "match".to_string(),
+            };
+            log.add(Some(best), "Precedence", true, format!("most specific ({how}) over {}", others.join(", ")));
+        }
+        if !log.tls_check(best, f) {
+            return require_tls_rejection(log, best);
+        }
+        let how = if best.cert_ok(f) { "client certificate" } else { "source IP" };
+        log.add(Some(best), "Attribution", true, format!("Incoming, Partner connector matched by {how}"));
+        return log.accept(Some(best), Direction::Incoming, false);
+    }
+
+    // §0 item 3, §2.2 "restrict beats allow": no connector covering the sender matches the
+    // connection, so any restricting one refuses. When the only thing missing is TLS or a trusted
+    // certificate, the TLS refusal (§2.4) says more than 5.7.51.
+    let restricting: Vec<&Conn<'_>> = in_scope.iter().copied().filter(|c| c.c.is_restricting()).collect();
+    for conn in &restricting {
+        let ip_ok = !conn.c.restrict_domains_to_ip_addresses || conn.ip.is_some();
+        if !(ip_ok && conn.c.restrict_domains_to_certificate) {
+            continue;
+        }
+        if conn.cert_name.is_some() && !f.trusted() {
+            let reason = format!(
+                "the client certificate matches connector {}'s TlsSenderCertificateName but is not acceptable ({})",
+                conn.c.name,
+                f.trust_reason().as_deref().unwrap_or("invalid")
+            );
+            return log.reject(Some(conn), ReplyKind::TlsChannelNotAcceptable { reason: f.trust_reason() }, reason);
+        }
+        if f.tls.is_none() && !log.tls_check(conn, f) {
+            return require_tls_rejection(log, conn);
+        }
+    }
+    if let Some(conn) = restricting.first() {
+        let mut failed = Vec::new();
+        if conn.c.restrict_domains_to_ip_addresses && conn.ip.is_none() {
+            failed.push(format!("source {} is not in its SenderIPAddresses", f.source));
+        }
+        if conn.c.restrict_domains_to_certificate && !conn.cert_ok(f) {
+            failed.push("no trusted client certificate matches its TlsSenderCertificateName".to_string());
+        }
+        let reason =
+            format!("Partner connector {} restricts {} and {}", conn.c.name, f.sender_text(), failed.join(" and "));
+        return log.reject(Some(conn), ReplyKind::PartnerConnectorRestricted, reason);
+    }
+
+    // §2.3 step 2: a certificate that names a Partner connector but is untrusted or expired.
+    if let Some(conn) = in_scope.iter().find(|c| c.cert_name.is_some() && !f.trusted()) {
+        let reason = format!(
+            "the client certificate matches connector {}'s TlsSenderCertificateName but is not acceptable ({})",
+            conn.c.name,
+            f.trust_reason().as_deref().unwrap_or("invalid")
+        );
+        return log.reject(Some(conn), ReplyKind::TlsChannelNotAcceptable { reason: f.trust_reason() }, reason);
+    }
+
+    // §5.1 [B5]: RejectDirectSend refuses anonymous mail claiming an accepted domain.
+    if f.tenant.settings.reject_direct_send {
+        let claims = f.sender_accepted.is_some();
+        let detail = format!(
+            "{} {} an accepted domain and no connector matched the connection",
+            f.sender_text(),
+            if claims { "is" } else { "is not" }
+        );
+        log.add(None, "RejectDirectSend", !claims, detail);
+        if claims {
+            let reason = format!(
+                "RejectDirectSend is on and {} is an accepted domain of an unauthenticated sender",
+                f.sender_text()
+            );
+            return log.reject(None, ReplyKind::DirectSendNotAllowed, reason);
+        }
+    }
+    log.add(None, "Attribution", true, "Incoming, no connector applies (default internet path)".to_string());
+    log.accept(None, Direction::Incoming, false)
 }

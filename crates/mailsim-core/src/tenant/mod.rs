@@ -12,7 +12,7 @@ pub mod pattern;
 use std::collections::HashSet;
 
 pub use accepted_domain::{AcceptedDomain, DomainType};
-pub use inbound_connector::{ConnectorType, InboundConnector};
+pub use inbound_connector::{ConnectorType, InboundConnector, InboundIndex, InboundIndexCache};
 pub use pattern::DomainPattern;
 
 use crate::addr::{Domain, EmailAddress};
@@ -84,8 +84,13 @@ pub struct Tenant {
     pub accepted_domains: Vec<AcceptedDomain>,
     /// Mailbox addresses, case-folded (`EmailAddress::key`).
     pub mailboxes: HashSet<String>,
-    /// Inbound connectors, in configuration order.
+    /// Inbound connectors, in configuration order. After editing this list *in place* (a field of
+    /// a connector) once the tenant has been used, call [`Tenant::reindex`]; pushing, removing or
+    /// replacing the list is detected on its own.
     pub inbound_connectors: Vec<InboundConnector>,
+    /// The connector lookup index, built on first use from `inbound_connectors`. Leave it
+    /// `Default::default()` when building a tenant by hand.
+    pub inbound_index: InboundIndexCache,
 }
 
 impl Tenant {
@@ -108,6 +113,35 @@ impl Tenant {
         let name = Domain::parse(name, true).expect("valid domain");
         self.accepted_domains.push(AcceptedDomain { name, domain_type: kind, match_subdomains: false });
         self
+    }
+
+    /// Adds an inbound connector (builder style).
+    pub fn with_inbound_connector(mut self, connector: InboundConnector) -> Self {
+        self.inbound_connectors.push(connector);
+        self.reindex();
+        self
+    }
+
+    /// Drops the connector lookup index so that the next use rebuilds it. Needed only after editing
+    /// a connector in place once the tenant has been used.
+    pub fn reindex(&mut self) {
+        self.inbound_index = InboundIndexCache::default();
+    }
+
+    /// The connector lookup index for the current connector list: the cached one, or a fresh one
+    /// when the list changed since the cache was built. Debug builds also check that the cache
+    /// agrees with the connectors field for field, and panic if a connector was edited in place
+    /// without [`Tenant::reindex`].
+    pub fn inbound_index(&self) -> std::borrow::Cow<'_, InboundIndex> {
+        let cached = self.inbound_index.get_or_build(&self.inbound_connectors);
+        if !cached.built_from(&self.inbound_connectors) {
+            return std::borrow::Cow::Owned(InboundIndex::build(&self.inbound_connectors));
+        }
+        debug_assert!(
+            *cached == InboundIndex::build(&self.inbound_connectors),
+            "Tenant::inbound_connectors was edited in place after use; call Tenant::reindex()"
+        );
+        std::borrow::Cow::Borrowed(cached)
     }
 
     /// Adds a mailbox (builder style).

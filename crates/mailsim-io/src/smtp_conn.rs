@@ -1,0 +1,213 @@
+//! One inbound connection of the tenant endpoint: moves bytes between the socket and
+//! `core::session::Session`, upgrades to TLS on STARTTLS, applies the timeouts, and hands accepted
+//! messages to the pipeline. Every reply it writes comes from the session or the catalogue.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use mailsim_core::peer::PeerFacts;
+use mailsim_core::plan::AddressPlan;
+use mailsim_core::reply::ReplyKind;
+use mailsim_core::session::{Action, Session, Waiting};
+use mailsim_core::tenant::Tenant;
+use mailsim_core::time::Timestamp;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use crate::pipeline::Pipeline;
+
+/// Timeouts of a connection (Exchange receive connector defaults, exo-semantics §6).
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    /// Waiting for a command (`ConnectionInactivityTimeout`, 5 min).
+    pub idle: Duration,
+    /// Waiting for more message content.
+    pub data: Duration,
+    /// The whole connection (`ConnectionTimeout`, 10 min).
+    pub connection: Duration,
+    /// The TLS handshake.
+    pub handshake: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            idle: Duration::from_secs(300),
+            data: Duration::from_secs(300),
+            connection: Duration::from_secs(600),
+            handshake: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The endpoint's STARTTLS material: the rustls config (optional client certificate, any
+/// certificate captured) and the trusted client CAs the certificate is judged against afterwards.
+pub struct EndpointTls {
+    /// Server configuration.
+    pub config: Arc<rustls::ServerConfig>,
+    /// Client-certificate trust.
+    pub trust: crate::tls::ClientTrust,
+}
+
+impl std::fmt::Debug for EndpointTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EndpointTls")
+    }
+}
+
+impl EndpointTls {
+    fn facts(&self, conn: &rustls::ServerConnection, now: SystemTime) -> mailsim_core::peer::TlsFacts {
+        crate::tls::tls_facts(conn, &self.trust, now)
+    }
+}
+
+/// What every connection of one endpoint shares.
+#[derive(Debug)]
+pub struct Endpoint {
+    /// The tenant.
+    pub tenant: Arc<Tenant>,
+    /// Declared ↔ loopback addresses.
+    pub plan: Arc<AddressPlan>,
+    /// STARTTLS material; `None` means STARTTLS is not offered.
+    pub tls: Option<EndpointTls>,
+    /// Where accepted messages go.
+    pub pipeline: Arc<Pipeline>,
+    /// Timeouts.
+    pub timeouts: Timeouts,
+}
+
+/// The shell reads the clock; the core is handed the result.
+pub fn now() -> Timestamp {
+    let ms = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    Timestamp::from_millis(ms)
+}
+
+enum PhaseEnd {
+    StartTls,
+    Closed,
+}
+
+const READ_CHUNK: usize = 4096;
+
+/// Serves one accepted TCP connection until it closes, times out or the endpoint shuts down.
+pub async fn handle(
+    endpoint: Arc<Endpoint>,
+    stream: TcpStream,
+    peer_addr: SocketAddr,
+    session_id: u64,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let local_ip = stream.local_addr().map(|a| a.ip()).unwrap_or(peer_addr.ip());
+    let declared = endpoint.plan.declared_for(peer_addr.ip());
+    let peer = PeerFacts::new(peer_addr.ip(), peer_addr.port(), declared);
+    let mut session = Session::new(endpoint.tenant.clone(), peer, local_ip, session_id, endpoint.tls.is_some());
+    let span =
+        tracing::info_span!("session", id = format_args!("{session_id:016X}"), peer = %peer_addr, declared = %declared);
+    let _enter = span.enter();
+    tracing::info!("connected");
+    let deadline = tokio::time::Instant::now() + endpoint.timeouts.connection;
+
+    let mut plain = stream;
+    let greeting = session.greeting(now()).to_wire();
+    if plain.write_all(greeting.as_bytes()).await.is_err() {
+        return;
+    }
+    let mut buf = Vec::new();
+    let end = run_phase(&endpoint, &mut session, &mut plain, &mut buf, deadline, &mut shutdown).await;
+    let Some(PhaseEnd::StartTls) = end else {
+        tracing::info!("disconnected");
+        return;
+    };
+    let Some(tls) = &endpoint.tls else { return };
+    // RFC 3207 §5 / CVE-2011-0411: plaintext pipelined after STARTTLS is discarded, never
+    // executed inside the TLS session.
+    if !buf.is_empty() {
+        tracing::warn!(bytes = buf.len(), "discarded input pipelined after STARTTLS");
+        buf.clear();
+    }
+    let accept = tokio_rustls::TlsAcceptor::from(tls.config.clone()).accept(plain);
+    let mut stream = match tokio::time::timeout(endpoint.timeouts.handshake, accept).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::info!(error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::info!("TLS handshake timed out");
+            return;
+        }
+    };
+    let facts = tls.facts(stream.get_ref().1, SystemTime::now());
+    tracing::info!(version = %facts.version, cipher = %facts.cipher, client_cert = ?facts.client_cert.as_ref().map(|c| &c.subject), "TLS established");
+    session.on_tls_established(facts);
+    run_phase(&endpoint, &mut session, &mut stream, &mut buf, deadline, &mut shutdown).await;
+    let _ = stream.shutdown().await;
+    tracing::info!("disconnected");
+}
+
+/// Runs the dialogue on one stream (plain, then TLS) until STARTTLS or the end.
+async fn run_phase<S: AsyncRead + AsyncWrite + Unpin>(
+    endpoint: &Endpoint,
+    session: &mut Session,
+    stream: &mut S,
+    buf: &mut Vec<u8>,
+    deadline: tokio::time::Instant,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<PhaseEnd> {
+    let mut out = Vec::new();
+    let mut wire = String::new();
+    loop {
+        let used = session.on_input(buf, now(), &mut out);
+        buf.drain(..used);
+        let mut end = None;
+        for action in out.drain(..) {
+            match action {
+                Action::Reply(r) => wire.push_str(&r.to_wire()),
+                Action::Accept(message) => endpoint.pipeline.accept(*message),
+                Action::Refused(refusal) => endpoint.pipeline.refused(*refusal),
+                Action::StartTls => end = Some(PhaseEnd::StartTls),
+                Action::Close => end = Some(PhaseEnd::Closed),
+            }
+        }
+        if !wire.is_empty() {
+            if stream.write_all(wire.as_bytes()).await.is_err() || stream.flush().await.is_err() {
+                return None;
+            }
+            wire.clear();
+        }
+        if end.is_some() {
+            return end;
+        }
+        // Idle connections should not pin a large buffer.
+        if buf.is_empty() && buf.capacity() > 4 * READ_CHUNK {
+            *buf = Vec::new();
+        }
+        let wait = match session.waiting() {
+            Waiting::Content => endpoint.timeouts.data,
+            _ => endpoint.timeouts.idle,
+        };
+        let read_deadline = (tokio::time::Instant::now() + wait).min(deadline);
+        buf.reserve(READ_CHUNK);
+        tokio::select! {
+            read = tokio::time::timeout_at(read_deadline, stream.read_buf(buf)) => match read {
+                Ok(Ok(0)) | Ok(Err(_)) => return None,
+                Ok(Ok(_)) => {}
+                Err(_) => {
+                    let reply = session.shell_reply(ReplyKind::Timeout, now());
+                    let _ = stream.write_all(reply.to_wire().as_bytes()).await;
+                    let _ = stream.flush().await;
+                    return Some(PhaseEnd::Closed);
+                }
+            },
+            _ = shutdown.changed() => {
+                let reply = session.shell_reply(ReplyKind::ShuttingDown, now());
+                let _ = stream.write_all(reply.to_wire().as_bytes()).await;
+                let _ = stream.flush().await;
+                return Some(PhaseEnd::Closed);
+            }
+        }
+    }
+}

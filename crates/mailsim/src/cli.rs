@@ -1,0 +1,68 @@
+//! Command line: one subcommand per job. Every flag can also come from a `MAILSIM_*` variable.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Simulate an Exchange Online tenant's SMTP transport and connectors on loopback.
+#[derive(Parser, Debug)]
+#[command(name = "mailsim", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Built-in demo: tenant endpoint up, a client sends over STARTTLS with a client certificate,
+    /// the message shows in the mailbox.
+    Demo(crate::demo::DemoArgs),
+    /// Run the tenant endpoint (default 127.0.0.1:1025).
+    Serve(crate::serve::ServeArgs),
+    /// Send one message, swaks-style, and print the transcript.
+    Send(crate::send::SendArgs),
+    /// Load generator in the spirit of Postfix's smtp-source, with STARTTLS.
+    Bench(crate::bench::BenchArgs),
+    /// Write the default test PKI (CA, tenant, gateway, partner and faulty certificates).
+    Certs(crate::certs_cmd::CertsArgs),
+    /// Explain which inbound connector applies to a connection and what the tenant would reply.
+    Explain(crate::explain::ExplainArgs),
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MAILSIM_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result: anyhow::Result<i32> = match cli.command {
+        Command::Explain(args) => crate::explain::run(&args),
+        Command::Certs(args) => crate::certs_cmd::run(&args).map(|_| 0),
+        command => runtime().and_then(|rt| {
+            rt.block_on(async move {
+                match command {
+                    Command::Demo(args) => crate::demo::run(args).await,
+                    Command::Serve(args) => crate::serve::run(args).await.map(|_| 0),
+                    Command::Send(args) => crate::send::run(args).await,
+                    Command::Bench(args) => crate::bench::run(args).await.map(|_| 0),
+                    Command::Explain(_) | Command::Certs(_) => unreachable!("handled above"),
+                }
+            })
+        }),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(e) => {
+            eprintln!("mailsim: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}

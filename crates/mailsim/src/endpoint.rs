@@ -1,0 +1,154 @@
+//! A running tenant endpoint, for the CLI and for Rust tests: bind (or take) a loopback listener,
+//! serve the tenant on it, read the mailboxes, stop on drop.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use mailsim_core::plan::AddressPlan;
+use mailsim_core::tenant::Tenant;
+use mailsim_io::pipeline::Pipeline;
+use mailsim_io::smtp_conn::{Endpoint, EndpointTls, Timeouts};
+use mailsim_io::store::MailStore;
+use mailsim_io::tls;
+use mailsim_testkit::certs::TestPki;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+/// Certificate material for STARTTLS.
+pub struct TlsMaterial {
+    /// Server chain (leaf first).
+    pub chain: Vec<CertificateDer<'static>>,
+    /// Server key.
+    pub key: PrivateKeyDer<'static>,
+    /// CAs a client certificate must chain to, to count as trusted.
+    pub client_roots: Vec<CertificateDer<'static>>,
+}
+
+impl TlsMaterial {
+    /// The tenant certificate of a test PKI, trusting that PKI's CA for client certificates.
+    pub fn from_pki(pki: &TestPki) -> Self {
+        Self { chain: pki.tenant.chain(), key: pki.tenant.key(), client_roots: vec![pki.ca.cert_der().clone()] }
+    }
+
+    /// PEM files: a chain, its key and a CA bundle for client certificates.
+    pub fn from_files(chain: &Path, key: &Path, client_ca: &Path) -> anyhow::Result<Self> {
+        Ok(Self {
+            chain: tls::load_pem_chain(chain)?,
+            key: tls::load_pem_key(key)?,
+            client_roots: tls::load_pem_chain(client_ca)?,
+        })
+    }
+}
+
+/// How to run an endpoint.
+pub struct EndpointOptions {
+    /// The tenant.
+    pub tenant: Tenant,
+    /// Address plan.
+    pub plan: AddressPlan,
+    /// STARTTLS material, or none to not offer STARTTLS.
+    pub tls: Option<TlsMaterial>,
+    /// Timeouts.
+    pub timeouts: Timeouts,
+    /// Connection cap.
+    pub max_connections: usize,
+    /// Write delivered messages under this directory too.
+    pub state_dir: Option<PathBuf>,
+}
+
+impl EndpointOptions {
+    /// A tenant with defaults: STARTTLS from the shared test PKI, default timeouts.
+    pub fn new(tenant: Tenant) -> Self {
+        Self {
+            tenant,
+            plan: AddressPlan::new(),
+            tls: Some(TlsMaterial::from_pki(TestPki::default_shared())),
+            timeouts: Timeouts::default(),
+            max_connections: mailsim_io::listener::DEFAULT_MAX_CONNECTIONS,
+            state_dir: None,
+        }
+    }
+}
+
+/// A tenant endpoint serving on a loopback address. Stops when dropped.
+pub struct RunningEndpoint {
+    addr: SocketAddr,
+    pipeline: Arc<Pipeline>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl RunningEndpoint {
+    /// Binds `addr` (must be loopback; port 0 picks a free one) and serves.
+    pub async fn bind(addr: SocketAddr, options: EndpointOptions) -> anyhow::Result<Self> {
+        anyhow::ensure!(addr.ip().is_loopback(), "mailsim listens on loopback addresses only, not {}", addr.ip());
+        let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+        Self::serve(listener, options)
+    }
+
+    /// Serves on an already bound listener.
+    pub fn serve(listener: TcpListener, options: EndpointOptions) -> anyhow::Result<Self> {
+        let addr = listener.local_addr()?;
+        let tenant = Arc::new(options.tenant);
+        let store = Arc::new(match options.state_dir {
+            Some(dir) => MailStore::with_dir(dir),
+            None => MailStore::in_memory(),
+        });
+        let pipeline = Arc::new(Pipeline::new(tenant.clone(), store));
+        let tls = match options.tls {
+            Some(m) => Some(EndpointTls {
+                config: tls::server_config(m.chain, m.key, m.client_roots.clone())?,
+                trust: tls::ClientTrust::new(m.client_roots)?,
+            }),
+            None => None,
+        };
+        let endpoint = Arc::new(Endpoint {
+            tenant,
+            plan: Arc::new(options.plan),
+            tls,
+            pipeline: pipeline.clone(),
+            timeouts: options.timeouts,
+        });
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(mailsim_io::listener::serve(listener, endpoint, options.max_connections, async {
+            let _ = stopped.await;
+        }));
+        Ok(Self { addr, pipeline, stop: Some(stop), task: Some(task) })
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The pipeline: mailboxes, relay queue, refusals.
+    pub fn pipeline(&self) -> &Arc<Pipeline> {
+        &self.pipeline
+    }
+
+    /// The mailbox store.
+    pub fn store(&self) -> &Arc<MailStore> {
+        self.pipeline.store()
+    }
+
+    /// Stops accepting, tells open sessions 421, and waits for them.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for RunningEndpoint {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
