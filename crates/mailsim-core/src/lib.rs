@@ -15,7 +15,9 @@
 #![warn(missing_docs)]
 
 pub mod addr;
+pub mod dns;
 pub mod envelope;
+pub mod ndr;
 pub mod peer;
 pub mod plan;
 pub mod reply;
