@@ -31,6 +31,21 @@ impl ReplyContext<'_> {
     }
 }
 
+/// `[LastAttemptedServerName=...] [LastAttemptedIP=...]` of EXO's deferral texts (§3.3).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LastAttempt {
+    /// The server name tried (smart host or MX host).
+    pub server: String,
+    /// `ip:port` tried, as declared (after the address plan).
+    pub ip: String,
+}
+
+impl LastAttempt {
+    fn suffix(&self) -> String {
+        format!("[LastAttemptedServerName={}] [LastAttemptedIP={}]", self.server, self.ip)
+    }
+}
+
 /// Which ESMTP extensions an EHLO reply lists.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Capabilities {
@@ -149,6 +164,54 @@ pub enum ReplyKind {
     PartnerConnectorRestricted,
     /// RejectDirectSend (§5.1, 5.7.68).
     DirectSendNotAllowed,
+    /// Outbound: the smart host or MX name did not resolve (§3.3, deferral).
+    DnsQueryFailed {
+        /// The name looked up.
+        server: String,
+    },
+    /// Outbound: no TCP answer in time (§3.3, deferral).
+    ConnectionTimedOut {
+        /// Last attempted server and address.
+        last: LastAttempt,
+    },
+    /// Outbound: TCP refused (§3.3, deferral; EXO's catalogue text).
+    ConnectionRefused {
+        /// Last attempted server and address.
+        last: LastAttempt,
+    },
+    /// Outbound: connected, but requirements unmet: the peer refused us, offers no STARTTLS while
+    /// TLS is required, or its certificate does not fit (§3.3, deferral). `message` is EXO's
+    /// `[Message=...]` detail.
+    CannotConnect {
+        /// EXO's detail, e.g. `451 5.7.3 STARTTLS is required to send mail` or
+        /// `SubjectMismatch Expected Subject: ... Presented Subject: ...`.
+        message: String,
+        /// Last attempted server and address.
+        last: LastAttempt,
+    },
+    /// Outbound: the peer closed the session mid-transaction (§3.3, deferral).
+    ConnectionClosedAbruptly {
+        /// Last attempted server and address.
+        last: LastAttempt,
+    },
+    /// Outbound: the peer's certificate is expired or otherwise invalid (§3.3, deferral).
+    CertificateValidationFailed {
+        /// Last attempted server and address.
+        last: LastAttempt,
+    },
+    /// A generated message (an NDR) for an address nothing knows (§5.2, 5.1.10).
+    RecipientNotFound,
+    /// The retry window (24 h) ran out (§3.3, §5.3; the NDR's diagnostic).
+    QueueExpired,
+    /// Hop count over the limit (§5.3: loop).
+    HopCountExceeded,
+    /// DNS says the recipient domain does not exist (§5.3, Exchange's text).
+    NonExistentDomain,
+    /// The recipient domain publishes a null MX (RFC 7505 §3.2; EXO's text unconfirmed, this is
+    /// the RFC's).
+    NullMx,
+    /// Neither MX nor address records, or no usable route (§5.3, `Unable to route`).
+    UnableToRoute,
     /// The connector that applies needs a TLS channel this session does not have (§2.4). `reason`
     /// is EXO's reason word (`UntrustedRoot`, `CertificateExpired`, ...), or `None` when the
     /// session is not encrypted at all (mailsim's choice for RequireTls, as §2.4 recommends).
@@ -271,6 +334,38 @@ impl ReplyKind {
                 status(P, 7, 68),
                 "TenantInboundAttribution; Direct Send not allowed for this organization from unauthorized sources",
             ),
+            Self::DnsQueryFailed { server } => {
+                one(450, status(T, 4, 312), format!("DNS query failed [LastAttemptedServerName={server}]"))
+            }
+            Self::ConnectionTimedOut { last } => one(450, status(T, 4, 315), format!("Connection timed out {}", last.suffix())),
+            Self::ConnectionRefused { last } => one(
+                450,
+                status(T, 4, 316),
+                format!("Connection refused [Message=Socket error code 10061] {}", last.suffix()),
+            ),
+            Self::CannotConnect { message, last } => one(
+                450,
+                status(T, 4, 317),
+                format!("Cannot connect to remote server [Message={message}] {}", last.suffix()),
+            ),
+            Self::ConnectionClosedAbruptly { last } => {
+                one(450, status(T, 4, 318), format!("Connection was closed abruptly {}", last.suffix()))
+            }
+            Self::CertificateValidationFailed { last } => {
+                one(450, status(T, 7, 320), format!("Certificate validation failed {}", last.suffix()))
+            }
+            Self::RecipientNotFound => fixed(
+                550,
+                status(P, 1, 10),
+                "RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup",
+            ),
+            Self::QueueExpired => fixed(550, status(T, 4, 7), "QUEUE.Expired; message expired"),
+            Self::HopCountExceeded => {
+                one(554, status(P, 4, 14), format!("Hop count exceeded - possible mail loop ATTR34 [{host}]"))
+            }
+            Self::NonExistentDomain => fixed(554, status(P, 4, 4), "SMTPSEND.DNS.NonExistentDomain; nonexistent domain"),
+            Self::NullMx => fixed(556, status(P, 1, 10), "Recipient address has null MX"),
+            Self::UnableToRoute => fixed(554, status(P, 4, 4), "Unable to route"),
             Self::TlsChannelNotAcceptable { reason } => one(
                 454,
                 status(T, 7, 0),

@@ -702,3 +702,314 @@ fn incoming(f: &Facts<'_>, partners: &[Conn<'_>], mut log: Log) -> InboundVerdic
     log.add(None, "Attribution", true, "Incoming, no connector applies (default internet path)".to_string());
     log.accept(None, Direction::Incoming, false)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::peer::TlsFacts;
+    use crate::tenant::{DomainPattern, DomainType};
+    use crate::time::Timestamp;
+
+    fn cert(cn: &str, sans: &[&str], trust: CertTrust) -> ClientCertFacts {
+        ClientCertFacts {
+            subject: format!("CN={cn}"),
+            common_names: vec![cn.to_string()],
+            dns_sans: sans.iter().map(|s| s.to_string()).collect(),
+            issuer: "CN=Test CA".to_string(),
+            not_before: Timestamp(0),
+            not_after: Timestamp(0),
+            sha256: String::new(),
+            trust,
+        }
+    }
+
+    /// A peer from `ip`; `tls` on or off; an optional client certificate (implies TLS).
+    fn peer(ip: &str, tls: bool, cert: Option<ClientCertFacts>) -> PeerFacts {
+        let ip: IpAddr = ip.parse().unwrap();
+        let mut p = PeerFacts::new("127.0.0.20".parse().unwrap(), 40000, ip);
+        if tls || cert.is_some() {
+            p.tls = Some(TlsFacts {
+                version: "TLS1_3".to_string(),
+                cipher: "TLS13_AES_256_GCM_SHA384".to_string(),
+                sni: None,
+                client_cert: cert,
+            });
+        }
+        p
+    }
+
+    fn conn(name: &str, kind: ConnectorType, f: impl FnOnce(&mut InboundConnector)) -> InboundConnector {
+        let mut c = InboundConnector::new(name, kind);
+        c.require_tls = false;
+        f(&mut c);
+        c
+    }
+
+    fn nets(list: &[&str]) -> Vec<Ipv4Net> {
+        list.iter().map(|s| s.parse().unwrap()).collect()
+    }
+
+    fn base() -> Tenant {
+        Tenant::default()
+            .with_domain("contoso.test", DomainType::Authoritative)
+            .with_domain("relay.test", DomainType::InternalRelay)
+            .with_mailbox("alice@contoso.test")
+    }
+
+    fn tenant(name: &str) -> Tenant {
+        use ConnectorType::*;
+        let t = base();
+        match name {
+            "none" => t,
+            "lock-ip" => t.with_inbound_connector(conn("gw", Partner, |c| {
+                c.sender_ip_addresses = nets(&["198.51.100.0/24"]);
+                c.restrict_domains_to_ip_addresses = true;
+            })),
+            "lock-cert" => t.with_inbound_connector(conn("gwcert", Partner, |c| {
+                c.tls_sender_certificate_name = DomainPattern::parse("*.gateway.test");
+                c.restrict_domains_to_certificate = true;
+                c.require_tls = true;
+            })),
+            "lock-ip+partner" => tenant("lock-ip").with_inbound_connector(conn("fabrikam", Partner, |c| {
+                c.sender_domains = vec![DomainPattern::parse("fabrikam.test").unwrap()];
+                c.sender_ip_addresses = nets(&["192.0.2.25/32"]);
+                c.require_tls = true;
+            })),
+            "lock-ip+allow-by-domain" => tenant("lock-ip").with_inbound_connector(conn("allow", Partner, |c| {
+                c.sender_domains = vec![DomainPattern::parse("fabrikam.test").unwrap()];
+            })),
+            "lock-ip-disabled" => {
+                let mut t = tenant("lock-ip");
+                t.inbound_connectors[0].enabled = false;
+                t.reindex();
+                t
+            }
+            "nested" => t
+                .with_inbound_connector(conn("wide", Partner, |c| c.sender_ip_addresses = nets(&["198.51.100.0/24"])))
+                .with_inbound_connector(conn("narrow", Partner, |c| {
+                    c.sender_ip_addresses = nets(&["198.51.100.0/28"]);
+                    c.require_tls = true;
+                }))
+                .with_inbound_connector(conn("cert", Partner, |c| {
+                    c.tls_sender_certificate_name = DomainPattern::parse("*.gateway.test")
+                })),
+            "hybrid" => t
+                .with_inbound_connector(conn("hcw", OnPremises, |c| {
+                    c.tls_sender_certificate_name = DomainPattern::parse("mail.contoso.test");
+                    c.require_tls = true;
+                    c.cloud_services_mail_enabled = true;
+                }))
+                .with_inbound_connector(conn("app", OnPremises, |c| {
+                    c.sender_ip_addresses = nets(&["203.0.113.25/32"]);
+                    c.treat_messages_as_internal = true;
+                }))
+                .with_inbound_connector(conn("app-tls", OnPremises, |c| {
+                    c.sender_ip_addresses = nets(&["203.0.113.26/32"]);
+                    c.require_tls = true;
+                }))
+                .with_inbound_connector(conn("foreign-cert", OnPremises, |c| {
+                    c.tls_sender_certificate_name = DomainPattern::parse("*.hoster.test");
+                })),
+            "aad" => t
+                .with_inbound_connector(conn("lock-contoso", Partner, |c| {
+                    c.sender_ip_addresses = nets(&["198.51.100.0/24"]);
+                    c.restrict_domains_to_ip_addresses = true;
+                    c.associated_accepted_domains = vec![crate::addr::Domain::parse("contoso.test", false).unwrap()];
+                }))
+                .with_inbound_connector(conn("app", OnPremises, |c| {
+                    c.sender_ip_addresses = nets(&["203.0.113.25/32"]);
+                    c.associated_accepted_domains = vec![crate::addr::Domain::parse("relay.test", false).unwrap()];
+                })),
+            "direct-send" => {
+                let mut t = tenant("lock-cert-partner-only");
+                t.settings.reject_direct_send = true;
+                t
+            }
+            "lock-cert-partner-only" => t.with_inbound_connector(conn("printer", Partner, |c| {
+                c.sender_domains = vec![DomainPattern::parse("contoso.test").unwrap()];
+                c.sender_ip_addresses = nets(&["192.0.2.80/32"]);
+            })),
+            "unable-to-relay" => {
+                let mut t = base();
+                t.settings.relay_denial_text = RelayDenialText::UnableToRelay;
+                t
+            }
+            other => panic!("no tenant {other}"),
+        }
+    }
+
+    #[derive(Debug)]
+    enum Want {
+        Accept(Option<&'static str>, Direction, bool),
+        Reject(Option<&'static str>, ReplyKind),
+    }
+    use Want::*;
+
+    const IN: Direction = Direction::Incoming;
+    const ORIG: Direction = Direction::Originating;
+
+    fn tls454(reason: Option<&'static str>) -> ReplyKind {
+        ReplyKind::TlsChannelNotAcceptable { reason: reason.map(Cow::Borrowed) }
+    }
+
+    /// exo-semantics §0, §1.3, §2.2–§2.4, §4.2, §5.1, one row per rule, hostile rows included.
+    #[test]
+    fn attribution_table() {
+        use CertTrust::*;
+        let gw_cert = || Some(cert("mx1.gateway.test", &[], Trusted));
+        let onprem_cert = |t: CertTrust| Some(cert("Exchange Server", &["autodiscover.contoso.test", "MAIL.Contoso.Test"], t));
+        #[rustfmt::skip]
+        let rows: Vec<(&str, &str, PeerFacts, &str, &[&str], Want)> = vec![
+            // §0 item 1, §11: no connectors, internet mail is accepted.
+            ("no connectors accept internet mail", "none", peer("203.0.113.99", false, None), "x@fabrikam.test", &["alice@contoso.test"], Accept(None, IN, false)),
+            ("null sender accepted", "none", peer("203.0.113.99", false, None), "<>", &["alice@contoso.test"], Accept(None, IN, false)),
+            ("IPv6 source accepted without connectors", "none", peer("2001:db8::25", false, None), "x@fabrikam.test", &["alice@contoso.test"], Accept(None, IN, false)),
+            ("InternalRelay recipient is not relay", "none", peer("203.0.113.99", false, None), "x@fabrikam.test", &["anyone@relay.test"], Accept(None, IN, false)),
+            ("subdomain of accepted domain is external", "none", peer("203.0.113.99", false, None), "x@fabrikam.test", &["a@sub.contoso.test"], Reject(None, ReplyKind::RelayDenied)),
+            ("open relay attempt", "none", peer("203.0.113.99", false, None), "x@fabrikam.test", &["y@example.test"], Reject(None, ReplyKind::RelayDenied)),
+            ("mixed recipients: one external is relay", "none", peer("203.0.113.99", false, None), "x@fabrikam.test", &["alice@contoso.test", "y@example.test"], Reject(None, ReplyKind::RelayDenied)),
+            ("classic relay text", "unable-to-relay", peer("203.0.113.99", false, None), "x@fabrikam.test", &["y@example.test"], Reject(None, ReplyKind::UnableToRelay)),
+            ("no recipients yet", "lock-ip", peer("198.51.100.7", false, None), "x@fabrikam.test", &[], Accept(Some("gw"), IN, false)),
+            // §0 item 3: IP lock-down.
+            ("gateway range accepted", "lock-ip", peer("198.51.100.7", false, None), "x@fabrikam.test", &["alice@contoso.test"], Accept(Some("gw"), IN, false)),
+            ("gateway range, null sender", "lock-ip", peer("198.51.100.254", false, None), "<>", &["alice@contoso.test"], Accept(Some("gw"), IN, false)),
+            ("bypassing the gateway", "lock-ip", peer("198.51.101.7", true, None), "x@fabrikam.test", &["alice@contoso.test"], Reject(Some("gw"), ReplyKind::PartnerConnectorRestricted)),
+            ("bypassing with null sender", "lock-ip", peer("203.0.113.5", false, None), "<>", &["alice@contoso.test"], Reject(Some("gw"), ReplyKind::PartnerConnectorRestricted)),
+            ("bypassing with an accepted-domain sender", "lock-ip", peer("203.0.113.5", false, None), "ceo@contoso.test", &["alice@contoso.test"], Reject(Some("gw"), ReplyKind::PartnerConnectorRestricted)),
+            ("IPv6 source cannot satisfy an IP lock-down", "lock-ip", peer("2001:db8::7", true, None), "x@fabrikam.test", &["alice@contoso.test"], Reject(Some("gw"), ReplyKind::PartnerConnectorRestricted)),
+            ("IPv4-mapped IPv6 source matches", "lock-ip", peer("::ffff:198.51.100.7", false, None), "x@fabrikam.test", &["alice@contoso.test"], Accept(Some("gw"), IN, false)),
+            ("relay from the gateway is still relay", "lock-ip", peer("198.51.100.7", false, None), "x@fabrikam.test", &["y@example.test"], Reject(None, ReplyKind::RelayDenied)),
+            ("disabled lock-down is ignored", "lock-ip-disabled", peer("203.0.113.5", false, None), "x@fabrikam.test", &["alice@contoso.test"], Accept(None, IN, false)),
+            // §2.2: restrict beats allow-by-domain; a keyed partner connector is not bypass.
+            ("partner connector matching by IP", "lock-ip+partner", peer("192.0.2.25", true, None), "x@Fabrikam.TEST", &["alice@contoso.test"], Accept(Some("fabrikam"), IN, false)),
+            ("partner connector needs TLS", "lock-ip+partner", peer("192.0.2.25", false, None), "x@fabrikam.test", &["alice@contoso.test"], Reject(Some("fabrikam"), tls454(None))),
+            ("partner IP but another sender domain", "lock-ip+partner", peer("192.0.2.25", true, None), "x@other.test", &["alice@contoso.test"], Reject(Some("gw"), ReplyKind::PartnerConnectorRestricted)),
+            ("allow-by-domain never bypasses", "lock-ip+allow-by-domain", peer("192.0.2.99", true, None), "x@fabrikam.test", &["alice@contoso.test"], Reject(Some("gw"), ReplyKind::PartnerConnectorRestricted)),
+            // §2.3: certificate lock-down.
+            ("gateway certificate accepted", "lock-cert", peer("203.0.113.5", true, gw_cert()), "x@fabrikam.test", &["alice@contoso.test"], Accept(Some("gwcert"), IN, false)),
+            ("SAN-only match accepted", "lock-cert", peer("203.0.113.5", true, Some(cert("Gateway Appliance", &["relay.GATEWAY.test"], Trusted))), "x@fabrikam.test", &["alice@contoso.test"], Accept(Some("gwcert"), IN, false)),
+            ("wildcard certificate accepted", "lock-cert", peer("203.0.113.5", true, Some(cert("*.gateway.test", &[], Trusted))), "x@fabrikam.test", &["alice@contoso.test"], Accept(Some("gwcert"), IN, false)),
+            ("bare parent name matches *.gateway.test", "lock-cert", peer("203.0.113.5", true, Some(cert("gateway.test", &[], Trusted))), "x@fabrikam.test", &["alice@contoso.test"], Accept(Some("gwcert"), IN, false)),
+            ("look-alike name refused", "lock-cert", peer("203.0.113.5", true, Some(cert("xgateway.test", &["gateway.test.evil.test"], Trusted))), "x@fabrikam.test", &["alice@contoso.test"], Reject(Some("gwcert"), ReplyKind::PartnerConnectorRestricted)),
+            ("wrong subject refused", "lock-cert", peer("203.0.113.5", true, Some(cert("mx.other.test", &[], Trusted))), "x@fabrikam.test", &["alice@contoso.test"], Reject(Some("gwcert"), ReplyKind::PartnerConnectorRestricted)),
+            ("TLS without client certificate", "lock-cert", peer("203.0.113.5", true, None), "x@fabrikam.test", &["alice@contoso.test"], Reject(Some("gwcert"), ReplyKind::PartnerConnectorRestricted)),
+            ("no TLS at all", "lock-cert", peer("203.0.113.5", false, None), "x@fabrikam.test", &["alice@contoso.test"], Reject(Some("gwcert"), tls454(None))),
+            ("untrusted certificate", "lock-cert", peer("203.0.113.5", true, Some(cert("mx1.gateway.test", &[], UntrustedRoot))), "x@fabrikam.test", &["alice@contoso.test"], Reject(Some("gwcert"), tls454(Some("UntrustedRoot")))),
+            ("expired certificate", "lock-cert", peer("203.0.113.5", true, Some(cert("mx1.gateway.test", &[], Expired))), "x@fabrikam.test", &["alice@contoso.test"], Reject(Some("gwcert"), tls454(Some("CertificateExpired")))),
+            // §2.2 precedence: longest prefix, certificate counts as /32.
+            ("narrowest range wins", "nested", peer("198.51.100.7", true, None), "x@fabrikam.test", &["alice@contoso.test"], Accept(Some("narrow"), IN, false)),
+            ("narrowest range enforces its RequireTls", "nested", peer("198.51.100.7", false, None), "x@fabrikam.test", &["alice@contoso.test"], Reject(Some("narrow"), tls454(None))),
+            ("outside the narrow range", "nested", peer("198.51.100.77", false, None), "x@fabrikam.test", &["alice@contoso.test"], Accept(Some("wide"), IN, false)),
+            ("certificate beats any range", "nested", peer("198.51.100.7", true, gw_cert()), "x@fabrikam.test", &["alice@contoso.test"], Accept(Some("cert"), IN, false)),
+            ("untrusted cert on a non-restricting connector", "nested", peer("203.0.113.5", true, Some(cert("mx1.gateway.test", &[], UntrustedRoot))), "x@fabrikam.test", &["alice@contoso.test"], Reject(Some("cert"), tls454(Some("UntrustedRoot")))),
+            // §1.3 item 2, §4.2: Originating through OnPremises connectors.
+            ("hybrid certificate relays", "hybrid", peer("203.0.113.9", true, onprem_cert(Trusted)), "user@contoso.test", &["y@example.test"], Accept(Some("hcw"), ORIG, true)),
+            ("hybrid certificate relays a foreign sender", "hybrid", peer("203.0.113.9", true, onprem_cert(Trusted)), "list@lists.example.test", &["y@example.test"], Accept(Some("hcw"), ORIG, true)),
+            ("hybrid certificate relays an NDR", "hybrid", peer("203.0.113.9", true, onprem_cert(Trusted)), "<>", &["y@example.test"], Accept(Some("hcw"), ORIG, true)),
+            ("hybrid certificate untrusted", "hybrid", peer("203.0.113.9", true, onprem_cert(UntrustedRoot)), "user@contoso.test", &["y@example.test"], Reject(Some("hcw"), tls454(Some("UntrustedRoot")))),
+            ("hybrid certificate expired, internal recipient", "hybrid", peer("203.0.113.9", true, onprem_cert(Expired)), "user@contoso.test", &["alice@contoso.test"], Reject(Some("hcw"), tls454(Some("CertificateExpired")))),
+            ("foreign certificate domain cannot relay foreign senders", "hybrid", peer("203.0.113.9", true, Some(cert("smtp.hoster.test", &[], Trusted))), "x@fabrikam.test", &["y@example.test"], Reject(Some("foreign-cert"), ReplyKind::RelayDeniedAttr36)),
+            ("foreign certificate domain relays accepted senders", "hybrid", peer("203.0.113.9", true, Some(cert("smtp.hoster.test", &[], Trusted))), "user@contoso.test", &["y@example.test"], Accept(Some("foreign-cert"), ORIG, false)),
+            ("app relay with accepted sender", "hybrid", peer("203.0.113.25", false, None), "scanner@CONTOSO.test", &["y@example.test"], Accept(Some("app"), ORIG, true)),
+            ("app relay with foreign sender: ATTR36", "hybrid", peer("203.0.113.25", false, None), "x@fabrikam.test", &["y@example.test"], Reject(Some("app"), ReplyKind::RelayDeniedAttr36)),
+            ("app relay with null sender: ATTR36", "hybrid", peer("203.0.113.25", false, None), "<>", &["y@example.test"], Reject(Some("app"), ReplyKind::RelayDeniedAttr36)),
+            ("app relay, foreign sender, internal recipient: Incoming", "hybrid", peer("203.0.113.25", false, None), "x@fabrikam.test", &["alice@contoso.test"], Accept(None, IN, false)),
+            ("OnPremises RequireTls without TLS", "hybrid", peer("203.0.113.26", false, None), "scanner@contoso.test", &["y@example.test"], Reject(Some("app-tls"), tls454(None))),
+            ("OnPremises RequireTls with TLS", "hybrid", peer("203.0.113.26", true, None), "scanner@contoso.test", &["y@example.test"], Accept(Some("app-tls"), ORIG, false)),
+            ("unknown server cannot relay", "hybrid", peer("203.0.113.99", true, None), "user@contoso.test", &["y@example.test"], Reject(None, ReplyKind::RelayDenied)),
+            // §2.1 AssociatedAcceptedDomains (recipient for Partner, sender for OnPremises).
+            ("restriction scoped to other recipient domain", "aad", peer("203.0.113.5", false, None), "x@fabrikam.test", &["someone@relay.test"], Accept(None, IN, false)),
+            ("restriction scoped to this recipient domain", "aad", peer("203.0.113.5", false, None), "x@fabrikam.test", &["alice@contoso.test"], Reject(Some("lock-contoso"), ReplyKind::PartnerConnectorRestricted)),
+            ("OnPremises scoped to another sender domain", "aad", peer("203.0.113.25", false, None), "x@contoso.test", &["y@example.test"], Reject(None, ReplyKind::RelayDenied)),
+            ("OnPremises scoped to this sender domain", "aad", peer("203.0.113.25", false, None), "x@relay.test", &["y@example.test"], Accept(Some("app"), ORIG, false)),
+            // §5.1 RejectDirectSend.
+            ("direct send refused", "direct-send", peer("203.0.113.5", false, None), "printer@contoso.test", &["alice@contoso.test"], Reject(None, ReplyKind::DirectSendNotAllowed)),
+            ("direct send through a partner connector", "direct-send", peer("192.0.2.80", false, None), "printer@contoso.test", &["alice@contoso.test"], Accept(Some("printer"), IN, false)),
+            ("foreign sender is not direct send", "direct-send", peer("203.0.113.5", false, None), "x@fabrikam.test", &["alice@contoso.test"], Accept(None, IN, false)),
+            ("null sender is not direct send", "direct-send", peer("203.0.113.5", false, None), "<>", &["alice@contoso.test"], Accept(None, IN, false)),
+        ];
+        for (what, tenant_name, peer, sender, rcpts, want) in rows {
+            let t = tenant(tenant_name);
+            let sender: Option<EmailAddress> = (sender != "<>").then(|| sender.parse().unwrap());
+            let rcpts: Vec<EmailAddress> = rcpts.iter().map(|r| r.parse().unwrap()).collect();
+            let got = attribute(&t, &peer, sender.as_ref(), &rcpts);
+            let checks: Vec<String> = got.checks().iter().map(ToString::to_string).collect();
+            let ctx = format!("{what}: {got:?}\n  {}", checks.join("\n  "));
+            match (&want, &got) {
+                (Accept(c, d, i), InboundVerdict::Accepted { connector, direction, internal, relay_allowed, .. }) => {
+                    assert_eq!(connector.as_deref(), *c, "{ctx}");
+                    assert_eq!((direction, internal), (d, i), "{ctx}");
+                    assert_eq!(*relay_allowed, *d == ORIG, "{ctx}");
+                }
+                (Reject(c, reply), InboundVerdict::Rejected { rejection, .. }) => {
+                    assert_eq!(rejection.connector.as_deref(), *c, "{ctx}");
+                    assert_eq!(&rejection.reply, reply, "{ctx}");
+                    assert!(!rejection.reason.is_empty(), "{ctx}");
+                }
+                _ => panic!("wanted {want:?}\n{ctx}"),
+            }
+            assert_eq!(got, attribute_unindexed(&t, &peer, sender.as_ref(), &rcpts), "index differs: {what}");
+        }
+    }
+
+    #[test]
+    fn verdict_explains_itself() {
+        let t = tenant("lock-ip");
+        let p = peer("203.0.113.5", false, None);
+        let v = attribute(&t, &p, Some(&"x@fabrikam.test".parse().unwrap()), &["alice@contoso.test".parse().unwrap()]);
+        let lines: Vec<String> = v.checks().iter().map(ToString::to_string).collect();
+        assert_eq!(
+            lines,
+            [
+                "PASS [gw] SenderDomains: MAIL FROM domain fabrikam.test is covered by `*`",
+                "FAIL [gw] SenderIPAddresses: 203.0.113.5 is not in 198.51.100.0/24",
+                "FAIL [gw] RestrictDomainsToIPAddresses: source is not in SenderIPAddresses",
+            ]
+        );
+        assert_eq!(
+            v.rejection().unwrap().reason,
+            "Partner connector gw restricts MAIL FROM domain fabrikam.test and source 203.0.113.5 is not in its SenderIPAddresses"
+        );
+        assert_eq!(v.connector(), Some("gw"));
+        assert_eq!(v.rejection_stage(&t.settings), Some(RejectionStage::EndOfData));
+        assert!(v.stamp("host").is_empty());
+    }
+
+    /// §8.5: Originating through a hybrid connector is stamped Internal; internet mail Anonymous.
+    #[test]
+    fn stamps() {
+        let t = tenant("hybrid");
+        let p = peer("203.0.113.9", true, Some(cert("mail.contoso.test", &[], CertTrust::Trusted)));
+        let v = attribute(&t, &p, Some(&"a@contoso.test".parse().unwrap()), &["y@example.test".parse().unwrap()]);
+        assert_eq!(
+            v.stamp("EX01.test"),
+            vec![
+                ("X-MS-Exchange-Organization-AuthAs", "Internal".to_string()),
+                ("X-MS-Exchange-Organization-AuthSource", "EX01.test".to_string()),
+                ("X-MS-Exchange-Organization-MessageDirectionality", "Originating".to_string()),
+            ]
+        );
+        let v = attribute(&t, &peer("192.0.2.1", false, None), None, &["alice@contoso.test".parse().unwrap()]);
+        assert_eq!(v.stamp("h")[0].1, "Anonymous");
+        assert_eq!(v.stamp("h")[2].1, "Incoming");
+    }
+
+    #[test]
+    fn precedence_counts_a_certificate_as_a_32() {
+        assert!(precedence(Some(28), false, 0) > precedence(Some(24), false, 0));
+        assert!(precedence(None, true, 5) > precedence(Some(31), false, 0));
+        assert!(precedence(Some(32), true, 5) > precedence(Some(32), false, 0));
+        assert!(precedence(Some(24), false, 0) > precedence(Some(24), false, 1));
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "call Tenant::reindex()")]
+    fn editing_connectors_in_place_after_use_is_caught_in_debug_builds() {
+        let mut t = tenant("lock-ip");
+        let p = peer("203.0.113.5", false, None);
+        let _ = attribute(&t, &p, None, &[]);
+        t.inbound_connectors[0].sender_ip_addresses = nets(&["203.0.113.0/24"]);
+        let _ = attribute(&t, &p, None, &[]);
+    }
+}

@@ -2,4 +2,7 @@
 //! [`categorize`] → route → deliver → outcome.
 
 pub mod categorize;
+pub mod deliver;
 pub mod inbound;
+pub mod outcome;
+pub mod route;

@@ -1,0 +1,276 @@
+//! Route: which next hop each recipient takes (exo-semantics §3.2, §4.2). Pure.
+//!
+//! `plan` groups recipients by next hop before any I/O (Postfix's qmgr queues per destination):
+//! local mailboxes, a smart-host connector, or the recipient domain's MX with the TLS policy that
+//! applies. The DNS answers for an MX hop are judged by [`mx_targets`] and [`address_targets`],
+//! also here, so the shell only resolves and connects.
+
+use std::net::IpAddr;
+
+use crate::addr::{Domain, EmailAddress};
+use crate::dns::{AddressAnswer, DnsError, MxAnswer};
+use crate::reply::ReplyKind;
+use crate::stage::categorize::Category;
+use crate::tenant::{OutboundConnector, SmartHost, Tenant, TlsSettings};
+use crate::tenant::pattern::DomainPattern;
+
+/// The TLS requirements of a hop: the connector's `TlsSettings` and `TlsDomain`, or opportunistic
+/// TLS for direct MX delivery without a connector (§3.2 last row).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct TlsPolicy {
+    /// `TlsSettings`.
+    pub settings: TlsSettings,
+    /// `TlsDomain`.
+    pub tls_domain: Option<DomainPattern>,
+}
+
+/// The next hop of a group of recipients.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Hop {
+    /// Deliver to the tenant's mailboxes.
+    Mailbox,
+    /// Through an outbound connector's smart hosts (`UseMXRecord $false`).
+    SmartHost {
+        /// The connector chosen.
+        connector: String,
+        /// Its smart hosts, tried in the listed order (§3.1 recommendation).
+        hosts: Vec<SmartHost>,
+        /// TLS policy.
+        tls: TlsPolicy,
+    },
+    /// The recipient domain's MX, through a `UseMXRecord` connector or directly.
+    Mx {
+        /// Recipient domain.
+        domain: Domain,
+        /// The connector chosen, if any.
+        connector: Option<String>,
+        /// TLS policy.
+        tls: TlsPolicy,
+    },
+    /// No route: fail these recipients with this reply.
+    Unroutable(ReplyKind),
+}
+
+impl Hop {
+    /// The connector named by the hop.
+    pub fn connector(&self) -> Option<&str> {
+        match self {
+            Hop::SmartHost { connector, .. } => Some(connector),
+            Hop::Mx { connector, .. } => connector.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// Recipients sharing a next hop.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    /// Where to.
+    pub hop: Hop,
+    /// Who.
+    pub recipients: Vec<EmailAddress>,
+}
+
+/// The routes for one message, in the order recipients first appear.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeliveryPlan {
+    /// Routes.
+    pub routes: Vec<Route>,
+}
+
+/// Connector selection, most specific match wins (§3.2 recommendation, which also satisfies
+/// [S21]'s worked example): exact `RecipientDomains` > `*.domain` by label count >
+/// `AllAcceptedDomains` (for accepted domains) > `*`. Disabled and transport-rule-scoped
+/// connectors are never chosen here (§3.2 row 0: the latter only by a mail flow rule).
+pub fn select_connector<'t>(tenant: &'t Tenant, domain: &Domain, accepted: bool) -> Option<&'t OutboundConnector> {
+    let rank = |c: &OutboundConnector| -> Option<(u8, usize)> {
+        let by_domain = c
+            .recipient_domains
+            .iter()
+            .filter(|p| p.matches(domain))
+            .map(|p| match p.specificity() {
+                (2, n) => (4, n),
+                (1, n) => (3, n),
+                _ => (0, 0),
+            })
+            .max();
+        let all_accepted = (accepted && c.all_accepted_domains).then_some((1, 0));
+        by_domain.into_iter().chain(all_accepted).max()
+    };
+    let mut best: Option<(&OutboundConnector, (u8, usize))> = None;
+    for c in tenant.outbound_connectors.iter().filter(|c| c.enabled && !c.is_transport_rule_scoped) {
+        if let Some(r) = rank(c) {
+            // Ties keep the first in configuration order.
+            if best.is_none_or(|(_, b)| r > b) {
+                best = Some((c, r));
+            }
+        }
+    }
+    best.map(|(c, _)| c)
+}
+
+fn hop_for(tenant: &Tenant, rcpt: &EmailAddress, category: Category) -> Hop {
+    let accepted = match category {
+        Category::Mailbox => return Hop::Mailbox,
+        // DBEB refuses these at RCPT; a generated message (NDR) to one ends here.
+        Category::UnknownInAuthoritative => return Hop::Unroutable(ReplyKind::RecipientNotFound),
+        Category::InternalRelay => true,
+        Category::External => false,
+    };
+    let domain = rcpt.domain().clone();
+    match select_connector(tenant, &domain, accepted) {
+        Some(c) => {
+            let tls = TlsPolicy { settings: c.tls_settings, tls_domain: c.tls_domain.clone() };
+            if c.use_mx_record || c.smart_hosts.is_empty() {
+                Hop::Mx { domain, connector: Some(c.name.clone()), tls }
+            } else {
+                Hop::SmartHost { connector: c.name.clone(), hosts: c.smart_hosts.clone(), tls }
+            }
+        }
+        // §4.2: an InternalRelay recipient with no connector falls back to the domain's MX, which
+        // usually points back at the tenant: the loop check ends it with 5.4.14.
+        None => Hop::Mx { domain, connector: None, tls: TlsPolicy::default() },
+    }
+}
+
+/// Groups recipients by next hop.
+pub fn plan(tenant: &Tenant, recipients: &[(EmailAddress, Category)]) -> DeliveryPlan {
+    let mut plan = DeliveryPlan::default();
+    for (rcpt, category) in recipients {
+        let hop = hop_for(tenant, rcpt, *category);
+        match plan.routes.iter_mut().find(|r| r.hop == hop) {
+            Some(route) => route.recipients.push(rcpt.clone()),
+            None => plan.routes.push(Route { hop, recipients: vec![rcpt.clone()] }),
+        }
+    }
+    plan
+}
+
+/// What to do with an MX answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MxDecision {
+    /// Try these hosts in order (MX preference, then record order).
+    Hosts(Vec<String>),
+    /// Fail the recipients now with this reply.
+    Fail(ReplyKind),
+    /// Defer with this reply.
+    Defer(ReplyKind),
+}
+
+/// Judges the MX answer for `domain`: preference order; null MX (RFC 7505) fails; no MX falls
+/// back to the domain's own address records (RFC 5321 §5.1); NXDOMAIN fails (§5.3 5.4.4);
+/// SERVFAIL and time-outs defer (§3.3 4.4.312).
+pub fn mx_targets(domain: &Domain, answer: &MxAnswer) -> MxDecision {
+    match answer {
+        Ok(records) if records.is_empty() => MxDecision::Hosts(vec![domain.to_string()]),
+        Ok(records) => {
+            if records.iter().any(|r| r.exchange.is_empty() || r.exchange == ".") {
+                return MxDecision::Fail(ReplyKind::NullMx);
+            }
+            let mut sorted = records.clone();
+            sorted.sort_by_key(|r| r.preference);
+            MxDecision::Hosts(sorted.into_iter().map(|r| r.exchange).collect())
+        }
+        Err(DnsError::NoData) => MxDecision::Hosts(vec![domain.to_string()]),
+        Err(DnsError::NxDomain) => MxDecision::Fail(ReplyKind::NonExistentDomain),
+        Err(_) => MxDecision::Defer(ReplyKind::DnsQueryFailed { server: domain.to_string() }),
+    }
+}
+
+/// Judges an address lookup for one host: the addresses, or the deferral if none.
+pub fn address_targets(host: &str, answer: &AddressAnswer) -> Result<Vec<IpAddr>, ReplyKind> {
+    match answer {
+        Ok(ips) if !ips.is_empty() => Ok(ips.clone()),
+        _ => Err(ReplyKind::DnsQueryFailed { server: host.to_string() }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dns::MxRecord;
+    use crate::tenant::DomainType;
+
+    fn connector(name: &str, domains: &[&str]) -> OutboundConnector {
+        let mut c = OutboundConnector::new(name);
+        c.recipient_domains = domains.iter().map(|d| DomainPattern::parse(d).unwrap()).collect();
+        c.use_mx_record = false;
+        c.smart_hosts = vec![SmartHost::parse("smart.gateway.test").unwrap()];
+        c
+    }
+
+    fn tenant() -> Tenant {
+        let mut t = Tenant::default().with_domain("contoso.test", DomainType::Authoritative);
+        let mut all = connector("all-accepted", &[]);
+        all.all_accepted_domains = true;
+        let mut disabled = connector("disabled", &["fabrikam.test"]);
+        disabled.enabled = false;
+        let mut scoped = connector("rule-scoped", &["fabrikam.test"]);
+        scoped.is_transport_rule_scoped = true;
+        t.outbound_connectors = vec![
+            connector("star", &["*"]),
+            connector("sub", &["*.fabrikam.test"]),
+            connector("subsub", &["*.eu.fabrikam.test"]),
+            connector("exact", &["partner.test"]),
+            all,
+            disabled,
+            scoped,
+        ];
+        t
+    }
+
+    /// §3.2: exact > longer wildcard > shorter wildcard > all accepted domains > `*`.
+    #[test]
+    fn most_specific_connector_wins() {
+        let t = tenant();
+        let rows = [
+            ("partner.test", false, Some("exact")),
+            ("x.eu.fabrikam.test", false, Some("subsub")),
+            ("eu.fabrikam.test", false, Some("subsub")),
+            ("fabrikam.test", false, Some("sub")),
+            ("other.test", false, Some("star")),
+            ("contoso.test", true, Some("all-accepted")),
+        ];
+        for (domain, accepted, expected) in rows {
+            let d = Domain::parse(domain, false).unwrap();
+            assert_eq!(select_connector(&t, &d, accepted).map(|c| c.name.as_str()), expected, "{domain}");
+        }
+        let none = Tenant::default();
+        assert!(select_connector(&none, &Domain::parse("x.test", false).unwrap(), false).is_none());
+    }
+
+    #[test]
+    fn plan_groups_by_hop() {
+        let t = tenant();
+        let r = |s: &str| s.parse::<EmailAddress>().unwrap();
+        let plan = plan(
+            &t,
+            &[
+                (r("a@partner.test"), Category::External),
+                (r("alice@contoso.test"), Category::Mailbox),
+                (r("b@partner.test"), Category::External),
+                (r("c@other.test"), Category::External),
+            ],
+        );
+        assert_eq!(plan.routes.len(), 3);
+        assert_eq!(plan.routes[0].hop.connector(), Some("exact"));
+        assert_eq!(plan.routes[0].recipients.len(), 2);
+        assert_eq!(plan.routes[1].hop, Hop::Mailbox);
+        assert_eq!(plan.routes[2].hop.connector(), Some("star"));
+    }
+
+    #[test]
+    fn mx_answers() {
+        let d = Domain::parse("partner.test", false).unwrap();
+        let mx = |p, e: &str| MxRecord { preference: p, exchange: e.to_string() };
+        assert_eq!(
+            mx_targets(&d, &Ok(vec![mx(20, "mx2.partner.test"), mx(10, "mx1.partner.test")])),
+            MxDecision::Hosts(vec!["mx1.partner.test".into(), "mx2.partner.test".into()])
+        );
+        assert_eq!(mx_targets(&d, &Ok(vec![mx(0, "")])), MxDecision::Fail(ReplyKind::NullMx));
+        assert_eq!(mx_targets(&d, &Err(DnsError::NoData)), MxDecision::Hosts(vec!["partner.test".into()]));
+        assert_eq!(mx_targets(&d, &Err(DnsError::NxDomain)), MxDecision::Fail(ReplyKind::NonExistentDomain));
+        assert!(matches!(mx_targets(&d, &Err(DnsError::ServFail)), MxDecision::Defer(_)));
+        assert!(matches!(mx_targets(&d, &Err(DnsError::Timeout)), MxDecision::Defer(_)));
+    }
+}
