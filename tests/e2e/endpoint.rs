@@ -78,18 +78,25 @@ async fn unattributed_relay_is_refused_with_5_7_64_at_end_of_data() {
         "550 5.7.64 TenantAttribution; Relay Access Denied [MAILSIM01.mail.protection.mailsim.test]"
     );
     assert!(ep.store().delivered().is_empty());
-    assert!(ep.store().relay_queue().is_empty());
+    assert!(ep.pipeline().queued().is_empty());
 }
 
+/// Without a DNS server the outbound stage cannot resolve the InternalRelay domain: the recipient
+/// is deferred with 4.4.312 and stays visible in the queue (nothing accepted is lost).
 #[tokio::test]
-async fn internal_relay_recipient_is_accepted_and_held_for_the_outbound_stage() {
+async fn internal_relay_recipient_without_dns_is_deferred_and_stays_queued() {
     let ep = start_default().await;
     let mut c = connect(roles::INTERNET, &ep).await;
     let reply = c.send_message("x.test", "a@fabrikam.test", &["onprem@relay.contoso.test"], MESSAGE).await.unwrap();
     assert_eq!(reply.code, 250);
-    let queue = ep.store().relay_queue();
+    assert!(ep.settled().await);
+    let queue = ep.pipeline().queued();
     assert_eq!(queue.len(), 1);
-    assert_eq!(queue[0].0.to_string(), "onprem@relay.contoso.test");
+    assert_eq!(queue[0].recipients[0].to_string(), "onprem@relay.contoso.test");
+    assert_eq!(
+        queue[0].last_error.as_ref().unwrap().to_string(),
+        "450 4.4.312 DNS query failed [LastAttemptedServerName=relay.contoso.test]"
+    );
 }
 
 #[tokio::test]

@@ -78,7 +78,8 @@ pub struct Endpoint {
     pub timeouts: Timeouts,
 }
 
-/// The shell reads the clock; the core is handed the result.
+/// Real time, for the few replies sent before a session exists. Sessions use the pipeline's
+/// simulated clock.
 pub fn now() -> Timestamp {
     let ms = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
     Timestamp::from_millis(ms)
@@ -111,7 +112,8 @@ pub async fn handle(
     let deadline = tokio::time::Instant::now() + endpoint.timeouts.connection;
 
     let mut plain = stream;
-    let greeting = session.greeting(now()).to_wire();
+    let clock = endpoint.pipeline.clock().clone();
+    let greeting = session.greeting(clock.now()).to_wire();
     if plain.write_all(greeting.as_bytes()).await.is_err() {
         return;
     }
@@ -160,7 +162,7 @@ async fn run_phase<S: AsyncRead + AsyncWrite + Unpin>(
     let mut out = Vec::new();
     let mut wire = String::new();
     loop {
-        let used = session.on_input(buf, now(), &mut out);
+        let used = session.on_input(buf, endpoint.pipeline.clock().now(), &mut out);
         buf.drain(..used);
         let mut end = None;
         for action in out.drain(..) {
@@ -196,14 +198,14 @@ async fn run_phase<S: AsyncRead + AsyncWrite + Unpin>(
                 Ok(Ok(0)) | Ok(Err(_)) => return None,
                 Ok(Ok(_)) => {}
                 Err(_) => {
-                    let reply = session.shell_reply(ReplyKind::Timeout, now());
+                    let reply = session.shell_reply(ReplyKind::Timeout, endpoint.pipeline.clock().now());
                     let _ = stream.write_all(reply.to_wire().as_bytes()).await;
                     let _ = stream.flush().await;
                     return Some(PhaseEnd::Closed);
                 }
             },
             _ = shutdown.changed() => {
-                let reply = session.shell_reply(ReplyKind::ShuttingDown, now());
+                let reply = session.shell_reply(ReplyKind::ShuttingDown, endpoint.pipeline.clock().now());
                 let _ = stream.write_all(reply.to_wire().as_bytes()).await;
                 let _ = stream.flush().await;
                 return Some(PhaseEnd::Closed);

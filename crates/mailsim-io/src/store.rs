@@ -1,7 +1,5 @@
 //! The tenant's mailbox store: every message delivered to a local mailbox, kept in memory for tests
-//! and the CLI, and written as `.eml` files under the state directory when one is given. Messages
-//! the tenant accepted for recipients it does not host wait in the relay queue, visible, until the
-//! outbound stage takes them: nothing accepted is dropped.
+//! and the CLI, and written as `.eml` files under the state directory when one is given.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -24,7 +22,6 @@ pub struct Delivered {
 #[derive(Debug, Default)]
 pub struct MailStore {
     delivered: Mutex<Vec<Delivered>>,
-    relay_queue: Mutex<Vec<(EmailAddress, Arc<AcceptedMessage>)>>,
     dir: Option<PathBuf>,
     changed: Notify,
 }
@@ -54,12 +51,6 @@ impl MailStore {
         self.changed.notify_waiters();
     }
 
-    /// Keeps a recipient the tenant accepted for relay until the outbound stage exists to take it.
-    pub fn queue_for_relay(&self, rcpt: EmailAddress, message: Arc<AcceptedMessage>) {
-        self.relay_queue.lock().expect("store lock").push((rcpt, message));
-        self.changed.notify_waiters();
-    }
-
     /// Every delivered copy, in delivery order.
     pub fn delivered(&self) -> Vec<Delivered> {
         self.delivered.lock().expect("store lock").clone()
@@ -69,11 +60,6 @@ impl MailStore {
     pub fn mailbox(&self, address: &str) -> Vec<Arc<AcceptedMessage>> {
         let key = address.parse::<EmailAddress>().map(|a| a.key()).unwrap_or_default();
         self.delivered().into_iter().filter(|d| d.mailbox.key() == key).map(|d| d.message).collect()
-    }
-
-    /// Recipients waiting for relay.
-    pub fn relay_queue(&self) -> Vec<(EmailAddress, Arc<AcceptedMessage>)> {
-        self.relay_queue.lock().expect("store lock").clone()
     }
 
     /// Waits until `address` holds at least `count` messages, or `timeout` passes; returns them.

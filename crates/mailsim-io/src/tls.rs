@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use mailsim_core::stage::deliver::ServerCertFacts;
 use mailsim_core::peer::{CertTrust, ClientCertFacts, TlsFacts};
 use mailsim_core::time::Timestamp;
 use rustls::client::danger::HandshakeSignatureValid;
@@ -273,6 +274,61 @@ pub fn client_cert_facts(chain: &[CertificateDer<'_>], roots: &ClientTrust, now:
                 other => other,
             },
         },
+    }
+}
+
+/// The CAs the simulated world trusts for *server* certificates, used by the outbound stage to judge
+/// a smart host's or MX's certificate for `CertificateValidation`/`DomainValidation`.
+#[derive(Clone)]
+pub struct ServerTrust {
+    verifier: Option<Arc<rustls::client::WebPkiServerVerifier>>,
+}
+
+impl fmt::Debug for ServerTrust {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerTrust").field("has_roots", &self.verifier.is_some()).finish()
+    }
+}
+
+impl ServerTrust {
+    /// Trusts server chains ending at one of `roots`; an empty list trusts nothing.
+    pub fn new(roots: Vec<CertificateDer<'static>>) -> Result<Self, TlsError> {
+        if roots.is_empty() {
+            return Ok(Self { verifier: None });
+        }
+        let store = root_store(roots)?;
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(store), provider())
+            .build()
+            .map_err(|e| TlsError::Config(rustls::Error::General(e.to_string())))?;
+        Ok(Self { verifier: Some(verifier) })
+    }
+
+    /// The facts of a server's chain (end entity first): subject, names (CNs and DNS SANs),
+    /// thumbprint, and trust (chain and validity only; the name is the core's decision).
+    pub fn facts(&self, chain: &[CertificateDer<'_>], now: SystemTime) -> ServerCertFacts {
+        let parsed = client_cert_facts(chain, &ClientTrust { verifier: None }, now);
+        let names: Vec<String> = parsed.common_names.iter().chain(parsed.dns_sans.iter()).cloned().collect();
+        let trust = match (&self.verifier, chain.split_first()) {
+            (None, _) | (_, None) => CertTrust::UntrustedRoot,
+            (Some(verifier), Some((end_entity, intermediates))) => {
+                // Verify against one of the certificate's own names, so that only the chain and the
+                // validity period are judged here.
+                let own_name = parsed.dns_sans.first().or(parsed.common_names.first()).cloned().unwrap_or_default();
+                let name = rustls::pki_types::ServerName::try_from(own_name.trim_start_matches("*.").to_string())
+                    .unwrap_or_else(|_| rustls::pki_types::ServerName::try_from("invalid.invalid").expect("valid name"));
+                let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+                use rustls::client::danger::ServerCertVerifier;
+                match verifier.verify_server_cert(end_entity, intermediates, &name, &[], UnixTime::since_unix_epoch(since_epoch)) {
+                    Ok(_) => CertTrust::Trusted,
+                    Err(rustls::Error::InvalidCertificate(
+                        CertificateError::Expired | CertificateError::ExpiredContext { .. },
+                    )) => CertTrust::Expired,
+                    Err(rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)) => CertTrust::UntrustedRoot,
+                    Err(other) => CertTrust::Invalid(other.to_string()),
+                }
+            }
+        };
+        ServerCertFacts { subject: parsed.subject, names, trust, sha256: parsed.sha256 }
     }
 }
 

@@ -11,3 +11,5 @@ pub mod certs;
 pub mod hosts;
 pub mod sender;
 pub mod transcript;
+pub mod dns;
+pub mod peer;

@@ -7,8 +7,13 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use mailsim_core::plan::AddressPlan;
+use mailsim_core::stage::outcome::RetryPolicy;
 use mailsim_core::tenant::Tenant;
+use mailsim_io::clock::SimClock;
+use mailsim_io::dns::Resolver;
+use mailsim_io::outbound::OutboundConfig;
 use mailsim_io::pipeline::Pipeline;
+use mailsim_io::trace_sink::TraceSink;
 use mailsim_io::smtp_conn::{Endpoint, EndpointTls, Timeouts};
 use mailsim_io::store::MailStore;
 use mailsim_io::tls;
@@ -55,8 +60,22 @@ pub struct EndpointOptions {
     pub timeouts: Timeouts,
     /// Connection cap.
     pub max_connections: usize,
-    /// Write delivered messages under this directory too.
+    /// Write delivered messages and the trace under this directory too.
     pub state_dir: Option<PathBuf>,
+    /// The simulated world's DNS server; without one every outbound lookup defers (4.4.312).
+    pub dns: Option<SocketAddr>,
+    /// DNS timeout.
+    pub dns_timeout: std::time::Duration,
+    /// The tenant's source address for outbound connections.
+    pub outbound_source: std::net::IpAddr,
+    /// CAs the outbound stage trusts for server certificates (CertificateValidation).
+    pub server_roots: Vec<CertificateDer<'static>>,
+    /// Retry schedule, expiry and hop limit.
+    pub retry: RetryPolicy,
+    /// Per-step timeout of outbound conversations.
+    pub outbound_timeout: std::time::Duration,
+    /// The simulated clock (shared with the caller to advance time).
+    pub clock: Arc<SimClock>,
 }
 
 impl EndpointOptions {
@@ -69,6 +88,13 @@ impl EndpointOptions {
             timeouts: Timeouts::default(),
             max_connections: mailsim_io::listener::DEFAULT_MAX_CONNECTIONS,
             state_dir: None,
+            dns: None,
+            dns_timeout: std::time::Duration::from_secs(2),
+            outbound_source: "127.0.0.1".parse().expect("valid"),
+            server_roots: vec![TestPki::default_shared().ca.cert_der().clone()],
+            retry: RetryPolicy::default(),
+            outbound_timeout: std::time::Duration::from_secs(30),
+            clock: Arc::new(SimClock::new()),
         }
     }
 }
@@ -79,6 +105,7 @@ pub struct RunningEndpoint {
     pipeline: Arc<Pipeline>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    queue: tokio::task::JoinHandle<()>,
 }
 
 impl RunningEndpoint {
@@ -93,11 +120,33 @@ impl RunningEndpoint {
     pub fn serve(listener: TcpListener, options: EndpointOptions) -> anyhow::Result<Self> {
         let addr = listener.local_addr()?;
         let tenant = Arc::new(options.tenant);
-        let store = Arc::new(match options.state_dir {
-            Some(dir) => MailStore::with_dir(dir),
-            None => MailStore::in_memory(),
+        let (store, trace) = match &options.state_dir {
+            Some(dir) => (MailStore::with_dir(dir.clone()), TraceSink::with_dir(dir.clone())?),
+            None => (MailStore::in_memory(), TraceSink::in_memory()),
+        };
+        let resolver = match options.dns {
+            Some(ns) => Some(Arc::new(Resolver::new(ns, options.dns_timeout).map_err(|e| anyhow::anyhow!("{e}"))?)),
+            None => None,
+        };
+        let plan = Arc::new(options.plan);
+        let outbound = Arc::new(OutboundConfig {
+            plan: plan.clone(),
+            resolver,
+            server_trust: tls::ServerTrust::new(options.server_roots)?,
+            source_ip: options.outbound_source,
+            ehlo: tenant.settings.server_name.clone(),
+            timeout: options.outbound_timeout,
+            server_name: tenant.settings.server_name.clone(),
         });
-        let pipeline = Arc::new(Pipeline::new(tenant.clone(), store));
+        let pipeline = Arc::new(Pipeline::new(
+            tenant.clone(),
+            Arc::new(store),
+            Arc::new(trace),
+            options.clock,
+            outbound,
+            options.retry,
+        ));
+        let queue = tokio::spawn(pipeline.clone().run_queue());
         let tls = match options.tls {
             Some(m) => Some(EndpointTls {
                 config: tls::server_config(m.chain, m.key, m.client_roots.clone())?,
@@ -107,7 +156,7 @@ impl RunningEndpoint {
         };
         let endpoint = Arc::new(Endpoint {
             tenant,
-            plan: Arc::new(options.plan),
+            plan,
             tls,
             pipeline: pipeline.clone(),
             timeouts: options.timeouts,
@@ -116,7 +165,7 @@ impl RunningEndpoint {
         let task = tokio::spawn(mailsim_io::listener::serve(listener, endpoint, options.max_connections, async {
             let _ = stopped.await;
         }));
-        Ok(Self { addr, pipeline, stop: Some(stop), task: Some(task) })
+        Ok(Self { addr, pipeline, stop: Some(stop), task: Some(task), queue })
     }
 
     /// The address it listens on.
@@ -134,6 +183,23 @@ impl RunningEndpoint {
         self.pipeline.store()
     }
 
+    /// The message trace.
+    pub fn trace(&self) -> &Arc<TraceSink> {
+        self.pipeline.trace()
+    }
+
+    /// Moves simulated time forward (the queue retries and expires accordingly) and waits until
+    /// the pipeline has acted on it.
+    pub async fn advance(&self, by: std::time::Duration) {
+        self.pipeline.clock().advance(by);
+        self.settled().await;
+    }
+
+    /// Waits (at most 30 s) until no attempt is running and nothing queued is due.
+    pub async fn settled(&self) -> bool {
+        self.pipeline.settled(std::time::Duration::from_secs(30)).await
+    }
+
     /// Stops accepting, tells open sessions 421, and waits for them.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
@@ -142,11 +208,13 @@ impl RunningEndpoint {
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
+        self.queue.abort();
     }
 }
 
 impl Drop for RunningEndpoint {
     fn drop(&mut self) {
+        self.queue.abort();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

@@ -182,7 +182,7 @@ impl Session {
         let result = self.client.quit().await;
         self.print();
         match result {
-            Err(ClientError::Rejected { .. }) => 27,
+            Ok(reply) if !is_2xx(&reply) => 27,
             _ => 0,
         }
     }
@@ -504,12 +504,15 @@ mod tests {
                     if line != ".\r\n" {
                         continue;
                     }
-                    in_data = false;
                     "."
                 } else {
                     line.as_str()
                 };
-                let reply = replies.iter().find(|(k, _)| key.starts_with(k)).map(|(_, r)| *r).unwrap_or("250 ok\r\n");
+                let reply = replies
+                    .iter()
+                    .find(|(k, _)| key.starts_with(k))
+                    .map(|(_, r)| *r)
+                    .unwrap_or(if key.starts_with("DATA") { "354 go\r\n" } else { "250 ok\r\n" });
                 in_data = key.starts_with("DATA") && reply.starts_with('3');
                 io.get_mut().write_all(reply.as_bytes()).await.unwrap();
                 if key.starts_with("QUIT") {

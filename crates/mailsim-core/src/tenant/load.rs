@@ -1,6 +1,1171 @@
-//! Tenant configuration text → [`super::Tenant`]. Reading the file is the caller's job.
+//! Tenant configuration text (TOML, EXO parameter names) → [`Tenant`]. Reading the file is the
+//! caller's job: [`load`] takes the text and the path to name in errors.
+//!
+//! Format (every table optional except what a connector requires):
+//!
+//! ```toml
+//! [Transport]                       # defaults: TransportSettings::default()
+//! ServerName = "MAILSIM01.mail.protection.mailsim.test"
+//! MaxMessageSize = 157286400
+//! MaxRecipientsPerMessage = 200
+//! RejectionStage = "EndOfData"      # or "RcptTo"
+//! RelayDenialText = "TenantAttribution"   # or "UnableToRelay"
+//! RejectDirectSend = false
+//!
+//! [[AcceptedDomain]]
+//! DomainName = "contoso.test"
+//! DomainType = "Authoritative"      # or "InternalRelay"
+//! MatchSubDomains = false           # InternalRelay only
+//!
+//! [Directory]
+//! Mailboxes = ["alice@contoso.test"]
+//!
+//! [[InboundConnector]]
+//! Name = "From gateway"
+//! ConnectorType = "Partner"         # or "OnPremises"
+//! SenderDomains = ["*"]             # required, as for New-InboundConnector
+//! SenderIPAddresses = ["198.51.100.0/24"]
+//! RestrictDomainsToIPAddresses = true
+//! ```
+//!
+//! Conventions, chosen so that an admin can paste what PowerShell shows:
+//! - Booleans are TOML booleans or the strings `"$true"`/`"$false"` (and `"True"`/`"False"`, as
+//!   `Get-InboundConnector | Format-List` prints them).
+//! - Lists are TOML arrays or one comma-separated string (`"a,b"`, `"{a, b}"`).
+//! - Enumerations (`ConnectorType`, `DomainType`, ...) are case-insensitive, as in PowerShell.
+//! - Keys are case-sensitive (TOML); an unknown key is an error whose hint names the key meant.
+//!
+//! Validation follows what `New-InboundConnector` and `New-AcceptedDomain` refuse (exo-semantics
+//! §2.1, §4.1). Where EXO's behaviour is unconfirmed, the choice is stated at the check.
+//!
+//! Errors carry file, 1-based line and column, and the field: `InboundConnector[2].SenderDomains`
+//! is the `SenderDomains` key of the second `[[InboundConnector]]` table (tables count from 1, like
+//! lines).
+//!
+//! Adding a table (e.g. `[[OutboundConnector]]`): a field on `RawTenant`, a `Raw*` struct with
+//! `deny_unknown_fields`, and a `build_*` function called from [`load_with_warnings`].
 
-/// STUB until the loader lands.
-pub fn load(_text: &str, path: &str) -> Result<super::Tenant, String> {
-    Err(format!("{path}: tenant files are not supported yet"))
+use std::fmt;
+use std::ops::Range;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use toml::Spanned;
+
+use super::inbound_connector::{ConnectorType, InboundConnector, parse_sender_ip};
+use super::pattern::DomainPattern;
+use super::{AcceptedDomain, DomainType, RejectionStage, RelayDenialText, Tenant, TransportSettings};
+use crate::addr::{Domain, EmailAddress};
+
+/// A configuration the loader refuses: where, which field, what is wrong, and how to fix it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    /// The path given to [`load`].
+    pub file: String,
+    /// 1-based line of the offending value (or of its table when the value is missing).
+    pub line: usize,
+    /// 1-based column, in characters.
+    pub column: usize,
+    /// The field, e.g. `InboundConnector[2].SenderIPAddresses`; empty for a syntax error outside
+    /// any key.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+    /// What to write instead, where that can be said.
+    pub hint: Option<String>,
+}
+
+impl fmt::Display for ConfigError {
+    /// `tenant.toml:14:21: InboundConnector[2].SenderIPAddresses: ...`, then `  hint: ...`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: ", self.file, self.line, self.column)?;
+        if !self.field.is_empty() {
+            write!(f, "{}: ", self.field)?;
+        }
+        f.write_str(&self.message)?;
+        if let Some(hint) = &self.hint {
+            write!(f, "\n  hint: {hint}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Something the loader accepted but an admin should know (an assumed default, an ignored key).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigWarning {
+    /// The path given to the loader.
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// The field.
+    pub field: String,
+    /// What was assumed or ignored.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigWarning {
+    /// `tenant.toml:14: warning: InboundConnector[2].RequireTls: ...`
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: warning: {}: {}", self.file, self.line, self.field, self.message)
+    }
+}
+
+/// A loaded tenant and the warnings found on the way.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The tenant.
+    pub tenant: Tenant,
+    /// Warnings, in file order.
+    pub warnings: Vec<ConfigWarning>,
+}
+
+/// Parses and validates a tenant file. `path` only names the file in errors.
+pub fn load(text: &str, path: &str) -> Result<Tenant, ConfigError> {
+    load_with_warnings(text, path).map(|l| l.tenant)
+}
+
+/// [`load`], also returning the warnings (assumed defaults, ignored keys, anti-patterns).
+pub fn load_with_warnings(text: &str, path: &str) -> Result<Loaded, ConfigError> {
+    let mut cx = Cx { text, path, warnings: Vec::new() };
+    let raw: RawTenant = toml::from_str(text).map_err(|e| cx.syntax_error(&e))?;
+    let mut tenant = Tenant { settings: build_transport(&cx, raw.transport)?, ..Tenant::default() };
+    build_accepted_domains(&cx, raw.accepted_domain, &mut tenant)?;
+    build_directory(&cx, raw.directory, &mut tenant)?;
+    build_inbound_connectors(&mut cx, raw.inbound_connector, &mut tenant)?;
+    // Build the lookup index now rather than on the first connection.
+    let _ = tenant.inbound_index();
+    Ok(Loaded { tenant, warnings: cx.warnings })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw (serde) shapes. Every key keeps EXO's spelling; spans locate semantic errors.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTenant {
+    #[serde(rename = "Transport")]
+    transport: Option<RawTransport>,
+    #[serde(rename = "AcceptedDomain", default)]
+    accepted_domain: Vec<Spanned<RawAcceptedDomain>>,
+    #[serde(rename = "Directory")]
+    directory: Option<RawDirectory>,
+    #[serde(rename = "InboundConnector", default)]
+    inbound_connector: Vec<Spanned<RawInboundConnector>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct RawTransport {
+    server_name: Option<Spanned<String>>,
+    max_message_size: Option<Spanned<i64>>,
+    max_recipients_per_message: Option<Spanned<i64>>,
+    max_header_size: Option<Spanned<i64>>,
+    max_protocol_errors: Option<Spanned<i64>>,
+    rejection_stage: Option<Spanned<String>>,
+    relay_denial_text: Option<Spanned<String>>,
+    reject_direct_send: Option<Spanned<PsBool>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct RawAcceptedDomain {
+    domain_name: Spanned<String>,
+    domain_type: Option<Spanned<String>>,
+    match_sub_domains: Option<Spanned<PsBool>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct RawDirectory {
+    mailboxes: Option<Spanned<StrList>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct RawInboundConnector {
+    name: Spanned<String>,
+    enabled: Option<Spanned<PsBool>>,
+    connector_type: Option<Spanned<String>>,
+    sender_domains: Option<Spanned<StrList>>,
+    #[serde(rename = "SenderIPAddresses")]
+    sender_ip_addresses: Option<Spanned<StrList>>,
+    tls_sender_certificate_name: Option<Spanned<String>>,
+    require_tls: Option<Spanned<PsBool>>,
+    #[serde(rename = "RestrictDomainsToIPAddresses")]
+    restrict_domains_to_ip_addresses: Option<Spanned<PsBool>>,
+    restrict_domains_to_certificate: Option<Spanned<PsBool>>,
+    treat_messages_as_internal: Option<Spanned<PsBool>>,
+    cloud_services_mail_enabled: Option<Spanned<PsBool>>,
+    associated_accepted_domains: Option<Spanned<StrList>>,
+    #[serde(rename = "EFSkipIPs")]
+    ef_skip_ips: Option<Spanned<StrList>>,
+    #[serde(rename = "EFSkipLastIP")]
+    ef_skip_last_ip: Option<Spanned<PsBool>>,
+    client_host_names: Option<Spanned<StrList>>,
+    comment: Option<String>,
+}
+
+/// A boolean as TOML writes it or as PowerShell does (`"$true"`, `"$false"`, `"True"`, `"False"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct PsBool(bool);
+
+impl<'de> Deserialize<'de> for PsBool {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = PsBool;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("true, false, \"$true\" or \"$false\"")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<PsBool, E> {
+                Ok(PsBool(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<PsBool, E> {
+                let t = v.trim();
+                let t = t.strip_prefix('$').unwrap_or(t);
+                if t.eq_ignore_ascii_case("true") {
+                    Ok(PsBool(true))
+                } else if t.eq_ignore_ascii_case("false") {
+                    Ok(PsBool(false))
+                } else {
+                    Err(E::invalid_value(de::Unexpected::Str(v), &self))
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// One list item and where it was written (`None` when it came from a comma-separated string; the
+/// list's own span is used then).
+struct Item {
+    text: String,
+    span: Option<Range<usize>>,
+}
+
+/// A list as a TOML array of strings or as one comma-separated string (PowerShell's `a,b` and the
+/// `{a, b}` that `Format-List` prints).
+struct StrList(Vec<Item>);
+
+impl<'de> Deserialize<'de> for StrList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = StrList;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an array of strings or a comma-separated string")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<StrList, E> {
+                let v = v.trim();
+                let v = v.strip_prefix('{').and_then(|s| s.strip_suffix('}')).unwrap_or(v);
+                let items = v.split(',').map(str::trim).filter(|s| !s.is_empty());
+                Ok(StrList(items.map(|s| Item { text: s.to_string(), span: None }).collect()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<StrList, A::Error> {
+                let mut out = Vec::new();
+                while let Some(s) = seq.next_element::<Spanned<String>>()? {
+                    let span = s.span();
+                    out.push(Item { text: s.into_inner(), span: Some(span) });
+                }
+                Ok(StrList(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Positions and errors.
+
+struct Cx<'a> {
+    text: &'a str,
+    path: &'a str,
+    warnings: Vec<ConfigWarning>,
+}
+
+impl Cx<'_> {
+    /// 1-based line and column (in characters) of a byte offset.
+    fn position(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.text.len());
+        let offset = (0..=offset).rev().find(|&i| self.text.is_char_boundary(i)).unwrap_or(0);
+        let before = &self.text[..offset];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        (line, before[line_start..].chars().count() + 1)
+    }
+
+    fn error(&self, span: &Range<usize>, field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        let (line, column) = self.position(span.start);
+        ConfigError {
+            file: self.path.to_string(),
+            line,
+            column,
+            field: field.into(),
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    fn warn(&mut self, span: &Range<usize>, field: impl Into<String>, message: impl Into<String>) {
+        let (line, _) = self.position(span.start);
+        self.warnings.push(ConfigWarning {
+            file: self.path.to_string(),
+            line,
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+
+    /// A TOML syntax or shape error, with the field found from the text around it.
+    fn syntax_error(&self, e: &toml::de::Error) -> ConfigError {
+        let span = e.span().unwrap_or(0..0);
+        let message = e.message().trim().to_string();
+        let mut err = self.error(&span, field_at(self.text, span.start), message.clone());
+        err.hint = unknown_key_hint(&message);
+        // serde lists every known key; the hint names the one meant, so keep the message short.
+        if let Some((head, known)) = message.split_once(", expected one of ")
+            && head.starts_with("unknown field")
+        {
+            err.message = head.replacen("unknown field", "unknown key", 1);
+            if err.hint.is_none() {
+                err.hint = Some(format!("known keys here: {}", known.replace('`', "")));
+            }
+        }
+        if err.hint.is_none() && message.starts_with("missing field `SenderDomains`") {
+            err.hint = Some("write `SenderDomains = [\"*\"]` to cover every sender domain".to_string());
+        }
+        err
+    }
+}
+
+trait WithHint {
+    fn hint(self, hint: impl Into<String>) -> Self;
+}
+
+impl WithHint for ConfigError {
+    fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+/// The dotted field an offset falls in, from the nearest table header and `Key =` line above it:
+/// `InboundConnector[2].SenderIPAddresses`.
+fn field_at(text: &str, offset: usize) -> String {
+    let offset = offset.min(text.len());
+    let mut table = String::new();
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    let mut key = String::new();
+    let mut pos = 0;
+    for line in text.split_inclusive('\n') {
+        if pos > offset {
+            break;
+        }
+        let t = line.trim();
+        if let Some(name) = t.strip_prefix("[[").and_then(|r| r.split_once("]]")).map(|(n, _)| n.trim()) {
+            let n = match counts.iter_mut().find(|(k, _)| k == name) {
+                Some((_, n)) => {
+                    *n += 1;
+                    *n
+                }
+                None => {
+                    counts.push((name.to_string(), 1));
+                    1
+                }
+            };
+            table = format!("{name}[{n}]");
+            key.clear();
+        } else if let Some(name) = t.strip_prefix('[').and_then(|r| r.split_once(']')).map(|(n, _)| n.trim()) {
+            table = name.to_string();
+            key.clear();
+        } else if let Some((k, _)) = t.split_once('=')
+            && !t.starts_with('#')
+        {
+            let k = k.trim().trim_matches('"');
+            if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)) {
+                key = k.to_string();
+            }
+        }
+        pos += line.len();
+    }
+    match (table.is_empty(), key.is_empty()) {
+        (true, _) => key,
+        (false, true) => table,
+        (false, false) => format!("{table}.{key}"),
+    }
+}
+
+/// For serde's "unknown field `X`, expected one of `A`, `B`": the key probably meant.
+fn unknown_key_hint(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (unknown, rest) = rest.split_once('`')?;
+    if unknown == "OutboundConnector" {
+        return Some("[[OutboundConnector]] tables are not supported yet".to_string());
+    }
+    if unknown == "ConnectorSource" || unknown == "TrustedOrganizations" || unknown == "EFUsers" {
+        return Some(format!("{unknown} has no effect in mailsim; remove it"));
+    }
+    let expected: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
+    if let Some(k) = expected.iter().find(|k| k.eq_ignore_ascii_case(unknown)) {
+        return Some(format!("keys are case-sensitive: write `{k}`"));
+    }
+    let (best, distance) = expected.iter().map(|k| (*k, edit_distance(&k.to_ascii_lowercase(), &unknown.to_ascii_lowercase()))).min_by_key(|(_, d)| *d)?;
+    (distance <= 3).then(|| format!("did you mean `{best}`?"))
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for j in 0..b.len() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != b[j])).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+/// A case-insensitive enumeration value.
+fn choice<T: Copy>(
+    cx: &Cx<'_>,
+    value: &Spanned<String>,
+    field: &str,
+    options: &[(&str, T)],
+) -> Result<T, ConfigError> {
+    let v = value.get_ref().trim();
+    options.iter().find(|(name, _)| name.eq_ignore_ascii_case(v)).map(|(_, t)| *t).ok_or_else(|| {
+        let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
+        cx.error(&value.span(), field, format!("`{v}` is not one of {}", names.join(", ")))
+    })
+}
+
+fn flag(v: &Option<Spanned<PsBool>>) -> bool {
+    v.as_ref().is_some_and(|b| b.get_ref().0)
+}
+
+fn items<'a>(list: &'a Option<Spanned<StrList>>) -> impl Iterator<Item = (&'a str, Range<usize>)> {
+    list.iter().flat_map(|l| {
+        let outer = l.span();
+        l.get_ref().0.iter().map(move |i| (i.text.as_str(), i.span.clone().unwrap_or_else(|| outer.clone())))
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tables.
+
+fn build_transport(cx: &Cx<'_>, raw: Option<RawTransport>) -> Result<TransportSettings, ConfigError> {
+    let mut s = TransportSettings::default();
+    let Some(raw) = raw else { return Ok(s) };
+    if let Some(name) = &raw.server_name {
+        Domain::parse(name.get_ref().trim(), false).map_err(|e| {
+            cx.error(&name.span(), "Transport.ServerName", format!("`{}` is not a host name ({e})", name.get_ref()))
+        })?;
+        s.server_name = name.get_ref().trim().to_string();
+    }
+    let positive = |v: &Spanned<i64>, field: &str| -> Result<u64, ConfigError> {
+        u64::try_from(*v.get_ref())
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| cx.error(&v.span(), field, format!("{} must be a positive number", v.get_ref())))
+    };
+    if let Some(v) = &raw.max_message_size {
+        s.max_message_size = positive(v, "Transport.MaxMessageSize")?;
+    }
+    if let Some(v) = &raw.max_recipients_per_message {
+        s.max_recipients = positive(v, "Transport.MaxRecipientsPerMessage")? as usize;
+    }
+    if let Some(v) = &raw.max_header_size {
+        s.max_header_size = positive(v, "Transport.MaxHeaderSize")? as usize;
+    }
+    if let Some(v) = &raw.max_protocol_errors {
+        s.max_protocol_errors = u32::try_from(positive(v, "Transport.MaxProtocolErrors")?).unwrap_or(u32::MAX);
+    }
+    if let Some(v) = &raw.rejection_stage {
+        s.rejection_stage = choice(
+            cx,
+            v,
+            "Transport.RejectionStage",
+            &[("EndOfData", RejectionStage::EndOfData), ("RcptTo", RejectionStage::RcptTo)],
+        )?;
+    }
+    if let Some(v) = &raw.relay_denial_text {
+        s.relay_denial_text = choice(
+            cx,
+            v,
+            "Transport.RelayDenialText",
+            &[("TenantAttribution", RelayDenialText::TenantAttribution), ("UnableToRelay", RelayDenialText::UnableToRelay)],
+        )?;
+    }
+    s.reject_direct_send = flag(&raw.reject_direct_send);
+    Ok(s)
+}
+
+fn build_accepted_domains(
+    cx: &Cx<'_>,
+    raw: Vec<Spanned<RawAcceptedDomain>>,
+    tenant: &mut Tenant,
+) -> Result<(), ConfigError> {
+    for (n, spanned) in raw.iter().enumerate() {
+        let field = |k: &str| format!("AcceptedDomain[{}].{k}", n + 1);
+        let d = spanned.get_ref();
+        let name_text = d.domain_name.get_ref().trim();
+        if name_text.contains('*') {
+            return Err(cx
+                .error(&d.domain_name.span(), field("DomainName"), format!("`{name_text}`: accepted domains are not wildcards"))
+                .hint("use DomainType = \"InternalRelay\" with MatchSubDomains = true to accept subdomains"));
+        }
+        let name = Domain::parse(name_text, true).map_err(|e| {
+            cx.error(&d.domain_name.span(), field("DomainName"), format!("`{name_text}` is not a domain name ({e})"))
+        })?;
+        if name_text.starts_with('[') {
+            return Err(cx.error(&d.domain_name.span(), field("DomainName"), "an address literal is not a domain"));
+        }
+        if tenant.accepted_domains.iter().any(|a| a.name == name) {
+            return Err(cx.error(&d.domain_name.span(), field("DomainName"), format!("{name} is listed twice")));
+        }
+        let domain_type = match &d.domain_type {
+            None => DomainType::Authoritative,
+            Some(v) if v.get_ref().trim().eq_ignore_ascii_case("ExternalRelay") => {
+                return Err(cx
+                    .error(&v.span(), field("DomainType"), "ExternalRelay exists only in Exchange Server, not in Exchange Online")
+                    .hint("use InternalRelay (exo-semantics §4.1)"));
+            }
+            Some(v) => choice(
+                cx,
+                v,
+                &field("DomainType"),
+                &[("Authoritative", DomainType::Authoritative), ("InternalRelay", DomainType::InternalRelay)],
+            )?,
+        };
+        let match_subdomains = flag(&d.match_sub_domains);
+        if match_subdomains && domain_type != DomainType::InternalRelay {
+            let span = d.match_sub_domains.as_ref().map_or_else(|| spanned.span(), Spanned::span);
+            return Err(cx
+                .error(&span, field("MatchSubDomains"), "MatchSubDomains is only allowed on InternalRelay domains")
+                .hint("set DomainType = \"InternalRelay\" (exo-semantics §4.1)"));
+        }
+        tenant.accepted_domains.push(AcceptedDomain { name, domain_type, match_subdomains });
+    }
+    Ok(())
+}
+
+fn build_directory(cx: &Cx<'_>, raw: Option<RawDirectory>, tenant: &mut Tenant) -> Result<(), ConfigError> {
+    let Some(raw) = raw else { return Ok(()) };
+    for (text, span) in items(&raw.mailboxes) {
+        let address = EmailAddress::parse(text, true).map_err(|e| {
+            cx.error(&span, "Directory.Mailboxes", format!("`{text}` is not an email address ({e})"))
+        })?;
+        if tenant.accepted_domain(address.domain()).is_none() {
+            return Err(cx
+                .error(&span, "Directory.Mailboxes", format!("{address}: {} is not an accepted domain", address.domain()))
+                .hint("add it as an [[AcceptedDomain]]; a mailbox's addresses must be in accepted domains"));
+        }
+        tenant.mailboxes.insert(address.key());
+    }
+    Ok(())
+}
+
+fn build_inbound_connectors(
+    cx: &mut Cx<'_>,
+    raw: Vec<Spanned<RawInboundConnector>>,
+    tenant: &mut Tenant,
+) -> Result<(), ConfigError> {
+    let mut names: Vec<(String, usize)> = Vec::new();
+    for (n, spanned) in raw.iter().enumerate() {
+        let table_span = spanned.span();
+        let r = spanned.get_ref();
+        let field = |k: &str| format!("InboundConnector[{}].{k}", n + 1);
+
+        let name = r.name.get_ref().trim().to_string();
+        if name.is_empty() {
+            return Err(cx.error(&r.name.span(), field("Name"), "Name must not be empty"));
+        }
+        // Connector names are identities in EXO, which compares them case-insensitively.
+        let folded = name.to_lowercase();
+        if let Some((_, first)) = names.iter().find(|(k, _)| *k == folded) {
+            return Err(cx.error(
+                &r.name.span(),
+                field("Name"),
+                format!("a connector named `{name}` already exists (InboundConnector[{first}])"),
+            ));
+        }
+        names.push((folded, n + 1));
+
+        let mut c = InboundConnector::new(&name, ConnectorType::Partner);
+        c.enabled = r.enabled.as_ref().is_none_or(|b| b.get_ref().0);
+        // ConnectorType: Partner when absent (the EAC default; the cmdlet lists none, §2.1).
+        if let Some(v) = &r.connector_type {
+            c.connector_type = choice(
+                cx,
+                v,
+                &field("ConnectorType"),
+                &[("Partner", ConnectorType::Partner), ("OnPremises", ConnectorType::OnPremises)],
+            )?;
+        }
+
+        // SenderDomains is mandatory for New-InboundConnector (§2.1, §11: there is no "any" default).
+        c.sender_domains.clear();
+        for (text, span) in items(&r.sender_domains) {
+            let p = DomainPattern::parse_detailed(text)
+                .map_err(|e| cx.error(&span, field("SenderDomains"), format!("`{text}`: {e}")))?;
+            c.sender_domains.push(p);
+        }
+        if c.sender_domains.is_empty() {
+            let span = r.sender_domains.as_ref().map_or_else(|| table_span.clone(), Spanned::span);
+            return Err(cx
+                .error(&span, field("SenderDomains"), "SenderDomains is required (New-InboundConnector has no default)")
+                .hint("write `SenderDomains = [\"*\"]` to cover every sender domain"));
+        }
+
+        for (text, span) in items(&r.sender_ip_addresses) {
+            let net = parse_sender_ip(text).map_err(|e| {
+                let err = cx.error(&span, field("SenderIPAddresses"), e.to_string());
+                match e.hint() {
+                    Some(h) => err.hint(h),
+                    None => err,
+                }
+            })?;
+            if !c.sender_ip_addresses.contains(&net) {
+                c.sender_ip_addresses.push(net);
+            }
+        }
+
+        if let Some(v) = &r.tls_sender_certificate_name {
+            let text = v.get_ref().trim();
+            // An empty value or `$null` is how PowerShell output shows "not set".
+            if !text.is_empty() && !text.eq_ignore_ascii_case("$null") {
+                let p = DomainPattern::parse_detailed(text)
+                    .map_err(|e| cx.error(&v.span(), field("TlsSenderCertificateName"), format!("`{text}`: {e}")))?;
+                if p == DomainPattern::Any {
+                    return Err(cx
+                        .error(&v.span(), field("TlsSenderCertificateName"), "`*` names no certificate")
+                        .hint("write the certificate's domain: `contoso.com` or `*.contoso.com`"));
+                }
+                c.tls_sender_certificate_name = Some(p);
+            }
+        }
+
+        // RequireTls: the current reference says $true by default, the older one and Microsoft365DSC
+        // say $false (§2.1 conflict). mailsim assumes $false when absent, as §12 recommends, and warns.
+        match &r.require_tls {
+            Some(b) => c.require_tls = b.get_ref().0,
+            None => cx.warn(
+                &r.name.span(),
+                field("RequireTls"),
+                "not set; mailsim assumes $false (Microsoft's documentation disagrees on the default)",
+            ),
+        }
+        c.restrict_domains_to_ip_addresses = flag(&r.restrict_domains_to_ip_addresses);
+        c.restrict_domains_to_certificate = flag(&r.restrict_domains_to_certificate);
+        c.treat_messages_as_internal = flag(&r.treat_messages_as_internal);
+        c.cloud_services_mail_enabled = flag(&r.cloud_services_mail_enabled);
+        c.ef_skip_last_ip = flag(&r.ef_skip_last_ip);
+        c.comment = r.comment.clone();
+        let span_of = |v: &Option<Spanned<PsBool>>| v.as_ref().map_or_else(|| table_span.clone(), Spanned::span);
+
+        // Contradictions Set-InboundConnector refuses (§2.1, §2.2).
+        if c.treat_messages_as_internal && c.connector_type != ConnectorType::OnPremises {
+            return Err(cx
+                .error(
+                    &span_of(&r.treat_messages_as_internal),
+                    field("TreatMessagesAsInternal"),
+                    "TreatMessagesAsInternal is only allowed on OnPremises connectors",
+                )
+                .hint("set ConnectorType = \"OnPremises\" or remove TreatMessagesAsInternal"));
+        }
+        if c.treat_messages_as_internal && c.cloud_services_mail_enabled {
+            return Err(cx
+                .error(
+                    &span_of(&r.treat_messages_as_internal),
+                    field("TreatMessagesAsInternal"),
+                    "TreatMessagesAsInternal is not allowed together with CloudServicesMailEnabled",
+                )
+                .hint("keep CloudServicesMailEnabled for Exchange hybrid, TreatMessagesAsInternal for other servers"));
+        }
+        for (on, raw_flag, key) in [
+            (c.restrict_domains_to_ip_addresses, &r.restrict_domains_to_ip_addresses, "RestrictDomainsToIPAddresses"),
+            (c.restrict_domains_to_certificate, &r.restrict_domains_to_certificate, "RestrictDomainsToCertificate"),
+        ] {
+            if on && c.connector_type == ConnectorType::OnPremises {
+                return Err(cx
+                    .error(&span_of(raw_flag), field(key), format!("{key} only works on Partner connectors"))
+                    .hint("lock down with a separate Partner connector (SenderDomains [\"*\"]) beside this one (exo-semantics §2.2)"));
+            }
+        }
+        if c.restrict_domains_to_certificate && c.tls_sender_certificate_name.is_none() {
+            return Err(cx
+                .error(
+                    &span_of(&r.restrict_domains_to_certificate),
+                    field("RestrictDomainsToCertificate"),
+                    "RestrictDomainsToCertificate needs TlsSenderCertificateName",
+                )
+                .hint("add TlsSenderCertificateName = \"*.gateway.example\" (the certificate's domain)"));
+        }
+        if c.restrict_domains_to_ip_addresses && c.sender_ip_addresses.is_empty() {
+            return Err(cx
+                .error(
+                    &span_of(&r.restrict_domains_to_ip_addresses),
+                    field("RestrictDomainsToIPAddresses"),
+                    "RestrictDomainsToIPAddresses needs SenderIPAddresses",
+                )
+                .hint("add SenderIPAddresses = [\"198.51.100.0/24\"] (the gateway's ranges)"));
+        }
+
+        for (text, span) in items(&r.associated_accepted_domains) {
+            let d = Domain::parse(text.trim(), true).ok().filter(|d| tenant.accepted_domains.iter().any(|a| a.name == *d));
+            let Some(d) = d else {
+                let names: Vec<String> = tenant.accepted_domains.iter().map(|a| a.name.to_string()).collect();
+                return Err(cx
+                    .error(&span, field("AssociatedAcceptedDomains"), format!("`{text}` is not an accepted domain"))
+                    .hint(format!("accepted domains: {}", if names.is_empty() { "none".to_string() } else { names.join(", ") })));
+            };
+            c.associated_accepted_domains.push(d);
+        }
+
+        for (text, span) in items(&r.ef_skip_ips) {
+            check_ef_skip_ip(text).map_err(|m| cx.error(&span, field("EFSkipIPs"), m))?;
+            c.ef_skip_ips.push(text.trim().to_string());
+        }
+        for (text, _) in items(&r.client_host_names) {
+            c.client_host_names.push(text.to_string());
+        }
+        if let Some(v) = &r.client_host_names {
+            cx.warn(&v.span(), field("ClientHostNames"), "accepted and ignored (undocumented in Exchange Online)");
+        }
+
+        // Anti-patterns EXO accepts but Microsoft warns about (§1.3, §2.2).
+        if c.connector_type == ConnectorType::Partner
+            && !c.sender_ip_addresses.is_empty()
+            && c.tls_sender_certificate_name.is_some()
+        {
+            cx.warn(
+                &r.name.span(),
+                field("SenderIPAddresses"),
+                "a Partner connector should be keyed by IP or by certificate, not both; use two connectors",
+            );
+        }
+        if c.connector_type == ConnectorType::OnPremises
+            && let Some(d) = c.tls_sender_certificate_name.as_ref().and_then(DomainPattern::domain)
+            && !tenant.accepted_domains.iter().any(|a| d.is_within(&a.name))
+        {
+            cx.warn(
+                &r.tls_sender_certificate_name.as_ref().map_or_else(|| table_span.clone(), Spanned::span),
+                field("TlsSenderCertificateName"),
+                format!("{d} is not an accepted domain: relaying foreign senders will be refused (5.7.64 ATTR36)"),
+            );
+        }
+        tenant.inbound_connectors.push(c);
+    }
+    Ok(())
+}
+
+/// `EFSkipIPs` (§2.1, §7): a single IP, a dash range or a CIDR block; RFC 1918 addresses are
+/// refused (EXO skips them on its own).
+fn check_ef_skip_ip(text: &str) -> Result<(), String> {
+    use std::net::IpAddr;
+    let t = text.trim();
+    let private = |ip: IpAddr| matches!(ip, IpAddr::V4(a) if a.is_private());
+    let first: IpAddr = if let Some((a, b)) = t.split_once('-') {
+        let (a, b): (IpAddr, IpAddr) = match (a.trim().parse::<IpAddr>(), b.trim().parse::<IpAddr>()) {
+            (Ok(a), Ok(b)) if a.is_ipv4() == b.is_ipv4() && a <= b => (a, b),
+            _ => return Err(format!("`{t}` is not a valid address range")),
+        };
+        if private(b) {
+            return Err(format!("`{t}` includes RFC 1918 private addresses, which EXO skips on its own"));
+        }
+        a
+    } else if t.contains('/') {
+        t.parse::<ipnet::IpNet>().map_err(|_| format!("`{t}` is not a valid CIDR block"))?.network()
+    } else {
+        t.parse::<IpAddr>().map_err(|_| format!("`{t}` is not an IP address"))?
+    };
+    if private(first) {
+        return Err(format!("`{t}` is an RFC 1918 private address, which EXO skips on its own"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> ConfigError {
+        match load(text, "t.toml") {
+            Ok(_) => panic!("expected an error for:\n{text}"),
+            Err(e) => e,
+        }
+    }
+
+    const DOMAINS: &str = "[[AcceptedDomain]]\nDomainName = \"contoso.test\"\n\n";
+
+    fn connector(body: &str) -> String {
+        format!("{DOMAINS}[[InboundConnector]]\nName = \"c\"\n{body}\n")
+    }
+
+    #[test]
+    fn full_example_loads_with_every_field() {
+        let text = r#"
+[Transport]
+ServerName = "MAILSIM02.mail.protection.mailsim.test"
+MaxMessageSize = 1048576
+MaxRecipientsPerMessage = 10
+RejectionStage = "rcptto"
+RelayDenialText = "UnableToRelay"
+RejectDirectSend = "$true"
+
+[[AcceptedDomain]]
+DomainName = "Contoso.test"
+DomainType = "Authoritative"
+
+[[AcceptedDomain]]
+DomainName = "relay.test"
+DomainType = "internalrelay"
+MatchSubDomains = "$true"
+
+[Directory]
+Mailboxes = ["Alice@contoso.test", "bob@relay.test"]
+
+[[InboundConnector]]
+Name = "From gateway"
+Enabled = "$true"
+ConnectorType = "Partner"
+SenderDomains = "smtp:*;1"
+SenderIPAddresses = "{198.51.100.0/24, 203.0.113.7}"
+RequireTls = "True"
+RestrictDomainsToIPAddresses = true
+AssociatedAcceptedDomains = ["contoso.test"]
+EFSkipIPs = ["198.51.100.0/24", "203.0.113.1-203.0.113.9"]
+EFSkipLastIP = false
+Comment = "gateway lock-down"
+
+[[InboundConnector]]
+Name = "Inbound from on-premises"
+ConnectorType = "OnPremises"
+SenderDomains = ["*"]
+TlsSenderCertificateName = "*.contoso.test"
+RequireTls = true
+CloudServicesMailEnabled = true
+ClientHostNames = ["mail.contoso.test"]
+"#;
+        let loaded = load_with_warnings(text, "t.toml").unwrap();
+        let t = &loaded.tenant;
+        assert_eq!(t.settings.server_name, "MAILSIM02.mail.protection.mailsim.test");
+        assert_eq!(t.settings.max_message_size, 1_048_576);
+        assert_eq!(t.settings.max_recipients, 10);
+        assert_eq!(t.settings.rejection_stage, RejectionStage::RcptTo);
+        assert_eq!(t.settings.relay_denial_text, RelayDenialText::UnableToRelay);
+        assert!(t.settings.reject_direct_send);
+        assert_eq!(t.accepted_domains[0].name.as_str(), "contoso.test");
+        assert!(t.accepted_domains[1].match_subdomains);
+        assert!(t.has_mailbox(&"alice@Contoso.test".parse().unwrap()));
+        let gw = &t.inbound_connectors[0];
+        assert_eq!(gw.sender_domains, vec![DomainPattern::Any]);
+        assert_eq!(gw.sender_ip_addresses, vec!["198.51.100.0/24".parse().unwrap(), "203.0.113.7/32".parse().unwrap()]);
+        assert!(gw.require_tls && gw.restrict_domains_to_ip_addresses && gw.enabled);
+        assert_eq!(gw.ef_skip_ips.len(), 2);
+        assert_eq!(gw.comment.as_deref(), Some("gateway lock-down"));
+        let onprem = &t.inbound_connectors[1];
+        assert_eq!(onprem.connector_type, ConnectorType::OnPremises);
+        assert_eq!(onprem.tls_sender_certificate_name, DomainPattern::parse("*.contoso.test"));
+        assert!(onprem.cloud_services_mail_enabled);
+        assert_eq!(onprem.client_host_names, vec!["mail.contoso.test"]);
+        assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
+        assert_eq!(loaded.warnings[0].to_string(), "t.toml:42: warning: InboundConnector[2].ClientHostNames: accepted and ignored (undocumented in Exchange Online)");
+    }
+
+    #[test]
+    fn empty_file_is_a_tenant_with_defaults() {
+        let t = load("", "t.toml").unwrap();
+        assert_eq!(t.settings, TransportSettings::default());
+        assert!(t.inbound_connectors.is_empty());
+    }
+
+    #[test]
+    fn missing_require_tls_defaults_to_false_with_a_warning() {
+        let text = format!("{DOMAINS}[[InboundConnector]]\nName = \"c\"\nSenderDomains = [\"*\"]\n");
+        let loaded = load_with_warnings(&text, "t.toml").unwrap();
+        assert!(!loaded.tenant.inbound_connectors[0].require_tls);
+        assert_eq!(
+            loaded.warnings[0].to_string(),
+            "t.toml:5: warning: InboundConnector[1].RequireTls: not set; mailsim assumes $false (Microsoft's documentation disagrees on the default)"
+        );
+    }
+
+    /// Hostile rows: every refusal names the line, the field and, where it can, the fix.
+    #[test]
+    fn refusals_table() {
+        // (file text, "line:col", field, message fragment, hint fragment)
+        let rows: Vec<(String, &str, &str, &str, &str)> = vec![
+            (
+                connector("SenderDomains = [\"*\"]\nSenderIPAddresses = [\"198.51.100.0/24\", \"2001:db8::/32\"]"),
+                "7:41",
+                "InboundConnector[1].SenderIPAddresses",
+                "IPv6",
+                "certificate",
+            ),
+            (
+                connector("SenderDomains = [\"*\"]\nSenderIPAddresses = [\"198.51.100.1-198.51.100.20\"]"),
+                "7:22",
+                "InboundConnector[1].SenderIPAddresses",
+                "dash range",
+                "CIDR blocks: 198.51.100.1/32, 198.51.100.2/31",
+            ),
+            (
+                connector("SenderDomains = [\"*\"]\nSenderIPAddresses = [\"10.1.0.0/16\"]"),
+                "7:22",
+                "InboundConnector[1].SenderIPAddresses",
+                "/24 to /32",
+                "(256 blocks)",
+            ),
+            (
+                connector("SenderDomains = [\"*\"]\nSenderIPAddresses = [\"198.51.100.300\"]"),
+                "7:22",
+                "InboundConnector[1].SenderIPAddresses",
+                "not an IPv4 address",
+                "",
+            ),
+            (
+                connector("SenderDomains = [\"*\"]\nSenderIPAddresses = [\"198.51.100.9/24\"]"),
+                "7:22",
+                "InboundConnector[1].SenderIPAddresses",
+                "host bits",
+                "198.51.100.0/24",
+            ),
+            (
+                connector("SenderDomains = [\"a.*.contoso.com\"]"),
+                "6:18",
+                "InboundConnector[1].SenderDomains",
+                "wildcard may only be",
+                "",
+            ),
+            (
+                connector("SenderDomains = [\"*\"]\nTlsSenderCertificateName = \"mail.*.contoso.com\""),
+                "7:28",
+                "InboundConnector[1].TlsSenderCertificateName",
+                "wildcard",
+                "",
+            ),
+            (
+                connector("SenderDomains = [\"*\"]\nTlsSenderCertificateName = \"*\""),
+                "7:28",
+                "InboundConnector[1].TlsSenderCertificateName",
+                "names no certificate",
+                "*.contoso.com",
+            ),
+            (connector(""), "4:1", "InboundConnector[1].SenderDomains", "SenderDomains is required", "[\"*\"]"),
+            (connector("SenderDomains = []"), "6:17", "InboundConnector[1].SenderDomains", "required", "[\"*\"]"),
+            (
+                connector("SenderDomains = [\"*\"]\nConnectorType = \"OnPremises\"\nRestrictDomainsToIPAddresses = true\nSenderIPAddresses = [\"198.51.100.7\"]"),
+                "8:32",
+                "InboundConnector[1].RestrictDomainsToIPAddresses",
+                "only works on Partner",
+                "separate Partner connector",
+            ),
+            (
+                connector("SenderDomains = [\"*\"]\nRestrictDomainsToCertificate = true"),
+                "7:32",
+                "InboundConnector[1].RestrictDomainsToCertificate",
+                "needs TlsSenderCertificateName",
+                "TlsSenderCertificateName =",
+            ),
+            (
+                connector("SenderDomains = [\"*\"]\nRestrictDomainsToIPAddresses = \"$true\""),
+                "7:32",
+                "InboundConnector[1].RestrictDomainsToIPAddresses",
+                "needs SenderIPAddresses",
+                "SenderIPAddresses =",
+            ),
+            (
+                connector("SenderDomains = [\"*\"]\nTreatMessagesAsInternal = true"),
+                "7:27",
+                "InboundConnector[1].TreatMessagesAsInternal",
+                "only allowed on OnPremises",
+                "",
+            ),
+            (
+                connector("SenderDomains = [\"*\"]\nConnectorType = \"OnPremises\"\nTreatMessagesAsInternal = true\nCloudServicesMailEnabled = true"),
+                "8:27",
+                "InboundConnector[1].TreatMessagesAsInternal",
+                "CloudServicesMailEnabled",
+                "",
+            ),
+            (
+                connector("SenderDomains = [\"*\"]\nConnectorType = \"Gateway\""),
+                "7:17",
+                "InboundConnector[1].ConnectorType",
+                "`Gateway` is not one of Partner, OnPremises",
+                "",
+            ),
+            (
+                connector("SenderDomains = [\"*\"]\nAssociatedAcceptedDomains = [\"fabrikam.test\"]"),
+                "7:30",
+                "InboundConnector[1].AssociatedAcceptedDomains",
+                "`fabrikam.test` is not an accepted domain",
+                "accepted domains: contoso.test",
+            ),
+            (
+                connector("SenderDomains = [\"*\"]\nSenderIpAddresses = [\"198.51.100.7\"]"),
+                "7:1",
+                "InboundConnector[1].SenderIpAddresses",
+                "unknown key `SenderIpAddresses`",
+                "keys are case-sensitive: write `SenderIPAddresses`",
+            ),
+            (
+                connector("SenderDomains = [\"*\"]\nRestrictDomainToIPAddresses = true"),
+                "7:1",
+                "InboundConnector[1].RestrictDomainToIPAddresses",
+                "unknown key",
+                "did you mean `RestrictDomainsToIPAddresses`?",
+            ),
+            (
+                connector("SenderDomains = [\"*\"]\nEnabled = \"yes\""),
+                "7:11",
+                "InboundConnector[1].Enabled",
+                "invalid value: string \"yes\"",
+                "",
+            ),
+            (
+                connector("SenderDomains = [\"*\"]\nEFSkipIPs = [\"10.0.0.1\"]"),
+                "7:14",
+                "InboundConnector[1].EFSkipIPs",
+                "RFC 1918",
+                "",
+            ),
+            (
+                format!("{}[[InboundConnector]]\nName = \"C\"\nSenderDomains = [\"*\"]", connector("SenderDomains = [\"*\"]")),
+                "8:8",
+                "InboundConnector[2].Name",
+                "a connector named `C` already exists (InboundConnector[1])",
+                "",
+            ),
+            (
+                "[[OutboundConnector]]\nName = \"x\"\n".to_string(),
+                "1:3",
+                "OutboundConnector[1]",
+                "unknown key `OutboundConnector`",
+                "not supported yet",
+            ),
+            (
+                "[[AcceptedDomain]]\nDomainName = \"*.contoso.test\"\n".to_string(),
+                "2:14",
+                "AcceptedDomain[1].DomainName",
+                "not wildcards",
+                "MatchSubDomains",
+            ),
+            (
+                "[[AcceptedDomain]]\nDomainName = \"contoso.test\"\nMatchSubDomains = true\n".to_string(),
+                "3:19",
+                "AcceptedDomain[1].MatchSubDomains",
+                "only allowed on InternalRelay",
+                "InternalRelay",
+            ),
+            (
+                "[[AcceptedDomain]]\nDomainName = \"contoso.test\"\nDomainType = \"ExternalRelay\"\n".to_string(),
+                "3:14",
+                "AcceptedDomain[1].DomainType",
+                "only in Exchange Server",
+                "InternalRelay",
+            ),
+            (
+                "[[AcceptedDomain]]\nDomainName = \"contoso.test\"\n[[AcceptedDomain]]\nDomainName = \"CONTOSO.test\"\n".to_string(),
+                "4:14",
+                "AcceptedDomain[2].DomainName",
+                "listed twice",
+                "",
+            ),
+            (
+                format!("{DOMAINS}[Directory]\nMailboxes = [\"a@contoso.test\", \"b@fabrikam.test\"]\n"),
+                "5:32",
+                "Directory.Mailboxes",
+                "fabrikam.test is not an accepted domain",
+                "[[AcceptedDomain]]",
+            ),
+            (
+                format!("{DOMAINS}[Directory]\nMailboxes = [\"not an address\"]\n"),
+                "5:14",
+                "Directory.Mailboxes",
+                "not an email address",
+                "",
+            ),
+            (
+                "[Transport]\nRejectionStage = \"Data\"\n".to_string(),
+                "2:18",
+                "Transport.RejectionStage",
+                "`Data` is not one of EndOfData, RcptTo",
+                "",
+            ),
+            (
+                "[Transport]\nMaxMessageSize = -1\n".to_string(),
+                "2:18",
+                "Transport.MaxMessageSize",
+                "positive",
+                "",
+            ),
+            ("[Transport\n".to_string(), "1:11", "", "", ""),
+        ];
+        for (text, at, field, message, hint) in rows {
+            let e = err(&text);
+            let shown = e.to_string();
+            assert_eq!(format!("{}:{}", e.line, e.column), at, "{shown}\n---\n{text}");
+            assert_eq!(e.field, field, "{shown}");
+            assert!(e.message.contains(message), "{shown}");
+            assert!(e.hint.as_deref().unwrap_or("").contains(hint), "{shown}");
+            assert!(shown.starts_with(&format!("t.toml:{}:{}: ", e.line, e.column)), "{shown}");
+        }
+    }
+
+    #[test]
+    fn display_has_path_line_column_field_message_and_hint() {
+        let e = err(&connector("SenderDomains = [\"*\"]\nSenderIPAddresses = [\"198.51.100.0/23\"]"));
+        assert_eq!(
+            e.to_string(),
+            "t.toml:7:22: InboundConnector[1].SenderIPAddresses: `198.51.100.0/23` is broader than EXO allows: prefixes must be /24 to /32\n  hint: split it into /24 blocks: 198.51.100.0/24, 198.51.101.0/24"
+        );
+    }
+
+    #[test]
+    fn booleans_in_every_spelling() {
+        for (value, expected) in [
+            ("true", true),
+            ("false", false),
+            ("\"$true\"", true),
+            ("\"$FALSE\"", false),
+            ("\"True\"", true),
+            ("\" $false \"", false),
+        ] {
+            let t = load(&connector(&format!("SenderDomains = [\"*\"]\nEnabled = {value}")), "t.toml").unwrap();
+            assert_eq!(t.inbound_connectors[0].enabled, expected, "{value}");
+        }
+    }
+
+    #[test]
+    fn lists_as_arrays_or_comma_separated_strings() {
+        for value in ["[\"a.test\", \"*.b.test\"]", "\"a.test,*.b.test\"", "\"{a.test, *.b.test}\""] {
+            let t = load(&connector(&format!("SenderDomains = {value}")), "t.toml").unwrap();
+            assert_eq!(
+                t.inbound_connectors[0].sender_domains,
+                vec![DomainPattern::parse("a.test").unwrap(), DomainPattern::parse("*.b.test").unwrap()],
+                "{value}"
+            );
+        }
+    }
+
+    /// The example tenants in `tests/tenants/` all load (and stay loadable).
+    #[test]
+    fn example_tenants_load() {
+        let files = [
+            ("no-connectors.toml", include_str!("../../../../tests/tenants/no-connectors.toml")),
+            ("gateway-lockdown-ip.toml", include_str!("../../../../tests/tenants/gateway-lockdown-ip.toml")),
+            ("gateway-lockdown-cert.toml", include_str!("../../../../tests/tenants/gateway-lockdown-cert.toml")),
+            ("hybrid-onprem.toml", include_str!("../../../../tests/tenants/hybrid-onprem.toml")),
+        ];
+        for (name, text) in files {
+            let loaded = load_with_warnings(text, name).unwrap_or_else(|e| panic!("{e}"));
+            assert!(loaded.warnings.is_empty(), "{name}: {:?}", loaded.warnings);
+            assert!(!loaded.tenant.accepted_domains.is_empty(), "{name}");
+        }
+    }
 }

@@ -7,12 +7,14 @@
 pub mod accepted_domain;
 pub mod inbound_connector;
 pub mod load;
+pub mod outbound_connector;
 pub mod pattern;
 
 use std::collections::HashSet;
 
 pub use accepted_domain::{AcceptedDomain, DomainType};
 pub use inbound_connector::{ConnectorType, InboundConnector, InboundIndex, InboundIndexCache};
+pub use outbound_connector::{OutboundConnector, SmartHost, TlsSettings};
 pub use pattern::DomainPattern;
 
 use crate::addr::{Domain, EmailAddress};
@@ -91,6 +93,8 @@ pub struct Tenant {
     /// The connector lookup index, built on first use from `inbound_connectors`. Leave it
     /// `Default::default()` when building a tenant by hand.
     pub inbound_index: InboundIndexCache,
+    /// Outbound connectors, in configuration order.
+    pub outbound_connectors: Vec<OutboundConnector>,
 }
 
 impl Tenant {
