@@ -537,6 +537,11 @@ mod tests {
     use crate::peer::PeerFacts;
     use crate::stage::inbound::{Direction, InboundVerdict};
 
+    /// One field group of a delivery-status report.
+    type Fields = Vec<(String, String)>;
+    /// (name, original data, expected NDR subject (None: derived), expected returned headers).
+    type HostileCase<'a> = (&'a str, Vec<u8>, Option<&'a str>, &'a [u8]);
+
     const MTA: &str = "MAILSIM01.mail.protection.mailsim.test";
     const POSTMASTER: &str = "postmaster@contoso.test";
     /// 2022-01-07 05:46:46 UTC.
@@ -634,7 +639,7 @@ Hello Bob and Carol.\r\n";
 
     /// Parses an NDR and checks the report structure; returns (text, delivery-status groups,
     /// returned part bytes after transfer decoding, returned part's raw body bytes).
-    fn read_back(data: &[u8]) -> (String, Vec<Vec<(String, String)>>, Vec<u8>, Vec<u8>) {
+    fn read_back(data: &[u8]) -> (String, Vec<Fields>, Vec<u8>, Vec<u8>) {
         let msg = MessageParser::default().parse(data).expect("mail-parser reads the NDR");
         let ct = msg.root_part().content_type().expect("root content type");
         assert_eq!((ct.ctype(), ct.subtype()), ("multipart", Some("report")));
@@ -662,7 +667,7 @@ Hello Bob and Carol.\r\n";
         (text, groups, returned, raw)
     }
 
-    fn fields(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    fn fields(pairs: &[(&str, &str)]) -> Fields {
         pairs.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()
     }
 
@@ -672,7 +677,7 @@ Hello Bob and Carol.\r\n";
             name: &'static str,
             failures: Vec<FailedRecipient>,
             now: Timestamp,
-            recipients: Vec<Vec<(String, String)>>,
+            recipients: Vec<Fields>,
             text: Vec<&'static str>,
         }
         let cases = [
@@ -818,7 +823,7 @@ Hello Bob and Carol.\r\n";
         let long_atom = "x".repeat(3000);
         let eight_bit: &[u8] = b"Subject: Gr\xc3\xbc\xc3\x9fe aus K\xc3\xb6ln\r\nX-Legacy: caf\xe9\r\n\r\nbody\r\n";
         let boundary_bait = "Subject: bait\r\n--=_NDR_000000000000002A: x\r\n\r\n".to_string();
-        let cases: Vec<(&str, Vec<u8>, Option<&str>, &[u8])> = vec![
+        let cases: Vec<HostileCase> = vec![
             // (name, original data, expected NDR subject (None: not checked), expected returned headers)
             ("empty message", b"".to_vec(), Some("Undeliverable:"), b""),
             ("body only", b"just a body line\r\n".to_vec(), Some("Undeliverable:"), b""),
@@ -963,7 +968,7 @@ Hello Bob and Carol.\r\n";
 
     #[test]
     fn delivery_status_text_parses_into_groups() {
-        let cases: [(&str, Vec<Vec<(String, String)>>); 4] = [
+        let cases: [(&str, Vec<Fields>); 4] = [
             ("", vec![]),
             (
                 "Reporting-MTA: dns;a.test\r\n\r\nFinal-Recipient: rfc822;b@c.test\r\nAction: failed\r\n",

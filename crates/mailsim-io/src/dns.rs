@@ -237,7 +237,9 @@ mod tests {
         assert!(r.mx("contoso.test").await.is_ok());
         // A zone that is not served is answered REFUSED.
         assert!(matches!(r.mx("fabrikam.test").await, Err(DnsError::Other(_))));
-        assert_eq!(dns.unexpected(), vec!["fabrikam.test".to_string()]);
+        // (The resolver may ask again over TCP after REFUSED, so the name can appear twice.)
+        let unexpected = dns.unexpected();
+        assert!(!unexpected.is_empty() && unexpected.iter().all(|n| n == "fabrikam.test"), "{unexpected:?}");
         dns.stop().await;
     }
 

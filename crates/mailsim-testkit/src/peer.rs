@@ -423,7 +423,11 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
             _ = stop.changed() => break,
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             accepted = listener.accept() => {
-                let Ok((tcp, from)) = accepted else { continue };
+                let Ok((tcp, from)) = accepted else {
+                    // Out of descriptors or similar: back off rather than spin.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                };
                 let id = {
                     let mut state = shared.lock();
                     state.transcripts.push(vec![format!("! connect from {from}")]);
@@ -484,10 +488,12 @@ enum Io {
 }
 
 impl Io {
-    async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    /// Appends what is available to `buf`.
+    async fn read_buf(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
+        buf.reserve(16 * 1024);
         match self {
-            Io::Plain(s) => s.read(buf).await,
-            Io::Tls(s) => s.read(buf).await,
+            Io::Plain(s) => s.read_buf(buf).await,
+            Io::Tls(s) => s.read_buf(buf).await,
             Io::Gone => Ok(0),
         }
     }
@@ -596,12 +602,8 @@ impl Conn {
     /// Reads more bytes into the buffer; `Ok(0)` at end of stream.
     async fn fill(&mut self) -> io::Result<usize> {
         let timeout = self.script().idle_timeout;
-        let mut chunk = vec![0u8; 16 * 1024];
-        match tokio::time::timeout(timeout, self.io.read(&mut chunk)).await {
-            Ok(Ok(n)) => {
-                self.buf.extend_from_slice(&chunk[..n]);
-                Ok(n)
-            }
+        match tokio::time::timeout(timeout, self.io.read_buf(&mut self.buf)).await {
+            Ok(Ok(n)) => Ok(n),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "idle timeout")),
         }
@@ -1378,6 +1380,33 @@ mod tests {
         assert_eq!(peer.left_open_at_stop(), Some(2));
         assert_eq!(peer.open_connections(), 0);
         assert!(peer.transcripts()[1].contains(&"! aborted by stop".to_string()));
+    }
+
+    /// RFC 5321 §4.1.1.4: only CRLF.CRLF ends the data; bare LF and `\r.\r` are content.
+    /// Oversized messages get 552 and the session goes on.
+    #[tokio::test]
+    async fn data_end_needs_crlf_dot_crlf_and_size_is_capped() {
+        let peer =
+            peer(PeerScript { starttls: StartTls::None, max_message_size: 64, ..PeerScript::new("mx.p.test") }).await;
+        let mut s = connect(&peer).await;
+        s.command("EHLO t.test").await.unwrap();
+        s.send_raw(b"MAIL FROM:<a@t.test>\r\nRCPT TO:<b@p.test>\r\nDATA\r\n").await.unwrap();
+        for code in [250, 250, 354] {
+            assert_eq!(s.read_reply().await.unwrap().code, code);
+        }
+        s.send_raw(b"one\n.\ntwo\r\n..dot\r\n\r.\r\n.\r\n").await.unwrap();
+        assert_eq!(s.read_reply().await.unwrap().code, 250);
+        assert_eq!(peer.inbox()[0].data, b"one\n.\ntwo\r\n.dot\r\n\r.\r\n");
+
+        s.send_raw(b"MAIL FROM:<a@t.test> SIZE=65\r\n").await.unwrap();
+        assert_eq!(s.read_reply().await.unwrap().code, 552);
+        let big = "x".repeat(100);
+        let reply = s.transaction("a@t.test", &["b@p.test"], &big).await.unwrap();
+        assert_eq!(reply.last_line(), "552 5.3.4 Message size exceeds fixed maximum message size");
+        s.send_raw(format!("NOOP {}\r\n", "y".repeat(MAX_COMMAND_LINE)).as_bytes()).await.unwrap();
+        assert_eq!(s.read_reply().await.unwrap().code, 500);
+        assert!(s.is_closed().await);
+        assert_eq!(peer.inbox().len(), 1);
     }
 
     #[tokio::test]

@@ -19,6 +19,14 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+/// `println!` that ignores a closed stdout (`mailsim ... | head`) instead of panicking.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 /// `mailsim bench` flags.
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
@@ -339,11 +347,11 @@ async fn load(args: &BenchArgs, opts: ClientOptions, timeout: Duration) -> anyho
         "timed_out": timed_out || unsent > 0,
     });
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        say!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
     }
     let ms = |v: Option<f64>| v.map(|v| format!("{v:.2} ms")).unwrap_or_else(|| "-".into());
-    println!(
+    say!(
         "mailsim bench -> {}: {} sessions, {} messages of {} bytes, {} recipient(s), {}, {}{}",
         opts.server,
         args.sessions,
@@ -354,28 +362,28 @@ async fn load(args: &BenchArgs, opts: ClientOptions, timeout: Duration) -> anyho
         if args.tls { "STARTTLS" } else { "plain" },
         if args.no_pipelining { ", no pipelining" } else { "" },
     );
-    println!("  elapsed     {secs:.3} s");
-    println!(
+    say!("  elapsed     {secs:.3} s");
+    say!(
         "  messages    {} accepted, {} failed, {unsent} not sent   {:.1} msgs/s",
         s.accepted,
         s.failed,
         s.accepted as f64 / secs
     );
-    println!(
+    say!(
         "  sessions    {} opened, {} failed   {:.1} sessions/s",
         s.sessions,
         s.session_failures,
         s.sessions as f64 / secs
     );
-    println!(
+    say!(
         "  latency     p50 {}  p99 {}  max {}  (MAIL .. reply to end of data)",
         ms(pct(0.5)),
         ms(pct(0.99)),
         ms(pct(1.0))
     );
-    println!("  errors      {errors}{}", if timed_out || unsent > 0 { " (stopped by --timeout)" } else { "" });
+    say!("  errors      {errors}{}", if timed_out || unsent > 0 { " (stopped by --timeout)" } else { "" });
     for (what, n) in s.errors.iter().take(10) {
-        println!("    {n:>8} x {what}");
+        say!("    {n:>8} x {what}");
     }
     Ok(())
 }
@@ -465,32 +473,28 @@ async fn idle(args: &BenchArgs, opts: ClientOptions, n: usize, timeout: Duration
         "timed_out": !opened_in_time,
     });
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        say!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
     }
-    println!(
+    say!(
         "mailsim bench --idle -> {}: {n} connections after EHLO{}, held {:.1} s",
         opts.server,
         if args.tls { " + STARTTLS + EHLO" } else { "" },
         args.hold
     );
-    println!(
+    say!(
         "  opened      {opened} in {:.3} s, {failed} failed{}",
         open_time.as_secs_f64(),
         if opened_in_time { "" } else { " (stopped by --timeout)" }
     );
     if let (Some(b), Some(d)) = (before, during) {
-        println!(
-            "  server RSS  {:.1} MiB before, {:.1} MiB during the hold",
-            b as f64 / 1048576.0,
-            d as f64 / 1048576.0
-        );
+        say!("  server RSS  {:.1} MiB before, {:.1} MiB during the hold", b as f64 / 1048576.0, d as f64 / 1048576.0);
     }
     if let Some(p) = per_conn {
-        println!("  per conn    {:.1} KiB ({p:.0} bytes)", p / 1024.0);
+        say!("  per conn    {:.1} KiB ({p:.0} bytes)", p / 1024.0);
     }
     for (what, n) in errors.iter().take(10) {
-        println!("    {n:>8} x {what}");
+        say!("    {n:>8} x {what}");
     }
     Ok(())
 }

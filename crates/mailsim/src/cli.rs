@@ -25,6 +25,8 @@ enum Command {
     Bench(crate::bench::BenchArgs),
     /// Write the default test PKI (CA, tenant, gateway, partner and faulty certificates).
     Certs(crate::certs_cmd::CertsArgs),
+    /// Print the message trace written under --state-dir, like Get-MessageTraceV2.
+    Trace(crate::trace_cmd::TraceArgs),
     /// Explain which inbound connector applies to a connection and what the tenant would reply.
     Explain(crate::explain::ExplainArgs),
 }
@@ -42,6 +44,7 @@ pub fn main() -> ExitCode {
     let result: anyhow::Result<i32> = match cli.command {
         Command::Explain(args) => crate::explain::run(&args),
         Command::Certs(args) => crate::certs_cmd::run(&args).map(|_| 0),
+        Command::Trace(args) => crate::trace_cmd::run(&args),
         command => runtime().and_then(|rt| {
             rt.block_on(async move {
                 match command {
@@ -49,7 +52,7 @@ pub fn main() -> ExitCode {
                     Command::Serve(args) => crate::serve::run(args).await.map(|_| 0),
                     Command::Send(args) => crate::send::run(args).await,
                     Command::Bench(args) => crate::bench::run(args).await.map(|_| 0),
-                    Command::Explain(_) | Command::Certs(_) => unreachable!("handled above"),
+                    Command::Explain(_) | Command::Certs(_) | Command::Trace(_) => unreachable!("handled above"),
                 }
             })
         }),

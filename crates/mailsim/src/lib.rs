@@ -11,3 +11,4 @@ pub mod endpoint;
 pub mod explain;
 pub mod send;
 pub mod serve;
+pub mod trace_cmd;

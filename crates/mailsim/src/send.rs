@@ -14,6 +14,14 @@ use mailsim_core::time::Timestamp;
 use mailsim_io::client::{ClientError, ClientOptions, SmtpClient, Stage, TlsMode, client_config};
 use rustls::ClientConfig;
 
+/// `println!` that ignores a closed stdout (`mailsim ... | head`) instead of panicking.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 /// swaks' exit statuses, as `mailsim send` uses them.
 const EXIT_CODES: &str = "\
 Exit status (swaks' codes):
@@ -150,9 +158,9 @@ impl Session {
         let Some(t) = self.client.transcript() else { return };
         for line in &t.lines[self.printed..] {
             if self.show_time {
-                println!("[{:>8.3}] {line}", line.at.as_secs_f64());
+                say!("[{:>8.3}] {line}", line.at.as_secs_f64());
             } else {
-                println!("{line}");
+                say!("{line}");
             }
         }
         self.printed = t.lines.len();
@@ -170,7 +178,7 @@ impl Session {
 
     async fn fail_with(&mut self, code: i32, why: &str) -> i32 {
         self.print();
-        println!("*** {why}");
+        say!("*** {why}");
         if self.client.is_connected() {
             let _ = self.client.quit().await;
             self.print();

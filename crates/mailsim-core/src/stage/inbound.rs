@@ -35,7 +35,6 @@ use ipnet::Ipv4Net;
 use crate::addr::{Domain, EmailAddress};
 use crate::peer::{CertTrust, ClientCertFacts, PeerFacts};
 use crate::reply::ReplyKind;
-use crate::stage::categorize::{Category, categorize};
 use crate::tenant::{
     AcceptedDomain, ConnectorType, InboundConnector, RejectionStage, RelayDenialText, Tenant, TransportSettings,
 };
@@ -179,8 +178,9 @@ pub fn attribute(
 ) -> InboundVerdict {
     let ip = ipv4(peer.ip);
     let cert = client_cert(peer);
-    let candidates = tenant.inbound_index().candidates(ip, cert, sender.map(EmailAddress::domain));
-    evaluate(tenant, candidates.into_iter().map(|i| i as usize), peer, sender, recipients)
+    let index = tenant.inbound_index();
+    let candidates = index.candidates(ip, cert, sender.map(EmailAddress::domain));
+    evaluate(tenant, candidates.into_iter().map(|i| i as usize), index.has_onprem(), peer, sender, recipients)
 }
 
 /// [`attribute`] without the index: every enabled connector is visited. The reference the index is
@@ -191,7 +191,8 @@ pub fn attribute_unindexed(
     sender: Option<&EmailAddress>,
     recipients: &[EmailAddress],
 ) -> InboundVerdict {
-    evaluate(tenant, 0..tenant.inbound_connectors.len(), peer, sender, recipients)
+    let onprem = tenant.inbound_connectors.iter().any(|c| c.enabled && c.connector_type == ConnectorType::OnPremises);
+    evaluate(tenant, 0..tenant.inbound_connectors.len(), onprem, peer, sender, recipients)
 }
 
 /// The ordering key of §2.2's precedence among connectors that apply: the most specific match wins,
@@ -230,6 +231,9 @@ struct Facts<'a> {
     sender_domain: Option<&'a Domain>,
     sender_accepted: Option<&'a AcceptedDomain>,
     recipients: &'a [EmailAddress],
+    /// The first recipient outside the accepted domains (§4.2, `Category::External`).
+    external: Option<&'a EmailAddress>,
+    any_onprem: bool,
 }
 
 impl Facts<'_> {
@@ -356,12 +360,17 @@ impl Log {
     }
 }
 
+/// The first three items, comma-separated, and how many there are when more.
 fn list<T: fmt::Display>(items: &[T]) -> String {
-    let shown: Vec<String> = items.iter().take(3).map(T::to_string).collect();
-    match items.len() {
-        n if n > 3 => format!("{} … ({n} entries)", shown.join(", ")),
-        _ => shown.join(", "),
+    use fmt::Write as _;
+    let mut out = String::with_capacity(64);
+    for (i, item) in items.iter().take(3).enumerate() {
+        let _ = write!(out, "{}{item}", if i == 0 { "" } else { ", " });
     }
+    if items.len() > 3 {
+        let _ = write!(out, " … ({} entries)", items.len());
+    }
+    out
 }
 
 fn require_tls_rejection(log: Log, conn: &Conn<'_>) -> InboundVerdict {
@@ -371,9 +380,11 @@ fn require_tls_rejection(log: Log, conn: &Conn<'_>) -> InboundVerdict {
     log.reject(Some(conn), ReplyKind::TlsChannelNotAcceptable { reason: None }, reason)
 }
 
+/// `any_onprem`: whether the tenant has an enabled OnPremises connector (for the record only).
 fn evaluate(
     tenant: &Tenant,
     candidates: impl Iterator<Item = usize>,
+    any_onprem: bool,
     peer: &PeerFacts,
     sender: Option<&EmailAddress>,
     recipients: &[EmailAddress],
@@ -388,6 +399,9 @@ fn evaluate(
         sender_domain,
         sender_accepted: sender_domain.and_then(|d| tenant.accepted_domain(d)),
         recipients,
+        // Same as `categorize(..) == Category::External`, without the mailbox lookup.
+        external: recipients.iter().find(|r| tenant.accepted_domain(r.domain()).is_none()),
+        any_onprem,
     };
     let mut onprem: Vec<Conn<'_>> = Vec::new();
     let mut partners: Vec<Conn<'_>> = Vec::new();
@@ -421,7 +435,7 @@ fn evaluate(
         return log.reject(Some(conn), ReplyKind::TlsChannelNotAcceptable { reason: f.trust_reason() }, reason);
     }
     // §4.2: a recipient outside the accepted domains needs Originating attribution.
-    if let Some(rcpt) = recipients.iter().find(|r| categorize(tenant, r) == Category::External) {
+    if let Some(rcpt) = f.external {
         log.add(
             None,
             "Relay",
@@ -482,7 +496,7 @@ fn originating<'c, 'a>(f: &Facts<'a>, onprem: &'c [Conn<'a>], log: &mut Log) -> 
         }
     }
     let accepted_sender = f.sender_accepted.is_some();
-    let has_external = f.recipients.iter().any(|r| categorize(f.tenant, r) == Category::External);
+    let has_external = f.external.is_some();
     let internal = |conn: &Conn<'_>| {
         // §2.1: CloudServicesMailEnabled promotes cross-premises headers (hybrid: internal);
         // TreatMessagesAsInternal makes mail internal when the sender domain is the tenant's.
