@@ -3,7 +3,8 @@
 # See benches/README.md for what is measured and the targets. Usage: benches/compare.sh
 #
 # Knobs (environment): PORT, MAILSIM_ADDR, SINK_ADDR, MESSAGES, CONNS, TLS_SESSIONS,
-# TLS_PER_SESSION, TLS_CONNS, IDLE, HOLD, STEP_TIMEOUT, SKIP_BUILD=1, NO_MAILSIM=1 (smtp-sink only).
+# TLS_PER_SESSION, TLS_CONNS, IDLE, HOLD, STEP_TIMEOUT, STEPS (default abcd: which workloads),
+# SKIP_BUILD=1, NO_MAILSIM=1 (smtp-sink only).
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,10 +21,12 @@ TLS_CONNS=${TLS_CONNS:-2000}       # (c) messages, one TLS session each
 IDLE=${IDLE:-1000}                 # (d) idle connections
 HOLD=${HOLD:-3}
 STEP_TIMEOUT=${STEP_TIMEOUT:-300}  # seconds any single step may take
+STEPS=${STEPS:-abcd}
 FROM=sender@fabrikam.test
 TO=bench@contoso.test
 MAILSIM=$ROOT/target/release/mailsim
 WORK=$(mktemp -d /tmp/mailsim-compare.XXXXXX)
+cd "$ROOT" || exit 2  # `mailsim serve` finds its certificates under certs/
 
 for a in "$MAILSIM_ADDR" "$SINK_ADDR"; do
     [[ $a == 127.* ]] || { echo "refusing $a: loopback (127/8) addresses only" >&2; exit 2; }
@@ -166,61 +169,71 @@ start_mailsim || have_mailsim=0
 MS=$MAILSIM_ADDR:$PORT
 SK=$SINK_ADDR:$PORT
 
+want() { [[ $STEPS == *$1* ]]; }
+a_ms=- a_sink=- a_ratio=- ab_ms=- ab_sink=- ab_ms_err=- ab_sink_err=-
+b_ms=- b_sink=- b_ratio=- bb_ms=- bb_sink=- bb_ms_err=- bb_sink_err=-
+c_msgs=- c_sess=- c_lat=- c_err=- c2_sess=- c2_lat=- c2_err=-
+d_plain=- d_tls=- d_sink=-
+
 # (a) 20 persistent plain sessions, 1 KiB messages. smtp-source -d keeps the connection.
-log "== (a) $SESSIONS persistent sessions, $MESSAGES x ${SIZE} B"
-a_sink=$(source_rate "$MESSAGES" -s $SESSIONS -m "$MESSAGES" -l $SIZE -d -f $FROM -t $TO "$SK")
-a_ms=-
-[[ $have_mailsim == 1 ]] && a_ms=$(source_rate "$MESSAGES" -s $SESSIONS -m "$MESSAGES" -l $SIZE -d -f $FROM -t $TO "$MS")
-a_ratio=$(ratio "$a_ms" "$a_sink")
-bench --server "$SK" --sessions $SESSIONS --messages "$MESSAGES" --size $SIZE --from $FROM --to $TO
-ab_sink=$(jget messages_per_s) ab_sink_err=$(bench_errors)
-ab_ms=- ab_ms_err=-
-if [[ $have_mailsim == 1 ]]; then
-    bench --server "$MS" --sessions $SESSIONS --messages "$MESSAGES" --size $SIZE --from $FROM --to $TO
-    ab_ms=$(jget messages_per_s) ab_ms_err=$(bench_errors)
+if want a; then
+    log "== (a) $SESSIONS persistent sessions, $MESSAGES x ${SIZE} B"
+    a_sink=$(source_rate "$MESSAGES" -s $SESSIONS -m "$MESSAGES" -l $SIZE -d -f $FROM -t $TO "$SK")
+    [[ $have_mailsim == 1 ]] && a_ms=$(source_rate "$MESSAGES" -s $SESSIONS -m "$MESSAGES" -l $SIZE -d -f $FROM -t $TO "$MS")
+    a_ratio=$(ratio "$a_ms" "$a_sink")
+    bench --server "$SK" --sessions $SESSIONS --messages "$MESSAGES" --size $SIZE --from $FROM --to $TO
+    ab_sink=$(jget messages_per_s) ab_sink_err=$(bench_errors)
+    if [[ $have_mailsim == 1 ]]; then
+        bench --server "$MS" --sessions $SESSIONS --messages "$MESSAGES" --size $SIZE --from $FROM --to $TO
+        ab_ms=$(jget messages_per_s) ab_ms_err=$(bench_errors)
+    fi
 fi
 
 # (b) a new connection per message, 20 in parallel (smtp-source's default without -d).
-log "== (b) new connection per message, $SESSIONS parallel, $CONNS messages"
-b_sink=$(source_rate "$CONNS" -s $SESSIONS -m "$CONNS" -l $SIZE -f $FROM -t $TO "$SK")
-b_ms=-
-[[ $have_mailsim == 1 ]] && b_ms=$(source_rate "$CONNS" -s $SESSIONS -m "$CONNS" -l $SIZE -f $FROM -t $TO "$MS")
-b_ratio=$(ratio "$b_ms" "$b_sink")
-bench --server "$SK" --sessions $SESSIONS --messages "$CONNS" --size $SIZE --new-connection-per-message --from $FROM --to $TO
-bb_sink=$(jget sessions_per_s) bb_sink_err=$(bench_errors)
-bb_ms=- bb_ms_err=-
-if [[ $have_mailsim == 1 ]]; then
-    bench --server "$MS" --sessions $SESSIONS --messages "$CONNS" --size $SIZE --new-connection-per-message --from $FROM --to $TO
-    bb_ms=$(jget sessions_per_s) bb_ms_err=$(bench_errors)
+if want b; then
+    log "== (b) new connection per message, $SESSIONS parallel, $CONNS messages"
+    b_sink=$(source_rate "$CONNS" -s $SESSIONS -m "$CONNS" -l $SIZE -f $FROM -t $TO "$SK")
+    [[ $have_mailsim == 1 ]] && b_ms=$(source_rate "$CONNS" -s $SESSIONS -m "$CONNS" -l $SIZE -f $FROM -t $TO "$MS")
+    b_ratio=$(ratio "$b_ms" "$b_sink")
+    bench --server "$SK" --sessions $SESSIONS --messages "$CONNS" --size $SIZE --new-connection-per-message \
+        --from $FROM --to $TO
+    bb_sink=$(jget sessions_per_s) bb_sink_err=$(bench_errors)
+    if [[ $have_mailsim == 1 ]]; then
+        bench --server "$MS" --sessions $SESSIONS --messages "$CONNS" --size $SIZE --new-connection-per-message \
+            --from $FROM --to $TO
+        bb_ms=$(jget sessions_per_s) bb_ms_err=$(bench_errors)
+    fi
 fi
 
 # (c) STARTTLS: persistent sessions, then a new TLS session (full handshake) per message.
 # smtp-sink has no STARTTLS, so these are mailsim's own figures.
-c_msgs=- c_sess=- c_lat=- c_err=- c2_sess=- c2_lat=- c2_err=-
-if [[ $have_mailsim == 1 ]]; then
+if want c && [[ $have_mailsim == 1 ]]; then
     log "== (c) STARTTLS: $TLS_SESSIONS sessions x $TLS_PER_SESSION messages; $TLS_CONNS TLS sessions"
-    bench --server "$MS" --tls --sessions "$TLS_SESSIONS" --messages $((TLS_SESSIONS * TLS_PER_SESSION)) --size $SIZE --from $FROM --to $TO
+    bench --server "$MS" --tls --sessions "$TLS_SESSIONS" --messages $((TLS_SESSIONS * TLS_PER_SESSION)) \
+        --size $SIZE --from $FROM --to $TO
     c_msgs=$(jget messages_per_s) c_sess=$(jget sessions_per_s) c_lat=$(jget p99) c_err=$(bench_errors)
-    bench --server "$MS" --tls --new-connection-per-message --sessions $SESSIONS --messages "$TLS_CONNS" --size $SIZE --from $FROM --to $TO
+    bench --server "$MS" --tls --new-connection-per-message --sessions $SESSIONS --messages "$TLS_CONNS" \
+        --size $SIZE --from $FROM --to $TO
     c2_sess=$(jget sessions_per_s) c2_lat=$(jget p99) c2_err=$(bench_errors)
 fi
 
-# (d) idle connections: server memory per connection, each on a fresh server process.
+# (d) idle connections: server memory per connection, each on a fresh server process. mailsim
+# bench opens one warm-up round of 20 sessions before taking the baseline.
 idle_bytes() { # PID SERVER [--tls]
-    local pid=$1 server=$2
+    local pid=$1 server=$2 opened
     shift 2
     bench --server "$server" --idle "$IDLE" --hold "$HOLD" --server-pid "$pid" "$@"
-    local opened
     opened=$(sed -n 's/.*"opened": *\([0-9]*\).*/\1/p' "$WORK/bench.json" | head -1)
     [[ ${opened:-0} -lt $IDLE ]] && log "  only ${opened:-0} of $IDLE idle connections opened"
     jget bytes_per_connection
 }
-log "== (d) $IDLE idle connections, held ${HOLD}s"
-d_plain=- d_tls=-
-if start_mailsim; then d_plain=$(idle_bytes "$MAILSIM_PID" "$MS"); fi
-if start_mailsim; then d_tls=$(idle_bytes "$MAILSIM_PID" "$MS" --tls); fi
-stop_mailsim
-d_sink=$(idle_bytes "$SINK_PID" "$SK")
+if want d; then
+    log "== (d) $IDLE idle connections, held ${HOLD}s"
+    if start_mailsim; then d_plain=$(idle_bytes "$MAILSIM_PID" "$MS"); fi
+    if start_mailsim; then d_tls=$(idle_bytes "$MAILSIM_PID" "$MS" --tls); fi
+    stop_mailsim
+    d_sink=$(idle_bytes "$SINK_PID" "$SK")
+fi
 kib() { [[ $1 == - ]] && echo - || awk -v b="$1" 'BEGIN { printf "%.1f", b / 1024 }'; }
 
 # --- report -----------------------------------------------------------------------------------

@@ -33,3 +33,91 @@ pub async fn connect(host: Host, endpoint: &RunningEndpoint) -> ScriptedSender {
 pub const MESSAGE: &str = "From: a@fabrikam.test\r\nTo: alice@contoso.test\r\nSubject: test\r\n\r\nhello\r\n";
 
 pub const WAIT: Duration = Duration::from_secs(5);
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use mailsim_core::plan::AddressPlan;
+use mailsim_testkit::dns::{DnsZoneSet, ScriptedDns};
+use mailsim_testkit::hosts::unique_loopback;
+use mailsim_testkit::peer::{PeerScript, ScriptedPeer};
+
+static NEXT_ADDRESS: AtomicU32 = AtomicU32::new(0);
+
+/// A fresh loopback address no other test in this process uses.
+pub fn fresh_loopback() -> IpAddr {
+    unique_loopback(NEXT_ADDRESS.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A simulated world of its own per test: the tenant, a DNS server and receiving peers, each on a
+/// fresh loopback address, all SMTP hosts on one free port.
+pub struct World {
+    pub tenant: RunningEndpoint,
+    pub tenant_declared: IpAddr,
+    pub dns: ScriptedDns,
+    pub peers: HashMap<&'static str, ScriptedPeer>,
+    pub declared: HashMap<&'static str, IpAddr>,
+    pub port: u16,
+}
+
+/// Declared address of the tenant endpoint in test worlds (as a partner's DNS would list it).
+pub const TENANT_DECLARED: &str = "192.0.2.100";
+
+impl World {
+    /// `peers`: (name, declared address, script). The script may name another world host in
+    /// `forward_to` by using [`World::FORWARD_TO_TENANT`].
+    pub async fn start(
+        tenant: mailsim_core::tenant::Tenant,
+        zones: DnsZoneSet,
+        peers: Vec<(&'static str, &str, PeerScript)>,
+        tweak: impl FnOnce(&mut EndpointOptions),
+    ) -> World {
+        let tenant_ip = fresh_loopback();
+        let listener = tokio::net::TcpListener::bind(SocketAddr::new(tenant_ip, 0)).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let tenant_declared: IpAddr = TENANT_DECLARED.parse().unwrap();
+        let mut plan = AddressPlan::new();
+        plan.add("tenant", tenant_declared, tenant_ip).unwrap();
+        let mut started = HashMap::new();
+        let mut declared = HashMap::new();
+        for (name, addr, mut script) in peers {
+            let ip = fresh_loopback();
+            let addr: IpAddr = addr.parse().unwrap();
+            plan.add(name, addr, ip).unwrap();
+            if script.forward_to.is_some() {
+                script.forward_to = Some(SocketAddr::new(tenant_ip, port));
+            }
+            let peer = ScriptedPeer::start(SocketAddr::new(ip, port), script).await.expect("peer starts");
+            started.insert(name, peer);
+            declared.insert(name, addr);
+        }
+        let dns = ScriptedDns::start(fresh_loopback(), zones).await.expect("dns starts");
+        let mut options = EndpointOptions::new(tenant);
+        options.plan = plan;
+        options.dns = Some(dns.addr());
+        options.dns_timeout = Duration::from_millis(500);
+        options.smtp_port = port;
+        options.outbound_source = tenant_ip;
+        options.outbound_timeout = Duration::from_secs(5);
+        tweak(&mut options);
+        let endpoint = RunningEndpoint::serve(listener, options).unwrap();
+        World { tenant: endpoint, tenant_declared, dns, peers: started, declared, port }
+    }
+
+    /// Marker for `PeerScript::forward_to`: relay to this world's tenant.
+    pub const FORWARD_TO_TENANT: Option<SocketAddr> =
+        Some(SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0));
+
+    pub fn peer(&self, name: &str) -> &ScriptedPeer {
+        &self.peers[name]
+    }
+
+    /// Sends one message into the tenant from a fresh internet address; returns the final reply.
+    pub async fn send(&self, from: &str, to: &[&str], content: &str) -> mailsim_testkit::sender::RawReply {
+        let (mut c, _) = ScriptedSender::connect(fresh_loopback(), self.tenant.addr()).await.unwrap();
+        let reply = c.send_message("sender.test", from, to, content).await.unwrap();
+        let _ = c.command("QUIT").await;
+        reply
+    }
+}

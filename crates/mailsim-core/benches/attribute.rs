@@ -33,9 +33,8 @@ impl Lcg {
 
 fn build() -> (Tenant, Vec<Vec<Ipv4Net>>) {
     let mut rng = Lcg(7);
-    let mut tenant = Tenant::default()
-        .with_domain("contoso.test", DomainType::Authoritative)
-        .with_mailbox("alice@contoso.test");
+    let mut tenant =
+        Tenant::default().with_domain("contoso.test", DomainType::Authoritative).with_mailbox("alice@contoso.test");
     let mut all = Vec::new();
     for i in 0..CONNECTORS {
         let kind = if i < CONNECTORS / 2 { ConnectorType::Partner } else { ConnectorType::OnPremises };

@@ -104,11 +104,8 @@ fn oracle(a: Attrs, c: Conn, e: Env) -> Outcome {
         return Reject(ReplyKind::RelayDenied);
     }
     let restricting = a.enabled && (a.restrict_ip || a.restrict_cert);
-    let applies = if restricting {
-        (!a.restrict_ip || ip_match) && (!a.restrict_cert || cert_ok)
-    } else {
-        ip_match || cert_ok
-    };
+    let applies =
+        if restricting { (!a.restrict_ip || ip_match) && (!a.restrict_cert || cert_ok) } else { ip_match || cert_ok };
     if applies {
         if a.require_tls && !c.tls {
             return tls454(None);
@@ -244,7 +241,8 @@ fn one_connector_matrix_agrees_with_the_oracle() {
                         Sender::Foreign => Some("x@fabrikam.test".parse().unwrap()),
                         Sender::Null => None,
                     };
-                    let rcpt: EmailAddress = if external { "y@example.test" } else { "alice@contoso.test" }.parse().unwrap();
+                    let rcpt: EmailAddress =
+                        if external { "y@example.test" } else { "alice@contoso.test" }.parse().unwrap();
                     let rcpts = [rcpt];
                     let verdict = attribute(&t, &p, from.as_ref(), &rcpts);
                     assert_eq!(verdict, attribute_unindexed(&t, &p, from.as_ref(), &rcpts));

@@ -13,11 +13,11 @@
 
 pub mod client;
 pub mod clock;
+pub mod dns;
 pub mod listener;
 pub mod outbound;
 pub mod pipeline;
 pub mod smtp_conn;
 pub mod store;
-pub mod trace_sink;
 pub mod tls;
-pub mod dns;
+pub mod trace_sink;

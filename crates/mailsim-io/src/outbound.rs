@@ -38,6 +38,9 @@ pub struct OutboundConfig {
     pub timeout: Duration,
     /// Host name in the tenant's own replies.
     pub server_name: String,
+    /// The port the simulated world's SMTP hosts listen on: used for MX hosts and for smart hosts
+    /// written without a port (25 in production; tests pick a free port for the whole world).
+    pub smtp_port: u16,
 }
 
 /// The result of one attempt.
@@ -72,7 +75,12 @@ enum Targets {
 }
 
 /// Runs one attempt of `route` for `recipients` of `message`.
-pub async fn attempt(cfg: &OutboundConfig, hop: &Hop, message: &AcceptedMessage, recipients: &[EmailAddress]) -> Attempt {
+pub async fn attempt(
+    cfg: &OutboundConfig,
+    hop: &Hop,
+    message: &AcceptedMessage,
+    recipients: &[EmailAddress],
+) -> Attempt {
     let ctx = ReplyContext { host: &cfg.server_name, now: crate::smtp_conn::now(), session_id: message.internal_id };
     let all = |reply: Reply| recipients.iter().map(|r| (r.clone(), reply.clone())).collect::<Vec<_>>();
     let (targets, tls) = match hop {
@@ -111,14 +119,23 @@ async fn smart_host_targets(cfg: &OutboundConfig, hosts: &[SmartHost]) -> Target
     let mut failure = ReplyKind::UnableToRoute;
     for host in hosts {
         match &host.host {
-            SmartHostAddr::Ip(ip) => out.push(Target { name: ip.to_string(), declared: *ip, port: host.port }),
+            SmartHostAddr::Ip(ip) => out.push(Target { name: ip.to_string(), declared: *ip, port: port_of(cfg, host) }),
             SmartHostAddr::Name(name) => match resolve_host(cfg, name).await {
-                Ok(ips) => out.extend(ips.into_iter().map(|ip| Target { name: name.clone(), declared: ip, port: host.port })),
+                Ok(ips) => out.extend(ips.into_iter().map(|ip| Target {
+                    name: name.clone(),
+                    declared: ip,
+                    port: port_of(cfg, host),
+                })),
                 Err(kind) => failure = kind,
             },
         }
     }
     if out.is_empty() { Targets::Settled(failure) } else { Targets::List(out) }
+}
+
+/// A smart host's port: as written, with the default 25 meaning the world's SMTP port.
+fn port_of(cfg: &OutboundConfig, host: &SmartHost) -> u16 {
+    if host.port == 25 { cfg.smtp_port } else { host.port }
 }
 
 async fn mx_hop_targets(cfg: &OutboundConfig, domain: &str) -> Targets {
@@ -135,7 +152,11 @@ async fn mx_hop_targets(cfg: &OutboundConfig, domain: &str) -> Targets {
             let mut failure = ReplyKind::UnableToRoute;
             for host in hosts {
                 match resolve_host(cfg, &host).await {
-                    Ok(ips) => out.extend(ips.into_iter().map(|ip| Target { name: host.clone(), declared: ip, port: 25 })),
+                    Ok(ips) => out.extend(ips.into_iter().map(|ip| Target {
+                        name: host.clone(),
+                        declared: ip,
+                        port: cfg.smtp_port,
+                    })),
                     Err(kind) => failure = kind,
                 }
             }
@@ -213,7 +234,10 @@ async fn converse(
                     return try_next(ReplyKind::CannotConnect { message: reply.to_string(), last }, &mut client);
                 }
                 Err(e) => {
-                    return try_next(ReplyKind::CannotConnect { message: format!("TLS negotiation failed: {e}"), last }, &mut client);
+                    return try_next(
+                        ReplyKind::CannotConnect { message: format!("TLS negotiation failed: {e}"), last },
+                        &mut client,
+                    );
                 }
             };
             let facts = (!info.peer_certificates.is_empty())
@@ -225,7 +249,9 @@ async fn converse(
             tls_text = Some(format!("{} {}", info.version, info.cipher));
             if let Err(e) = client.ehlo().await {
                 let kind = match e {
-                    ClientError::Rejected { reply, .. } => ReplyKind::CannotConnect { message: reply.to_string(), last },
+                    ClientError::Rejected { reply, .. } => {
+                        ReplyKind::CannotConnect { message: reply.to_string(), last }
+                    }
                     _ => ReplyKind::ConnectionClosedAbruptly { last },
                 };
                 return try_next(kind, &mut client);
@@ -255,7 +281,10 @@ async fn converse(
 
 /// Per recipient: MAIL's refusal decides all; otherwise its RCPT reply when refused; the accepted
 /// ones share the DATA or end-of-data reply.
-fn settle_transaction(recipients: &[EmailAddress], t: &crate::client::TransactionReplies) -> Vec<(EmailAddress, Reply)> {
+fn settle_transaction(
+    recipients: &[EmailAddress],
+    t: &crate::client::TransactionReplies,
+) -> Vec<(EmailAddress, Reply)> {
     recipients
         .iter()
         .enumerate()

@@ -114,7 +114,13 @@ impl Pipeline {
         ReplyContext { host: &self.tenant.settings.server_name, now: self.clock.now(), session_id }
     }
 
-    fn event(&self, message: &AcceptedMessage, event: Event, recipient: Option<&EmailAddress>, detail: String) -> TraceEvent {
+    fn event(
+        &self,
+        message: &AcceptedMessage,
+        event: Event,
+        recipient: Option<&EmailAddress>,
+        detail: String,
+    ) -> TraceEvent {
         TraceEvent {
             at: self.clock.now(),
             event,
@@ -154,7 +160,12 @@ impl Pipeline {
                 Hop::Mailbox => {
                     for rcpt in route.recipients {
                         self.store.deliver(rcpt.clone(), message.clone());
-                        self.trace.record(self.event(&message, Event::Deliver, Some(&rcpt), "Delivered to mailbox".into()));
+                        self.trace.record(self.event(
+                            &message,
+                            Event::Deliver,
+                            Some(&rcpt),
+                            "Delivered to mailbox".into(),
+                        ));
                     }
                 }
                 Hop::Unroutable(kind) => {
@@ -236,7 +247,9 @@ impl Pipeline {
                     last_error = Some(reply);
                     deferred.push(rcpt);
                 }
-                Outcome::Failed { reply, .. } => failed.push((rcpt, reply, result.last.as_ref().map(|l| l.server.clone()))),
+                Outcome::Failed { reply, .. } => {
+                    failed.push((rcpt, reply, result.last.as_ref().map(|l| l.server.clone())))
+                }
             }
         }
         if let Some(t) = &result.transcript {
@@ -254,7 +267,12 @@ impl Pipeline {
     }
 
     /// Fails recipients (already traced or not) and sends the sender an NDR through the pipeline.
-    fn fail(self: &Arc<Self>, message: &Arc<AcceptedMessage>, failed: Vec<(EmailAddress, Reply, Option<String>)>, at: Option<Timestamp>) {
+    fn fail(
+        self: &Arc<Self>,
+        message: &Arc<AcceptedMessage>,
+        failed: Vec<(EmailAddress, Reply, Option<String>)>,
+        at: Option<Timestamp>,
+    ) {
         let mut failures = Vec::new();
         for (rcpt, reply, remote_mta) in failed {
             if at.is_none() {
@@ -265,7 +283,10 @@ impl Pipeline {
             failures.push(FailedRecipient { recipient: rcpt, reply, remote_mta, last_attempt: at });
         }
         let ndr_id = self.ndr_ids.fetch_add(1, Ordering::Relaxed) | (message.internal_id << 16);
-        let postmaster = format!("postmaster@{}", self.tenant.accepted_domains.first().map_or("mailsim.test".to_string(), |d| d.name.to_string()));
+        let postmaster = format!(
+            "postmaster@{}",
+            self.tenant.accepted_domains.first().map_or("mailsim.test".to_string(), |d| d.name.to_string())
+        );
         let input = NdrInput {
             original: message,
             failures: &failures,
@@ -276,7 +297,8 @@ impl Pipeline {
         };
         // RFC 3461 §6.2: never an NDR for a message from the null sender (compose returns None).
         let Some(ndr) = compose(&input) else { return };
-        let mut ev = self.event(message, Event::Dsn, None, format!("NDR {} generated for {}", ndr.message_id, ndr.recipient));
+        let mut ev =
+            self.event(message, Event::Dsn, None, format!("NDR {} generated for {}", ndr.message_id, ndr.recipient));
         ev.recipient = message.envelope.sender.as_ref().map(|s| s.to_string());
         self.trace.record(ev);
         let ndr_message = AcceptedMessage {

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use mailsim_core::stage::deliver::ServerCertFacts;
 use mailsim_core::peer::{CertTrust, ClientCertFacts, TlsFacts};
+use mailsim_core::stage::deliver::ServerCertFacts;
 use mailsim_core::time::Timestamp;
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
@@ -315,10 +315,18 @@ impl ServerTrust {
                 // validity period are judged here.
                 let own_name = parsed.dns_sans.first().or(parsed.common_names.first()).cloned().unwrap_or_default();
                 let name = rustls::pki_types::ServerName::try_from(own_name.trim_start_matches("*.").to_string())
-                    .unwrap_or_else(|_| rustls::pki_types::ServerName::try_from("invalid.invalid").expect("valid name"));
+                    .unwrap_or_else(|_| {
+                        rustls::pki_types::ServerName::try_from("invalid.invalid").expect("valid name")
+                    });
                 let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
                 use rustls::client::danger::ServerCertVerifier;
-                match verifier.verify_server_cert(end_entity, intermediates, &name, &[], UnixTime::since_unix_epoch(since_epoch)) {
+                match verifier.verify_server_cert(
+                    end_entity,
+                    intermediates,
+                    &name,
+                    &[],
+                    UnixTime::since_unix_epoch(since_epoch),
+                ) {
                     Ok(_) => CertTrust::Trusted,
                     Err(rustls::Error::InvalidCertificate(
                         CertificateError::Expired | CertificateError::ExpiredContext { .. },

@@ -54,7 +54,10 @@ impl TraceSink {
         self.events()
             .iter()
             .rev()
-            .find(|e| e.message_id == message_id && e.recipient.as_deref().map(str::to_ascii_lowercase) == Some(recipient.clone()))
+            .find(|e| {
+                e.message_id == message_id
+                    && e.recipient.as_deref().map(str::to_ascii_lowercase) == Some(recipient.clone())
+            })
             .map(|e| e.event.status())
     }
 

@@ -8,8 +8,8 @@
 #![warn(missing_docs)]
 
 pub mod certs;
+pub mod dns;
 pub mod hosts;
+pub mod peer;
 pub mod sender;
 pub mod transcript;
-pub mod dns;
-pub mod peer;

@@ -167,7 +167,16 @@ pub struct PeerScript {
     /// and close.
     #[serde(with = "millis")]
     pub idle_timeout: Duration,
+    /// Relay every accepted message on to this address, as a gateway relays inbound mail to the
+    /// tenant: from the peer's own address, same envelope, a `Received:` header added (and the
+    /// message still kept in the inbox). Bounded: at most [`MAX_FORWARD_HOPS`] `Received:` headers
+    /// are passed on, so a misconfigured loop ends here too.
+    #[serde(default)]
+    pub forward_to: Option<std::net::SocketAddr>,
 }
+
+/// A forwarding peer stops relaying a message that already carries this many `Received:` headers.
+pub const MAX_FORWARD_HOPS: usize = 100;
 
 impl Default for PeerScript {
     fn default() -> Self {
@@ -193,6 +202,7 @@ impl PeerScript {
             on_end_of_data: Behaviour::Accept,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             idle_timeout: Duration::from_secs(60),
+            forward_to: None,
         }
     }
 }
@@ -462,9 +472,11 @@ impl Drop for OpenGuard {
 }
 
 async fn serve(mut guard: OpenGuard, tcp: TcpStream, client_ip: IpAddr) {
+    let local_ip = tcp.local_addr().map(|a| a.ip()).unwrap_or(client_ip);
     let mut conn = Conn {
         shared: guard.shared.clone(),
         id: guard.id,
+        local_ip,
         io: Io::Plain(tcp),
         buf: Vec::new(),
         client_ip,
@@ -530,6 +542,7 @@ struct Txn {
 struct Conn {
     shared: Arc<Shared>,
     id: usize,
+    local_ip: IpAddr,
     io: Io,
     buf: Vec<u8>,
     client_ip: IpAddr,
@@ -981,6 +994,17 @@ impl Conn {
                 helo: self.helo.clone(),
                 connection: self.id,
             };
+            if let Some(target) = self.script().forward_to {
+                let host_name = self.script().host_name.clone();
+                let source = self.local_ip;
+                let copy = message.clone();
+                let shared = self.shared.clone();
+                let id = self.id;
+                tokio::spawn(async move {
+                    let outcome = forward(source, target, &host_name, &copy).await;
+                    shared.log(id, format!("! forwarded to {target}: {outcome}"));
+                });
+            }
             let n = {
                 let mut state = self.shared.lock();
                 state.inbox.push(message);
@@ -994,6 +1018,40 @@ impl Conn {
         }
         self.send(reply.0, &reply.1).await?;
         Ok(Flow::Continue)
+    }
+}
+
+/// Relays one received message to `target` from `source`, as a plain-SMTP relay would. Returns the
+/// final reply (or error) for the transcript.
+async fn forward(source: IpAddr, target: std::net::SocketAddr, host_name: &str, message: &ReceivedMessage) -> String {
+    let hops = message
+        .data
+        .split(|&b| b == b'\n')
+        .take_while(|l| l.len() > 2)
+        .filter(|l| l.len() >= 9 && l[..9].eq_ignore_ascii_case(b"received:"))
+        .count();
+    if hops >= MAX_FORWARD_HOPS {
+        return format!("not forwarded: {hops} Received headers");
+    }
+    let (mut client, greeting) = match crate::sender::ScriptedSender::connect(source, target).await {
+        Ok(c) => c,
+        Err(e) => return format!("connect failed: {e}"),
+    };
+    if greeting.code != 220 {
+        return greeting.last_line();
+    }
+    let received = format!(
+        "Received: from {} ({}) by {host_name} with ESMTP; relayed by mailsim scripted peer\r\n",
+        message.helo.as_deref().unwrap_or("unknown"),
+        message.client_ip
+    );
+    let content = format!("{received}{}", String::from_utf8_lossy(&message.data));
+    let rcpts: Vec<&str> = message.rcpt_to.iter().map(String::as_str).collect();
+    let result = client.send_message(host_name, &message.mail_from, &rcpts, &content).await;
+    let _ = client.command("QUIT").await;
+    match result {
+        Ok(reply) => reply.last_line(),
+        Err(e) => format!("failed: {e}"),
     }
 }
 

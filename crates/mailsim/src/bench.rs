@@ -5,6 +5,7 @@
 //! after which the run stops and reports what it has. Only loopback servers are contacted.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,7 +16,6 @@ use anyhow::Context;
 use mailsim_io::client::{ClientError, ClientOptions, SmtpClient, TlsMode, TransactionReplies, opportunistic_config};
 use rustls::ClientConfig;
 use rustls::client::Resumption;
-use serde_json::json;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
@@ -85,8 +85,8 @@ pub struct BenchArgs {
     /// Seconds to hold idle connections.
     #[arg(long, env = "MAILSIM_HOLD", default_value_t = 5.0)]
     pub hold: f64,
-    /// With --idle: the server's process id; its VmRSS is read before and during the hold to
-    /// report memory per connection.
+    /// With --idle: the server's process id; its VmRSS is read before (after one warm-up round of
+    /// --sessions connections) and during the hold, to report memory per connection.
     #[arg(long, env = "MAILSIM_SERVER_PID")]
     pub server_pid: Option<u32>,
     /// Source address to bind, e.g. 127.0.0.10.
@@ -102,6 +102,23 @@ pub struct BenchArgs {
 
 /// Runs the benchmark and prints the report.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let (opts, timeout) = client_options(&args).await?;
+    let (json, text) = match args.idle {
+        Some(n) => {
+            let report = idle(&args, opts, n, timeout).await?;
+            (serde_json::to_string_pretty(&report)?, report.to_string())
+        }
+        None => {
+            let report = load(&args, opts, timeout).await?;
+            (serde_json::to_string_pretty(&report)?, report.to_string())
+        }
+    };
+    say!("{}", if args.json { json } else { text.trim_end().to_string() });
+    Ok(())
+}
+
+/// Checks the flags and turns them into client options plus the global time limit.
+async fn client_options(args: &BenchArgs) -> anyhow::Result<(ClientOptions, Duration)> {
     anyhow::ensure!(args.sessions > 0, "--sessions must be at least 1");
     anyhow::ensure!(args.recipients > 0, "--recipients must be at least 1");
     anyhow::ensure!(!args.to.is_empty(), "--to needs an address");
@@ -128,9 +145,166 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         record_transcript: false,
         ..ClientOptions::new(server)
     };
-    match args.idle {
-        Some(n) => idle(&args, opts, n, timeout).await,
-        None => load(&args, opts, timeout).await,
+    Ok((opts, timeout))
+}
+
+/// Transaction latency percentiles in milliseconds (MAIL FROM to the reply after the final dot).
+#[derive(Debug, serde::Serialize)]
+pub struct Latency {
+    /// Median.
+    pub p50: Option<f64>,
+    /// 99th percentile.
+    pub p99: Option<f64>,
+    /// Slowest.
+    pub max: Option<f64>,
+}
+
+/// What a load run measured.
+#[derive(Debug, serde::Serialize)]
+pub struct LoadReport {
+    /// Always "load".
+    pub mode: &'static str,
+    /// The server.
+    pub server: String,
+    /// Parallel sessions asked for.
+    pub sessions: usize,
+    /// Messages asked for.
+    pub messages: u64,
+    /// Body size in bytes.
+    pub size: usize,
+    /// Recipients per message.
+    pub recipients: usize,
+    /// A new connection per message.
+    pub new_connection_per_message: bool,
+    /// STARTTLS on each session.
+    pub tls: bool,
+    /// Wall time of the run.
+    pub elapsed_s: f64,
+    /// Messages the server accepted.
+    pub accepted: u64,
+    /// Messages refused or lost to a broken session.
+    pub failed: u64,
+    /// Messages never tried because --timeout ran out.
+    pub unsent: u64,
+    /// failed + unsent.
+    pub errors: u64,
+    /// Sessions opened (greeting, EHLO and, with --tls, STARTTLS and EHLO all succeeded).
+    pub sessions_opened: u64,
+    /// Sessions that could not be opened.
+    pub session_failures: u64,
+    /// accepted / elapsed.
+    pub messages_per_s: f64,
+    /// sessions_opened / elapsed.
+    pub sessions_per_s: f64,
+    /// Transaction latency.
+    pub latency_ms: Latency,
+    /// Errors grouped by kind.
+    pub error_kinds: BTreeMap<String, u64>,
+    /// The run was cut short by --timeout.
+    pub timed_out: bool,
+}
+
+impl fmt::Display for LoadReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = |v: Option<f64>| v.map(|v| format!("{v:.2} ms")).unwrap_or_else(|| "-".into());
+        writeln!(
+            f,
+            "mailsim bench -> {}: {} sessions, {} messages of {} bytes, {} recipient(s), {}, {}",
+            self.server,
+            self.sessions,
+            self.messages,
+            self.size,
+            self.recipients,
+            if self.new_connection_per_message { "new connection per message" } else { "persistent connections" },
+            if self.tls { "STARTTLS" } else { "plain" },
+        )?;
+        writeln!(f, "  elapsed     {:.3} s", self.elapsed_s)?;
+        writeln!(
+            f,
+            "  messages    {} accepted, {} failed, {} not sent   {:.1} msgs/s",
+            self.accepted, self.failed, self.unsent, self.messages_per_s
+        )?;
+        writeln!(
+            f,
+            "  sessions    {} opened, {} failed   {:.1} sessions/s",
+            self.sessions_opened, self.session_failures, self.sessions_per_s
+        )?;
+        let l = &self.latency_ms;
+        writeln!(
+            f,
+            "  latency     p50 {}  p99 {}  max {}  (MAIL .. reply to end of data)",
+            ms(l.p50),
+            ms(l.p99),
+            ms(l.max)
+        )?;
+        writeln!(f, "  errors      {}{}", self.errors, if self.timed_out { " (stopped by --timeout)" } else { "" })?;
+        for (what, n) in self.error_kinds.iter().take(10) {
+            writeln!(f, "    {n:>8} x {what}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What an idle run measured.
+#[derive(Debug, serde::Serialize)]
+pub struct IdleReport {
+    /// Always "idle".
+    pub mode: &'static str,
+    /// The server.
+    pub server: String,
+    /// STARTTLS on each connection.
+    pub tls: bool,
+    /// Connections asked for.
+    pub requested: usize,
+    /// Connections opened and held.
+    pub opened: usize,
+    /// Connections that could not be opened.
+    pub failed: u64,
+    /// Time to open them.
+    pub open_s: f64,
+    /// Seconds held.
+    pub hold_s: f64,
+    /// Server VmRSS before, in bytes.
+    pub server_rss_before: Option<u64>,
+    /// Largest server VmRSS during the hold, in bytes.
+    pub server_rss_during: Option<u64>,
+    /// (during - before) / opened.
+    pub bytes_per_connection: Option<f64>,
+    /// Errors grouped by kind.
+    pub error_kinds: BTreeMap<String, u64>,
+    /// Opening was cut short by --timeout.
+    pub timed_out: bool,
+}
+
+impl fmt::Display for IdleReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "mailsim bench --idle -> {}: {} connections after EHLO{}, held {:.1} s",
+            self.server,
+            self.requested,
+            if self.tls { " + STARTTLS + EHLO" } else { "" },
+            self.hold_s
+        )?;
+        writeln!(
+            f,
+            "  opened      {} in {:.3} s, {} failed{}",
+            self.opened,
+            self.open_s,
+            self.failed,
+            if self.timed_out { " (stopped by --timeout)" } else { "" }
+        )?;
+        if let (Some(b), Some(d)) = (self.server_rss_before, self.server_rss_during) {
+            let mib = |v: u64| v as f64 / 1048576.0;
+            writeln!(f, "  server RSS  {:.1} MiB before, {:.1} MiB during the hold", mib(b), mib(d))?;
+        }
+        if let Some(p) = self.bytes_per_connection {
+            writeln!(f, "  per conn    {:.1} KiB ({p:.0} bytes)", p / 1024.0)?;
+        }
+        for (what, n) in self.error_kinds.iter().take(10) {
+            writeln!(f, "    {n:>8} x {what}")?;
+        }
+        Ok(())
     }
 }
 
@@ -226,7 +400,7 @@ fn recipients(args: &BenchArgs) -> Vec<String> {
     (1..=args.recipients).map(|i| format!("{local}+{i}@{domain}")).collect()
 }
 
-async fn load(args: &BenchArgs, opts: ClientOptions, timeout: Duration) -> anyhow::Result<()> {
+async fn load(args: &BenchArgs, opts: ClientOptions, timeout: Duration) -> anyhow::Result<LoadReport> {
     let started = Instant::now();
     let deadline = started + timeout;
     let stats =
@@ -292,12 +466,11 @@ async fn load(args: &BenchArgs, opts: ClientOptions, timeout: Duration) -> anyho
                         false
                     }
                 };
-                if per_message || !keep {
-                    if let Some(mut c) = client.take()
-                        && c.is_connected()
-                    {
-                        let _ = c.quit().await;
-                    }
+                if (per_message || !keep)
+                    && let Some(mut c) = client.take()
+                    && c.is_connected()
+                {
+                    let _ = c.quit().await;
                 }
             }
             if let Some(mut c) = client.take() {
@@ -323,69 +496,28 @@ async fn load(args: &BenchArgs, opts: ClientOptions, timeout: Duration) -> anyho
         Some(s.latencies[i].as_secs_f64() * 1000.0)
     };
     let secs = elapsed.as_secs_f64().max(1e-9);
-    let errors: u64 = s.failed + unsent;
-    let report = json!({
-        "mode": "load",
-        "server": opts.server.to_string(),
-        "sessions": args.sessions,
-        "messages": args.messages,
-        "size": args.size,
-        "recipients": args.recipients,
-        "new_connection_per_message": args.new_connection_per_message,
-        "tls": args.tls,
-        "elapsed_s": secs,
-        "accepted": s.accepted,
-        "failed": s.failed,
-        "unsent": unsent,
-        "errors": errors,
-        "sessions_opened": s.sessions,
-        "session_failures": s.session_failures,
-        "messages_per_s": s.accepted as f64 / secs,
-        "sessions_per_s": s.sessions as f64 / secs,
-        "latency_ms": { "p50": pct(0.50), "p99": pct(0.99), "max": pct(1.0) },
-        "error_kinds": s.errors,
-        "timed_out": timed_out || unsent > 0,
-    });
-    if args.json {
-        say!("{}", serde_json::to_string_pretty(&report)?);
-        return Ok(());
-    }
-    let ms = |v: Option<f64>| v.map(|v| format!("{v:.2} ms")).unwrap_or_else(|| "-".into());
-    say!(
-        "mailsim bench -> {}: {} sessions, {} messages of {} bytes, {} recipient(s), {}, {}{}",
-        opts.server,
-        args.sessions,
-        args.messages,
-        args.size,
-        args.recipients,
-        if args.new_connection_per_message { "new connection per message" } else { "persistent connections" },
-        if args.tls { "STARTTLS" } else { "plain" },
-        if args.no_pipelining { ", no pipelining" } else { "" },
-    );
-    say!("  elapsed     {secs:.3} s");
-    say!(
-        "  messages    {} accepted, {} failed, {unsent} not sent   {:.1} msgs/s",
-        s.accepted,
-        s.failed,
-        s.accepted as f64 / secs
-    );
-    say!(
-        "  sessions    {} opened, {} failed   {:.1} sessions/s",
-        s.sessions,
-        s.session_failures,
-        s.sessions as f64 / secs
-    );
-    say!(
-        "  latency     p50 {}  p99 {}  max {}  (MAIL .. reply to end of data)",
-        ms(pct(0.5)),
-        ms(pct(0.99)),
-        ms(pct(1.0))
-    );
-    say!("  errors      {errors}{}", if timed_out || unsent > 0 { " (stopped by --timeout)" } else { "" });
-    for (what, n) in s.errors.iter().take(10) {
-        say!("    {n:>8} x {what}");
-    }
-    Ok(())
+    Ok(LoadReport {
+        mode: "load",
+        server: opts.server.to_string(),
+        sessions: args.sessions,
+        messages: args.messages,
+        size: args.size,
+        recipients: args.recipients,
+        new_connection_per_message: args.new_connection_per_message,
+        tls: args.tls,
+        elapsed_s: secs,
+        accepted: s.accepted,
+        failed: s.failed,
+        unsent,
+        errors: s.failed + unsent,
+        sessions_opened: s.sessions,
+        session_failures: s.session_failures,
+        messages_per_s: s.accepted as f64 / secs,
+        sessions_per_s: s.sessions as f64 / secs,
+        latency_ms: Latency { p50: pct(0.50), p99: pct(0.99), max: pct(1.0) },
+        error_kinds: std::mem::take(&mut s.errors),
+        timed_out: timed_out || unsent > 0,
+    })
 }
 
 /// VmRSS of a process in bytes, from /proc/PID/status.
@@ -397,9 +529,25 @@ fn rss(pid: u32) -> anyhow::Result<u64> {
     Ok(kb * 1024)
 }
 
-async fn idle(args: &BenchArgs, opts: ClientOptions, n: usize, timeout: Duration) -> anyhow::Result<()> {
+async fn idle(args: &BenchArgs, opts: ClientOptions, n: usize, timeout: Duration) -> anyhow::Result<IdleReport> {
     let started = Instant::now();
     let deadline = started + timeout;
+    if args.server_pid.is_some() {
+        // One round of sessions first, so one-time costs (allocator arenas, worker stacks, caches)
+        // are in the baseline and not charged to the idle connections.
+        let mut warm = JoinSet::new();
+        for _ in 0..args.sessions.min(n) {
+            let mut c = SmtpClient::new(opts.clone());
+            warm.spawn(async move {
+                if c.open().await.is_ok() {
+                    let _ = c.quit().await;
+                }
+            });
+        }
+        let _ = tokio::time::timeout_at(deadline.into(), async { while warm.join_next().await.is_some() {} }).await;
+        warm.abort_all();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let before = args.server_pid.map(rss).transpose()?;
     let gate = Arc::new(Semaphore::new(args.sessions));
     let mut set = JoinSet::new();
@@ -456,54 +604,30 @@ async fn idle(args: &BenchArgs, opts: ClientOptions, n: usize, timeout: Duration
         (Some(b), Some(d)) if opened > 0 => Some(d.saturating_sub(b) as f64 / opened as f64),
         _ => None,
     };
-    let failed: u64 = errors.values().sum();
-    let report = json!({
-        "mode": "idle",
-        "server": opts.server.to_string(),
-        "tls": args.tls,
-        "requested": n,
-        "opened": opened,
-        "failed": failed,
-        "open_s": open_time.as_secs_f64(),
-        "hold_s": args.hold,
-        "server_rss_before": before,
-        "server_rss_during": during,
-        "bytes_per_connection": per_conn,
-        "error_kinds": errors,
-        "timed_out": !opened_in_time,
-    });
-    if args.json {
-        say!("{}", serde_json::to_string_pretty(&report)?);
-        return Ok(());
-    }
-    say!(
-        "mailsim bench --idle -> {}: {n} connections after EHLO{}, held {:.1} s",
-        opts.server,
-        if args.tls { " + STARTTLS + EHLO" } else { "" },
-        args.hold
-    );
-    say!(
-        "  opened      {opened} in {:.3} s, {failed} failed{}",
-        open_time.as_secs_f64(),
-        if opened_in_time { "" } else { " (stopped by --timeout)" }
-    );
-    if let (Some(b), Some(d)) = (before, during) {
-        say!("  server RSS  {:.1} MiB before, {:.1} MiB during the hold", b as f64 / 1048576.0, d as f64 / 1048576.0);
-    }
-    if let Some(p) = per_conn {
-        say!("  per conn    {:.1} KiB ({p:.0} bytes)", p / 1024.0);
-    }
-    for (what, n) in errors.iter().take(10) {
-        say!("    {n:>8} x {what}");
-    }
-    Ok(())
+    Ok(IdleReport {
+        mode: "idle",
+        server: opts.server.to_string(),
+        tls: args.tls,
+        requested: n,
+        opened,
+        failed: errors.values().sum(),
+        open_s: open_time.as_secs_f64(),
+        hold_s: args.hold,
+        server_rss_before: before,
+        server_rss_during: during,
+        bytes_per_connection: per_conn,
+        error_kinds: errors,
+        timed_out: !opened_in_time,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use clap::Parser;
+    use mailsim_core::tenant::{DomainType, Tenant};
 
     use super::*;
+    use crate::endpoint::{EndpointOptions, RunningEndpoint};
 
     #[derive(Parser)]
     struct Cli {
@@ -537,6 +661,46 @@ mod tests {
             let m = f.message(7);
             assert!(m.ends_with(&f.body) && m.starts_with(b"From: <bench@fabrikam.test>\r\n"));
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn load_and_idle_runs_against_the_tenant_endpoint() {
+        let tenant =
+            Tenant::default().with_domain("contoso.test", DomainType::Authoritative).with_mailbox("bench@contoso.test");
+        let endpoint =
+            RunningEndpoint::bind("127.0.0.1:0".parse().unwrap(), EndpointOptions::new(tenant)).await.unwrap();
+        let server = endpoint.addr().to_string();
+        let base = ["--server", &server, "--sessions", "4", "--timeout", "60"];
+        let modes: [(&[&str], u64); 4] = [
+            (&[], 4),
+            (&["--no-pipelining", "--recipients", "2", "--to", "bench@contoso.test,BENCH@contoso.test"], 4),
+            (&["--tls"], 4),
+            (&["--tls", "--new-connection-per-message"], 40),
+        ];
+        for (extra, sessions) in modes {
+            let args = parse(&[&base[..], &["--messages", "40", "--size", "3000"], extra].concat());
+            let (opts, timeout) = client_options(&args).await.unwrap();
+            let report = load(&args, opts, timeout).await.unwrap();
+            assert_eq!(
+                (report.accepted, report.errors, report.sessions_opened),
+                (40, 0, sessions),
+                "{extra:?}\n{report}"
+            );
+            assert!(report.latency_ms.p50 <= report.latency_ms.p99 && report.latency_ms.p99 <= report.latency_ms.max);
+        }
+
+        let args = parse(&[&base[..], &["--messages", "6", "--to", "nobody@contoso.test"]].concat());
+        let (opts, timeout) = client_options(&args).await.unwrap();
+        let report = load(&args, opts, timeout).await.unwrap();
+        assert_eq!((report.accepted, report.failed, report.sessions_opened), (0, 6, 4), "{report}");
+        assert_eq!(report.error_kinds.get("rcpt refused: 550 5.4.1"), Some(&6), "{report}");
+
+        let pid = std::process::id().to_string();
+        let args = parse(&[&base[..], &["--idle", "12", "--hold", "0.2", "--server-pid", &pid, "--tls"]].concat());
+        let (opts, timeout) = client_options(&args).await.unwrap();
+        let report = idle(&args, opts, 12, timeout).await.unwrap();
+        assert_eq!((report.opened, report.failed), (12, 0), "{report}");
+        assert!(report.bytes_per_connection.is_some() && report.server_rss_before.is_some());
     }
 
     #[tokio::test]

@@ -48,7 +48,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
     if let Some(tls) = &message.peer.tls {
         println!("\nTLS facts the tenant recorded: {} {}", tls.version, tls.cipher);
         if let Some(cert) = &tls.client_cert {
-            println!("client certificate: subject {:?}, DNS SANs {:?}, issuer {:?}, trust {:?}", cert.subject, cert.dns_sans, cert.issuer, cert.trust);
+            println!(
+                "client certificate: subject {:?}, DNS SANs {:?}, issuer {:?}, trust {:?}",
+                cert.subject, cert.dns_sans, cert.issuer, cert.trust
+            );
         }
     }
     println!("\nmailbox alice@contoso.test now holds {} ({} bytes):\n", message.message_id, message.data.len());

@@ -13,10 +13,10 @@ use mailsim_io::clock::SimClock;
 use mailsim_io::dns::Resolver;
 use mailsim_io::outbound::OutboundConfig;
 use mailsim_io::pipeline::Pipeline;
-use mailsim_io::trace_sink::TraceSink;
 use mailsim_io::smtp_conn::{Endpoint, EndpointTls, Timeouts};
 use mailsim_io::store::MailStore;
 use mailsim_io::tls;
+use mailsim_io::trace_sink::TraceSink;
 use mailsim_testkit::certs::TestPki;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
@@ -76,6 +76,9 @@ pub struct EndpointOptions {
     pub outbound_timeout: std::time::Duration,
     /// The simulated clock (shared with the caller to advance time).
     pub clock: Arc<SimClock>,
+    /// The port the simulated world's SMTP hosts listen on (MX delivery, smart hosts without a
+    /// port).
+    pub smtp_port: u16,
 }
 
 impl EndpointOptions {
@@ -95,6 +98,7 @@ impl EndpointOptions {
             retry: RetryPolicy::default(),
             outbound_timeout: std::time::Duration::from_secs(30),
             clock: Arc::new(SimClock::new()),
+            smtp_port: 25,
         }
     }
 }
@@ -137,6 +141,7 @@ impl RunningEndpoint {
             ehlo: tenant.settings.server_name.clone(),
             timeout: options.outbound_timeout,
             server_name: tenant.settings.server_name.clone(),
+            smtp_port: options.smtp_port,
         });
         let pipeline = Arc::new(Pipeline::new(
             tenant.clone(),
@@ -154,13 +159,7 @@ impl RunningEndpoint {
             }),
             None => None,
         };
-        let endpoint = Arc::new(Endpoint {
-            tenant,
-            plan,
-            tls,
-            pipeline: pipeline.clone(),
-            timeouts: options.timeouts,
-        });
+        let endpoint = Arc::new(Endpoint { tenant, plan, tls, pipeline: pipeline.clone(), timeouts: options.timeouts });
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(mailsim_io::listener::serve(listener, endpoint, options.max_connections, async {
             let _ = stopped.await;

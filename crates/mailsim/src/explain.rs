@@ -297,10 +297,15 @@ RequireTls = false
         let tenant = mailsim_core::tenant::load::load(LOCKDOWN, "t.toml").unwrap();
         let (report, accepted) = explain(&tenant, "t.toml", &args("203.0.113.5", &["alice@contoso.test"])).unwrap();
         assert!(!accepted, "{report}");
-        assert!(report.contains("FAIL [From gateway] SenderIPAddresses: 203.0.113.5 is not in 198.51.100.0/24"), "{report}");
+        assert!(
+            report.contains("FAIL [From gateway] SenderIPAddresses: 203.0.113.5 is not in 198.51.100.0/24"),
+            "{report}"
+        );
         assert!(report.contains("RCPT TO:<alice@contoso.test>  →  250 2.1.5 Recipient OK"), "{report}");
         assert!(
-            report.contains("end of DATA  →  550 5.7.51 TenantInboundAttribution; There is a partner connector configured"),
+            report.contains(
+                "end of DATA  →  550 5.7.51 TenantInboundAttribution; There is a partner connector configured"
+            ),
             "{report}"
         );
     }

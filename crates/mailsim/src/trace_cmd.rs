@@ -87,7 +87,10 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let mut events = Vec::new();
     for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        events.push(serde_json::from_str::<TraceEvent>(line).with_context(|| format!("{}:{}: not a trace event", path.display(), n + 1))?);
+        events.push(
+            serde_json::from_str::<TraceEvent>(line)
+                .with_context(|| format!("{}:{}: not a trace event", path.display(), n + 1))?,
+        );
     }
     let contains = |hay: &str, needle: &Option<String>| {
         needle.as_ref().is_none_or(|n| hay.to_ascii_lowercase().contains(&n.to_ascii_lowercase()))
@@ -98,7 +101,10 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
         .filter(|r| args.status.as_ref().is_none_or(|s| format!("{:?}", r.status).eq_ignore_ascii_case(s)))
         .filter(|r| args.message_id.as_ref().is_none_or(|m| &r.message_id == m))
         .collect();
-    println!("{:<24} {:<28} {:<28} {:<13} {:<22} {:<15} MessageId", "Received", "SenderAddress", "RecipientAddress", "Status", "ToIP", "FromIP");
+    println!(
+        "{:<24} {:<28} {:<28} {:<13} {:<22} {:<15} MessageId",
+        "Received", "SenderAddress", "RecipientAddress", "Status", "ToIP", "FromIP"
+    );
     for r in &selected {
         println!(
             "{:<24} {:<28} {:<28} {:<13} {:<22} {:<15} {}",
@@ -112,7 +118,13 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
         );
         if args.detail {
             for e in &r.events {
-                println!("    {}  {:<8} {}{}", e.at.iso8601(), format!("{:?}", e.event).to_uppercase(), e.detail, e.data.as_ref().map_or(String::new(), |d| format!("  [{d}]")));
+                println!(
+                    "    {}  {:<8} {}{}",
+                    e.at.iso8601(),
+                    format!("{:?}", e.event).to_uppercase(),
+                    e.detail,
+                    e.data.as_ref().map_or(String::new(), |d| format!("  [{d}]"))
+                );
             }
         }
     }

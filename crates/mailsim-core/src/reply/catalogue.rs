@@ -337,7 +337,9 @@ impl ReplyKind {
             Self::DnsQueryFailed { server } => {
                 one(450, status(T, 4, 312), format!("DNS query failed [LastAttemptedServerName={server}]"))
             }
-            Self::ConnectionTimedOut { last } => one(450, status(T, 4, 315), format!("Connection timed out {}", last.suffix())),
+            Self::ConnectionTimedOut { last } => {
+                one(450, status(T, 4, 315), format!("Connection timed out {}", last.suffix()))
+            }
             Self::ConnectionRefused { last } => one(
                 450,
                 status(T, 4, 316),
@@ -363,7 +365,9 @@ impl ReplyKind {
             Self::HopCountExceeded => {
                 one(554, status(P, 4, 14), format!("Hop count exceeded - possible mail loop ATTR34 [{host}]"))
             }
-            Self::NonExistentDomain => fixed(554, status(P, 4, 4), "SMTPSEND.DNS.NonExistentDomain; nonexistent domain"),
+            Self::NonExistentDomain => {
+                fixed(554, status(P, 4, 4), "SMTPSEND.DNS.NonExistentDomain; nonexistent domain")
+            }
             Self::NullMx => fixed(556, status(P, 1, 10), "Recipient address has null MX"),
             Self::UnableToRoute => fixed(554, status(P, 4, 4), "Unable to route"),
             Self::TlsChannelNotAcceptable { reason } => one(

@@ -191,7 +191,8 @@ mod tests {
                 .map(|k| k.reply(&ctx).status.unwrap().to_string());
             assert_eq!(got.as_deref(), expected, "{settings:?} {:?}", c.names);
         }
-        let mismatch = check_server_certificate(&policy(DomainValidation, Some("gateway.test")), Some(&wrong), "x", &last());
+        let mismatch =
+            check_server_certificate(&policy(DomainValidation, Some("gateway.test")), Some(&wrong), "x", &last());
         let text = mismatch.unwrap_err().reply(&ctx).to_string();
         assert!(text.starts_with("450 4.4.317 Cannot connect to remote server [Message=SubjectMismatch Expected Subject: gateway.test. Presented Subject: CN=mail.wrong.test"), "{text}");
         assert!(text.ends_with("[LastAttemptedServerName=smart.gateway.test] [LastAttemptedIP=198.51.100.7:25]"));

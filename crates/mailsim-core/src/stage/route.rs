@@ -11,8 +11,8 @@ use crate::addr::{Domain, EmailAddress};
 use crate::dns::{AddressAnswer, DnsError, MxAnswer};
 use crate::reply::ReplyKind;
 use crate::stage::categorize::Category;
-use crate::tenant::{OutboundConnector, SmartHost, Tenant, TlsSettings};
 use crate::tenant::pattern::DomainPattern;
+use crate::tenant::{OutboundConnector, SmartHost, Tenant, TlsSettings};
 
 /// The TLS requirements of a hop: the connector's `TlsSettings` and `TlsDomain`, or opportunistic
 /// TLS for direct MX delivery without a connector (§3.2 last row).

@@ -409,7 +409,10 @@ fn unknown_key_hint(message: &str) -> Option<String> {
     if let Some(k) = expected.iter().find(|k| k.eq_ignore_ascii_case(unknown)) {
         return Some(format!("keys are case-sensitive: write `{k}`"));
     }
-    let (best, distance) = expected.iter().map(|k| (*k, edit_distance(&k.to_ascii_lowercase(), &unknown.to_ascii_lowercase()))).min_by_key(|(_, d)| *d)?;
+    let (best, distance) = expected
+        .iter()
+        .map(|k| (*k, edit_distance(&k.to_ascii_lowercase(), &unknown.to_ascii_lowercase())))
+        .min_by_key(|(_, d)| *d)?;
     (distance <= 3).then(|| format!("did you mean `{best}`?"))
 }
 
@@ -429,12 +432,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 /// A case-insensitive enumeration value.
-fn choice<T: Copy>(
-    cx: &Cx<'_>,
-    value: &Spanned<String>,
-    field: &str,
-    options: &[(&str, T)],
-) -> Result<T, ConfigError> {
+fn choice<T: Copy>(cx: &Cx<'_>, value: &Spanned<String>, field: &str, options: &[(&str, T)]) -> Result<T, ConfigError> {
     let v = value.get_ref().trim();
     options.iter().find(|(name, _)| name.eq_ignore_ascii_case(v)).map(|(_, t)| *t).ok_or_else(|| {
         let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
@@ -446,7 +444,7 @@ fn flag(v: &Option<Spanned<PsBool>>) -> bool {
     v.as_ref().is_some_and(|b| b.get_ref().0)
 }
 
-fn items<'a>(list: &'a Option<Spanned<StrList>>) -> impl Iterator<Item = (&'a str, Range<usize>)> {
+fn items(list: &Option<Spanned<StrList>>) -> impl Iterator<Item = (&str, Range<usize>)> {
     list.iter().flat_map(|l| {
         let outer = l.span();
         l.get_ref().0.iter().map(move |i| (i.text.as_str(), i.span.clone().unwrap_or_else(|| outer.clone())))
@@ -496,7 +494,10 @@ fn build_transport(cx: &Cx<'_>, raw: Option<RawTransport>) -> Result<TransportSe
             cx,
             v,
             "Transport.RelayDenialText",
-            &[("TenantAttribution", RelayDenialText::TenantAttribution), ("UnableToRelay", RelayDenialText::UnableToRelay)],
+            &[
+                ("TenantAttribution", RelayDenialText::TenantAttribution),
+                ("UnableToRelay", RelayDenialText::UnableToRelay),
+            ],
         )?;
     }
     s.reject_direct_send = flag(&raw.reject_direct_send);
@@ -514,7 +515,11 @@ fn build_accepted_domains(
         let name_text = d.domain_name.get_ref().trim();
         if name_text.contains('*') {
             return Err(cx
-                .error(&d.domain_name.span(), field("DomainName"), format!("`{name_text}`: accepted domains are not wildcards"))
+                .error(
+                    &d.domain_name.span(),
+                    field("DomainName"),
+                    format!("`{name_text}`: accepted domains are not wildcards"),
+                )
                 .hint("use DomainType = \"InternalRelay\" with MatchSubDomains = true to accept subdomains"));
         }
         let name = Domain::parse(name_text, true).map_err(|e| {
@@ -530,7 +535,11 @@ fn build_accepted_domains(
             None => DomainType::Authoritative,
             Some(v) if v.get_ref().trim().eq_ignore_ascii_case("ExternalRelay") => {
                 return Err(cx
-                    .error(&v.span(), field("DomainType"), "ExternalRelay exists only in Exchange Server, not in Exchange Online")
+                    .error(
+                        &v.span(),
+                        field("DomainType"),
+                        "ExternalRelay exists only in Exchange Server, not in Exchange Online",
+                    )
                     .hint("use InternalRelay (exo-semantics §4.1)"));
             }
             Some(v) => choice(
@@ -555,12 +564,15 @@ fn build_accepted_domains(
 fn build_directory(cx: &Cx<'_>, raw: Option<RawDirectory>, tenant: &mut Tenant) -> Result<(), ConfigError> {
     let Some(raw) = raw else { return Ok(()) };
     for (text, span) in items(&raw.mailboxes) {
-        let address = EmailAddress::parse(text, true).map_err(|e| {
-            cx.error(&span, "Directory.Mailboxes", format!("`{text}` is not an email address ({e})"))
-        })?;
+        let address = EmailAddress::parse(text, true)
+            .map_err(|e| cx.error(&span, "Directory.Mailboxes", format!("`{text}` is not an email address ({e})")))?;
         if tenant.accepted_domain(address.domain()).is_none() {
             return Err(cx
-                .error(&span, "Directory.Mailboxes", format!("{address}: {} is not an accepted domain", address.domain()))
+                .error(
+                    &span,
+                    "Directory.Mailboxes",
+                    format!("{address}: {} is not an accepted domain", address.domain()),
+                )
                 .hint("add it as an [[AcceptedDomain]]; a mailbox's addresses must be in accepted domains"));
         }
         tenant.mailboxes.insert(address.key());
@@ -715,12 +727,16 @@ fn build_inbound_connectors(
         }
 
         for (text, span) in items(&r.associated_accepted_domains) {
-            let d = Domain::parse(text.trim(), true).ok().filter(|d| tenant.accepted_domains.iter().any(|a| a.name == *d));
+            let d =
+                Domain::parse(text.trim(), true).ok().filter(|d| tenant.accepted_domains.iter().any(|a| a.name == *d));
             let Some(d) = d else {
                 let names: Vec<String> = tenant.accepted_domains.iter().map(|a| a.name.to_string()).collect();
                 return Err(cx
                     .error(&span, field("AssociatedAcceptedDomains"), format!("`{text}` is not an accepted domain"))
-                    .hint(format!("accepted domains: {}", if names.is_empty() { "none".to_string() } else { names.join(", ") })));
+                    .hint(format!(
+                        "accepted domains: {}",
+                        if names.is_empty() { "none".to_string() } else { names.join(", ") }
+                    )));
             };
             c.associated_accepted_domains.push(d);
         }
@@ -873,7 +889,10 @@ ClientHostNames = ["mail.contoso.test"]
         assert!(onprem.cloud_services_mail_enabled);
         assert_eq!(onprem.client_host_names, vec!["mail.contoso.test"]);
         assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
-        assert_eq!(loaded.warnings[0].to_string(), "t.toml:42: warning: InboundConnector[2].ClientHostNames: accepted and ignored (undocumented in Exchange Online)");
+        assert_eq!(
+            loaded.warnings[0].to_string(),
+            "t.toml:42: warning: InboundConnector[2].ClientHostNames: accepted and ignored (undocumented in Exchange Online)"
+        );
     }
 
     #[test]
