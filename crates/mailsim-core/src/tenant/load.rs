@@ -42,8 +42,19 @@
 //! is the `SenderDomains` key of the second `[[InboundConnector]]` table (tables count from 1, like
 //! lines).
 //!
-//! Adding a table (e.g. `[[OutboundConnector]]`): a field on `RawTenant`, a `Raw*` struct with
-//! `deny_unknown_fields`, and a `build_*` function called from [`load_with_warnings`].
+//! ```toml
+//! [[OutboundConnector]]
+//! Name = "To gateway"
+//! ConnectorType = "Partner"         # or "OnPremises"
+//! RecipientDomains = ["*"]
+//! UseMXRecord = false
+//! SmartHosts = ["smtp.gateway.test", "198.51.100.7:2525"]
+//! TlsSettings = "DomainValidation"  # "$null" (opportunistic), EncryptionOnly, CertificateValidation
+//! TlsDomain = "*.gateway.test"
+//! ```
+//!
+//! Adding a table: a field on `RawTenant`, a `Raw*` struct with `deny_unknown_fields`, and a
+//! `build_*` function called from [`load_with_warnings`].
 
 use std::fmt;
 use std::ops::Range;
@@ -53,6 +64,7 @@ use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use toml::Spanned;
 
 use super::inbound_connector::{ConnectorType, InboundConnector, parse_sender_ip};
+use super::outbound_connector::{OutboundConnector, SmartHost, TlsSettings};
 use super::pattern::DomainPattern;
 use super::{AcceptedDomain, DomainType, RejectionStage, RelayDenialText, Tenant, TransportSettings};
 use crate::addr::{Domain, EmailAddress};
@@ -132,6 +144,7 @@ pub fn load_with_warnings(text: &str, path: &str) -> Result<Loaded, ConfigError>
     build_accepted_domains(&cx, raw.accepted_domain, &mut tenant)?;
     build_directory(&cx, raw.directory, &mut tenant)?;
     build_inbound_connectors(&mut cx, raw.inbound_connector, &mut tenant)?;
+    build_outbound_connectors(&cx, raw.outbound_connector, &mut tenant)?;
     // Build the lookup index now rather than on the first connection.
     let _ = tenant.inbound_index();
     Ok(Loaded { tenant, warnings: cx.warnings })
@@ -151,6 +164,28 @@ struct RawTenant {
     directory: Option<RawDirectory>,
     #[serde(rename = "InboundConnector", default)]
     inbound_connector: Vec<Spanned<RawInboundConnector>>,
+    #[serde(rename = "OutboundConnector", default)]
+    outbound_connector: Vec<Spanned<RawOutboundConnector>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct RawOutboundConnector {
+    name: Spanned<String>,
+    enabled: Option<Spanned<PsBool>>,
+    connector_type: Option<Spanned<String>>,
+    recipient_domains: Option<Spanned<StrList>>,
+    smart_hosts: Option<Spanned<StrList>>,
+    #[serde(rename = "UseMXRecord")]
+    use_mx_record: Option<Spanned<PsBool>>,
+    tls_settings: Option<Spanned<String>>,
+    tls_domain: Option<Spanned<String>>,
+    is_transport_rule_scoped: Option<Spanned<PsBool>>,
+    route_all_messages_via_on_premises: Option<Spanned<PsBool>>,
+    all_accepted_domains: Option<Spanned<PsBool>>,
+    test_mode: Option<Spanned<PsBool>>,
+    cloud_services_mail_enabled: Option<Spanned<PsBool>>,
+    comment: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -399,9 +434,6 @@ fn field_at(text: &str, offset: usize) -> String {
 fn unknown_key_hint(message: &str) -> Option<String> {
     let rest = message.strip_prefix("unknown field `")?;
     let (unknown, rest) = rest.split_once('`')?;
-    if unknown == "OutboundConnector" {
-        return Some("[[OutboundConnector]] tables are not supported yet".to_string());
-    }
     if unknown == "ConnectorSource" || unknown == "TrustedOrganizations" || unknown == "EFUsers" {
         return Some(format!("{unknown} has no effect in mailsim; remove it"));
     }
@@ -576,6 +608,111 @@ fn build_directory(cx: &Cx<'_>, raw: Option<RawDirectory>, tenant: &mut Tenant) 
                 .hint("add it as an [[AcceptedDomain]]; a mailbox's addresses must be in accepted domains"));
         }
         tenant.mailboxes.insert(address.key());
+    }
+    Ok(())
+}
+
+/// `[[OutboundConnector]]` tables, validated as `New-OutboundConnector` validates them (§3.1).
+fn build_outbound_connectors(
+    cx: &Cx<'_>,
+    raw: Vec<Spanned<RawOutboundConnector>>,
+    tenant: &mut Tenant,
+) -> Result<(), ConfigError> {
+    for (n, spanned) in raw.iter().enumerate() {
+        let table_span = spanned.span();
+        let r = spanned.get_ref();
+        let field = |k: &str| format!("OutboundConnector[{}].{k}", n + 1);
+        let name = r.name.get_ref().trim().to_string();
+        if name.is_empty() || name.chars().count() > 64 {
+            return Err(cx.error(&r.name.span(), field("Name"), "Name must be 1 to 64 characters (New-OutboundConnector)"));
+        }
+        if tenant.outbound_connectors.iter().any(|c| c.name.eq_ignore_ascii_case(&name)) {
+            return Err(cx.error(&r.name.span(), field("Name"), format!("an outbound connector named `{name}` already exists")));
+        }
+        let mut c = OutboundConnector::new(&name);
+        c.enabled = r.enabled.as_ref().is_none_or(|b| b.get_ref().0);
+        if let Some(v) = &r.connector_type {
+            c.connector_type = choice(
+                cx,
+                v,
+                &field("ConnectorType"),
+                &[("Partner", ConnectorType::Partner), ("OnPremises", ConnectorType::OnPremises)],
+            )?;
+        }
+        for (text, span) in items(&r.recipient_domains) {
+            let p = DomainPattern::parse_detailed(text)
+                .map_err(|e| cx.error(&span, field("RecipientDomains"), format!("`{text}`: {e}")))?;
+            c.recipient_domains.push(p);
+        }
+        for (text, span) in items(&r.smart_hosts) {
+            let host = SmartHost::parse(text).ok_or_else(|| {
+                cx.error(&span, field("SmartHosts"), format!("`{text}` is not a host name, IP address or host:port"))
+            })?;
+            c.smart_hosts.push(host);
+        }
+        c.use_mx_record = r.use_mx_record.as_ref().is_none_or(|b| b.get_ref().0);
+        if let Some(v) = &r.tls_settings {
+            let text = v.get_ref().trim();
+            c.tls_settings = if text.is_empty() || text.eq_ignore_ascii_case("$null") {
+                TlsSettings::Opportunistic
+            } else {
+                choice(
+                    cx,
+                    v,
+                    &field("TlsSettings"),
+                    &[
+                        ("EncryptionOnly", TlsSettings::EncryptionOnly),
+                        ("CertificateValidation", TlsSettings::CertificateValidation),
+                        ("DomainValidation", TlsSettings::DomainValidation),
+                    ],
+                )?
+            };
+        }
+        if let Some(v) = &r.tls_domain {
+            let text = v.get_ref().trim();
+            if !text.is_empty() && !text.eq_ignore_ascii_case("$null") {
+                c.tls_domain = Some(
+                    DomainPattern::parse_detailed(text)
+                        .map_err(|e| cx.error(&v.span(), field("TlsDomain"), format!("`{text}`: {e}")))?,
+                );
+            }
+        }
+        c.is_transport_rule_scoped = flag(&r.is_transport_rule_scoped);
+        c.route_all_messages_via_on_premises = flag(&r.route_all_messages_via_on_premises);
+        c.all_accepted_domains = flag(&r.all_accepted_domains);
+        c.test_mode = flag(&r.test_mode);
+        c.cloud_services_mail_enabled = flag(&r.cloud_services_mail_enabled);
+        c.comment = r.comment.clone();
+        let span_of = |v: &Option<Spanned<PsBool>>| v.as_ref().map_or_else(|| table_span.clone(), Spanned::span);
+        // §3.1: UseMXRecord $false needs SmartHosts; AllAcceptedDomains, RouteAllMessagesViaOnPremises
+        // need OnPremises; a connector must cover some recipients.
+        if !c.use_mx_record && c.smart_hosts.is_empty() {
+            return Err(cx
+                .error(&span_of(&r.use_mx_record), field("SmartHosts"), "UseMXRecord is $false but no SmartHosts are given")
+                .hint("add `SmartHosts = [\"smtp.gateway.test\"]` or set UseMXRecord = true"));
+        }
+        if c.use_mx_record && !c.smart_hosts.is_empty() {
+            return Err(cx
+                .error(&span_of(&r.use_mx_record), field("UseMXRecord"), "SmartHosts are only used with UseMXRecord = $false")
+                .hint("set `UseMXRecord = false`"));
+        }
+        for (on, raw_flag, key) in [
+            (c.all_accepted_domains, &r.all_accepted_domains, "AllAcceptedDomains"),
+            (c.route_all_messages_via_on_premises, &r.route_all_messages_via_on_premises, "RouteAllMessagesViaOnPremises"),
+        ] {
+            if on && c.connector_type != ConnectorType::OnPremises {
+                return Err(cx
+                    .error(&span_of(raw_flag), field(key), format!("{key} requires ConnectorType OnPremises"))
+                    .hint("set ConnectorType = \"OnPremises\""));
+            }
+        }
+        if c.recipient_domains.is_empty() && !c.all_accepted_domains && !c.is_transport_rule_scoped {
+            let span = r.recipient_domains.as_ref().map_or_else(|| table_span.clone(), Spanned::span);
+            return Err(cx
+                .error(&span, field("RecipientDomains"), "the connector covers no recipients")
+                .hint("write `RecipientDomains = [\"*\"]` to route every external recipient"));
+        }
+        tenant.outbound_connectors.push(c);
     }
     Ok(())
 }
@@ -1062,10 +1199,45 @@ ClientHostNames = ["mail.contoso.test"]
             ),
             (
                 "[[OutboundConnector]]\nName = \"x\"\n".to_string(),
-                "1:3",
-                "OutboundConnector[1]",
-                "unknown key `OutboundConnector`",
-                "not supported yet",
+                "1:1",
+                "OutboundConnector[1].RecipientDomains",
+                "covers no recipients",
+                "RecipientDomains = [\"*\"]",
+            ),
+            (
+                "[[OutboundConnector]]\nName = \"x\"\nRecipientDomains = [\"*\"]\nUseMXRecord = false\n".to_string(),
+                "4:15",
+                "OutboundConnector[1].SmartHosts",
+                "no SmartHosts",
+                "SmartHosts",
+            ),
+            (
+                "[[OutboundConnector]]\nName = \"x\"\nRecipientDomains = [\"a.*.test\"]\n".to_string(),
+                "3:21",
+                "OutboundConnector[1].RecipientDomains",
+                "a.*.test",
+                "",
+            ),
+            (
+                "[[OutboundConnector]]\nName = \"x\"\nRecipientDomains = [\"*\"]\nUseMXRecord = false\nSmartHosts = [\"bad host\"]\n".to_string(),
+                "5:15",
+                "OutboundConnector[1].SmartHosts",
+                "not a host name",
+                "",
+            ),
+            (
+                "[[OutboundConnector]]\nName = \"x\"\nRecipientDomains = [\"*\"]\nTlsSettings = \"Required\"\n".to_string(),
+                "4:15",
+                "OutboundConnector[1].TlsSettings",
+                "Required",
+                "",
+            ),
+            (
+                "[[OutboundConnector]]\nName = \"x\"\nAllAcceptedDomains = true\n".to_string(),
+                "3:22",
+                "OutboundConnector[1].AllAcceptedDomains",
+                "requires ConnectorType OnPremises",
+                "OnPremises",
             ),
             (
                 "[[AcceptedDomain]]\nDomainName = \"*.contoso.test\"\n".to_string(),
@@ -1186,5 +1358,21 @@ ClientHostNames = ["mail.contoso.test"]
             assert!(loaded.warnings.is_empty(), "{name}: {:?}", loaded.warnings);
             assert!(!loaded.tenant.accepted_domains.is_empty(), "{name}");
         }
+    }
+
+    #[test]
+    fn outbound_connectors_load_with_exo_names() {
+        let text = "[[AcceptedDomain]]\nDomainName = \"contoso.test\"\n\n[[OutboundConnector]]\nName = \"To gateway\"\nRecipientDomains = \"*\"\nUseMXRecord = \"$false\"\nSmartHosts = [\"smtp.gateway.test\", \"198.51.100.7:2525\"]\nTlsSettings = \"DomainValidation\"\nTlsDomain = \"*.gateway.test\"\n\n[[OutboundConnector]]\nName = \"Hybrid\"\nConnectorType = \"OnPremises\"\nAllAcceptedDomains = true\nTlsSettings = \"$null\"\nIsTransportRuleScoped = false\n";
+        let t = load(text, "t.toml").unwrap();
+        assert_eq!(t.outbound_connectors.len(), 2);
+        let g = &t.outbound_connectors[0];
+        assert!(!g.use_mx_record);
+        assert_eq!(g.smart_hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>(), ["smtp.gateway.test", "198.51.100.7:2525"]);
+        assert_eq!(g.tls_settings, TlsSettings::DomainValidation);
+        assert_eq!(g.tls_domain.as_ref().map(|d| d.to_string()).as_deref(), Some("*.gateway.test"));
+        assert_eq!(g.recipient_domains, vec![DomainPattern::Any]);
+        let h = &t.outbound_connectors[1];
+        assert!(h.all_accepted_domains && h.use_mx_record);
+        assert_eq!(h.tls_settings, TlsSettings::Opportunistic);
     }
 }
