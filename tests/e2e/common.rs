@@ -54,23 +54,25 @@ pub fn fresh_loopback() -> IpAddr {
 /// fresh loopback address, all SMTP hosts on one free port.
 pub struct World {
     pub tenant: RunningEndpoint,
-    pub tenant_declared: IpAddr,
     pub dns: ScriptedDns,
     pub peers: HashMap<&'static str, ScriptedPeer>,
-    pub declared: HashMap<&'static str, IpAddr>,
     pub port: u16,
+    /// The loopback address of the world's sending host (on-premises server or internet sender).
+    pub onprem_loopback: Option<IpAddr>,
 }
 
 /// Declared address of the tenant endpoint in test worlds (as a partner's DNS would list it).
 pub const TENANT_DECLARED: &str = "192.0.2.100";
 
 impl World {
-    /// `peers`: (name, declared address, script). The script may name another world host in
-    /// `forward_to` by using [`World::FORWARD_TO_TENANT`].
-    pub async fn start(
+    /// `peers`: (name, declared address, script); a script whose `forward_to` is set relays to
+    /// this world's tenant ([`World::FORWARD_TO_TENANT`]). `sender`: the sending host's name and
+    /// declared address, added to the address plan.
+    pub async fn start_with_sender(
         tenant: mailsim_core::tenant::Tenant,
         zones: DnsZoneSet,
         peers: Vec<(&'static str, &str, PeerScript)>,
+        sender: (&'static str, &str),
         tweak: impl FnOnce(&mut EndpointOptions),
     ) -> World {
         let tenant_ip = fresh_loopback();
@@ -79,8 +81,9 @@ impl World {
         let tenant_declared: IpAddr = TENANT_DECLARED.parse().unwrap();
         let mut plan = AddressPlan::new();
         plan.add("tenant", tenant_declared, tenant_ip).unwrap();
+        let sender_ip = fresh_loopback();
+        plan.add(sender.0, sender.1.parse().unwrap(), sender_ip).unwrap();
         let mut started = HashMap::new();
-        let mut declared = HashMap::new();
         for (name, addr, mut script) in peers {
             let ip = fresh_loopback();
             let addr: IpAddr = addr.parse().unwrap();
@@ -90,7 +93,6 @@ impl World {
             }
             let peer = ScriptedPeer::start(SocketAddr::new(ip, port), script).await.expect("peer starts");
             started.insert(name, peer);
-            declared.insert(name, addr);
         }
         let dns = ScriptedDns::start(fresh_loopback(), zones).await.expect("dns starts");
         let mut options = EndpointOptions::new(tenant);
@@ -102,7 +104,7 @@ impl World {
         options.outbound_timeout = Duration::from_secs(5);
         tweak(&mut options);
         let endpoint = RunningEndpoint::serve(listener, options).unwrap();
-        World { tenant: endpoint, tenant_declared, dns, peers: started, declared, port }
+        World { tenant: endpoint, dns, peers: started, port, onprem_loopback: Some(sender_ip) }
     }
 
     /// Marker for `PeerScript::forward_to`: relay to this world's tenant.
@@ -113,9 +115,10 @@ impl World {
         &self.peers[name]
     }
 
-    /// Sends one message into the tenant from a fresh internet address; returns the final reply.
+    /// Sends one message into the tenant from the world's sending host; returns the final reply.
     pub async fn send(&self, from: &str, to: &[&str], content: &str) -> mailsim_testkit::sender::RawReply {
-        let (mut c, _) = ScriptedSender::connect(fresh_loopback(), self.tenant.addr()).await.unwrap();
+        let source = self.onprem_loopback.unwrap_or_else(fresh_loopback);
+        let (mut c, _) = ScriptedSender::connect(source, self.tenant.addr()).await.unwrap();
         let reply = c.send_message("sender.test", from, to, content).await.unwrap();
         let _ = c.command("QUIT").await;
         reply

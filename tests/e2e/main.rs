@@ -4,5 +4,6 @@
 mod common;
 mod endpoint;
 mod malformed;
+mod outbound;
 mod tls;
 mod transcripts;

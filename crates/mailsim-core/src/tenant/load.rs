@@ -624,10 +624,18 @@ fn build_outbound_connectors(
         let field = |k: &str| format!("OutboundConnector[{}].{k}", n + 1);
         let name = r.name.get_ref().trim().to_string();
         if name.is_empty() || name.chars().count() > 64 {
-            return Err(cx.error(&r.name.span(), field("Name"), "Name must be 1 to 64 characters (New-OutboundConnector)"));
+            return Err(cx.error(
+                &r.name.span(),
+                field("Name"),
+                "Name must be 1 to 64 characters (New-OutboundConnector)",
+            ));
         }
         if tenant.outbound_connectors.iter().any(|c| c.name.eq_ignore_ascii_case(&name)) {
-            return Err(cx.error(&r.name.span(), field("Name"), format!("an outbound connector named `{name}` already exists")));
+            return Err(cx.error(
+                &r.name.span(),
+                field("Name"),
+                format!("an outbound connector named `{name}` already exists"),
+            ));
         }
         let mut c = OutboundConnector::new(&name);
         c.enabled = r.enabled.as_ref().is_none_or(|b| b.get_ref().0);
@@ -688,17 +696,29 @@ fn build_outbound_connectors(
         // need OnPremises; a connector must cover some recipients.
         if !c.use_mx_record && c.smart_hosts.is_empty() {
             return Err(cx
-                .error(&span_of(&r.use_mx_record), field("SmartHosts"), "UseMXRecord is $false but no SmartHosts are given")
+                .error(
+                    &span_of(&r.use_mx_record),
+                    field("SmartHosts"),
+                    "UseMXRecord is $false but no SmartHosts are given",
+                )
                 .hint("add `SmartHosts = [\"smtp.gateway.test\"]` or set UseMXRecord = true"));
         }
         if c.use_mx_record && !c.smart_hosts.is_empty() {
             return Err(cx
-                .error(&span_of(&r.use_mx_record), field("UseMXRecord"), "SmartHosts are only used with UseMXRecord = $false")
+                .error(
+                    &span_of(&r.use_mx_record),
+                    field("UseMXRecord"),
+                    "SmartHosts are only used with UseMXRecord = $false",
+                )
                 .hint("set `UseMXRecord = false`"));
         }
         for (on, raw_flag, key) in [
             (c.all_accepted_domains, &r.all_accepted_domains, "AllAcceptedDomains"),
-            (c.route_all_messages_via_on_premises, &r.route_all_messages_via_on_premises, "RouteAllMessagesViaOnPremises"),
+            (
+                c.route_all_messages_via_on_premises,
+                &r.route_all_messages_via_on_premises,
+                "RouteAllMessagesViaOnPremises",
+            ),
         ] {
             if on && c.connector_type != ConnectorType::OnPremises {
                 return Err(cx
@@ -1367,7 +1387,10 @@ ClientHostNames = ["mail.contoso.test"]
         assert_eq!(t.outbound_connectors.len(), 2);
         let g = &t.outbound_connectors[0];
         assert!(!g.use_mx_record);
-        assert_eq!(g.smart_hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>(), ["smtp.gateway.test", "198.51.100.7:2525"]);
+        assert_eq!(
+            g.smart_hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+            ["smtp.gateway.test", "198.51.100.7:2525"]
+        );
         assert_eq!(g.tls_settings, TlsSettings::DomainValidation);
         assert_eq!(g.tls_domain.as_ref().map(|d| d.to_string()).as_deref(), Some("*.gateway.test"));
         assert_eq!(g.recipient_domains, vec![DomainPattern::Any]);
