@@ -7,3 +7,4 @@ mod malformed;
 mod outbound;
 mod tls;
 mod transcripts;
+mod inbound;

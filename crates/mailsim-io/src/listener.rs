@@ -56,7 +56,8 @@ pub async fn serve(
                         });
                     }
                     Err(_) => {
-                        let ctx = ReplyContext { host: &endpoint.tenant.settings.server_name, now: now(), session_id: id };
+                        let tenant = endpoint.tenant.get();
+                        let ctx = ReplyContext { host: &tenant.settings.server_name, now: now(), session_id: id };
                         let reply = ReplyKind::TooManyConnections.reply(&ctx).to_wire();
                         tasks.spawn(async move {
                             let mut stream = stream;

@@ -25,7 +25,7 @@ use crate::tls::ServerTrust;
 #[derive(Debug)]
 pub struct OutboundConfig {
     /// Declared ↔ loopback addresses.
-    pub plan: Arc<AddressPlan>,
+    pub plan: Arc<crate::shared::Shared<AddressPlan>>,
     /// The simulated world's DNS; `None` makes every lookup fail (deferral 4.4.312).
     pub resolver: Option<Arc<Resolver>>,
     /// Roots for `CertificateValidation`/`DomainValidation`.
@@ -187,7 +187,7 @@ async fn converse(
     recipients: &[EmailAddress],
 ) -> Conversation {
     let last = target.last();
-    let loopback = cfg.plan.loopback_for(target.declared);
+    let loopback = cfg.plan.get().loopback_for(target.declared);
     let mut opts = ClientOptions::new(SocketAddr::new(loopback, target.port));
     opts.local_addr = Some(cfg.source_ip);
     opts.ehlo = cfg.ehlo.clone();

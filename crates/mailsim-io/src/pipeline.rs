@@ -47,7 +47,7 @@ pub struct QueueEntry {
 /// Takes accepted messages and session refusals from connections and sees each recipient through.
 #[derive(Debug)]
 pub struct Pipeline {
-    tenant: Arc<Tenant>,
+    tenant: Arc<crate::shared::Shared<Tenant>>,
     store: Arc<MailStore>,
     trace: Arc<TraceSink>,
     clock: Arc<SimClock>,
@@ -63,7 +63,7 @@ pub struct Pipeline {
 impl Pipeline {
     /// A pipeline; call [`Pipeline::run_queue`] in a task to retry deferred recipients.
     pub fn new(
-        tenant: Arc<Tenant>,
+        tenant: Arc<crate::shared::Shared<Tenant>>,
         store: Arc<MailStore>,
         trace: Arc<TraceSink>,
         clock: Arc<SimClock>,
@@ -110,8 +110,8 @@ impl Pipeline {
         self.in_flight.load(Ordering::Relaxed)
     }
 
-    fn ctx(&self, session_id: u64) -> ReplyContext<'_> {
-        ReplyContext { host: &self.tenant.settings.server_name, now: self.clock.now(), session_id }
+    fn ctx<'a>(&self, tenant: &'a Tenant, session_id: u64) -> ReplyContext<'a> {
+        ReplyContext { host: &tenant.settings.server_name, now: self.clock.now(), session_id }
     }
 
     fn event(
@@ -138,24 +138,25 @@ impl Pipeline {
 
     /// A message the session answered 250 for.
     pub fn accept(self: &Arc<Self>, message: AcceptedMessage) {
+        let tenant = self.tenant.get();
         let message = Arc::new(message);
         let direction = match &message.verdict {
             InboundVerdict::Accepted { direction: Direction::Originating, .. } => "Originating",
             _ => "Incoming",
         };
         for rcpt in &message.envelope.recipients {
-            let detail = format!("Received by {} ({direction})", self.tenant.settings.server_name);
+            let detail = format!("Received by {} ({direction})", tenant.settings.server_name);
             self.trace.record(self.event(&message, Event::Receive, Some(rcpt), detail));
         }
         // §5.3: a message that has travelled too far is failed here, before any routing.
         if let Some(kind) = check_loop(&message.data, &self.retry) {
-            let reply = kind.reply(&self.ctx(message.internal_id));
+            let reply = kind.reply(&self.ctx(&tenant, message.internal_id));
             let failed = message.envelope.recipients.iter().map(|r| (r.clone(), reply.clone(), None)).collect();
             return self.fail(&message, failed, None);
         }
         let categorized: Vec<_> =
-            message.envelope.recipients.iter().map(|r| (r.clone(), categorize(&self.tenant, r))).collect();
-        for route in plan(&self.tenant, &categorized).routes {
+            message.envelope.recipients.iter().map(|r| (r.clone(), categorize(&tenant, r))).collect();
+        for route in plan(&tenant, &categorized).routes {
             match route.hop {
                 Hop::Mailbox => {
                     for rcpt in route.recipients {
@@ -169,7 +170,7 @@ impl Pipeline {
                     }
                 }
                 Hop::Unroutable(kind) => {
-                    let reply = kind.reply(&self.ctx(message.internal_id));
+                    let reply = kind.reply(&self.ctx(&tenant, message.internal_id));
                     let failed = route.recipients.into_iter().map(|r| (r, reply.clone(), None)).collect();
                     self.fail(&message, failed, None);
                 }
@@ -212,8 +213,9 @@ impl Pipeline {
         let mut deferred = Vec::new();
         let mut failed = Vec::new();
         let mut last_error = None;
+        let tenant = self.tenant.get();
         for (rcpt, reply) in result.replies {
-            let ctx = self.ctx(message.internal_id);
+            let ctx = self.ctx(&tenant, message.internal_id);
             let outcome = settle(reply, entry.attempts, message.received_at, now, &self.retry, &ctx);
             let (event, detail, data) = match &outcome {
                 Outcome::Delivered { reply } => {
@@ -282,15 +284,16 @@ impl Pipeline {
             }
             failures.push(FailedRecipient { recipient: rcpt, reply, remote_mta, last_attempt: at });
         }
+        let tenant = self.tenant.get();
         let ndr_id = self.ndr_ids.fetch_add(1, Ordering::Relaxed) | (message.internal_id << 16);
         let postmaster = format!(
             "postmaster@{}",
-            self.tenant.accepted_domains.first().map_or("mailsim.test".to_string(), |d| d.name.to_string())
+            tenant.accepted_domains.first().map_or("mailsim.test".to_string(), |d| d.name.to_string())
         );
         let input = NdrInput {
             original: message,
             failures: &failures,
-            reporting_mta: &self.tenant.settings.server_name,
+            reporting_mta: &tenant.settings.server_name,
             postmaster: &postmaster,
             now: self.clock.now(),
             ndr_id,

@@ -66,10 +66,10 @@ impl EndpointTls {
 /// What every connection of one endpoint shares.
 #[derive(Debug)]
 pub struct Endpoint {
-    /// The tenant.
-    pub tenant: Arc<Tenant>,
-    /// Declared ↔ loopback addresses.
-    pub plan: Arc<AddressPlan>,
+    /// The tenant (replaceable between sessions).
+    pub tenant: Arc<crate::shared::Shared<Tenant>>,
+    /// Declared ↔ loopback addresses (replaceable between sessions).
+    pub plan: Arc<crate::shared::Shared<AddressPlan>>,
     /// STARTTLS material; `None` means STARTTLS is not offered.
     pub tls: Option<EndpointTls>,
     /// Where accepted messages go.
@@ -102,9 +102,9 @@ pub async fn handle(
 ) {
     let _ = stream.set_nodelay(true);
     let local_ip = stream.local_addr().map(|a| a.ip()).unwrap_or(peer_addr.ip());
-    let declared = endpoint.plan.declared_for(peer_addr.ip());
+    let declared = endpoint.plan.get().declared_for(peer_addr.ip());
     let peer = PeerFacts::new(peer_addr.ip(), peer_addr.port(), declared);
-    let mut session = Session::new(endpoint.tenant.clone(), peer, local_ip, session_id, endpoint.tls.is_some());
+    let mut session = Session::new(endpoint.tenant.get(), peer, local_ip, session_id, endpoint.tls.is_some());
     let span =
         tracing::info_span!("session", id = format_args!("{session_id:016X}"), peer = %peer_addr, declared = %declared);
     let _enter = span.enter();
@@ -150,8 +150,28 @@ pub async fn handle(
     tracing::info!("disconnected");
 }
 
+/// A stream that can wait for input without a buffer.
+trait Ready {
+    /// Resolves when a read would not block (or at once when the stream cannot tell).
+    fn ready(&mut self) -> impl std::future::Future<Output = std::io::Result<()>>;
+}
+
+impl Ready for TcpStream {
+    async fn ready(&mut self) -> std::io::Result<()> {
+        self.readable().await
+    }
+}
+
+impl Ready for tokio_rustls::server::TlsStream<TcpStream> {
+    // rustls keeps its own buffers; the TCP socket underneath may be readable while no plaintext
+    // is, so just read.
+    async fn ready(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Runs the dialogue on one stream (plain, then TLS) until STARTTLS or the end.
-async fn run_phase<S: AsyncRead + AsyncWrite + Unpin>(
+async fn run_phase<S: AsyncRead + AsyncWrite + Unpin + Ready>(
     endpoint: &Endpoint,
     session: &mut Session,
     stream: &mut S,
@@ -183,18 +203,25 @@ async fn run_phase<S: AsyncRead + AsyncWrite + Unpin>(
         if end.is_some() {
             return end;
         }
-        // Idle connections should not pin a large buffer.
-        if buf.is_empty() && buf.capacity() > 4 * READ_CHUNK {
-            *buf = Vec::new();
-        }
         let wait = match session.waiting() {
             Waiting::Content => endpoint.timeouts.data,
             _ => endpoint.timeouts.idle,
         };
         let read_deadline = (tokio::time::Instant::now() + wait).min(deadline);
-        buf.reserve(READ_CHUNK);
+        // An idle connection holds no read buffer: wait for readability first, then allocate
+        // (the 8 KiB-per-idle-connection budget of issue 2).
+        if buf.is_empty() {
+            *buf = Vec::new();
+        }
+        let read = async {
+            if buf.is_empty() {
+                stream.ready().await?;
+            }
+            buf.reserve(READ_CHUNK);
+            stream.read_buf(buf).await
+        };
         tokio::select! {
-            read = tokio::time::timeout_at(read_deadline, stream.read_buf(buf)) => match read {
+            read = tokio::time::timeout_at(read_deadline, read) => match read {
                 Ok(Ok(0)) | Ok(Err(_)) => return None,
                 Ok(Ok(_)) => {}
                 Err(_) => {

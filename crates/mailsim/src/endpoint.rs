@@ -13,6 +13,7 @@ use mailsim_io::clock::SimClock;
 use mailsim_io::dns::Resolver;
 use mailsim_io::outbound::OutboundConfig;
 use mailsim_io::pipeline::Pipeline;
+use mailsim_io::shared::Shared;
 use mailsim_io::smtp_conn::{Endpoint, EndpointTls, Timeouts};
 use mailsim_io::store::MailStore;
 use mailsim_io::tls;
@@ -107,6 +108,8 @@ impl EndpointOptions {
 pub struct RunningEndpoint {
     addr: SocketAddr,
     pipeline: Arc<Pipeline>,
+    tenant: Arc<Shared<Tenant>>,
+    plan: Arc<Shared<AddressPlan>>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     queue: tokio::task::JoinHandle<()>,
@@ -123,7 +126,8 @@ impl RunningEndpoint {
     /// Serves on an already bound listener.
     pub fn serve(listener: TcpListener, options: EndpointOptions) -> anyhow::Result<Self> {
         let addr = listener.local_addr()?;
-        let tenant = Arc::new(options.tenant);
+        let server_name = options.tenant.settings.server_name.clone();
+        let tenant = Arc::new(Shared::new(options.tenant));
         let (store, trace) = match &options.state_dir {
             Some(dir) => (MailStore::with_dir(dir.clone()), TraceSink::with_dir(dir.clone())?),
             None => (MailStore::in_memory(), TraceSink::in_memory()),
@@ -132,15 +136,15 @@ impl RunningEndpoint {
             Some(ns) => Some(Arc::new(Resolver::new(ns, options.dns_timeout).map_err(|e| anyhow::anyhow!("{e}"))?)),
             None => None,
         };
-        let plan = Arc::new(options.plan);
+        let plan = Arc::new(Shared::new(options.plan));
         let outbound = Arc::new(OutboundConfig {
             plan: plan.clone(),
             resolver,
             server_trust: tls::ServerTrust::new(options.server_roots)?,
             source_ip: options.outbound_source,
-            ehlo: tenant.settings.server_name.clone(),
+            ehlo: server_name.clone(),
             timeout: options.outbound_timeout,
-            server_name: tenant.settings.server_name.clone(),
+            server_name,
             smtp_port: options.smtp_port,
         });
         let pipeline = Arc::new(Pipeline::new(
@@ -159,12 +163,18 @@ impl RunningEndpoint {
             }),
             None => None,
         };
-        let endpoint = Arc::new(Endpoint { tenant, plan, tls, pipeline: pipeline.clone(), timeouts: options.timeouts });
+        let endpoint = Arc::new(Endpoint {
+            tenant: tenant.clone(),
+            plan: plan.clone(),
+            tls,
+            pipeline: pipeline.clone(),
+            timeouts: options.timeouts,
+        });
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(mailsim_io::listener::serve(listener, endpoint, options.max_connections, async {
             let _ = stopped.await;
         }));
-        Ok(Self { addr, pipeline, stop: Some(stop), task: Some(task), queue })
+        Ok(Self { addr, pipeline, tenant, plan, stop: Some(stop), task: Some(task), queue })
     }
 
     /// The address it listens on.
@@ -180,6 +190,26 @@ impl RunningEndpoint {
     /// The mailbox store.
     pub fn store(&self) -> &Arc<MailStore> {
         self.pipeline.store()
+    }
+
+    /// The tenant as configured now.
+    pub fn tenant(&self) -> Arc<Tenant> {
+        self.tenant.get()
+    }
+
+    /// Replaces the tenant configuration; sessions already open keep the old one.
+    pub fn set_tenant(&self, tenant: Tenant) {
+        self.tenant.set(tenant);
+    }
+
+    /// The address plan as configured now.
+    pub fn plan(&self) -> Arc<AddressPlan> {
+        self.plan.get()
+    }
+
+    /// Replaces the address plan (a host moved).
+    pub fn set_plan(&self, plan: AddressPlan) {
+        self.plan.set(plan);
     }
 
     /// The message trace.
