@@ -774,3 +774,18 @@ async fn rcpt_stage_refusal_traces_only_the_refused_recipient() {
     let fails: Vec<Option<String>> = events(&ep, Event::Fail).into_iter().map(|e| e.recipient).collect();
     assert_eq!(fails, [Some("someone@elsewhere.test".to_string())]);
 }
+
+/// The benchmark tenant (tests/tenants/bench-20-connectors.toml) loads and accepts the bench
+/// workload's envelope from the lab range through its lock-down connector, so the connector
+/// benchmark measures accepted mail, not refusals.
+#[tokio::test]
+async fn bench_tenant_accepts_the_bench_envelope_through_its_lockdown() {
+    let tenant = tenant_file("bench-20-connectors.toml");
+    assert_eq!(tenant.inbound_connectors.len(), 20);
+    let ep = start(EndpointOptions::new(tenant)).await;
+    let source: std::net::IpAddr = "127.0.0.71".parse().unwrap();
+    let (mut c, _) = open_from(&ep, source, None).await;
+    assert_queued(&c.transaction("bench@fabrikam.test", &["bench@contoso.test"], MAIL).await.unwrap());
+    let m = delivered(&ep, "bench@contoso.test").await;
+    assert_accepted_by(&m, Some("Fabrikam lab lock-down"), Direction::Incoming, false);
+}

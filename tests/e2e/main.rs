@@ -3,8 +3,8 @@
 
 mod common;
 mod endpoint;
+mod inbound;
 mod malformed;
 mod outbound;
 mod tls;
 mod transcripts;
-mod inbound;

@@ -98,16 +98,24 @@ pub async fn handle(
     stream: TcpStream,
     peer_addr: SocketAddr,
     session_id: u64,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
     let local_ip = stream.local_addr().map(|a| a.ip()).unwrap_or(peer_addr.ip());
     let declared = endpoint.plan.get().declared_for(peer_addr.ip());
     let peer = PeerFacts::new(peer_addr.ip(), peer_addr.port(), declared);
-    let mut session = Session::new(endpoint.tenant.get(), peer, local_ip, session_id, endpoint.tls.is_some());
+    let session = Session::new(endpoint.tenant.get(), peer, local_ip, session_id, endpoint.tls.is_some());
     let span =
         tracing::info_span!("session", id = format_args!("{session_id:016X}"), peer = %peer_addr, declared = %declared);
-    let _enter = span.enter();
+    tracing::Instrument::instrument(run_session(endpoint, stream, session, shutdown), span).await;
+}
+
+async fn run_session(
+    endpoint: Arc<Endpoint>,
+    stream: TcpStream,
+    mut session: Session,
+    mut shutdown: watch::Receiver<bool>,
+) {
     tracing::info!("connected");
     let deadline = tokio::time::Instant::now() + endpoint.timeouts.connection;
 

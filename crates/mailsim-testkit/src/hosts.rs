@@ -53,3 +53,14 @@ pub fn unique_loopback(index: u32) -> IpAddr {
     let n = index + 1;
     v4(127, 1 + ((n >> 16) & 0x7f) as u8, (n >> 8) as u8, n as u8)
 }
+
+static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// A loopback address no other caller in this process has been given, for one simulated host of
+/// one world. Processes start in different blocks (by process id), so two test runs side by side
+/// rarely meet; the fixed roles (127.0.0.x) are never handed out.
+pub fn allocate_loopback() -> IpAddr {
+    let base = (std::process::id() & 0x3FF) << 12;
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 4096;
+    unique_loopback(base + n)
+}

@@ -11,4 +11,5 @@ pub mod endpoint;
 pub mod explain;
 pub mod send;
 pub mod serve;
+pub mod sim;
 pub mod trace_cmd;

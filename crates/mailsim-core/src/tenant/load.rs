@@ -138,8 +138,24 @@ pub fn load(text: &str, path: &str) -> Result<Tenant, ConfigError> {
 
 /// [`load`], also returning the warnings (assumed defaults, ignored keys, anti-patterns).
 pub fn load_with_warnings(text: &str, path: &str) -> Result<Loaded, ConfigError> {
+    load_inner(text, path, false)
+}
+
+/// The tenant part of a scenario file: the same tables, with the scenario's own tables
+/// (`scenario`, `host`, `dns`, `retry`, `step`) allowed beside them (scenarios/README.md: one
+/// format). Line numbers stay those of the scenario file.
+pub fn load_scenario_tenant(text: &str, path: &str) -> Result<Loaded, ConfigError> {
+    load_inner(text, path, true)
+}
+
+fn load_inner(text: &str, path: &str, scenario: bool) -> Result<Loaded, ConfigError> {
     let mut cx = Cx { text, path, warnings: Vec::new() };
     let raw: RawTenant = toml::from_str(text).map_err(|e| cx.syntax_error(&e))?;
+    if !scenario && let Some((key, span)) = raw.scenario_tables.first_present(text) {
+        return Err(cx
+            .error(&span, key, format!("unknown key `{key}`"))
+            .hint("scenario tables belong in scenario files (scenarios/*.toml), not in a tenant file"));
+    }
     let mut tenant = Tenant { settings: build_transport(&cx, raw.transport)?, ..Tenant::default() };
     build_accepted_domains(&cx, raw.accepted_domain, &mut tenant)?;
     build_directory(&cx, raw.directory, &mut tenant)?;
@@ -166,6 +182,44 @@ struct RawTenant {
     inbound_connector: Vec<Spanned<RawInboundConnector>>,
     #[serde(rename = "OutboundConnector", default)]
     outbound_connector: Vec<Spanned<RawOutboundConnector>>,
+    #[serde(flatten)]
+    scenario_tables: ScenarioTables,
+}
+
+/// The tables a scenario file adds to the tenant format; read by the scenario loader, not here.
+#[derive(Deserialize, Default)]
+struct ScenarioTables {
+    scenario: Option<toml::Value>,
+    host: Option<toml::Value>,
+    dns: Option<toml::Value>,
+    retry: Option<toml::Value>,
+    step: Option<toml::Value>,
+}
+
+impl ScenarioTables {
+    /// The first scenario table present, and where its header is (serde's flatten loses spans).
+    fn first_present(&self, text: &str) -> Option<(&'static str, Range<usize>)> {
+        let key = [
+            ("scenario", &self.scenario),
+            ("host", &self.host),
+            ("dns", &self.dns),
+            ("retry", &self.retry),
+            ("step", &self.step),
+        ]
+        .into_iter()
+        .find_map(|(k, v)| v.as_ref().map(|_| k))?;
+        let mut offset = 0;
+        for line in text.split_inclusive('\n') {
+            let t = line.trim_start().trim_start_matches('[').trim_start();
+            if t.starts_with(key) && t[key.len()..].trim_start().starts_with([']', '.', '='])
+                || line.trim_start().starts_with(key)
+            {
+                return Some((key, offset..offset + 1));
+            }
+            offset += line.len();
+        }
+        Some((key, 0..0))
+    }
 }
 
 #[derive(Deserialize)]
@@ -365,6 +419,22 @@ impl Cx<'_> {
             if err.hint.is_none() {
                 err.hint = Some(format!("known keys here: {}", known.replace('`', "")));
             }
+        }
+        // At the top level (where scenario tables are flattened in) serde names no alternatives.
+        if let Some(rest) = message.strip_prefix("unknown field `")
+            && !message.contains("expected one of")
+        {
+            let unknown = rest.split('`').next().unwrap_or_default();
+            err.message = format!("unknown key `{unknown}`");
+            let known = ["Transport", "AcceptedDomain", "Directory", "InboundConnector", "OutboundConnector"];
+            let best =
+                known.iter().min_by_key(|k| edit_distance(&k.to_ascii_lowercase(), &unknown.to_ascii_lowercase()));
+            err.hint = Some(match best {
+                Some(k) if edit_distance(&k.to_ascii_lowercase(), &unknown.to_ascii_lowercase()) <= 3 => {
+                    format!("did you mean `{k}`?")
+                }
+                _ => format!("known tables: {}", known.join(", ")),
+            });
         }
         if err.hint.is_none() && message.starts_with("missing field `SenderDomains`") {
             err.hint = Some("write `SenderDomains = [\"*\"]` to cover every sender domain".to_string());
@@ -1397,5 +1467,16 @@ ClientHostNames = ["mail.contoso.test"]
         let h = &t.outbound_connectors[1];
         assert!(h.all_accepted_domains && h.use_mx_record);
         assert_eq!(h.tls_settings, TlsSettings::Opportunistic);
+    }
+
+    #[test]
+    fn scenario_tables_only_in_scenario_files() {
+        let text = "[scenario]\nname = \"x\"\n\n[[AcceptedDomain]]\nDomainName = \"contoso.test\"\n\n[[step]]\nadvance = \"1h\"\n";
+        let err = load(text, "t.toml").unwrap_err().to_string();
+        assert!(err.starts_with("t.toml:1:1: scenario: unknown key `scenario`"), "{err}");
+        let loaded = load_scenario_tenant(text, "s.toml").unwrap();
+        assert_eq!(loaded.tenant.accepted_domains.len(), 1);
+        let err = load_scenario_tenant("Bogus = 1\n", "s.toml").unwrap_err().to_string();
+        assert!(err.contains("unknown key `Bogus`"), "{err}");
     }
 }

@@ -1,0 +1,492 @@
+//! `Simulation`: a whole simulated world on loopback, the one API behind both front ends (Rust tests
+//! and scenario files). The tenant endpoint, the scripted DNS server and every host (gateway,
+//! partner, on-premises server, internet sender) get loopback addresses of their own, so worlds run
+//! side by side; the address plan maps each host's declared address (what connectors and DNS say)
+//! to its loopback address.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use mailsim::sim::{HostSpec, SendSpec, Simulation, WorldSpec};
+//! use mailsim_core::tenant::{DomainType, Tenant};
+//! let tenant = Tenant::default().with_domain("contoso.test", DomainType::Authoritative).with_mailbox("alice@contoso.test");
+//! let mut world = WorldSpec::new(tenant);
+//! world.hosts.push(HostSpec::new("internet", "203.0.113.99"));
+//! let sim = Simulation::start(world).await?;
+//! let sent = sim.send(&SendSpec::new("internet", "a@fabrikam.test", &["alice@contoso.test"])).await?;
+//! assert_eq!(sent.final_reply.code, 250);
+//! assert_eq!(sim.mailbox("alice@contoso.test").len(), 1);
+//! # Ok(()) }
+//! ```
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use mailsim_core::envelope::AcceptedMessage;
+use mailsim_core::plan::AddressPlan;
+use mailsim_core::stage::outcome::RetryPolicy;
+use mailsim_core::tenant::Tenant;
+use mailsim_core::trace::TraceEvent;
+use mailsim_testkit::certs::{LeafCert, LeafSpec, TestPki};
+use mailsim_testkit::dns::{DnsZoneSet, ScriptedDns};
+use mailsim_testkit::hosts::allocate_loopback;
+use mailsim_testkit::peer::{PeerScript, ScriptedPeer};
+use mailsim_testkit::sender::{ClientIdentity, RawReply, ScriptedSender, TlsOptions};
+
+use crate::endpoint::{EndpointOptions, RunningEndpoint};
+
+/// Which client certificate a host presents.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CertChoice {
+    /// One of the test PKI's leaves by name: `gateway`, `partner`, `wrong-subject`, `expired`,
+    /// `untrusted`, `wildcard`, `san-only`, `tenant`.
+    Pki(String),
+    /// A certificate minted for this world: CN, DNS SANs, and whether it is expired or issued by
+    /// the untrusted CA.
+    Minted {
+        /// Subject CN.
+        common_name: String,
+        /// DNS SANs.
+        dns_sans: Vec<String>,
+        /// Outside its validity period.
+        expired: bool,
+        /// Issued by the CA nobody trusts.
+        untrusted: bool,
+    },
+}
+
+impl CertChoice {
+    /// The certificate, from the shared test PKI (minted ones are issued now).
+    pub fn leaf(&self) -> anyhow::Result<LeafCert> {
+        let pki = TestPki::default_shared();
+        match self {
+            CertChoice::Pki(name) => pki
+                .leaves()
+                .into_iter()
+                .find(|(n, _)| {
+                    n.eq_ignore_ascii_case(name) || n.replace('-', "_").eq_ignore_ascii_case(&name.replace('-', "_"))
+                })
+                .map(|(_, leaf)| leaf.clone())
+                .with_context(|| {
+                    let names: Vec<&str> = pki.leaves().iter().map(|(n, _)| *n).collect();
+                    format!("no test certificate named {name:?} (known: {})", names.join(", "))
+                }),
+            CertChoice::Minted { common_name, dns_sans, expired, untrusted } => {
+                let mut spec = LeafSpec::both(common_name.clone());
+                for san in dns_sans {
+                    spec = spec.dns(san.clone());
+                }
+                if *expired {
+                    spec = spec.validity(mailsim_testkit::certs::Validity::Expired);
+                }
+                let ca = if *untrusted { &pki.rogue_ca } else { &pki.ca };
+                ca.try_issue(&spec).map_err(|e| anyhow::anyhow!("minting {common_name}: {e}"))
+            }
+        }
+    }
+}
+
+/// One simulated host.
+#[derive(Clone, Debug)]
+pub struct HostSpec {
+    /// Role name (`gateway`, `partner`, `internet`, ...).
+    pub name: String,
+    /// The address connectors and DNS know it by.
+    pub declared: IpAddr,
+    /// The client certificate it presents when it sends with STARTTLS.
+    pub cert: Option<CertChoice>,
+    /// When set, the host also receives mail: a scripted peer on its address.
+    pub peer: Option<PeerScript>,
+    /// The peer relays what it receives to the tenant (a gateway in front of the tenant).
+    pub relays_to_tenant: bool,
+}
+
+impl HostSpec {
+    /// A sending-only host.
+    pub fn new(name: &str, declared: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            declared: declared.parse().expect("a literal IP address"),
+            cert: None,
+            peer: None,
+            relays_to_tenant: false,
+        }
+    }
+}
+
+/// Everything a world is made of.
+#[derive(Clone, Debug)]
+pub struct WorldSpec {
+    /// The tenant.
+    pub tenant: Tenant,
+    /// The tenant endpoint's declared address (what MX records for the tenant's domains point at).
+    pub tenant_declared: IpAddr,
+    /// Hosts.
+    pub hosts: Vec<HostSpec>,
+    /// DNS zones.
+    pub dns: DnsZoneSet,
+    /// Retry schedule, expiry, hop limit.
+    pub retry: RetryPolicy,
+    /// Write mailboxes and the trace here.
+    pub state_dir: Option<PathBuf>,
+    /// Bind the tenant here instead of a fresh loopback address and port (live rehearsal).
+    pub tenant_bind: Option<SocketAddr>,
+}
+
+impl WorldSpec {
+    /// A world with just this tenant.
+    pub fn new(tenant: Tenant) -> Self {
+        Self {
+            tenant,
+            tenant_declared: "192.0.2.100".parse().expect("valid"),
+            hosts: Vec::new(),
+            dns: DnsZoneSet::new(),
+            retry: RetryPolicy::default(),
+            state_dir: None,
+            tenant_bind: None,
+        }
+    }
+}
+
+/// How a `send` step uses TLS.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum TlsUse {
+    /// Plaintext.
+    #[default]
+    None,
+    /// STARTTLS, presenting the host's certificate (if it has one).
+    StartTls,
+}
+
+/// One message to send into the tenant.
+#[derive(Clone, Debug)]
+pub struct SendSpec {
+    /// The sending host's name.
+    pub from_host: String,
+    /// EHLO name; the host's name plus `.test` by default.
+    pub ehlo: Option<String>,
+    /// TLS.
+    pub tls: TlsUse,
+    /// Certificate to present instead of the host's (`Some(None)`: present none).
+    pub cert: Option<Option<CertChoice>>,
+    /// MAIL FROM (empty for `<>`).
+    pub mail_from: String,
+    /// RCPT TO.
+    pub rcpt_to: Vec<String>,
+    /// Extra header lines.
+    pub headers: Vec<(String, String)>,
+    /// Subject.
+    pub subject: String,
+    /// Body text.
+    pub body: String,
+    /// A complete message instead of headers, subject and body.
+    pub data: Option<String>,
+}
+
+impl SendSpec {
+    /// A plain message from `host`.
+    pub fn new(host: &str, from: &str, to: &[&str]) -> Self {
+        Self {
+            from_host: host.to_string(),
+            ehlo: None,
+            tls: TlsUse::None,
+            cert: None,
+            mail_from: from.to_string(),
+            rcpt_to: to.iter().map(|s| s.to_string()).collect(),
+            headers: Vec::new(),
+            subject: "mailsim".to_string(),
+            body: "Hello from mailsim.".to_string(),
+            data: None,
+        }
+    }
+}
+
+/// What happened to a `send`.
+#[derive(Clone, Debug)]
+pub struct SendOutcome {
+    /// The reply that decided the transaction: end of data, or the first refusal.
+    pub final_reply: RawReply,
+    /// The command the final reply answered: `CONNECT`, `EHLO`, `STARTTLS`, `MAIL`, `RCPT`,
+    /// `DATA` or `END-OF-DATA`.
+    pub stage: &'static str,
+    /// RCPT replies, per recipient.
+    pub rcpt_replies: Vec<RawReply>,
+    /// The Message-ID sent.
+    pub message_id: String,
+    /// The SMTP transcript (`C:`/`S:` lines).
+    pub transcript: Vec<String>,
+}
+
+impl SendOutcome {
+    /// The message was accepted (250 at end of data).
+    pub fn accepted(&self) -> bool {
+        self.stage == "END-OF-DATA" && self.final_reply.code / 100 == 2
+    }
+}
+
+struct Host {
+    spec: HostSpec,
+    loopback: IpAddr,
+}
+
+/// A running world. Stops when dropped.
+pub struct Simulation {
+    endpoint: RunningEndpoint,
+    dns: ScriptedDns,
+    peers: BTreeMap<String, ScriptedPeer>,
+    hosts: Mutex<Vec<Host>>,
+    tenant_loopback: IpAddr,
+    tenant_declared: IpAddr,
+    port: u16,
+    sent: std::sync::atomic::AtomicU64,
+}
+
+impl Simulation {
+    /// Brings the world up: certificates, DNS, peers, tenant.
+    pub async fn start(spec: WorldSpec) -> anyhow::Result<Self> {
+        let listener = match spec.tenant_bind {
+            Some(addr) => {
+                tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding the tenant on {addr}"))?
+            }
+            None => tokio::net::TcpListener::bind(SocketAddr::new(allocate_loopback(), 0)).await?,
+        };
+        let tenant_addr = listener.local_addr()?;
+        let (tenant_loopback, port) = (tenant_addr.ip(), tenant_addr.port());
+        let mut plan = AddressPlan::new();
+        plan.add("tenant", spec.tenant_declared, tenant_loopback).context("the tenant's address")?;
+        let mut hosts = Vec::new();
+        let mut peers = BTreeMap::new();
+        for host in spec.hosts {
+            if hosts.iter().any(|h: &Host| h.spec.name == host.name) {
+                bail!("host {:?} is declared twice", host.name);
+            }
+            let loopback = allocate_loopback();
+            plan.add(&host.name, host.declared, loopback).with_context(|| format!("host {:?}", host.name))?;
+            if let Some(script) = &host.peer {
+                let mut script = script.clone();
+                if host.relays_to_tenant {
+                    script.forward_to = Some(tenant_addr);
+                }
+                let peer = ScriptedPeer::start(SocketAddr::new(loopback, port), script)
+                    .await
+                    .with_context(|| format!("starting the peer of host {:?}", host.name))?;
+                peers.insert(host.name.clone(), peer);
+            }
+            hosts.push(Host { spec: host, loopback });
+        }
+        let dns = ScriptedDns::start(allocate_loopback(), spec.dns).await.context("starting the DNS server")?;
+        let mut options = EndpointOptions::new(spec.tenant);
+        options.plan = plan;
+        options.dns = Some(dns.addr());
+        options.dns_timeout = Duration::from_millis(500);
+        options.smtp_port = port;
+        options.outbound_source = tenant_loopback;
+        options.outbound_timeout = Duration::from_secs(10);
+        options.retry = spec.retry;
+        options.state_dir = spec.state_dir;
+        let endpoint = RunningEndpoint::serve(listener, options)?;
+        Ok(Self {
+            endpoint,
+            dns,
+            peers,
+            hosts: Mutex::new(hosts),
+            tenant_loopback,
+            tenant_declared: spec.tenant_declared,
+            port,
+            sent: std::sync::atomic::AtomicU64::new(0),
+        })
+    }
+
+    /// The tenant endpoint.
+    pub fn endpoint(&self) -> &RunningEndpoint {
+        &self.endpoint
+    }
+
+    /// The tenant's socket address.
+    pub fn tenant_addr(&self) -> SocketAddr {
+        self.endpoint.addr()
+    }
+
+    /// The DNS server.
+    pub fn dns(&self) -> &ScriptedDns {
+        &self.dns
+    }
+
+    /// A host's receiving peer.
+    pub fn peer(&self, host: &str) -> anyhow::Result<&ScriptedPeer> {
+        self.peers.get(host).with_context(|| format!("host {host:?} receives no mail (it has no peer)"))
+    }
+
+    /// The address plan as a table: (host, declared, loopback socket).
+    pub fn plan_table(&self) -> Vec<(String, IpAddr, SocketAddr)> {
+        let mut rows =
+            vec![("tenant".to_string(), self.tenant_declared, SocketAddr::new(self.tenant_loopback, self.port))];
+        for h in self.hosts.lock().expect("hosts lock").iter() {
+            rows.push((h.spec.name.clone(), h.spec.declared, SocketAddr::new(h.loopback, self.port)));
+        }
+        rows.push(("dns".to_string(), self.dns.addr().ip(), self.dns.addr()));
+        rows
+    }
+
+    /// The tenant as configured now.
+    pub fn tenant(&self) -> Arc<Tenant> {
+        self.endpoint.tenant()
+    }
+
+    /// Replaces the tenant configuration (an admin saved a change); new sessions use it.
+    pub fn set_tenant(&self, tenant: Tenant) {
+        self.endpoint.set_tenant(tenant);
+    }
+
+    /// Moves a host to another declared address (its loopback address stays).
+    pub fn move_host(&self, name: &str, declared: IpAddr) -> anyhow::Result<()> {
+        let mut hosts = self.hosts.lock().expect("hosts lock");
+        let host = hosts.iter_mut().find(|h| h.spec.name == name).with_context(|| format!("no host named {name:?}"))?;
+        host.spec.declared = declared;
+        let mut plan = AddressPlan::new();
+        plan.add("tenant", self.tenant_declared, self.tenant_loopback)?;
+        for h in hosts.iter() {
+            plan.add(&h.spec.name, h.spec.declared, h.loopback).with_context(|| format!("host {:?}", h.spec.name))?;
+        }
+        self.endpoint.set_plan(plan);
+        Ok(())
+    }
+
+    /// Gives a host another client certificate (rotation).
+    pub fn set_host_cert(&self, name: &str, cert: Option<CertChoice>) -> anyhow::Result<()> {
+        let mut hosts = self.hosts.lock().expect("hosts lock");
+        let host = hosts.iter_mut().find(|h| h.spec.name == name).with_context(|| format!("no host named {name:?}"))?;
+        host.spec.cert = cert;
+        Ok(())
+    }
+
+    /// Sends one message into the tenant from a host, over STARTTLS if asked.
+    pub async fn send(&self, spec: &SendSpec) -> anyhow::Result<SendOutcome> {
+        let (source, host_cert) = {
+            let hosts = self.hosts.lock().expect("hosts lock");
+            let host = hosts
+                .iter()
+                .find(|h| h.spec.name == spec.from_host)
+                .with_context(|| format!("no host named {:?} to send from", spec.from_host))?;
+            (host.loopback, host.spec.cert.clone())
+        };
+        let n = self.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let message_id = format!("<sim-{n}.{}@{}.test>", std::process::id(), spec.from_host);
+        let ehlo = spec.ehlo.clone().unwrap_or_else(|| format!("{}.test", spec.from_host));
+        let (mut client, greeting) = ScriptedSender::connect(source, self.tenant_addr()).await?;
+        let done = |client: &ScriptedSender, reply: RawReply, stage, rcpts: Vec<RawReply>| SendOutcome {
+            final_reply: reply,
+            stage,
+            rcpt_replies: rcpts,
+            message_id: message_id.clone(),
+            transcript: client.transcript().to_vec(),
+        };
+        if greeting.code != 220 {
+            return Ok(done(&client, greeting, "CONNECT", Vec::new()));
+        }
+        let reply = client.command(&format!("EHLO {ehlo}")).await?;
+        if reply.code != 250 {
+            return Ok(done(&client, reply, "EHLO", Vec::new()));
+        }
+        if spec.tls == TlsUse::StartTls {
+            let cert = match &spec.cert {
+                Some(choice) => choice.clone(),
+                None => host_cert,
+            };
+            let options = match cert {
+                Some(c) => TlsOptions { client_cert: Some(ClientIdentity::from(&c.leaf()?)), ..TlsOptions::default() },
+                None => TlsOptions::default(),
+            };
+            let reply = client.starttls(&options, "tenant.mailsim.test").await?;
+            if reply.code != 220 {
+                return Ok(done(&client, reply, "STARTTLS", Vec::new()));
+            }
+            let reply = client.command(&format!("EHLO {ehlo}")).await?;
+            if reply.code != 250 {
+                return Ok(done(&client, reply, "EHLO", Vec::new()));
+            }
+        }
+        let reply = client.command(&format!("MAIL FROM:<{}>", spec.mail_from)).await?;
+        if reply.code != 250 {
+            return Ok(done(&client, reply, "MAIL", Vec::new()));
+        }
+        let mut rcpts = Vec::new();
+        for rcpt in &spec.rcpt_to {
+            rcpts.push(client.command(&format!("RCPT TO:<{rcpt}>")).await?);
+        }
+        if let Some(refused) = rcpts.iter().find(|r| r.code / 100 != 2).cloned()
+            && rcpts.iter().all(|r| r.code / 100 != 2)
+        {
+            let _ = client.command("QUIT").await;
+            return Ok(done(&client, refused, "RCPT", rcpts));
+        }
+        let reply = client.command("DATA").await?;
+        if reply.code != 354 {
+            return Ok(done(&client, reply, "DATA", rcpts));
+        }
+        let content = match &spec.data {
+            Some(data) => data.clone(),
+            None => {
+                let mut text = format!(
+                    "From: <{}>\r\nTo: {}\r\nSubject: {}\r\nMessage-ID: {message_id}\r\n",
+                    if spec.mail_from.is_empty() { "mailer-daemon@invalid" } else { &spec.mail_from },
+                    spec.rcpt_to.iter().map(|r| format!("<{r}>")).collect::<Vec<_>>().join(", "),
+                    spec.subject
+                );
+                for (name, value) in &spec.headers {
+                    text.push_str(&format!("{name}: {value}\r\n"));
+                }
+                text.push_str("\r\n");
+                text.push_str(&spec.body);
+                text.push_str("\r\n");
+                text
+            }
+        };
+        let mut wire = String::new();
+        for line in content.split_inclusive('\n') {
+            let line = line.trim_end_matches(['\r', '\n']);
+            if line.starts_with('.') {
+                wire.push('.');
+            }
+            wire.push_str(line);
+            wire.push_str("\r\n");
+        }
+        wire.push_str(".\r\n");
+        client.send_raw(wire.as_bytes()).await?;
+        let reply = client.read_reply().await?;
+        let _ = client.command("QUIT").await;
+        Ok(done(&client, reply, "END-OF-DATA", rcpts))
+    }
+
+    /// Moves simulated time forward and waits until the queue has acted.
+    pub async fn advance(&self, by: Duration) {
+        self.endpoint.advance(by).await;
+    }
+
+    /// Waits until nothing is in flight and nothing queued is due.
+    pub async fn settled(&self) -> bool {
+        self.endpoint.settled().await
+    }
+
+    /// The message trace so far.
+    pub fn trace(&self) -> Vec<TraceEvent> {
+        self.endpoint.trace().events()
+    }
+
+    /// A mailbox's messages.
+    pub fn mailbox(&self, address: &str) -> Vec<Arc<AcceptedMessage>> {
+        self.endpoint.store().mailbox(address)
+    }
+
+    /// Stops every server of the world.
+    pub async fn stop(mut self) {
+        for peer in self.peers.values_mut() {
+            peer.stop().await;
+        }
+        self.endpoint.stop().await;
+        self.dns.stop().await;
+    }
+}
