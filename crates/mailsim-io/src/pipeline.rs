@@ -105,6 +105,13 @@ impl Pipeline {
         self.queue.lock().expect("queue lock").clone()
     }
 
+    /// Puts recipients in the retry queue as they are (used by the queue benchmark and by tools that
+    /// restore a queue).
+    pub fn defer(&self, entry: QueueEntry) {
+        self.queue.lock().expect("queue lock").push(entry);
+        self.queue_changed.notify_waiters();
+    }
+
     /// Attempts running right now.
     pub fn in_flight(&self) -> u64 {
         self.in_flight.load(Ordering::Relaxed)
@@ -260,8 +267,7 @@ impl Pipeline {
         if !deferred.is_empty() {
             entry.recipients = deferred;
             entry.last_error = last_error;
-            self.queue.lock().expect("queue lock").push(entry);
-            self.queue_changed.notify_waiters();
+            self.defer(entry);
         }
         if !failed.is_empty() {
             self.fail(&message, failed, Some(now));
