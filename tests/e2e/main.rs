@@ -6,5 +6,7 @@ mod endpoint;
 mod inbound;
 mod malformed;
 mod outbound;
+mod protocol_log;
+mod scenarios;
 mod tls;
 mod transcripts;

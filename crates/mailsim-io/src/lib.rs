@@ -17,6 +17,7 @@ pub mod dns;
 pub mod listener;
 pub mod outbound;
 pub mod pipeline;
+pub mod protocol_log;
 pub mod shared;
 pub mod smtp_conn;
 pub mod store;

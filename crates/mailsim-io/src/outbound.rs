@@ -19,6 +19,7 @@ use mailsim_core::tenant::outbound_connector::SmartHostAddr;
 
 use crate::client::{ClientError, ClientOptions, SmtpClient, Stage, TlsMode};
 use crate::dns::Resolver;
+use crate::protocol_log::{ProtocolLog, SendAttempt};
 use crate::tls::ServerTrust;
 
 /// What every attempt needs from the world.
@@ -41,6 +42,8 @@ pub struct OutboundConfig {
     /// The port the simulated world's SMTP hosts listen on: used for MX hosts and for smart hosts
     /// written without a port (25 in production; tests pick a free port for the whole world).
     pub smtp_port: u16,
+    /// The protocol log (SEND).
+    pub protocol_log: Arc<ProtocolLog>,
 }
 
 /// The result of one attempt.
@@ -74,13 +77,60 @@ enum Targets {
     Settled(ReplyKind),
 }
 
-/// Runs one attempt of `route` for `recipients` of `message`.
+/// An SMTP session to a next hop left open after a completed transaction, so the next message for
+/// the same hop skips DNS, connect, EHLO and TLS (as MTAs cache connections per destination).
+pub struct OpenConnection {
+    hop: Hop,
+    last: LastAttempt,
+    tls: Option<String>,
+    client: SmtpClient,
+    protocol_log: Arc<ProtocolLog>,
+}
+
+impl std::fmt::Debug for OpenConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenConnection").field("server", &self.last.server).finish()
+    }
+}
+
+impl OpenConnection {
+    /// Ends the session politely.
+    pub async fn close(mut self) {
+        let _ = self.client.quit().await;
+        let log = LogCtx::new(&self.protocol_log, &self.hop, &self.last, "");
+        log.record(&mut self.client, None, false);
+    }
+}
+
+/// Runs one attempt of `route` for `recipients` of `message`. `cache` may hold a session to the
+/// same hop from an earlier attempt; a session that completed this transaction is left there.
 pub async fn attempt(
     cfg: &OutboundConfig,
     hop: &Hop,
     message: &AcceptedMessage,
     recipients: &[EmailAddress],
+    cache: &mut Option<OpenConnection>,
 ) -> Attempt {
+    if let Some(mut open) = cache.take() {
+        if &open.hop == hop {
+            let result = transact(cfg, &mut open.client, &open.last, message, recipients).await;
+            let log = LogCtx::new(&cfg.protocol_log, hop, &open.last, &message.message_id);
+            let reusable = result.as_ref().is_some_and(|(_, reusable)| *reusable);
+            log.record(&mut open.client, None, reusable);
+            // `None`: the cached session had gone away before MAIL was answered: nothing was
+            // sent, so open a new one.
+            if let Some((replies, reusable)) = result {
+                let attempt =
+                    Attempt { replies, last: Some(open.last.clone()), tls: open.tls.clone(), transcript: None };
+                if reusable {
+                    *cache = Some(open);
+                }
+                return attempt;
+            }
+        } else {
+            open.close().await;
+        }
+    }
     let ctx = ReplyContext { host: &cfg.server_name, now: crate::smtp_conn::now(), session_id: message.internal_id };
     let all = |reply: Reply| recipients.iter().map(|r| (r.clone(), reply.clone())).collect::<Vec<_>>();
     let (targets, tls) = match hop {
@@ -101,8 +151,17 @@ pub async fn attempt(
     let mut transcript = None;
     for target in &targets {
         last = Some(target.last());
-        match converse(cfg, target, tls, message, recipients).await {
-            Conversation::Done { replies, tls, transcript } => {
+        match converse(cfg, target, hop, tls, message, recipients).await {
+            Conversation::Done { replies, tls, transcript, client } => {
+                if let Some(client) = client {
+                    *cache = Some(OpenConnection {
+                        hop: hop.clone(),
+                        last: target.last(),
+                        tls: tls.clone(),
+                        client: *client,
+                        protocol_log: cfg.protocol_log.clone(),
+                    });
+                }
                 return Attempt { replies, last, tls, transcript };
             }
             Conversation::TryNext { failure, transcript: t } => {
@@ -112,6 +171,48 @@ pub async fn attempt(
         }
     }
     Attempt { replies: all(last_failure.reply(&ctx)), last, tls: None, transcript }
+}
+
+/// One mail transaction on an open session. `None` when the session turned out to be closed
+/// before the server answered MAIL (safe to retry elsewhere); otherwise the per-recipient replies
+/// and whether the session can carry another transaction.
+async fn transact(
+    cfg: &OutboundConfig,
+    client: &mut SmtpClient,
+    last: &LastAttempt,
+    message: &AcceptedMessage,
+    recipients: &[EmailAddress],
+) -> Option<(Vec<(EmailAddress, Reply)>, bool)> {
+    let from = message.envelope.sender.as_ref().map(|s| s.to_string()).unwrap_or_default();
+    let rcpts: Vec<String> = recipients.iter().map(|r| r.to_string()).collect();
+    let rcpt_refs: Vec<&str> = rcpts.iter().map(String::as_str).collect();
+    match client.send_transaction(&from, &rcpt_refs, &message.data, true).await {
+        Ok(t) => {
+            let completed = t.accepted();
+            let mut reusable = client.is_connected();
+            if reusable && !completed {
+                // RFC 5321 §4.1.1.5: a refused transaction is reset before the next one.
+                reusable = client.rset().await.is_ok();
+            }
+            Some((settle_transaction(recipients, &t), reusable))
+        }
+        Err(
+            ClientError::Closed(Stage::Mail)
+            | ClientError::Io { stage: Stage::Mail, .. }
+            | ClientError::NotConnected(_),
+        ) => None,
+        Err(e) => {
+            // A failure mid-transaction (dropped connection, timeout) decides every recipient alike.
+            let kind = match e {
+                ClientError::Timeout(Stage::Connect) => ReplyKind::ConnectionTimedOut { last: last.clone() },
+                _ => ReplyKind::ConnectionClosedAbruptly { last: last.clone() },
+            };
+            let ctx =
+                ReplyContext { host: &cfg.server_name, now: crate::smtp_conn::now(), session_id: message.internal_id };
+            let reply = kind.reply(&ctx);
+            Some((recipients.iter().map(|r| (r.clone(), reply.clone())).collect(), false))
+        }
+    }
 }
 
 async fn smart_host_targets(cfg: &OutboundConfig, hosts: &[SmartHost]) -> Targets {
@@ -173,8 +274,14 @@ async fn resolve_host(cfg: &OutboundConfig, name: &str) -> Result<Vec<IpAddr>, R
 }
 
 enum Conversation {
-    /// The transaction ran: these replies settle the recipients.
-    Done { replies: Vec<(EmailAddress, Reply)>, tls: Option<String>, transcript: Option<String> },
+    /// The transaction ran: these replies settle the recipients; the session, when it can carry
+    /// another transaction.
+    Done {
+        replies: Vec<(EmailAddress, Reply)>,
+        tls: Option<String>,
+        transcript: Option<String>,
+        client: Option<Box<SmtpClient>>,
+    },
     /// This server could not take the message; try the next one.
     TryNext { failure: ReplyKind, transcript: Option<String> },
 }
@@ -182,11 +289,14 @@ enum Conversation {
 async fn converse(
     cfg: &OutboundConfig,
     target: &Target,
+    hop: &Hop,
     policy: &TlsPolicy,
     message: &AcceptedMessage,
     recipients: &[EmailAddress],
 ) -> Conversation {
     let last = target.last();
+    let target_last = target.last();
+    let log = LogCtx::new(&cfg.protocol_log, hop, &target_last, &message.message_id);
     let loopback = cfg.plan.get().loopback_for(target.declared);
     let mut opts = ClientOptions::new(SocketAddr::new(loopback, target.port));
     opts.local_addr = Some(cfg.source_ip);
@@ -195,9 +305,10 @@ async fn converse(
     opts.server_name = target.name.clone();
     opts.timeout = cfg.timeout;
     let mut client = SmtpClient::new(opts);
-    let try_next = |failure: ReplyKind, client: &mut SmtpClient| Conversation::TryNext {
-        failure,
-        transcript: client.take_transcript().map(|t| t.render(true)),
+    let try_next = |failure: ReplyKind, client: &mut SmtpClient| {
+        let ctx = ReplyContext { host: &cfg.server_name, now: log.started, session_id: message.internal_id };
+        let transcript = log.record(client, Some(failure.reply(&ctx).to_string()), false);
+        Conversation::TryNext { failure, transcript }
     };
 
     match client.connect().await {
@@ -258,25 +369,52 @@ async fn converse(
             }
         }
     }
-    let from = message.envelope.sender.as_ref().map(|s| s.to_string()).unwrap_or_default();
-    let rcpts: Vec<String> = recipients.iter().map(|r| r.to_string()).collect();
-    let rcpt_refs: Vec<&str> = rcpts.iter().map(String::as_str).collect();
-    let ctx_now = crate::smtp_conn::now();
-    let ctx = ReplyContext { host: &cfg.server_name, now: ctx_now, session_id: message.internal_id };
-    let replies = match client.send_transaction(&from, &rcpt_refs, &message.data, true).await {
-        Ok(t) => settle_transaction(recipients, &t),
-        Err(e) => {
-            // A failure mid-transaction (dropped connection, timeout) decides every recipient alike.
-            let kind = match e {
-                ClientError::Timeout(Stage::Connect) => ReplyKind::ConnectionTimedOut { last },
-                _ => ReplyKind::ConnectionClosedAbruptly { last },
-            };
-            let reply = kind.reply(&ctx);
-            recipients.iter().map(|r| (r.clone(), reply.clone())).collect()
+    match transact(cfg, &mut client, &last, message, recipients).await {
+        Some((replies, reusable)) => {
+            if !reusable {
+                let _ = client.quit().await;
+            }
+            let transcript = log.record(&mut client, None, reusable);
+            Conversation::Done { replies, tls: tls_text, transcript, client: reusable.then(|| Box::new(client)) }
         }
-    };
-    let _ = client.quit().await;
-    Conversation::Done { replies, tls: tls_text, transcript: client.take_transcript().map(|t| t.render(true)) }
+        None => try_next(ReplyKind::ConnectionClosedAbruptly { last }, &mut client),
+    }
+}
+
+/// What the SEND protocol log needs besides a connection's transcript.
+struct LogCtx<'a> {
+    log: &'a Arc<ProtocolLog>,
+    connector: Option<&'a str>,
+    last: &'a LastAttempt,
+    message_id: &'a str,
+    started: mailsim_core::time::Timestamp,
+}
+
+impl<'a> LogCtx<'a> {
+    fn new(log: &'a Arc<ProtocolLog>, hop: &'a Hop, last: &'a LastAttempt, message_id: &'a str) -> Self {
+        Self { log, connector: hop.connector(), last, message_id, started: log.now() }
+    }
+
+    /// Writes what the client's transcript holds to the protocol log and returns it rendered.
+    fn record(&self, client: &mut SmtpClient, outcome: Option<String>, still_open: bool) -> Option<String> {
+        let transcript = client.take_transcript()?;
+        let remote = client.options().server;
+        self.log.send_attempt(SendAttempt {
+            connector: self.connector,
+            started: self.started,
+            transcript: &transcript,
+            local: client.local_addr(),
+            source_ip: client.options().local_addr.unwrap_or(remote.ip()),
+            remote,
+            server_name: &self.last.server,
+            declared: &self.last.ip,
+            tls: client.tls(),
+            message_id: self.message_id,
+            outcome: outcome.as_deref(),
+            still_open,
+        });
+        Some(transcript.render(true))
+    }
 }
 
 /// Per recipient: MAIL's refusal decides all; otherwise its RCPT reply when refused; the accepted

@@ -5,6 +5,7 @@
 //! ones with an NDR that travels the same pipeline. Every decision is a core call; this file
 //! records the trace event built from each result and does the I/O the result asks for.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -44,6 +45,17 @@ pub struct QueueEntry {
     pub last_error: Option<Reply>,
 }
 
+/// Sessions one next hop gets at once (Exchange's per-destination default is 20; Postfix's 20).
+pub const MAX_CONNECTIONS_PER_HOP: usize = 8;
+
+/// Entries waiting for one next hop, and how many workers serve it.
+#[derive(Debug)]
+struct Lane {
+    hop: Hop,
+    pending: VecDeque<QueueEntry>,
+    workers: usize,
+}
+
 /// Takes accepted messages and session refusals from connections and sees each recipient through.
 #[derive(Debug)]
 pub struct Pipeline {
@@ -54,6 +66,7 @@ pub struct Pipeline {
     outbound: Arc<OutboundConfig>,
     retry: RetryPolicy,
     queue: Mutex<Vec<QueueEntry>>,
+    lanes: Mutex<Vec<Lane>>,
     queue_changed: Notify,
     in_flight: AtomicU64,
     ndr_ids: AtomicU64,
@@ -78,6 +91,7 @@ impl Pipeline {
             outbound,
             retry,
             queue: Mutex::new(Vec::new()),
+            lanes: Mutex::new(Vec::new()),
             queue_changed: Notify::new(),
             in_flight: AtomicU64::new(0),
             ndr_ids: AtomicU64::new(1),
@@ -196,15 +210,60 @@ impl Pipeline {
         }
     }
 
+    /// Hands an entry to its hop's lane. Each next hop has a lane of pending entries served by at
+    /// most [`MAX_CONNECTIONS_PER_HOP`] workers, each keeping its SMTP session open between
+    /// messages (Postfix's per-destination concurrency and connection cache).
     fn spawn_attempt(self: &Arc<Self>, entry: QueueEntry) {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        let me = self.clone();
-        tokio::spawn(async move {
-            let result = attempt(&me.outbound, &entry.hop, &entry.message, &entry.recipients).await;
-            me.settle_attempt(entry, result);
-            me.in_flight.fetch_sub(1, Ordering::Relaxed);
-            me.trace_changed();
-        });
+        let hop = entry.hop.clone();
+        let start_worker = {
+            let mut lanes = self.lanes.lock().expect("lanes lock");
+            let lane = match lanes.iter_mut().position(|l| l.hop == hop) {
+                Some(i) => &mut lanes[i],
+                None => {
+                    lanes.push(Lane { hop: hop.clone(), pending: VecDeque::new(), workers: 0 });
+                    lanes.last_mut().expect("just pushed")
+                }
+            };
+            lane.pending.push_back(entry);
+            let start = lane.workers < MAX_CONNECTIONS_PER_HOP;
+            if start {
+                lane.workers += 1;
+            }
+            start
+        };
+        if start_worker {
+            let me = self.clone();
+            tokio::spawn(async move { me.lane_worker(hop).await });
+        }
+    }
+
+    async fn lane_worker(self: Arc<Self>, hop: Hop) {
+        let mut connection = None;
+        loop {
+            let next = {
+                let mut lanes = self.lanes.lock().expect("lanes lock");
+                let i = lanes.iter().position(|l| l.hop == hop).expect("a worker's lane exists");
+                match lanes[i].pending.pop_front() {
+                    Some(entry) => Some(entry),
+                    None => {
+                        lanes[i].workers -= 1;
+                        if lanes[i].workers == 0 {
+                            lanes.swap_remove(i);
+                        }
+                        None
+                    }
+                }
+            };
+            let Some(entry) = next else { break };
+            let result = attempt(&self.outbound, &entry.hop, &entry.message, &entry.recipients, &mut connection).await;
+            self.settle_attempt(entry, result);
+            self.in_flight.fetch_sub(1, Ordering::Relaxed);
+            self.trace_changed();
+        }
+        if let Some(open) = connection {
+            open.close().await;
+        }
     }
 
     fn trace_changed(&self) {

@@ -17,6 +17,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::pipeline::Pipeline;
+use crate::protocol_log::{ProtocolLog, SessionLog};
 
 /// Timeouts of a connection (Exchange receive connector defaults, exo-semantics §6).
 #[derive(Clone, Copy, Debug)]
@@ -49,6 +50,8 @@ pub struct EndpointTls {
     pub config: Arc<rustls::ServerConfig>,
     /// Client-certificate trust.
     pub trust: crate::tls::ClientTrust,
+    /// The endpoint's own certificate, for the protocol log.
+    pub leaf: Option<rustls_pki_types::CertificateDer<'static>>,
 }
 
 impl std::fmt::Debug for EndpointTls {
@@ -76,6 +79,8 @@ pub struct Endpoint {
     pub pipeline: Arc<Pipeline>,
     /// Timeouts.
     pub timeouts: Timeouts,
+    /// The protocol log (RECV).
+    pub protocol_log: Arc<ProtocolLog>,
 }
 
 /// Real time, for the few replies sent before a session exists. Sessions use the pipeline's
@@ -101,19 +106,24 @@ pub async fn handle(
     shutdown: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
-    let local_ip = stream.local_addr().map(|a| a.ip()).unwrap_or(peer_addr.ip());
-    let declared = endpoint.plan.get().declared_for(peer_addr.ip());
+    let local = stream.local_addr().unwrap_or(peer_addr);
+    let plan = endpoint.plan.get();
+    let declared = plan.declared_for(peer_addr.ip());
     let peer = PeerFacts::new(peer_addr.ip(), peer_addr.port(), declared);
-    let session = Session::new(endpoint.tenant.get(), peer, local_ip, session_id, endpoint.tls.is_some());
+    let tenant = endpoint.tenant.get();
+    let mut log = endpoint.protocol_log.receive_session(session_id, &tenant.settings.server_name, local, peer_addr);
+    log.connected(plan.entries().iter().find(|e| e.loopback == peer_addr.ip()).map(|e| (e.name.as_str(), e.declared)));
+    let session = Session::new(tenant, peer, local.ip(), session_id, endpoint.tls.is_some());
     let span =
         tracing::info_span!("session", id = format_args!("{session_id:016X}"), peer = %peer_addr, declared = %declared);
-    tracing::Instrument::instrument(run_session(endpoint, stream, session, shutdown), span).await;
+    tracing::Instrument::instrument(run_session(endpoint, stream, session, log, shutdown), span).await;
 }
 
 async fn run_session(
     endpoint: Arc<Endpoint>,
     stream: TcpStream,
     mut session: Session,
+    mut log: SessionLog,
     mut shutdown: watch::Receiver<bool>,
 ) {
     tracing::info!("connected");
@@ -121,13 +131,15 @@ async fn run_session(
 
     let mut plain = stream;
     let clock = endpoint.pipeline.clock().clone();
-    let greeting = session.greeting(clock.now()).to_wire();
-    if plain.write_all(greeting.as_bytes()).await.is_err() {
-        return;
+    let greeting = session.greeting(clock.now());
+    log.replied(&greeting);
+    if plain.write_all(greeting.to_wire().as_bytes()).await.is_err() {
+        return log.disconnected("Remote");
     }
     let mut buf = Vec::new();
-    let end = run_phase(&endpoint, &mut session, &mut plain, &mut buf, deadline, &mut shutdown).await;
+    let end = run_phase(&endpoint, &mut session, &mut plain, &mut buf, &mut log, deadline, &mut shutdown).await;
     let Some(PhaseEnd::StartTls) = end else {
+        log.disconnected(if end.is_some() { "Local" } else { "Remote" });
         tracing::info!("disconnected");
         return;
     };
@@ -143,18 +155,20 @@ async fn run_session(
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             tracing::info!(error = %e, "TLS handshake failed");
-            return;
+            return log.tls_failed(&e.to_string());
         }
         Err(_) => {
             tracing::info!("TLS handshake timed out");
-            return;
+            return log.tls_failed("handshake timed out");
         }
     };
     let facts = tls.facts(stream.get_ref().1, SystemTime::now());
     tracing::info!(version = %facts.version, cipher = %facts.cipher, client_cert = ?facts.client_cert.as_ref().map(|c| &c.subject), "TLS established");
+    log.tls_established(&facts, tls.leaf.as_ref(), stream.get_ref().1.peer_certificates());
     session.on_tls_established(facts);
-    run_phase(&endpoint, &mut session, &mut stream, &mut buf, deadline, &mut shutdown).await;
+    let end = run_phase(&endpoint, &mut session, &mut stream, &mut buf, &mut log, deadline, &mut shutdown).await;
     let _ = stream.shutdown().await;
+    log.disconnected(if end.is_some() { "Local" } else { "Remote" });
     tracing::info!("disconnected");
 }
 
@@ -184,6 +198,7 @@ async fn run_phase<S: AsyncRead + AsyncWrite + Unpin + Ready>(
     session: &mut Session,
     stream: &mut S,
     buf: &mut Vec<u8>,
+    log: &mut SessionLog,
     deadline: tokio::time::Instant,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Option<PhaseEnd> {
@@ -191,6 +206,7 @@ async fn run_phase<S: AsyncRead + AsyncWrite + Unpin + Ready>(
     let mut wire = String::new();
     loop {
         let used = session.on_input(buf, endpoint.pipeline.clock().now(), &mut out);
+        log.input(&buf[..used], &out);
         buf.drain(..used);
         let mut end = None;
         for action in out.drain(..) {
@@ -234,6 +250,7 @@ async fn run_phase<S: AsyncRead + AsyncWrite + Unpin + Ready>(
                 Ok(Ok(_)) => {}
                 Err(_) => {
                     let reply = session.shell_reply(ReplyKind::Timeout, endpoint.pipeline.clock().now());
+                    log.replied(&reply);
                     let _ = stream.write_all(reply.to_wire().as_bytes()).await;
                     let _ = stream.flush().await;
                     return Some(PhaseEnd::Closed);
@@ -241,6 +258,7 @@ async fn run_phase<S: AsyncRead + AsyncWrite + Unpin + Ready>(
             },
             _ = shutdown.changed() => {
                 let reply = session.shell_reply(ReplyKind::ShuttingDown, endpoint.pipeline.clock().now());
+                log.replied(&reply);
                 let _ = stream.write_all(reply.to_wire().as_bytes()).await;
                 let _ = stream.flush().await;
                 return Some(PhaseEnd::Closed);

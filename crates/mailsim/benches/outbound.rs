@@ -8,13 +8,15 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mailsim::sim::{HostSpec, SendSpec, Simulation, WorldSpec};
+use mailsim::sim::{HostSpec, Simulation, WorldSpec};
 use mailsim_core::addr::EmailAddress;
 use mailsim_core::envelope::{AcceptedMessage, Envelope};
 use mailsim_core::peer::PeerFacts;
 use mailsim_core::stage::inbound::{Direction, InboundVerdict};
 use mailsim_core::stage::route::{Hop, TlsPolicy};
-use mailsim_core::tenant::{ConnectorType, DomainPattern, DomainType, InboundConnector, OutboundConnector, SmartHost, Tenant};
+use mailsim_core::tenant::{
+    ConnectorType, DomainPattern, DomainType, InboundConnector, OutboundConnector, SmartHost, Tenant,
+};
 use mailsim_core::time::Timestamp;
 use mailsim_io::pipeline::QueueEntry;
 use mailsim_testkit::peer::{PeerScript, StartTls};
@@ -106,7 +108,9 @@ async fn main() {
     let inbound = world(false, false).await;
     let took = drive(&inbound, messages, sessions, "bench@contoso.test").await;
     let inbound_rate = messages as f64 / took.as_secs_f64();
-    println!("inbound to a mailbox:                 {inbound_rate:>9.0} msgs/s ({messages} messages, {sessions} sessions)");
+    println!(
+        "inbound to a mailbox:                 {inbound_rate:>9.0} msgs/s ({messages} messages, {sessions} sessions)"
+    );
 
     for tls in [false, true] {
         let sim = world(true, tls).await;
@@ -132,7 +136,13 @@ async fn main() {
         message_id: "<queued@contoso.test>".into(),
         envelope: Envelope { sender: Some("a@contoso.test".parse().unwrap()), ..Envelope::default() },
         peer: PeerFacts::new(ip, 25, ip),
-        verdict: InboundVerdict::Accepted { connector: None, direction: Direction::Originating, internal: false, relay_allowed: true, checks: vec![] },
+        verdict: InboundVerdict::Accepted {
+            connector: None,
+            direction: Direction::Originating,
+            internal: false,
+            relay_allowed: true,
+            checks: vec![],
+        },
         data: vec![b'x'; 1024],
         received_at: Timestamp::from_secs(0),
     });

@@ -29,15 +29,19 @@ enum Command {
     Trace(crate::trace_cmd::TraceArgs),
     /// Explain which inbound connector applies to a connection and what the tenant would reply.
     Explain(crate::explain::ExplainArgs),
+    /// Run scenario files (default: scenarios/) in parallel, each in a world of its own.
+    Run(crate::run_cmd::RunArgs),
 }
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // `run` reports on stdout; the worlds' session logs would drown it.
+    let default_log = if matches!(cli.command, Command::Run(_)) { "warn" } else { "info" };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("MAILSIM_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_log)),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -52,6 +56,7 @@ pub fn main() -> ExitCode {
                     Command::Serve(args) => crate::serve::run(args).await.map(|_| 0),
                     Command::Send(args) => crate::send::run(args).await,
                     Command::Bench(args) => crate::bench::run(args).await.map(|_| 0),
+                    Command::Run(args) => crate::run_cmd::run(args).await,
                     Command::Explain(_) | Command::Certs(_) | Command::Trace(_) => unreachable!("handled above"),
                 }
             })

@@ -13,6 +13,7 @@ use mailsim_io::clock::SimClock;
 use mailsim_io::dns::Resolver;
 use mailsim_io::outbound::OutboundConfig;
 use mailsim_io::pipeline::Pipeline;
+use mailsim_io::protocol_log::ProtocolLog;
 use mailsim_io::shared::Shared;
 use mailsim_io::smtp_conn::{Endpoint, EndpointTls, Timeouts};
 use mailsim_io::store::MailStore;
@@ -61,7 +62,7 @@ pub struct EndpointOptions {
     pub timeouts: Timeouts,
     /// Connection cap.
     pub max_connections: usize,
-    /// Write delivered messages and the trace under this directory too.
+    /// Write delivered messages, the trace and the protocol log (`protocol/`) under this directory too.
     pub state_dir: Option<PathBuf>,
     /// The simulated world's DNS server; without one every outbound lookup defers (4.4.312).
     pub dns: Option<SocketAddr>,
@@ -113,6 +114,7 @@ pub struct RunningEndpoint {
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     queue: tokio::task::JoinHandle<()>,
+    protocol_log: Arc<ProtocolLog>,
 }
 
 impl RunningEndpoint {
@@ -137,6 +139,10 @@ impl RunningEndpoint {
             None => None,
         };
         let plan = Arc::new(Shared::new(options.plan));
+        let protocol_log = Arc::new(match &options.state_dir {
+            Some(dir) => ProtocolLog::with_dir(dir.join("protocol"), options.clock.clone()),
+            None => ProtocolLog::in_memory(options.clock.clone()),
+        });
         let outbound = Arc::new(OutboundConfig {
             plan: plan.clone(),
             resolver,
@@ -146,6 +152,7 @@ impl RunningEndpoint {
             timeout: options.outbound_timeout,
             server_name,
             smtp_port: options.smtp_port,
+            protocol_log: protocol_log.clone(),
         });
         let pipeline = Arc::new(Pipeline::new(
             tenant.clone(),
@@ -158,6 +165,7 @@ impl RunningEndpoint {
         let queue = tokio::spawn(pipeline.clone().run_queue());
         let tls = match options.tls {
             Some(m) => Some(EndpointTls {
+                leaf: m.chain.first().cloned(),
                 config: tls::server_config(m.chain, m.key, m.client_roots.clone())?,
                 trust: tls::ClientTrust::new(m.client_roots)?,
             }),
@@ -169,12 +177,13 @@ impl RunningEndpoint {
             tls,
             pipeline: pipeline.clone(),
             timeouts: options.timeouts,
+            protocol_log: protocol_log.clone(),
         });
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(mailsim_io::listener::serve(listener, endpoint, options.max_connections, async {
             let _ = stopped.await;
         }));
-        Ok(Self { addr, pipeline, tenant, plan, stop: Some(stop), task: Some(task), queue })
+        Ok(Self { addr, pipeline, tenant, plan, stop: Some(stop), task: Some(task), queue, protocol_log })
     }
 
     /// The address it listens on.
@@ -212,6 +221,11 @@ impl RunningEndpoint {
         self.plan.set(plan);
     }
 
+    /// The protocol log (RECV and SEND).
+    pub fn protocol_log(&self) -> &Arc<ProtocolLog> {
+        &self.protocol_log
+    }
+
     /// The message trace.
     pub fn trace(&self) -> &Arc<TraceSink> {
         self.pipeline.trace()
@@ -238,6 +252,7 @@ impl RunningEndpoint {
             let _ = task.await;
         }
         self.queue.abort();
+        self.protocol_log.flush();
     }
 }
 

@@ -9,6 +9,8 @@ pub mod cli;
 pub mod demo;
 pub mod endpoint;
 pub mod explain;
+pub mod run_cmd;
+pub mod scenario;
 pub mod send;
 pub mod serve;
 pub mod sim;

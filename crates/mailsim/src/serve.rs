@@ -1,7 +1,17 @@
-//! `mailsim serve`: the tenant endpoint on a loopback address until Ctrl-C.
+//! `mailsim serve`: a live world for rehearsal with real clients, until Ctrl-C.
+//!
+//! - `mailsim serve SCENARIO`: the world of a scenario file (tenant, hosts and their scripted peers,
+//!   DNS), brought up as `mailsim run` would but without playing the steps, and kept running. The
+//!   address plan is printed so that a real MTA (a Postfix as the gateway, say) can bind a host's
+//!   loopback address to send as that host, or listen on it to receive as it.
+//! - `mailsim serve` without a scenario: the tenant endpoint alone, from `--tenant` and the flags.
+//!
+//! Either way the message trace (`trace.jsonl`), the mailboxes (`mailboxes/`) and the protocol log
+//! (`protocol/RECV*.log`, `SEND*.log`) are written under `--state-dir`; `mailsim trace` reads them.
 
+use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -10,24 +20,38 @@ use mailsim_io::smtp_conn::Timeouts;
 use mailsim_testkit::certs::TestPki;
 
 use crate::endpoint::{EndpointOptions, RunningEndpoint, TlsMaterial};
+use crate::sim::{Simulation, WorldSpec};
+
+/// The tenant's address without a scenario.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:1025";
 
 /// `mailsim serve` flags.
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
-    /// Address to listen on (loopback only).
-    #[arg(long, env = "MAILSIM_LISTEN", default_value = "127.0.0.1:1025")]
-    pub listen: SocketAddr,
+    /// A scenario file: bring up its world (tenant, hosts, DNS) and keep it running. Without one,
+    /// the tenant endpoint alone is served, from --tenant and the flags.
+    #[arg(value_name = "SCENARIO")]
+    pub scenario: Option<PathBuf>,
+    /// Address the tenant listens on (loopback only). Default 127.0.0.1:1025; with a scenario, a
+    /// fresh 127/8 address and port unless given (every host of the world uses the same port).
+    #[arg(long, env = "MAILSIM_LISTEN")]
+    pub listen: Option<SocketAddr>,
     /// Tenant configuration file (TOML, EXO parameter names). Flags below add to it.
-    #[arg(long, env = "MAILSIM_TENANT")]
+    #[arg(long, env = "MAILSIM_TENANT", conflicts_with = "scenario")]
     pub tenant: Option<PathBuf>,
-    /// Write delivered messages as .eml files under this directory.
-    #[arg(long, env = "MAILSIM_STATE_DIR")]
-    pub state_dir: Option<PathBuf>,
+    /// Where the message trace, the mailboxes (.eml) and the protocol log are written.
+    #[arg(long, env = "MAILSIM_STATE_DIR", default_value = "state")]
+    pub state_dir: PathBuf,
     /// Accepted domain, `NAME[:Authoritative|InternalRelay]` (repeatable).
-    #[arg(long = "accepted-domain", env = "MAILSIM_ACCEPTED_DOMAIN", value_delimiter = ',')]
+    #[arg(
+        long = "accepted-domain",
+        env = "MAILSIM_ACCEPTED_DOMAIN",
+        value_delimiter = ',',
+        conflicts_with = "scenario"
+    )]
     pub accepted_domains: Vec<String>,
     /// Mailbox address (repeatable).
-    #[arg(long = "mailbox", env = "MAILSIM_MAILBOX", value_delimiter = ',')]
+    #[arg(long = "mailbox", env = "MAILSIM_MAILBOX", value_delimiter = ',', conflicts_with = "scenario")]
     pub mailboxes: Vec<String>,
     /// Server certificate chain (PEM).
     #[arg(long, env = "MAILSIM_TLS_CERT", default_value = "certs/tenant.chain.crt")]
@@ -77,8 +101,105 @@ pub fn tenant_from(args: &ServeArgs) -> anyhow::Result<Tenant> {
     Ok(tenant)
 }
 
-/// Runs `mailsim serve`.
+/// Runs `mailsim serve` until Ctrl-C (or SIGTERM).
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    run_until(args, shutdown_signal()).await
+}
+
+/// Runs `mailsim serve` until `shutdown` completes, then stops every server cleanly.
+pub async fn run_until(args: ServeArgs, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    match args.scenario.clone() {
+        Some(path) => serve_world(&path, &args, shutdown).await,
+        None => serve_tenant(args, shutdown).await,
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// The world a scenario file describes (tenant, hosts, DNS), without its steps.
+pub fn scenario_world(path: &Path) -> anyhow::Result<(WorldSpec, usize)> {
+    let scenario = crate::scenario::load_file(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    for warning in &scenario.warnings {
+        eprintln!("mailsim: {}: {warning}", path.display());
+    }
+    Ok((scenario.world, scenario.steps.len()))
+}
+
+/// Serves a scenario's world.
+async fn serve_world(path: &Path, args: &ServeArgs, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let (mut world, steps) = scenario_world(path)?;
+    world.state_dir = Some(args.state_dir.clone());
+    if let Some(listen) = args.listen {
+        anyhow::ensure!(listen.ip().is_loopback(), "mailsim listens on loopback addresses only, not {}", listen.ip());
+        world.tenant_bind = Some(listen);
+    }
+    let sim = Simulation::start(world).await.with_context(|| format!("starting the world of {}", path.display()))?;
+    print!("{}", plan_text(&sim, path, steps, &args.state_dir));
+    shutdown.await;
+    println!("stopping");
+    sim.stop().await;
+    Ok(())
+}
+
+/// The address plan of a running world, as `serve` prints it.
+pub fn plan_text(sim: &Simulation, path: &Path, steps: usize, state_dir: &Path) -> String {
+    let rows = sim.plan_table();
+    let mut out = format!("mailsim world of {} is up\n\n", path.display());
+    out.push_str(&format!("{:<14} {:<18} {:<24} role\n", "host", "declared", "loopback socket"));
+    let tenant = sim.tenant_addr();
+    let mut bind_hint = None;
+    for (name, declared, socket) in &rows {
+        let role = match name.as_str() {
+            "tenant" => "the tenant endpoint (SMTP, STARTTLS)".to_string(),
+            "dns" => "the world's DNS server (UDP and TCP)".to_string(),
+            _ if sim.peer(name).is_ok() => {
+                "scripted peer: receives mail here; send as it from this address".to_string()
+            }
+            _ => {
+                bind_hint.get_or_insert_with(|| (name.clone(), socket.ip()));
+                "sender: bind this address to send as it; listen on this socket to receive as it".to_string()
+            }
+        };
+        out.push_str(&format!("{name:<14} {:<18} {:<24} {role}\n", declared.to_string(), socket.to_string()));
+    }
+    out.push('\n');
+    out.push_str(&format!(
+        "state: {dir}/trace.jsonl, {dir}/mailboxes/, {dir}/protocol/RECV*.log and SEND*.log\n",
+        dir = state_dir.display()
+    ));
+    out.push_str(&format!(
+        "{steps} scenario step(s) not played: serve brings the world up for live clients (`mailsim run` plays them)\n"
+    ));
+    if let Some((name, ip)) = bind_hint {
+        out.push_str(&format!(
+            "e.g. Postfix as {name}: smtp_bind_address = {ip}, relayhost = [{}]:{}\n",
+            tenant.ip(),
+            tenant.port()
+        ));
+    }
+    out.push_str("Ctrl-C stops the world.\n");
+    out
+}
+
+/// Serves the tenant endpoint alone.
+async fn serve_tenant(args: ServeArgs, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let tenant = tenant_from(&args)?;
     let tls = if args.no_tls {
         None
@@ -90,15 +211,20 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     let mut options = EndpointOptions::new(tenant);
     options.tls = tls;
-    options.state_dir = args.state_dir.clone();
+    options.state_dir = Some(args.state_dir.clone());
     options.max_connections = args.max_connections;
     options.timeouts = Timeouts { idle: Duration::from_secs(args.idle_timeout), ..Timeouts::default() };
     let domains: Vec<String> =
         options.tenant.accepted_domains.iter().map(|d| format!("{} ({:?})", d.name, d.domain_type)).collect();
-    let endpoint = RunningEndpoint::bind(args.listen, options).await?;
+    let listen = args.listen.unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid"));
+    let endpoint = RunningEndpoint::bind(listen, options).await?;
     println!("mailsim tenant endpoint listening on {}", endpoint.addr());
     println!("accepted domains: {}", if domains.is_empty() { "(none)".to_string() } else { domains.join(", ") });
-    tokio::signal::ctrl_c().await?;
+    println!(
+        "state: {dir}/trace.jsonl, {dir}/mailboxes/, {dir}/protocol/RECV*.log and SEND*.log",
+        dir = args.state_dir.display()
+    );
+    shutdown.await;
     println!("stopping");
     endpoint.stop().await;
     Ok(())

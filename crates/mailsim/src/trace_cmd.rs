@@ -1,11 +1,18 @@
 //! `mailsim trace`: the message trace written under `--state-dir`, as a table in the spirit of
 //! `Get-MessageTraceV2` (exo-semantics §8.1: one row per message and recipient, status from the
 //! last event) or, with `--detail`, the events of each row as `Get-MessageTraceDetailV2` lists them.
+//!
+//! `--transcript SESSION` instead turns one session of the protocol log (`<state-dir>/protocol`,
+//! the 16-hex session id of the banner and the log) into a golden-transcript fixture
+//! (`mailsim_testkit::transcript` format), volatile text replaced by `<*>` patterns.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use mailsim_core::trace::{Status, TraceEvent};
+use mailsim_io::protocol_log::{
+    self, CONTENT_SUFFIX, DECLARED_CONTEXT, EventKind, LogKind, NEXT_HOP_CONTEXT, SessionRecord, TLS_CONTEXT,
+};
 
 /// `mailsim trace` flags.
 #[derive(clap::Args, Debug)]
@@ -28,6 +35,10 @@ pub struct TraceArgs {
     /// Print each row's events (Date, Event, Detail, Data).
     #[arg(long)]
     pub detail: bool,
+    /// Print one session of the protocol log (16-hex session id, as in the banner and the log) as
+    /// a golden transcript for tests/transcripts/.
+    #[arg(long, value_name = "SESSION")]
+    pub transcript: Option<String>,
 }
 
 /// One row of the table: a message and one recipient.
@@ -83,6 +94,14 @@ pub fn rows(events: &[TraceEvent]) -> Vec<Row> {
 
 /// Runs `mailsim trace`.
 pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
+    if let Some(session) = &args.transcript {
+        let (text, warnings) = transcript(&args.state_dir, session)?;
+        for w in warnings {
+            eprintln!("mailsim: {w}");
+        }
+        print!("{text}");
+        return Ok(0);
+    }
     let path = args.state_dir.join("trace.jsonl");
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let mut events = Vec::new();
@@ -130,4 +149,191 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
     }
     println!("{} row(s)", selected.len());
     Ok(0)
+}
+
+/// One session of the protocol log under `state_dir` as a golden transcript, and warnings about
+/// what the transcript format cannot replay (TLS, unrecorded content).
+pub fn transcript(state_dir: &Path, session: &str) -> anyhow::Result<(String, Vec<String>)> {
+    let id = parse_session_id(session)?;
+    let dir = state_dir.join("protocol");
+    let record = protocol_log::read_session(&dir, id)
+        .with_context(|| format!("reading the protocol log in {}", dir.display()))?
+        .with_context(|| format!("no session {id:016X} in the protocol log in {}", dir.display()))?;
+    Ok(transcript_of(&record))
+}
+
+/// A session id as printed (16 hex digits; case and a leading `0x` do not matter).
+pub fn parse_session_id(text: &str) -> anyhow::Result<u64> {
+    let hex = text.trim().trim_start_matches("0x").trim_start_matches("0X");
+    anyhow::ensure!(
+        !hex.is_empty() && hex.len() <= 16 && hex.chars().all(|c| c.is_ascii_hexdigit()),
+        "{text:?} is not a session id (16 hex digits, as in the banner `[08DD34FA3086278D]` and the protocol log)"
+    );
+    Ok(u64::from_str_radix(hex, 16)?)
+}
+
+/// The host role for `# host:`: the address-plan name the log recorded, else the test role whose
+/// loopback address the peer used, else the peer's address.
+fn host_role(record: &SessionRecord) -> String {
+    if let Some(line) = record.lines.iter().find(|l| l.kind == LogKind::Send && l.context == NEXT_HOP_CONTEXT)
+        && let Some((name, _)) = line.data.split_once(" [")
+    {
+        return name.to_string();
+    }
+    if let Some(line) =
+        record.lines.iter().find(|l| l.event == EventKind::Info && l.context.starts_with(DECLARED_CONTEXT))
+    {
+        return line.context[DECLARED_CONTEXT.len()..].to_string();
+    }
+    let remote = record.lines.first().map(|l| l.remote.clone()).unwrap_or_default();
+    let ip = remote.parse::<std::net::SocketAddr>().map(|a| a.ip()).ok();
+    match mailsim_testkit::hosts::roles::ALL.iter().find(|h| Some(h.loopback) == ip) {
+        Some(h) => h.name.to_string(),
+        None => ip.map_or(remote, |ip| ip.to_string()),
+    }
+}
+
+/// Turns a recorded session into transcript text (see [`transcript`]).
+pub fn transcript_of(record: &SessionRecord) -> (String, Vec<String>) {
+    let mut warnings = Vec::new();
+    let Some(first) = record.lines.first() else { return (String::new(), warnings) };
+    let receive = first.kind == LogKind::Receive;
+    // In RECV the peer is the client; in SEND the tenant is, and `S:` lines are the peer's.
+    let (client_event, server_event) =
+        if receive { (EventKind::Receive, EventKind::Send) } else { (EventKind::Send, EventKind::Receive) };
+    let mut out = format!(
+        "# {} session {:016X}, {} {} {}, {} ({})\n",
+        if receive { "SMTP Receive" } else { "SMTP Send" },
+        first.session_id,
+        first.remote,
+        if receive { "->" } else { "<-" },
+        first.local,
+        first.date_time,
+        first.connector,
+    );
+    if !receive {
+        out.push_str("# The tenant was the client here: `C:` lines are its commands, `S:` lines the peer's replies.\n");
+        warnings.push("an outbound (SEND) session: the transcript runner replays inbound sessions only".into());
+    }
+    out.push_str(&format!("# host: {}\n", host_role(record)));
+    let mut content_exact = true;
+    for line in &record.lines {
+        match line.event {
+            e if e == client_event => {
+                // The content summary follows as a `*` event; DATA/BDAT lines themselves are commands.
+                out.push_str(&client_line(&line.data));
+            }
+            e if e == server_event => {
+                let text = &line.data;
+                match normalise(text, content_exact) {
+                    Some(pattern) => out.push_str(&format!("S~ {pattern}\n")),
+                    None => out.push_str(&format!("S: {text}\n")),
+                }
+            }
+            EventKind::Info if receive && line.context.ends_with(CONTENT_SUFFIX) => {
+                let bdat = line.data.eq_ignore_ascii_case("BDAT");
+                match record.content.get(&line.sequence) {
+                    Some(bytes) => {
+                        let text = String::from_utf8_lossy(bytes);
+                        if bdat && !text.is_empty() && !text.ends_with("\r\n") {
+                            warnings.push(format!(
+                                "the BDAT chunk at sequence {} does not end in CRLF; its lines are approximate",
+                                line.sequence
+                            ));
+                            content_exact = false;
+                        }
+                        for l in text.split_terminator('\n') {
+                            out.push_str(&client_line(l.strip_suffix('\r').unwrap_or(l)));
+                        }
+                    }
+                    None => {
+                        warnings.push(format!(
+                            "the content at sequence {} was not recorded (too large, or the log was written without \
+                             its data/ directory); a placeholder stands in for it",
+                            line.sequence
+                        ));
+                        content_exact = false;
+                        out.push_str("# content not recorded; placeholder:\n");
+                        out.push_str("C: Subject: content not recorded\nC:\nC: (placeholder)\n");
+                    }
+                }
+                if !bdat {
+                    out.push_str("C: .\n");
+                }
+            }
+            EventKind::Info if line.context.starts_with(TLS_CONTEXT) => {
+                out.push_str(&format!("# {}\n", line.context));
+                warnings.push(
+                    "the session switched to TLS after STARTTLS; the transcript format replays plain text only".into(),
+                );
+            }
+            EventKind::Info if !receive && line.context.starts_with("sending message") => {
+                out.push_str(&format!("# message content not recorded: {} {}\n", line.data, line.context));
+            }
+            EventKind::Info if line.context == "TLS negotiation failed" => {
+                out.push_str(&format!("# TLS negotiation failed: {}\n", line.data));
+            }
+            _ => {}
+        }
+    }
+    warnings.dedup();
+    (out, warnings)
+}
+
+fn client_line(text: &str) -> String {
+    if text.is_empty() { "C:\n".to_string() } else { format!("C: {text}\n") }
+}
+
+/// The pattern for a server line with volatile parts (banner date and id, message id, InternalId,
+/// timing, the diagnostic suffix's time and id); `None` when the line is stable. `bytes_exact`
+/// keeps the byte count of a queued-mail reply (the content was replayed as it was).
+pub fn normalise(line: &str, bytes_exact: bool) -> Option<String> {
+    // 220 HOST Microsoft ESMTP MAIL Service ready at <date> [<session>]
+    if line.starts_with("220")
+        && line.ends_with(']')
+        && let Some(i) = line.find(" ready at ")
+    {
+        return Some(format!("{} ready at <*> [<*>]", &line[..i]));
+    }
+    // 250 2.6.0 <message-id> [InternalId=N, Hostname=H] B bytes in S, K KB/sec Queued mail for delivery
+    if let Some(rest) = line.strip_prefix("250 2.6.0 ")
+        && rest.ends_with(" KB/sec Queued mail for delivery")
+        && let Some(h) = rest.find("Hostname=")
+        && let Some(end) = rest[h..].find(']')
+        && let Some(b) = rest.find(" bytes in ")
+    {
+        let host = &rest[h + "Hostname=".len()..h + end];
+        let bytes = rest[h + end + 1..b].trim();
+        let bytes = if bytes_exact { bytes } else { "<*>" };
+        return Some(format!(
+            "250 2.6.0 <*> [InternalId=<*>, Hostname={host}] {bytes} bytes in <*> KB/sec Queued mail for delivery"
+        ));
+    }
+    // EXO's rejection suffix: [HOST 2024-10-10T21:13:00.303Z 08DCE5A0132C0518]
+    let mut out = String::new();
+    let mut rest = line;
+    let mut changed = false;
+    while let Some(open) = rest.find('[') {
+        let Some(close) = rest[open..].find(']') else { break };
+        let inner = &rest[open + 1..open + close];
+        let words: Vec<&str> = inner.split(' ').collect();
+        out.push_str(&rest[..open]);
+        if words.len() == 3
+            && looks_like_iso(words[1])
+            && words[2].len() == 16
+            && words[2].chars().all(|c| c.is_ascii_hexdigit())
+        {
+            out.push_str(&format!("[{} <*>]", words[0]));
+            changed = true;
+        } else {
+            out.push_str(&rest[open..=open + close]);
+        }
+        rest = &rest[open + close + 1..];
+    }
+    out.push_str(rest);
+    changed.then_some(out)
+}
+
+fn looks_like_iso(s: &str) -> bool {
+    s.len() == 24 && s.as_bytes()[10] == b'T' && s.ends_with('Z')
 }

@@ -1,0 +1,324 @@
+//! Plays scenarios: each one against a fresh [`Simulation`] (its own loopback addresses, so
+//! scenarios run side by side), step by step, stopping at the first failed expectation.
+//!
+//! After every action the runner waits for the tenant to settle before it checks anything; world
+//! expectations then wait (bounded by [`RunOptions::wait`]) for what they expect. Nothing sleeps
+//! a fixed amount.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use super::expect::{Check, DEFAULT_WAIT, SendRecord};
+use super::file::{Action, Change, Scenario, Step, load_file};
+use super::report::{Failure, ScenarioReport, Verdict};
+use crate::sim::Simulation;
+
+/// How scenarios are run.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Longest a scenario may take, world start-up included.
+    pub timeout: Duration,
+    /// Longest a world expectation waits for what it expects.
+    pub wait: Duration,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self { timeout: Duration::from_secs(60), wait: DEFAULT_WAIT }
+    }
+}
+
+/// Runs one scenario in a world of its own.
+pub async fn run_scenario(scenario: &Scenario, options: &RunOptions) -> ScenarioReport {
+    let started = Instant::now();
+    let progress = AtomicUsize::new(0);
+    let verdict = match tokio::time::timeout(options.timeout, play(scenario, options, &progress)).await {
+        Ok(Ok(())) => Verdict::Passed,
+        Ok(Err(failure)) => Verdict::Failed(Box::new(failure)),
+        Err(_) => {
+            let at = progress.load(Ordering::Relaxed);
+            let step = scenario.steps.iter().find(|s| s.number == at);
+            Verdict::Failed(Box::new(Failure {
+                step: step.map(|s| s.number),
+                step_label: step.map(Step::label).unwrap_or_else(|| "world".to_string()),
+                location: format!("{}:{}", scenario.file, step.map(|s| s.line).unwrap_or(1)),
+                field: "timeout".to_string(),
+                expected: format!("the scenario finishes within {} s", options.timeout.as_secs_f64()),
+                actual: match step {
+                    Some(s) => format!("still busy with {} when the time was up", s.label()),
+                    None => "the world was still starting when the time was up".to_string(),
+                },
+                ..Failure::default()
+            }))
+        }
+    };
+    ScenarioReport {
+        name: scenario.name.clone(),
+        file: scenario.file.clone(),
+        duration: started.elapsed(),
+        verdict,
+        warnings: scenario.warnings.iter().map(ToString::to_string).collect(),
+    }
+}
+
+async fn play(scenario: &Scenario, options: &RunOptions, progress: &AtomicUsize) -> Result<(), Failure> {
+    let sim = Simulation::start(scenario.world.clone()).await.map_err(|e| Failure {
+        step_label: "world".to_string(),
+        location: format!("{}:1", scenario.file),
+        field: "world".to_string(),
+        expected: "the world starts".to_string(),
+        actual: format!("{e:#}"),
+        ..Failure::default()
+    })?;
+    let result = play_steps(&sim, scenario, options, progress).await;
+    sim.stop().await;
+    result
+}
+
+fn step_failure(
+    scenario: &Scenario,
+    step: &Step,
+    field: String,
+    line: usize,
+    expected: &str,
+    actual: String,
+) -> Failure {
+    Failure {
+        step: Some(step.number),
+        step_label: step.label(),
+        location: format!("{}:{line}", scenario.file),
+        field,
+        expected: expected.to_string(),
+        actual,
+        ..Failure::default()
+    }
+}
+
+/// The Message-ID header of a complete message, if it has one.
+fn header_message_id(data: &str) -> Option<String> {
+    for line in data.lines() {
+        if line.trim().is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':')
+            && name.trim().eq_ignore_ascii_case("message-id")
+        {
+            return Some(value.trim().to_string());
+        }
+    }
+    None
+}
+
+async fn play_steps(
+    sim: &Simulation,
+    scenario: &Scenario,
+    options: &RunOptions,
+    progress: &AtomicUsize,
+) -> Result<(), Failure> {
+    for step in &scenario.steps {
+        progress.store(step.number, Ordering::Relaxed);
+        let mut send_record = None;
+        match &step.action {
+            Action::Send(spec) => {
+                let trace_start = sim.trace().len();
+                let outcome = sim.send(spec).await.map_err(|e| format!("{e:#}"));
+                sim.settled().await;
+                let mut ids = Vec::new();
+                if let Ok(o) = &outcome {
+                    ids.push(o.message_id.clone());
+                }
+                if let Some(id) = spec.data.as_deref().and_then(header_message_id) {
+                    ids.push(id);
+                }
+                let events = sim
+                    .trace()
+                    .into_iter()
+                    .skip(trace_start)
+                    .filter(|e| e.message_id.is_empty() || ids.contains(&e.message_id))
+                    .collect();
+                let record = SendRecord { host: spec.from_host.clone(), outcome, events };
+                if let Err(e) = &record.outcome
+                    && !step.expect.iter().any(|x| matches!(x.check, Check::Send(_)))
+                {
+                    return Err(step_failure(
+                        scenario,
+                        step,
+                        format!("step[{}].send", step.number),
+                        step.line,
+                        "the send completes",
+                        e.clone(),
+                    ));
+                }
+                send_record = Some(record);
+            }
+            Action::Advance(by) => sim.advance(*by).await,
+            Action::Change(changes) => {
+                for change in changes {
+                    if let Err(e) = apply(sim, change).await {
+                        return Err(step_failure(
+                            scenario,
+                            step,
+                            format!("step[{}].change", step.number),
+                            step.line,
+                            "the change applies",
+                            format!("{e:#}"),
+                        ));
+                    }
+                }
+                sim.settled().await;
+            }
+            Action::Check => {
+                sim.settled().await;
+            }
+        }
+        for expect in &step.expect {
+            let result = match (&expect.check, &send_record) {
+                (Check::Send(check), Some(record)) => check.check(record),
+                (Check::Send(_), None) => unreachable!("send checks only load on send steps"),
+                (Check::World(check), _) => check.check(sim, options.wait).await,
+            };
+            if let Err(m) = result {
+                let mut f = step_failure(scenario, step, expect.field.clone(), expect.line, &m.expected, m.actual);
+                f.transcript_title = m.transcript_title;
+                f.transcript = m.transcript;
+                return Err(f);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Carries out one change on a running world.
+pub async fn apply(sim: &Simulation, change: &Change) -> anyhow::Result<()> {
+    match change {
+        Change::Tenant { tenant, .. } => sim.set_tenant((**tenant).clone()),
+        Change::MoveHost { host, address } => sim.move_host(host, *address)?,
+        Change::HostCert { host, cert } => sim.set_host_cert(host, cert.clone())?,
+        Change::Peer { host, script, relay_to_tenant } => {
+            let mut script = (**script).clone();
+            if *relay_to_tenant {
+                script.forward_to = Some(sim.tenant_addr());
+            }
+            sim.peer(host)?.set_script(script).with_context(|| format!("the new script of host {host:?}"))?;
+        }
+        Change::Mx { domain, records } => {
+            sim.dns().set_mx(domain, records.iter().map(|(p, e)| (*p, e.as_str())))?;
+        }
+        Change::A { name, addresses } => sim.dns().update(|z| z.set_a(name, addresses))?,
+        Change::DnsFault { name, fault: Some(fault) } => sim.dns().set_fault(name, *fault),
+        Change::DnsFault { name, fault: None } => sim.dns().clear_fault(name),
+    }
+    Ok(())
+}
+
+/// The scenario files under `paths`: files as given, and the `*.toml` files of directories (not
+/// recursive), each directory's in name order.
+pub fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(path)
+                .with_context(|| format!("reading {}", path.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "toml"))
+                .collect();
+            found.sort();
+            files.extend(found);
+        } else if path.is_file() {
+            files.push(path.clone());
+        } else {
+            anyhow::bail!("{}: no such file or directory", path.display());
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    files.retain(|f| seen.insert(f.clone()));
+    Ok(files)
+}
+
+fn stem(path: &Path) -> String {
+    path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default()
+}
+
+/// Loads every scenario under `paths` (all of them before any world starts), keeps those whose
+/// name contains `filter`, runs them `jobs` at a time, and calls `on_report` for each in file
+/// order as soon as it and those before it are done. Malformed files become malformed reports.
+pub async fn run_paths(
+    paths: &[PathBuf],
+    filter: Option<&str>,
+    jobs: usize,
+    options: &RunOptions,
+    mut on_report: impl FnMut(&ScenarioReport),
+) -> anyhow::Result<Vec<ScenarioReport>> {
+    let files = collect_files(paths)?;
+    let mut slots: Vec<Option<ScenarioReport>> = Vec::new();
+    let mut pending = Vec::new();
+    for file in files {
+        match load_file(&file) {
+            Ok(scenario) => {
+                if filter.is_none_or(|f| scenario.name.contains(f)) {
+                    pending.push((slots.len(), scenario));
+                    slots.push(None);
+                }
+            }
+            Err(e) => {
+                let name = stem(&file);
+                if filter.is_none_or(|f| name.contains(f)) {
+                    slots.push(Some(ScenarioReport {
+                        name,
+                        file: file.display().to_string(),
+                        duration: Duration::ZERO,
+                        verdict: Verdict::Malformed(e),
+                        warnings: Vec::new(),
+                    }));
+                }
+            }
+        }
+    }
+    let permits = Arc::new(tokio::sync::Semaphore::new(jobs.max(1)));
+    let mut running = tokio::task::JoinSet::new();
+    for (index, scenario) in pending {
+        let permits = permits.clone();
+        let options = options.clone();
+        running.spawn(async move {
+            let _permit = permits.acquire_owned().await.expect("the semaphore is never closed");
+            let (name, file) = (scenario.name.clone(), scenario.file.clone());
+            let started = Instant::now();
+            let report = match tokio::spawn(async move { run_scenario(&scenario, &options).await }).await {
+                Ok(report) => report,
+                Err(e) => ScenarioReport {
+                    name,
+                    file: file.clone(),
+                    duration: started.elapsed(),
+                    verdict: Verdict::Failed(Box::new(Failure {
+                        step_label: "runner".to_string(),
+                        location: file,
+                        field: "runner".to_string(),
+                        expected: "the scenario runs to its end".to_string(),
+                        actual: format!("the runner task failed: {e}"),
+                        ..Failure::default()
+                    })),
+                    warnings: Vec::new(),
+                },
+            };
+            (index, report)
+        });
+    }
+    let mut next = 0;
+    let mut flush = |slots: &[Option<ScenarioReport>], next: &mut usize| {
+        while let Some(Some(r)) = slots.get(*next) {
+            on_report(r);
+            *next += 1;
+        }
+    };
+    flush(&slots, &mut next);
+    while let Some(done) = running.join_next().await {
+        let (index, report) = done.context("a scenario task")?;
+        slots[index] = Some(report);
+        flush(&slots, &mut next);
+    }
+    Ok(slots.into_iter().map(|s| s.expect("every scenario reported")).collect())
+}
