@@ -56,7 +56,6 @@ pub struct World {
     pub tenant: RunningEndpoint,
     pub dns: ScriptedDns,
     pub peers: HashMap<&'static str, ScriptedPeer>,
-    pub port: u16,
     /// The loopback address of the world's sending host (on-premises server or internet sender).
     pub onprem_loopback: Option<IpAddr>,
 }
@@ -104,7 +103,7 @@ impl World {
         options.outbound_timeout = Duration::from_secs(5);
         tweak(&mut options);
         let endpoint = RunningEndpoint::serve(listener, options).unwrap();
-        World { tenant: endpoint, dns, peers: started, port, onprem_loopback: Some(sender_ip) }
+        World { tenant: endpoint, dns, peers: started, onprem_loopback: Some(sender_ip) }
     }
 
     /// Marker for `PeerScript::forward_to`: relay to this world's tenant.

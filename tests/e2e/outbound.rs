@@ -14,7 +14,7 @@ use mailsim_core::tenant::{
 };
 use mailsim_core::trace::Event;
 use mailsim_testkit::dns::{DnsZoneSet, Fault};
-use mailsim_testkit::peer::{Behaviour, PeerCert, PeerScript, StartTls};
+use mailsim_testkit::peer::{Behaviour, ClientCertRequest, PeerCert, PeerScript, StartTls};
 use mailsim_testkit::sender::ScriptedSender;
 
 use crate::common::*;
@@ -110,8 +110,12 @@ async fn smart_host_routing_by_most_specific_recipient_domains() {
     assert_eq!(partner[0].mail_from, "alice@contoso.test");
     let sends: Vec<_> = w.tenant.trace().events().into_iter().filter(|e| e.event == Event::Send).collect();
     assert!(sends.iter().any(|e| e.connector.as_deref() == Some("To partner") && e.recipient.as_deref() == Some("bob@partner.test")));
-    assert!(sends.iter().any(|e| e.connector.as_deref() == Some("To gateway")
-        && e.to_ip.as_deref() == Some(&format!("{GATEWAY}:{}", w.port))));
+    assert!(
+        sends
+            .iter()
+            .any(|e| e.connector.as_deref() == Some("To gateway")
+                && e.to_ip.as_deref() == Some(&format!("{GATEWAY}:25")))
+    );
 }
 
 /// RFC 5321 §5.1: MX preference order, failover to the next MX, and the A record when there is no
@@ -199,8 +203,7 @@ async fn each_tls_setting_against_each_peer_certificate() {
                 let text = led.to_string();
                 assert!(
                     text.ends_with(&format!(
-                        "[LastAttemptedServerName=smart.gateway.test] [LastAttemptedIP={GATEWAY}:{}]",
-                        w.port
+                        "[LastAttemptedServerName=smart.gateway.test] [LastAttemptedIP={GATEWAY}:25]"
                     )),
                     "{text}"
                 );
@@ -401,7 +404,12 @@ async fn internal_relay_recipient_reaches_the_on_premises_peer() {
     let w = World::start_with_sender(
         tenant(vec![hybrid]),
         zones(),
-        vec![("onprem-mx", ONPREM, PeerScript::new("onprem.contoso.test"))],
+        vec![("onprem-mx", ONPREM, {
+            // An on-premises receive connector checks the certificate EXO presents (§9.1).
+            let mut script = PeerScript::new("onprem.contoso.test");
+            script.client_cert = ClientCertRequest::Require;
+            script
+        })],
         ("internet", "203.0.113.99"),
         |_| {},
     )
@@ -410,7 +418,12 @@ async fn internal_relay_recipient_reaches_the_on_premises_peer() {
     assert_eq!(reply.code, 250);
     let inbox = w.peer("onprem-mx").wait_for_messages(1, WAIT).await;
     assert_eq!(inbox[0].rcpt_to, ["user@relay.contoso.test"]);
-    assert!(inbox[0].tls.is_some(), "opportunistic TLS used when offered");
+    let tls = inbox[0].tls.as_ref().expect("opportunistic TLS used when offered");
+    assert_eq!(
+        tls.client_cert_subject.as_deref(),
+        Some("CN=tenant.mailsim.test"),
+        "the tenant presents its certificate"
+    );
 }
 
 /// RFC 3461 §6.2: a message from the null sender that fails gets no NDR.

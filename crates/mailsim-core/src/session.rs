@@ -672,7 +672,7 @@ impl Session {
         let cross_premises = verdict.connector().is_some_and(|name| {
             self.tenant.inbound_connectors.iter().any(|c| c.name == name && c.cloud_services_mail_enabled)
         });
-        data.extend_from_slice(&header_firewall(&tx.content, cross_premises));
+        data.extend_from_slice(&crate::headers::entering(&tx.content, cross_premises));
         let bytes = tx.content.len() as u64;
         let millis = (now - tx.started_at).as_millis() as u64;
         let reply = self.reply(&ReplyKind::Queued { message_id: message_id.clone(), internal_id, bytes, millis }, now);
@@ -717,45 +717,6 @@ fn has_bare_cr(line: &[u8]) -> bool {
 /// Length of the header section (up to the first empty line, or everything).
 fn header_section_len(content: &[u8]) -> usize {
     content.windows(4).position(|w| w == b"\r\n\r\n").map_or(content.len(), |p| p + 2)
-}
-
-/// EXO's header firewall (exo-semantics §8.5, [S37][B2]): `X-MS-Exchange-Organization-*` headers
-/// arriving from outside are removed, so a sender cannot forge the tenant's own stamps. When the
-/// connector is trusted for cross-premises headers (`CloudServicesMailEnabled`),
-/// `X-MS-Exchange-CrossPremises-*` headers are promoted to `X-MS-Exchange-Organization-*` instead
-/// (§2.1); without that trust they are removed as well.
-pub fn header_firewall(content: &[u8], cross_premises: bool) -> Vec<u8> {
-    const ORG: &[u8] = b"x-ms-exchange-organization-";
-    const CROSS: &[u8] = b"x-ms-exchange-crosspremises-";
-    let end = header_section_len(content);
-    let mut out = Vec::with_capacity(content.len());
-    let mut dropping = false;
-    let mut lines = content[..end].split_inclusive(|&b| b == b'\n').peekable();
-    while let Some(line) = lines.next() {
-        let continuation = matches!(line.first(), Some(b' ' | b'\t'));
-        if continuation {
-            if !dropping {
-                out.extend_from_slice(line);
-            }
-            continue;
-        }
-        let starts = |prefix: &[u8]| line.len() >= prefix.len() && line[..prefix.len()].eq_ignore_ascii_case(prefix);
-        if starts(ORG) {
-            dropping = true;
-        } else if starts(CROSS) {
-            dropping = !cross_premises;
-            if cross_premises {
-                out.extend_from_slice(b"X-MS-Exchange-Organization-");
-                out.extend_from_slice(&line[CROSS.len()..]);
-            }
-        } else {
-            dropping = false;
-            out.extend_from_slice(line);
-        }
-        let _ = lines.peek();
-    }
-    out.extend_from_slice(&content[end..]);
-    out
 }
 
 /// The Message-ID header value of the header section, if any.
@@ -954,18 +915,5 @@ mod tests {
         let (wire, _) = run(&mut s, b"VRFY alice@contoso.test\r\nVRFY nobody@contoso.test\r\nHELP\r\n");
         assert!(!wire.contains("alice"));
         assert_eq!(codes(&wire), ["252", "252", "214"]);
-    }
-
-    /// exo-semantics §8.5: forged organization headers never survive entry.
-    #[test]
-    fn header_firewall_strips_forged_stamps_and_promotes_cross_premises_only_when_trusted() {
-        let content = b"X-MS-Exchange-Organization-AuthAs: Internal\r\nSubject: x\r\nx-ms-exchange-organization-authsource: evil\r\n folded\r\nX-MS-Exchange-CrossPremises-AuthAs: Internal\r\n\r\nX-MS-Exchange-Organization-InBody: kept\r\n";
-        let out = String::from_utf8(header_firewall(content, false)).unwrap();
-        assert_eq!(out, "Subject: x\r\n\r\nX-MS-Exchange-Organization-InBody: kept\r\n");
-        let out = String::from_utf8(header_firewall(content, true)).unwrap();
-        assert_eq!(
-            out,
-            "Subject: x\r\nX-MS-Exchange-Organization-AuthAs: Internal\r\n\r\nX-MS-Exchange-Organization-InBody: kept\r\n"
-        );
     }
 }

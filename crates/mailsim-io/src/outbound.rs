@@ -42,6 +42,8 @@ pub struct OutboundConfig {
     /// The port the simulated world's SMTP hosts listen on: used for MX hosts and for smart hosts
     /// written without a port (25 in production; tests pick a free port for the whole world).
     pub smtp_port: u16,
+    /// TLS configuration for STARTTLS, with the tenant's client certificate; `None` sends none.
+    pub client_tls: Option<Arc<rustls::ClientConfig>>,
     /// The protocol log (SEND).
     pub protocol_log: Arc<ProtocolLog>,
 }
@@ -63,12 +65,20 @@ pub struct Attempt {
 struct Target {
     name: String,
     declared: IpAddr,
+    /// The port as configured (25 unless a smart host names another): what EXO's texts show.
+    declared_port: u16,
+    /// The port actually connected to (the world's SMTP port stands in for 25).
     port: u16,
 }
 
 impl Target {
+    fn new(cfg: &OutboundConfig, name: String, declared: IpAddr, declared_port: u16) -> Self {
+        let port = if declared_port == 25 { cfg.smtp_port } else { declared_port };
+        Self { name, declared, declared_port, port }
+    }
+
     fn last(&self) -> LastAttempt {
-        LastAttempt { server: self.name.clone(), ip: SocketAddr::new(self.declared, self.port).to_string() }
+        LastAttempt { server: self.name.clone(), ip: SocketAddr::new(self.declared, self.declared_port).to_string() }
     }
 }
 
@@ -220,23 +230,14 @@ async fn smart_host_targets(cfg: &OutboundConfig, hosts: &[SmartHost]) -> Target
     let mut failure = ReplyKind::UnableToRoute;
     for host in hosts {
         match &host.host {
-            SmartHostAddr::Ip(ip) => out.push(Target { name: ip.to_string(), declared: *ip, port: port_of(cfg, host) }),
+            SmartHostAddr::Ip(ip) => out.push(Target::new(cfg, ip.to_string(), *ip, host.port)),
             SmartHostAddr::Name(name) => match resolve_host(cfg, name).await {
-                Ok(ips) => out.extend(ips.into_iter().map(|ip| Target {
-                    name: name.clone(),
-                    declared: ip,
-                    port: port_of(cfg, host),
-                })),
+                Ok(ips) => out.extend(ips.into_iter().map(|ip| Target::new(cfg, name.clone(), ip, host.port))),
                 Err(kind) => failure = kind,
             },
         }
     }
     if out.is_empty() { Targets::Settled(failure) } else { Targets::List(out) }
-}
-
-/// A smart host's port: as written, with the default 25 meaning the world's SMTP port.
-fn port_of(cfg: &OutboundConfig, host: &SmartHost) -> u16 {
-    if host.port == 25 { cfg.smtp_port } else { host.port }
 }
 
 async fn mx_hop_targets(cfg: &OutboundConfig, domain: &str) -> Targets {
@@ -253,11 +254,7 @@ async fn mx_hop_targets(cfg: &OutboundConfig, domain: &str) -> Targets {
             let mut failure = ReplyKind::UnableToRoute;
             for host in hosts {
                 match resolve_host(cfg, &host).await {
-                    Ok(ips) => out.extend(ips.into_iter().map(|ip| Target {
-                        name: host.clone(),
-                        declared: ip,
-                        port: cfg.smtp_port,
-                    })),
+                    Ok(ips) => out.extend(ips.into_iter().map(|ip| Target::new(cfg, host.clone(), ip, 25))),
                     Err(kind) => failure = kind,
                 }
             }
@@ -303,6 +300,7 @@ async fn converse(
     opts.ehlo = cfg.ehlo.clone();
     opts.tls = TlsMode::None;
     opts.server_name = target.name.clone();
+    opts.tls_config = cfg.client_tls.clone();
     opts.timeout = cfg.timeout;
     let mut client = SmtpClient::new(opts);
     let try_next = |failure: ReplyKind, client: &mut SmtpClient| {

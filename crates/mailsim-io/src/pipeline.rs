@@ -256,13 +256,29 @@ impl Pipeline {
                 }
             };
             let Some(entry) = next else { break };
-            let result = attempt(&self.outbound, &entry.hop, &entry.message, &entry.recipients, &mut connection).await;
+            let outgoing = self.outgoing(&entry);
+            let result = attempt(&self.outbound, &entry.hop, &outgoing, &entry.recipients, &mut connection).await;
             self.settle_attempt(entry, result);
             self.in_flight.fetch_sub(1, Ordering::Relaxed);
             self.trace_changed();
         }
         if let Some(open) = connection {
             open.close().await;
+        }
+    }
+
+    /// The message as it leaves the organization: the §8.5 header firewall strips the
+    /// organization headers, or (§3.1 CloudServicesMailEnabled) carries them across premises.
+    fn outgoing(&self, entry: &QueueEntry) -> AcceptedMessage {
+        let tenant = self.tenant.get();
+        let cross_premises = entry
+            .hop
+            .connector()
+            .and_then(|name| tenant.outbound_connectors.iter().find(|c| c.name == name))
+            .is_some_and(|c| c.cloud_services_mail_enabled);
+        AcceptedMessage {
+            data: mailsim_core::headers::leaving(&entry.message.data, cross_premises),
+            ..(*entry.message).clone()
         }
     }
 

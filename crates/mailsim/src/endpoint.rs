@@ -143,7 +143,14 @@ impl RunningEndpoint {
             Some(dir) => ProtocolLog::with_dir(dir.join("protocol"), options.clock.clone()),
             None => ProtocolLog::in_memory(options.clock.clone()),
         });
+        // EXO presents its own certificate when it sends (exo-semantics §9.1: on-premises servers
+        // check it); the tenant presents the certificate it serves STARTTLS with.
+        let client_tls = match &options.tls {
+            Some(m) => Some(mailsim_io::client::client_config(None, Some((m.chain.clone(), m.key.clone_key())))?),
+            None => None,
+        };
         let outbound = Arc::new(OutboundConfig {
+            client_tls,
             plan: plan.clone(),
             resolver,
             server_trust: tls::ServerTrust::new(options.server_roots)?,

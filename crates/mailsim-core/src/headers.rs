@@ -1,0 +1,111 @@
+//! EXO's header firewall (exo-semantics §8.5, [S37][B2]): `X-MS-Exchange-Organization-*` headers
+//! belong to the organization. They are removed when a message enters from outside, so a sender
+//! cannot forge the tenant's own stamps, and removed when it leaves, so they never reach another
+//! organization. A connector trusted for cross-premises headers (`CloudServicesMailEnabled`,
+//! §2.1, §3.1) carries them across instead, renamed `X-MS-Exchange-CrossPremises-*` on the way out
+//! and promoted back to `X-MS-Exchange-Organization-*` on the way in.
+
+const ORG: &str = "X-MS-Exchange-Organization-";
+const CROSS: &str = "X-MS-Exchange-CrossPremises-";
+
+/// The header section's length (up to and including the CRLF before the empty line).
+fn header_end(content: &[u8]) -> usize {
+    content.windows(4).position(|w| w == b"\r\n\r\n").map_or(content.len(), |p| p + 2)
+}
+
+/// What to do with one header, given its name.
+enum Action {
+    Keep,
+    Drop,
+    Rename(&'static str, usize),
+}
+
+/// Rewrites the header section; folded continuation lines follow their header.
+fn rewrite(content: &[u8], decide: impl Fn(&[u8]) -> Action) -> Vec<u8> {
+    let end = header_end(content);
+    let mut out = Vec::with_capacity(content.len());
+    let mut dropping = false;
+    for line in content[..end].split_inclusive(|&b| b == b'\n') {
+        if matches!(line.first(), Some(b' ' | b'\t')) {
+            if !dropping {
+                out.extend_from_slice(line);
+            }
+            continue;
+        }
+        match decide(line) {
+            Action::Keep => {
+                dropping = false;
+                out.extend_from_slice(line);
+            }
+            Action::Drop => dropping = true,
+            Action::Rename(prefix, cut) => {
+                dropping = false;
+                out.extend_from_slice(prefix.as_bytes());
+                out.extend_from_slice(&line[cut..]);
+            }
+        }
+    }
+    out.extend_from_slice(&content[end..]);
+    out
+}
+
+fn starts_with(line: &[u8], prefix: &str) -> bool {
+    line.len() >= prefix.len() && line[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+}
+
+/// A message entering the organization: organization headers removed; cross-premises headers
+/// promoted when the inbound connector is trusted for them, removed otherwise.
+pub fn entering(content: &[u8], cross_premises: bool) -> Vec<u8> {
+    rewrite(content, |line| {
+        if starts_with(line, ORG) {
+            Action::Drop
+        } else if starts_with(line, CROSS) {
+            if cross_premises { Action::Rename(ORG, CROSS.len()) } else { Action::Drop }
+        } else {
+            Action::Keep
+        }
+    })
+}
+
+/// A message leaving the organization: organization headers removed, or renamed to
+/// cross-premises headers when the outbound connector is trusted for them.
+pub fn leaving(content: &[u8], cross_premises: bool) -> Vec<u8> {
+    rewrite(content, |line| {
+        if starts_with(line, ORG) {
+            if cross_premises { Action::Rename(CROSS, ORG.len()) } else { Action::Drop }
+        } else {
+            Action::Keep
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONTENT: &[u8] = b"X-MS-Exchange-Organization-AuthAs: Internal\r\nSubject: x\r\nx-ms-exchange-organization-authsource: evil\r\n folded\r\nX-MS-Exchange-CrossPremises-AuthAs: Internal\r\n\r\nX-MS-Exchange-Organization-InBody: kept\r\n";
+
+    /// §8.5: forged organization headers never survive entry.
+    #[test]
+    fn entering_strips_forged_stamps_and_promotes_cross_premises_only_when_trusted() {
+        let out = String::from_utf8(entering(CONTENT, false)).unwrap();
+        assert_eq!(out, "Subject: x\r\n\r\nX-MS-Exchange-Organization-InBody: kept\r\n");
+        let out = String::from_utf8(entering(CONTENT, true)).unwrap();
+        assert_eq!(
+            out,
+            "Subject: x\r\nX-MS-Exchange-Organization-AuthAs: Internal\r\n\r\nX-MS-Exchange-Organization-InBody: kept\r\n"
+        );
+    }
+
+    /// §3.1 CloudServicesMailEnabled: kept across premises, stripped towards anyone else.
+    #[test]
+    fn leaving_strips_or_carries_across_premises() {
+        let out = String::from_utf8(leaving(CONTENT, false)).unwrap();
+        assert_eq!(
+            out,
+            "Subject: x\r\nX-MS-Exchange-CrossPremises-AuthAs: Internal\r\n\r\nX-MS-Exchange-Organization-InBody: kept\r\n"
+        );
+        let out = String::from_utf8(leaving(CONTENT, true)).unwrap();
+        assert!(out.starts_with("X-MS-Exchange-CrossPremises-AuthAs: Internal\r\nSubject: x\r\nX-MS-Exchange-CrossPremises-authsource: evil\r\n folded\r\n"), "{out}");
+    }
+}
