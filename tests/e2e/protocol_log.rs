@@ -344,7 +344,7 @@ send = { from = "gateway", mail_from = "a@fabrikam.test", rcpt_to = ["alice@cont
         scenario: Some(scenario),
         listen: Some(listen),
         tenant: None,
-        state_dir: state.clone(),
+        state_dir: Some(state.clone()),
         accepted_domains: Vec::new(),
         mailboxes: Vec::new(),
         tls_cert: "certs/tenant.chain.crt".into(),

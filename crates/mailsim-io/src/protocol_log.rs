@@ -328,6 +328,8 @@ impl Memory {
 /// The protocol log of one endpoint: the in-memory copy and, with a directory, the writer thread.
 #[derive(Debug)]
 pub struct ProtocolLog {
+    /// A disabled log records nothing (no state directory: the hot path stays free of it).
+    enabled: bool,
     clock: Arc<SimClock>,
     memory: Mutex<Memory>,
     writer: Option<SyncSender<Msg>>,
@@ -349,6 +351,7 @@ impl ProtocolLog {
     pub fn in_memory(clock: Arc<SimClock>) -> Self {
         let secs = (clock.now().as_millis() / 1000) as u64 & 0xFFFF_FFFF;
         Self {
+            enabled: true,
             clock,
             memory: Mutex::default(),
             writer: None,
@@ -359,6 +362,11 @@ impl ProtocolLog {
             send_ids: AtomicU64::new(0x0800_0000_0000_0000 | (secs << 12)),
             open_sends: Mutex::default(),
         }
+    }
+
+    /// A log that records nothing, for endpoints without a state directory.
+    pub fn disabled(clock: Arc<SimClock>) -> Self {
+        Self { enabled: false, ..Self::in_memory(clock) }
     }
 
     /// Also appended to files under `dir` (`<state-dir>/protocol`). A directory that cannot be
@@ -422,6 +430,9 @@ impl ProtocolLog {
     }
 
     fn record(&self, line: LogLine) {
+        if !self.enabled {
+            return;
+        }
         if let Some(writer) = &self.writer {
             let day = line.date_time.get(..10).unwrap_or("1970-01-01").replace('-', "");
             let msg = Msg::Line { kind: line.kind, day, date_time: line.date_time.clone(), csv: line.to_csv() };
@@ -440,6 +451,9 @@ impl ProtocolLog {
     }
 
     fn record_content(&self, id: u64, seq: u64, content: Vec<u8>) {
+        if !self.enabled {
+            return;
+        }
         if let Some(writer) = &self.writer {
             let len = content.len();
             if self.queued_content.fetch_add(len, Ordering::Relaxed) + len <= CHANNEL_CONTENT_BYTES {
@@ -692,6 +706,9 @@ impl SessionLog {
     fn event_at(&mut self, at: Timestamp, event: EventKind, data: &str, context: &str) -> u64 {
         let seq = self.seq;
         self.seq += 1;
+        if !self.log.enabled {
+            return seq;
+        }
         self.log.record(LogLine {
             kind: self.kind,
             date_time: at.iso8601(),
@@ -823,6 +840,10 @@ impl SessionLog {
 
     /// Keeps content bytes; content over the limit is not kept at all (never a truncated copy).
     fn push_content(&mut self, bytes: &[u8]) {
+        if !self.log.enabled {
+            self.content = None;
+            return;
+        }
         if let Some(c) = &mut self.content {
             if c.len() + bytes.len() <= self.limit {
                 c.extend_from_slice(bytes);

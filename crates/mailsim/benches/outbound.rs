@@ -126,6 +126,35 @@ async fn main() {
         assert!(sim.settled().await);
     }
 
+    // The same through Postfix's smtp-sink as the smart host (a receiver outside this process),
+    // when it is installed (benches/compare.sh installs it).
+    let sink = std::path::Path::new("/usr/sbin/smtp-sink");
+    if sink.exists() {
+        let mut spec = WorldSpec::new(tenant(true));
+        spec.hosts.push(HostSpec::new("onprem", ONPREM));
+        spec.hosts.push(HostSpec::new("smarthost", SMART_HOST));
+        let sim = Arc::new(Simulation::start(spec).await.unwrap());
+        let (_, _, addr) = sim.plan_table().into_iter().find(|(n, ..)| n == "smarthost").unwrap();
+        let mut child = std::process::Command::new(sink)
+            .args(["-u", "nobody", "-m", "200", &addr.to_string(), "1024"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("smtp-sink starts");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let start = Instant::now();
+        drive(&sim, messages, sessions, "someone@fabrikam.test").await;
+        assert!(sim.settled().await);
+        let sent = sim.trace().iter().filter(|e| e.event == mailsim_core::trace::Event::Send).count();
+        let rate = sent as f64 / start.elapsed().as_secs_f64();
+        println!(
+            "outbound via connector to smtp-sink:  {rate:>9.0} msgs/s delivered ({sent} of {messages}); ratio to inbound {:.2} (target >= 0.5)",
+            rate / inbound_rate
+        );
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
     // Queue capacity: deferred recipients held per GiB.
     let queued = env("QUEUED", 1_000_000);
     let sim = world(false, false).await;

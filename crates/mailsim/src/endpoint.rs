@@ -141,7 +141,7 @@ impl RunningEndpoint {
         let plan = Arc::new(Shared::new(options.plan));
         let protocol_log = Arc::new(match &options.state_dir {
             Some(dir) => ProtocolLog::with_dir(dir.join("protocol"), options.clock.clone()),
-            None => ProtocolLog::in_memory(options.clock.clone()),
+            None => ProtocolLog::disabled(options.clock.clone()),
         });
         // EXO presents its own certificate when it sends (exo-semantics §9.1: on-premises servers
         // check it); the tenant presents the certificate it serves STARTTLS with.

@@ -39,9 +39,10 @@ pub struct ServeArgs {
     /// Tenant configuration file (TOML, EXO parameter names). Flags below add to it.
     #[arg(long, env = "MAILSIM_TENANT", conflicts_with = "scenario")]
     pub tenant: Option<PathBuf>,
-    /// Where the message trace, the mailboxes (.eml) and the protocol log are written.
-    #[arg(long, env = "MAILSIM_STATE_DIR", default_value = "state")]
-    pub state_dir: PathBuf,
+    /// Where the message trace, the mailboxes (.eml) and the protocol log are written. Without it
+    /// they stay in memory; a scenario world defaults to `state`.
+    #[arg(long, env = "MAILSIM_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
     /// Accepted domain, `NAME[:Authoritative|InternalRelay]` (repeatable).
     #[arg(
         long = "accepted-domain",
@@ -145,13 +146,14 @@ pub fn scenario_world(path: &Path) -> anyhow::Result<(WorldSpec, usize)> {
 /// Serves a scenario's world.
 async fn serve_world(path: &Path, args: &ServeArgs, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let (mut world, steps) = scenario_world(path)?;
-    world.state_dir = Some(args.state_dir.clone());
+    let state_dir = args.state_dir.clone().unwrap_or_else(|| PathBuf::from("state"));
+    world.state_dir = Some(state_dir.clone());
     if let Some(listen) = args.listen {
         anyhow::ensure!(listen.ip().is_loopback(), "mailsim listens on loopback addresses only, not {}", listen.ip());
         world.tenant_bind = Some(listen);
     }
     let sim = Simulation::start(world).await.with_context(|| format!("starting the world of {}", path.display()))?;
-    print!("{}", plan_text(&sim, path, steps, &args.state_dir));
+    print!("{}", plan_text(&sim, path, steps, &state_dir));
     shutdown.await;
     println!("stopping");
     sim.stop().await;
@@ -211,7 +213,7 @@ async fn serve_tenant(args: ServeArgs, shutdown: impl Future<Output = ()>) -> an
     };
     let mut options = EndpointOptions::new(tenant);
     options.tls = tls;
-    options.state_dir = Some(args.state_dir.clone());
+    options.state_dir = args.state_dir.clone();
     options.max_connections = args.max_connections;
     options.timeouts = Timeouts { idle: Duration::from_secs(args.idle_timeout), ..Timeouts::default() };
     let domains: Vec<String> =
@@ -220,10 +222,13 @@ async fn serve_tenant(args: ServeArgs, shutdown: impl Future<Output = ()>) -> an
     let endpoint = RunningEndpoint::bind(listen, options).await?;
     println!("mailsim tenant endpoint listening on {}", endpoint.addr());
     println!("accepted domains: {}", if domains.is_empty() { "(none)".to_string() } else { domains.join(", ") });
-    println!(
-        "state: {dir}/trace.jsonl, {dir}/mailboxes/, {dir}/protocol/RECV*.log and SEND*.log",
-        dir = args.state_dir.display()
-    );
+    match &args.state_dir {
+        Some(dir) => println!(
+            "state: {dir}/trace.jsonl, {dir}/mailboxes/, {dir}/protocol/RECV*.log and SEND*.log",
+            dir = dir.display()
+        ),
+        None => println!("state: in memory (give --state-dir DIR to keep the trace, mailboxes and protocol log)"),
+    }
     shutdown.await;
     println!("stopping");
     endpoint.stop().await;
