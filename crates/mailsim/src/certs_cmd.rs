@@ -10,7 +10,7 @@ use mailsim_testkit::certs::TestPki;
 pub struct CertsArgs {
     /// Directory to write the PEM files into (created if missing; files of the same names are
     /// replaced, other files are left alone).
-    #[arg(long, default_value = "certs")]
+    #[arg(long, env = "MAILSIM_CERTS_OUT", default_value = "certs")]
     pub out: PathBuf,
 }
 

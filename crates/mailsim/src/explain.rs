@@ -34,7 +34,7 @@ pub struct ExplainArgs {
     #[arg(long = "cert-subject", env = "MAILSIM_EXPLAIN_CERT_SUBJECT", value_name = "CN")]
     pub cert_subject: Option<String>,
     /// A DNS subject alternative name of the client certificate (repeatable; implies --tls).
-    #[arg(long = "cert-san", value_name = "NAME")]
+    #[arg(long = "cert-san", value_name = "NAME", env = "MAILSIM_EXPLAIN_CERT_SAN", value_delimiter = ',')]
     pub cert_san: Vec<String>,
     /// The client certificate does not chain to a trusted root.
     #[arg(long = "cert-untrusted", env = "MAILSIM_EXPLAIN_CERT_UNTRUSTED")]
@@ -46,7 +46,7 @@ pub struct ExplainArgs {
     #[arg(long = "mail-from", env = "MAILSIM_EXPLAIN_MAIL_FROM", value_name = "ADDR")]
     pub mail_from: String,
     /// A RCPT TO address (repeatable).
-    #[arg(long = "rcpt-to", value_name = "ADDR", required = true)]
+    #[arg(long = "rcpt-to", value_name = "ADDR", required = true, env = "MAILSIM_EXPLAIN_RCPT_TO", value_delimiter = ',')]
     pub rcpt_to: Vec<String>,
     /// The EHLO name the client gives.
     #[arg(long, env = "MAILSIM_EXPLAIN_HELO", value_name = "NAME")]

@@ -16,7 +16,7 @@ use crate::scenario::{RunOptions, run_paths};
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
     /// Scenario files or directories (a directory's `*.toml` files).
-    #[arg(default_value = "scenarios")]
+    #[arg(default_value = "scenarios", env = "MAILSIM_RUN_PATHS", value_delimiter = ',')]
     pub paths: Vec<PathBuf>,
     /// Only scenarios whose name contains this text.
     #[arg(long, env = "MAILSIM_RUN_FILTER", value_name = "NAME")]

@@ -30,7 +30,7 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:1025";
 pub struct ServeArgs {
     /// A scenario file: bring up its world (tenant, hosts, DNS) and keep it running. Without one,
     /// the tenant endpoint alone is served, from --tenant and the flags.
-    #[arg(value_name = "SCENARIO")]
+    #[arg(value_name = "SCENARIO", env = "MAILSIM_SCENARIO")]
     pub scenario: Option<PathBuf>,
     /// Address the tenant listens on (loopback only). Default 127.0.0.1:1025; with a scenario, a
     /// fresh 127/8 address and port unless given (every host of the world uses the same port).

@@ -21,23 +21,23 @@ pub struct TraceArgs {
     #[arg(long, env = "MAILSIM_STATE_DIR", default_value = "state")]
     pub state_dir: PathBuf,
     /// Only rows whose sender contains this text (case-insensitive).
-    #[arg(long)]
+    #[arg(long, env = "MAILSIM_TRACE_SENDER")]
     pub sender: Option<String>,
     /// Only rows whose recipient contains this text (case-insensitive).
-    #[arg(long)]
+    #[arg(long, env = "MAILSIM_TRACE_RECIPIENT")]
     pub recipient: Option<String>,
     /// Only rows with this status: Delivered, Pending, Failed, GettingStatus.
-    #[arg(long)]
+    #[arg(long, env = "MAILSIM_TRACE_STATUS")]
     pub status: Option<String>,
     /// Only this Message-ID.
-    #[arg(long)]
+    #[arg(long, env = "MAILSIM_TRACE_MESSAGE_ID")]
     pub message_id: Option<String>,
     /// Print each row's events (Date, Event, Detail, Data).
-    #[arg(long)]
+    #[arg(long, env = "MAILSIM_TRACE_DETAIL")]
     pub detail: bool,
     /// Print one session of the protocol log (16-hex session id, as in the banner and the log) as
     /// a golden transcript for tests/transcripts/.
-    #[arg(long, value_name = "SESSION")]
+    #[arg(long, value_name = "SESSION", env = "MAILSIM_TRACE_TRANSCRIPT")]
     pub transcript: Option<String>,
 }
 
