@@ -301,9 +301,9 @@ async fn converse(
     opts.tls = TlsMode::None;
     opts.server_name = target.name.clone();
     opts.tls_config = cfg.client_tls.clone();
-    // The protocol log records the conversation; a transcript kept per session would grow with
-    // every message a cached session carries.
-    opts.record_transcript = false;
+    // The transcript feeds the SEND protocol log (taken after every transaction); without a log
+    // there is no point recording it.
+    opts.record_transcript = cfg.protocol_log.is_enabled();
     opts.timeout = cfg.timeout;
     let mut client = SmtpClient::new(opts);
     let try_next = |failure: ReplyKind, client: &mut SmtpClient| {

@@ -390,6 +390,11 @@ impl ProtocolLog {
         log
     }
 
+    /// Whether anything is recorded.
+    pub fn is_enabled(&self) -> bool {
+        self.enabled
+    }
+
     /// The directory the files go to, if any.
     pub fn dir(&self) -> Option<&Path> {
         self.dir.as_deref()

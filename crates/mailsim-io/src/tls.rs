@@ -191,14 +191,9 @@ impl ClientTrust {
             return CertTrust::UntrustedRoot;
         };
         let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
-        match verifier.verify_client_cert(end_entity, intermediates, UnixTime::since_unix_epoch(since_epoch)) {
-            Ok(_) => CertTrust::Trusted,
-            Err(rustls::Error::InvalidCertificate(
-                CertificateError::Expired | CertificateError::ExpiredContext { .. },
-            )) => CertTrust::Expired,
-            Err(rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)) => CertTrust::UntrustedRoot,
-            Err(other) => CertTrust::Invalid(other.to_string()),
-        }
+        trust_of(
+            verifier.verify_client_cert(end_entity, intermediates, UnixTime::since_unix_epoch(since_epoch)).map(drop),
+        )
     }
 }
 
@@ -277,6 +272,18 @@ pub fn client_cert_facts(chain: &[CertificateDer<'_>], roots: &ClientTrust, now:
     }
 }
 
+/// A verifier's answer as the core's trust verdict.
+fn trust_of(result: Result<(), rustls::Error>) -> CertTrust {
+    match result {
+        Ok(()) => CertTrust::Trusted,
+        Err(rustls::Error::InvalidCertificate(CertificateError::Expired | CertificateError::ExpiredContext { .. })) => {
+            CertTrust::Expired
+        }
+        Err(rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)) => CertTrust::UntrustedRoot,
+        Err(other) => CertTrust::Invalid(other.to_string()),
+    }
+}
+
 /// The CAs the simulated world trusts for *server* certificates, used by the outbound stage to judge
 /// a smart host's or MX's certificate for `CertificateValidation`/`DomainValidation`.
 #[derive(Clone)]
@@ -320,20 +327,17 @@ impl ServerTrust {
                     });
                 let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
                 use rustls::client::danger::ServerCertVerifier;
-                match verifier.verify_server_cert(
-                    end_entity,
-                    intermediates,
-                    &name,
-                    &[],
-                    UnixTime::since_unix_epoch(since_epoch),
-                ) {
-                    Ok(_) => CertTrust::Trusted,
-                    Err(rustls::Error::InvalidCertificate(
-                        CertificateError::Expired | CertificateError::ExpiredContext { .. },
-                    )) => CertTrust::Expired,
-                    Err(rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)) => CertTrust::UntrustedRoot,
-                    Err(other) => CertTrust::Invalid(other.to_string()),
-                }
+                trust_of(
+                    verifier
+                        .verify_server_cert(
+                            end_entity,
+                            intermediates,
+                            &name,
+                            &[],
+                            UnixTime::since_unix_epoch(since_epoch),
+                        )
+                        .map(drop),
+                )
             }
         };
         ServerCertFacts { subject: parsed.subject, names, trust, sha256: parsed.sha256 }

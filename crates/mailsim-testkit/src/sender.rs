@@ -264,6 +264,12 @@ impl ScriptedSender {
         if reply.code != 354 {
             return Ok(reply);
         }
+        self.content(content).await
+    }
+
+    /// After a 354: sends `content` (lines normalised to CRLF, dot-stuffed, RFC 5321 §4.5.2) and
+    /// the final dot, and reads the end-of-data reply.
+    pub async fn content(&mut self, content: &str) -> Result<RawReply, SenderError> {
         let mut body = String::new();
         for line in content.split_inclusive('\n') {
             let line = line.trim_end_matches(['\r', '\n']);

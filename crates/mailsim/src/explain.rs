@@ -46,7 +46,13 @@ pub struct ExplainArgs {
     #[arg(long = "mail-from", env = "MAILSIM_EXPLAIN_MAIL_FROM", value_name = "ADDR")]
     pub mail_from: String,
     /// A RCPT TO address (repeatable).
-    #[arg(long = "rcpt-to", value_name = "ADDR", required = true, env = "MAILSIM_EXPLAIN_RCPT_TO", value_delimiter = ',')]
+    #[arg(
+        long = "rcpt-to",
+        value_name = "ADDR",
+        required = true,
+        env = "MAILSIM_EXPLAIN_RCPT_TO",
+        value_delimiter = ','
+    )]
     pub rcpt_to: Vec<String>,
     /// The EHLO name the client gives.
     #[arg(long, env = "MAILSIM_EXPLAIN_HELO", value_name = "NAME")]

@@ -445,18 +445,7 @@ impl Simulation {
                 text
             }
         };
-        let mut wire = String::new();
-        for line in content.split_inclusive('\n') {
-            let line = line.trim_end_matches(['\r', '\n']);
-            if line.starts_with('.') {
-                wire.push('.');
-            }
-            wire.push_str(line);
-            wire.push_str("\r\n");
-        }
-        wire.push_str(".\r\n");
-        client.send_raw(wire.as_bytes()).await?;
-        let reply = client.read_reply().await?;
+        let reply = client.content(&content).await?;
         let _ = client.command("QUIT").await;
         Ok(done(&client, reply, "END-OF-DATA", rcpts))
     }

@@ -1022,8 +1022,9 @@ impl<'t> Loader<'t> {
         Ok(spec)
     }
 
-    fn change(&mut self, n: &Node<'_>, step: usize) -> Result<Vec<Change>, ConfigError> {
-        let tables = match n.v {
+    /// A table, or an array of tables (`expect = [{...}, {...}]`), each named by its index.
+    fn tables<'n>(&self, n: &Node<'n>) -> Result<Vec<Tbl<'n>>, ConfigError> {
+        match n.v {
             DeValue::Array(items) => items
                 .iter()
                 .enumerate()
@@ -1034,9 +1035,13 @@ impl<'t> Loader<'t> {
                         field: format!("{}[{}]", n.field, i + 1),
                     })
                 })
-                .collect::<Result<Vec<_>, _>>()?,
-            _ => vec![self.cx.table(n)?],
-        };
+                .collect(),
+            _ => Ok(vec![self.cx.table(n)?]),
+        }
+    }
+
+    fn change(&mut self, n: &Node<'_>, step: usize) -> Result<Vec<Change>, ConfigError> {
+        let tables = self.tables(n)?;
         let mut out = Vec::new();
         for t in tables {
             out.extend(self.change_one(&t, step)?);
@@ -1334,20 +1339,7 @@ impl<'t> Loader<'t> {
     }
 
     fn expectations(&self, n: &Node<'_>, has_send: bool) -> Result<Vec<Expect>, ConfigError> {
-        let tables = match n.v {
-            DeValue::Array(items) => items
-                .iter()
-                .enumerate()
-                .map(|(i, item)| {
-                    self.cx.table(&Node {
-                        v: item.get_ref(),
-                        span: item.span(),
-                        field: format!("{}[{}]", n.field, i + 1),
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()?,
-            _ => vec![self.cx.table(n)?],
-        };
+        let tables = self.tables(n)?;
         let mut out = Vec::new();
         for t in tables {
             self.expect_table(&t, has_send, &mut out)?;
