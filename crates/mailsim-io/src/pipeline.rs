@@ -69,6 +69,8 @@ pub struct Pipeline {
     lanes: Mutex<Vec<Lane>>,
     queue_changed: Notify,
     in_flight: AtomicU64,
+    /// Lane workers alive, including one still closing its session.
+    workers: AtomicU64,
     ndr_ids: AtomicU64,
     refusals: Mutex<Vec<Refusal>>,
 }
@@ -94,6 +96,7 @@ impl Pipeline {
             lanes: Mutex::new(Vec::new()),
             queue_changed: Notify::new(),
             in_flight: AtomicU64::new(0),
+            workers: AtomicU64::new(0),
             ndr_ids: AtomicU64::new(1),
             refusals: Mutex::new(Vec::new()),
         }
@@ -233,6 +236,7 @@ impl Pipeline {
             start
         };
         if start_worker {
+            self.workers.fetch_add(1, Ordering::Relaxed);
             let me = self.clone();
             tokio::spawn(async move { me.lane_worker(hop).await });
         }
@@ -265,6 +269,8 @@ impl Pipeline {
         if let Some(open) = connection {
             open.close().await;
         }
+        self.workers.fetch_sub(1, Ordering::Relaxed);
+        self.trace_changed();
     }
 
     /// The message as it leaves the organization: the §8.5 header firewall strips the
@@ -457,15 +463,15 @@ impl Pipeline {
         }
     }
 
-    /// Waits until nothing is in flight and nothing queued is due, or `timeout` passes. Returns
-    /// whether the pipeline went quiet.
+    /// Waits until nothing is in flight, every outbound session is closed and nothing queued is
+    /// due, or `timeout` passes. Returns whether the pipeline went quiet.
     pub async fn settled(&self, timeout: std::time::Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let changed = self.queue_changed.notified();
             let now = self.clock.now();
             let due = self.queue.lock().expect("queue lock").iter().any(|e| e.retry_at <= now);
-            if self.in_flight() == 0 && !due {
+            if self.in_flight() == 0 && self.workers.load(Ordering::Relaxed) == 0 && !due {
                 return true;
             }
             if tokio::time::timeout_at(deadline, changed).await.is_err() {

@@ -7,7 +7,6 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -63,18 +62,9 @@ pub struct BenchArgs {
     /// Allow TLS session resumption (off by default, so every session is a full handshake).
     #[arg(long, env = "MAILSIM_TLS_RESUME")]
     pub tls_resume: bool,
-    /// Client certificate to present with --tls, PEM (leaf first).
-    #[arg(long, env = "MAILSIM_TLS_CERT", requires = "tls_key")]
-    pub tls_cert: Option<PathBuf>,
-    /// Private key of --tls-cert, PEM.
-    #[arg(long, env = "MAILSIM_TLS_KEY", requires = "tls_cert")]
-    pub tls_key: Option<PathBuf>,
-    /// Verify the server's certificate against these CAs (PEM); default: accept any.
-    #[arg(long, env = "MAILSIM_TLS_CA")]
-    pub tls_ca: Option<PathBuf>,
-    /// TLS server name (SNI); default: the host part of --server.
-    #[arg(long, env = "MAILSIM_TLS_SNI")]
-    pub tls_sni: Option<String>,
+    /// Client certificate, CA and SNI for --tls.
+    #[command(flatten)]
+    pub tls_client: crate::send::TlsClientArgs,
     /// Do not pipeline MAIL/RCPT/DATA even when the server offers PIPELINING.
     #[arg(long, env = "MAILSIM_NO_PIPELINING")]
     pub no_pipelining: bool,
@@ -125,8 +115,7 @@ async fn client_options(args: &BenchArgs) -> anyhow::Result<(ClientOptions, Dura
     let (server, host) = crate::send::resolve_server(&args.server).await?;
     let timeout = Duration::from_secs(args.timeout.max(1));
     let tls_config = if args.tls {
-        let base = crate::send::tls_config(args.tls_ca.as_deref(), args.tls_cert.as_deref(), args.tls_key.as_deref())?
-            .unwrap_or_else(opportunistic_config);
+        let base = args.tls_client.config()?.unwrap_or_else(opportunistic_config);
         let mut config = ClientConfig::clone(&base);
         if !args.tls_resume {
             config.resumption = Resumption::disabled();
@@ -140,7 +129,7 @@ async fn client_options(args: &BenchArgs) -> anyhow::Result<(ClientOptions, Dura
         ehlo: args.ehlo.clone(),
         tls: if args.tls { TlsMode::Required } else { TlsMode::None },
         tls_config,
-        server_name: args.tls_sni.clone().unwrap_or(host),
+        server_name: args.tls_client.tls_sni.clone().unwrap_or(host),
         timeout: timeout.min(Duration::from_secs(30)),
         record_transcript: false,
         ..ClientOptions::new(server)

@@ -4,7 +4,7 @@
 //! Only loopback servers are contacted (ARCHITECTURE, "The address plan").
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -84,19 +84,9 @@ pub struct SendArgs {
     /// Use STARTTLS when offered; go on in plain text otherwise.
     #[arg(long, env = "MAILSIM_TLS_OPTIONAL")]
     pub tls_optional: bool,
-    /// Client certificate to present, PEM (leaf first; a chain is allowed).
-    #[arg(long, env = "MAILSIM_TLS_CERT", requires = "tls_key")]
-    pub tls_cert: Option<PathBuf>,
-    /// Private key of --tls-cert, PEM.
-    #[arg(long, env = "MAILSIM_TLS_KEY", requires = "tls_cert")]
-    pub tls_key: Option<PathBuf>,
-    /// Verify the server's certificate against these CA certificates (PEM); without it any
-    /// certificate is accepted, as swaks does without --tls-verify.
-    #[arg(long, env = "MAILSIM_TLS_CA")]
-    pub tls_ca: Option<PathBuf>,
-    /// Name sent as SNI and verified with --tls-ca (default: the host part of --server).
-    #[arg(long, env = "MAILSIM_TLS_SNI")]
-    pub tls_sni: Option<String>,
+    /// Client certificate, CA and SNI.
+    #[command(flatten)]
+    pub tls_client: TlsClientArgs,
     /// Extra header "Name: value"; replaces a header of that name, in a built message or in --data.
     #[arg(long = "header", env = "MAILSIM_HEADER", value_delimiter = '\n')]
     pub headers: Vec<String>,
@@ -123,7 +113,7 @@ pub struct SendArgs {
 /// Sends one message and prints the transcript; returns swaks' exit status.
 pub async fn run(args: SendArgs) -> anyhow::Result<i32> {
     let (server, host) = resolve_server(&args.server).await?;
-    let tls_config = tls_config(args.tls_ca.as_deref(), args.tls_cert.as_deref(), args.tls_key.as_deref())?;
+    let tls_config = args.tls_client.config()?;
     let message = message(&args)?;
     let opts = ClientOptions {
         local_addr: args.local_interface,
@@ -136,7 +126,7 @@ pub async fn run(args: SendArgs) -> anyhow::Result<i32> {
             TlsMode::None
         },
         tls_config,
-        server_name: args.tls_sni.clone().unwrap_or(host),
+        server_name: args.tls_client.tls_sni.clone().unwrap_or(host),
         timeout: Duration::from_secs(args.timeout.max(1)),
         ..ClientOptions::new(server)
     };
@@ -341,21 +331,40 @@ pub(crate) async fn resolve_server(spec: &str) -> anyhow::Result<(SocketAddr, St
 
 /// The TLS configuration the flags ask for, or `None` for the default (any server certificate,
 /// no client certificate).
-pub(crate) fn tls_config(
-    ca: Option<&Path>,
-    cert: Option<&Path>,
-    key: Option<&Path>,
-) -> anyhow::Result<Option<Arc<ClientConfig>>> {
-    if ca.is_none() && cert.is_none() {
-        return Ok(None);
+/// The TLS client flags `send` and `bench` share.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct TlsClientArgs {
+    /// Client certificate to present with STARTTLS, PEM (leaf first; a chain is allowed).
+    #[arg(long, env = "MAILSIM_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key of --tls-cert, PEM.
+    #[arg(long, env = "MAILSIM_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Verify the server's certificate against these CA certificates (PEM); without it any
+    /// certificate is accepted, as swaks does without --tls-verify.
+    #[arg(long, env = "MAILSIM_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// Name sent as SNI and verified with --tls-ca (default: the host part of --server).
+    #[arg(long, env = "MAILSIM_TLS_SNI")]
+    pub tls_sni: Option<String>,
+}
+
+impl TlsClientArgs {
+    /// The client configuration the flags ask for; `None` when they ask for nothing special.
+    pub(crate) fn config(&self) -> anyhow::Result<Option<Arc<ClientConfig>>> {
+        if self.tls_ca.is_none() && self.tls_cert.is_none() {
+            return Ok(None);
+        }
+        let roots = self.tls_ca.as_deref().map(mailsim_io::tls::load_pem_chain).transpose()?;
+        let identity = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => {
+                Some((mailsim_io::tls::load_pem_chain(cert)?, mailsim_io::tls::load_pem_key(key)?))
+            }
+            (None, None) => None,
+            _ => bail!("--tls-cert and --tls-key go together"),
+        };
+        Ok(Some(client_config(roots, identity).context("building the TLS client configuration")?))
     }
-    let roots = ca.map(mailsim_io::tls::load_pem_chain).transpose()?;
-    let identity = match (cert, key) {
-        (Some(cert), Some(key)) => Some((mailsim_io::tls::load_pem_chain(cert)?, mailsim_io::tls::load_pem_key(key)?)),
-        (None, None) => None,
-        _ => bail!("--tls-cert and --tls-key go together"),
-    };
-    Ok(Some(client_config(roots, identity).context("building the TLS client configuration")?))
 }
 
 /// The message to send: --data as it is, or a small message built from the flags; --header
