@@ -469,3 +469,32 @@ async fn no_ndr_for_a_null_sender_message() {
     assert!(events.iter().any(|e| e.event == Event::Fail));
     assert!(events.iter().all(|e| e.event != Event::Dsn), "no NDR for an NDR");
 }
+
+/// §9.2 centralized mail transport (`RouteAllMessagesViaOnPremises`): internet mail for a cloud
+/// mailbox goes to on-premises first; when on-premises sends it back through its OnPremises
+/// connector, it is delivered to the mailbox (and not sent round again).
+#[tokio::test]
+async fn centralized_mail_transport_goes_through_on_premises_first() {
+    let mut cmt =
+        smart_host_connector("Outbound to on-premises", &["contoso.test"], ONPREM, TlsSettings::Opportunistic, None);
+    cmt.connector_type = ConnectorType::OnPremises;
+    cmt.route_all_messages_via_on_premises = true;
+    let mut onprem = PeerScript::new("onprem.contoso.test");
+    onprem.forward_to = World::FORWARD_TO_TENANT;
+    let w = World::start_with_sender(
+        tenant(vec![cmt]),
+        zones(),
+        vec![("onprem-mx", ONPREM, onprem)],
+        ("internet", "203.0.113.99"),
+        |_| {},
+    )
+    .await;
+    let reply =
+        w.send("someone@fabrikam.test", &["alice@contoso.test"], "Subject: via on-premises\r\n\r\nhi\r\n").await;
+    assert_eq!(reply.code, 250);
+    assert_eq!(w.peer("onprem-mx").wait_for_messages(1, WAIT).await.len(), 1, "on-premises saw it first");
+    let delivered = w.tenant.store().wait_for("alice@contoso.test", 1, WAIT).await;
+    assert_eq!(delivered.len(), 1, "then the mailbox");
+    assert!(w.tenant.settled().await);
+    assert_eq!(w.peer("onprem-mx").inbox().len(), 1, "and only once");
+}

@@ -17,7 +17,7 @@ use mailsim_core::session::Refusal;
 use mailsim_core::stage::categorize::categorize;
 use mailsim_core::stage::inbound::{Direction, InboundVerdict};
 use mailsim_core::stage::outcome::{Outcome, RetryPolicy, check_loop, settle};
-use mailsim_core::stage::route::{Hop, plan};
+use mailsim_core::stage::route::{Hop, Source, plan};
 use mailsim_core::tenant::Tenant;
 use mailsim_core::time::Timestamp;
 use mailsim_core::trace::{Event, TraceEvent};
@@ -180,7 +180,9 @@ impl Pipeline {
         }
         let categorized: Vec<_> =
             message.envelope.recipients.iter().map(|r| (r.clone(), categorize(&tenant, r))).collect();
-        for route in plan(&tenant, &categorized).routes {
+        let from_on_premises = mailsim_core::stage::inbound::from_on_premises(&tenant, &message.peer);
+        let source = if from_on_premises { Source::OnPremises } else { Source::Elsewhere };
+        for route in plan(&tenant, &categorized, source).routes {
             match route.hop {
                 Hop::Mailbox => {
                     for rcpt in route.recipients {

@@ -787,6 +787,27 @@ fn incoming(f: &Facts<'_>, partners: &[Conn<'_>], mut log: Log) -> InboundVerdic
     log.accept(None, Direction::Incoming, false)
 }
 
+/// Whether the connection comes from the tenant's own on-premises servers: its (declared) address
+/// is in an enabled OnPremises connector's `SenderIPAddresses`, or it presented a trusted
+/// certificate matching one's `TlsSenderCertificateName`. Centralized mail transport (§9.2) uses
+/// this to send mail that came back from on-premises on, instead of round again; unlike
+/// attribution, it does not depend on the sender's domain.
+pub fn from_on_premises(tenant: &Tenant, peer: &PeerFacts) -> bool {
+    let cert =
+        peer.tls.as_ref().and_then(|t| t.client_cert.as_ref()).filter(|c| c.trust == crate::peer::CertTrust::Trusted);
+    let ip = match peer.ip {
+        std::net::IpAddr::V4(ip) => Some(ip),
+        std::net::IpAddr::V6(ip) => ip.to_ipv4_mapped(),
+    };
+    tenant
+        .inbound_connectors
+        .iter()
+        .filter(|c| c.enabled && c.connector_type == crate::tenant::ConnectorType::OnPremises)
+        .any(|c| {
+            ip.is_some_and(|ip| c.ip_match(ip).is_some()) || cert.is_some_and(|cert| c.cert_name_match(cert).is_some())
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
