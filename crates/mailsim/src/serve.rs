@@ -79,7 +79,12 @@ pub fn tenant_from(args: &ServeArgs) -> anyhow::Result<Tenant> {
     let mut tenant = match &args.tenant {
         Some(path) => {
             let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-            mailsim_core::tenant::load::load(&text, &path.display().to_string()).map_err(|e| anyhow::anyhow!("{e}"))?
+            let loaded = mailsim_core::tenant::load::load_with_warnings(&text, &path.display().to_string())
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            for warning in &loaded.warnings {
+                eprintln!("mailsim: {warning}");
+            }
+            loaded.tenant
         }
         None => Tenant::default(),
     };

@@ -470,6 +470,21 @@ impl Simulation {
         self.endpoint.store().mailbox(address)
     }
 
+    /// Waits until `address` holds at least `count` messages or `timeout` passes; returns them.
+    pub async fn wait_for_mailbox(&self, address: &str, count: usize, timeout: Duration) -> Vec<Arc<AcceptedMessage>> {
+        self.endpoint.store().wait_for(address, count, timeout).await
+    }
+
+    /// Waits until host `host`'s peer holds at least `count` messages or `timeout` passes.
+    pub async fn wait_for_peer(
+        &self,
+        host: &str,
+        count: usize,
+        timeout: Duration,
+    ) -> anyhow::Result<Vec<mailsim_testkit::peer::ReceivedMessage>> {
+        Ok(self.peer(host)?.wait_for_messages(count, timeout).await)
+    }
+
     /// Stops every server of the world.
     pub async fn stop(mut self) {
         for peer in self.peers.values_mut() {
