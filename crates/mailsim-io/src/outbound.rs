@@ -231,7 +231,7 @@ async fn smart_host_targets(cfg: &OutboundConfig, hosts: &[SmartHost]) -> Target
     for host in hosts {
         match &host.host {
             SmartHostAddr::Ip(ip) => out.push(Target::new(cfg, ip.to_string(), *ip, host.port)),
-            SmartHostAddr::Name(name) => match resolve_host(cfg, name).await {
+            SmartHostAddr::Name(name) => match resolve_smart_host(cfg, name).await {
                 Ok(ips) => out.extend(ips.into_iter().map(|ip| Target::new(cfg, name.clone(), ip, host.port))),
                 Err(kind) => failure = kind,
             },
@@ -261,6 +261,22 @@ async fn mx_hop_targets(cfg: &OutboundConfig, domain: &str) -> Targets {
             if out.is_empty() { Targets::Settled(failure) } else { Targets::List(out) }
         }
     }
+}
+
+/// A smart host FQDN: its MX hosts (or itself), each resolved to addresses, in order.
+async fn resolve_smart_host(cfg: &OutboundConfig, name: &str) -> Result<Vec<IpAddr>, ReplyKind> {
+    let Some(resolver) = &cfg.resolver else {
+        return Err(ReplyKind::DnsQueryFailed { server: name.to_string() });
+    };
+    let mut ips = Vec::new();
+    let mut failure = ReplyKind::DnsQueryFailed { server: name.to_string() };
+    for host in mailsim_core::stage::route::smart_host_names(name, &resolver.mx(name).await)? {
+        match resolve_host(cfg, &host).await {
+            Ok(found) => ips.extend(found),
+            Err(kind) => failure = kind,
+        }
+    }
+    if ips.is_empty() { Err(failure) } else { Ok(ips) }
 }
 
 async fn resolve_host(cfg: &OutboundConfig, name: &str) -> Result<Vec<IpAddr>, ReplyKind> {

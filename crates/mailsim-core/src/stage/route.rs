@@ -206,6 +206,19 @@ pub fn mx_targets(domain: &Domain, answer: &MxAnswer) -> MxDecision {
     }
 }
 
+/// Judges the MX answer for a smart host written as an FQDN: resolved MX-then-A (§3.1, §12), so
+/// its MX hosts in preference order, or the name itself when it has no MX. Anything that leaves
+/// no host to try defers with `450 4.4.312 DNS query failed` (§3.3): a smart host is not a
+/// recipient domain, so NXDOMAIN or a null MX do not fail the message outright.
+pub fn smart_host_names(name: &str, answer: &MxAnswer) -> Result<Vec<String>, ReplyKind> {
+    let defer = || ReplyKind::DnsQueryFailed { server: name.to_string() };
+    let domain = Domain::parse(name, true).map_err(|_| defer())?;
+    match mx_targets(&domain, answer) {
+        MxDecision::Hosts(hosts) => Ok(hosts),
+        MxDecision::Fail(_) | MxDecision::Defer(_) => Err(defer()),
+    }
+}
+
 /// Judges an address lookup for one host: the addresses, or the deferral if none.
 pub fn address_targets(host: &str, answer: &AddressAnswer) -> Result<Vec<IpAddr>, ReplyKind> {
     match answer {
@@ -322,5 +335,19 @@ mod tests {
         let back = plan(&t, &rcpts, Source::OnPremises);
         assert_eq!(back.routes[0].hop, Hop::Mailbox);
         assert_eq!(back.routes[1].hop.connector(), Some("star"));
+    }
+
+    #[test]
+    fn smart_host_fqdn_is_resolved_mx_then_a() {
+        let mx = |p, e: &str| MxRecord { preference: p, exchange: e.to_string() };
+        let name = "smtp.gateway.test";
+        assert_eq!(
+            smart_host_names(name, &Ok(vec![mx(20, "b.gateway.test"), mx(10, "a.gateway.test")])),
+            Ok(vec!["a.gateway.test".to_string(), "b.gateway.test".to_string()])
+        );
+        assert_eq!(smart_host_names(name, &Err(DnsError::NoData)), Ok(vec![name.to_string()]));
+        for answer in [Err(DnsError::NxDomain), Err(DnsError::ServFail), Ok(vec![mx(0, "")])] {
+            assert_eq!(smart_host_names(name, &answer), Err(ReplyKind::DnsQueryFailed { server: name.to_string() }));
+        }
     }
 }

@@ -160,7 +160,7 @@ fn load_inner(text: &str, path: &str, scenario: bool) -> Result<Loaded, ConfigEr
     build_accepted_domains(&cx, raw.accepted_domain, &mut tenant)?;
     build_directory(&cx, raw.directory, &mut tenant)?;
     build_inbound_connectors(&mut cx, raw.inbound_connector, &mut tenant)?;
-    build_outbound_connectors(&cx, raw.outbound_connector, &mut tenant)?;
+    build_outbound_connectors(&mut cx, raw.outbound_connector, &mut tenant)?;
     // Build the lookup index now rather than on the first connection.
     let _ = tenant.inbound_index();
     Ok(Loaded { tenant, warnings: cx.warnings })
@@ -684,7 +684,7 @@ fn build_directory(cx: &Cx<'_>, raw: Option<RawDirectory>, tenant: &mut Tenant) 
 
 /// `[[OutboundConnector]]` tables, validated as `New-OutboundConnector` validates them (§3.1).
 fn build_outbound_connectors(
-    cx: &Cx<'_>,
+    cx: &mut Cx<'_>,
     raw: Vec<Spanned<RawOutboundConnector>>,
     tenant: &mut Tenant,
 ) -> Result<(), ConfigError> {
@@ -759,6 +759,15 @@ fn build_outbound_connectors(
         c.route_all_messages_via_on_premises = flag(&r.route_all_messages_via_on_premises);
         c.all_accepted_domains = flag(&r.all_accepted_domains);
         c.test_mode = flag(&r.test_mode);
+        if c.test_mode {
+            // §12: TestMode is accepted and stored, with no behaviour (its semantics are undocumented).
+            let span = r.test_mode.as_ref().map_or_else(|| table_span.clone(), Spanned::span);
+            cx.warn(
+                &span,
+                field("TestMode"),
+                "accepted and stored; it has no effect in mailsim (undocumented in Exchange Online)",
+            );
+        }
         c.cloud_services_mail_enabled = flag(&r.cloud_services_mail_enabled);
         c.comment = r.comment.clone();
         let span_of = |v: &Option<Spanned<PsBool>>| v.as_ref().map_or_else(|| table_span.clone(), Spanned::span);
