@@ -29,7 +29,7 @@ macro_rules! say {
 /// `mailsim bench` flags.
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
-    /// Server as HOST[:PORT] (port 1025 when omitted); loopback addresses only.
+    /// Server as `HOST[:PORT]` (port 1025 when omitted); loopback addresses only.
     #[arg(long, env = "MAILSIM_SERVER", default_value = "127.0.0.1:1025")]
     pub server: String,
     /// Parallel sessions (connections); with --idle, how many connections are opened at once.

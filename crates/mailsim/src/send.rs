@@ -63,7 +63,7 @@ pub enum QuitAfter {
 #[derive(clap::Args, Debug, Clone)]
 #[command(after_help = EXIT_CODES)]
 pub struct SendArgs {
-    /// Server as HOST[:PORT] (port 1025 when omitted); loopback addresses only.
+    /// Server as `HOST[:PORT]` (port 1025 when omitted); loopback addresses only.
     #[arg(long, env = "MAILSIM_SERVER", default_value = "127.0.0.1:1025")]
     pub server: String,
     /// Envelope sender (MAIL FROM); also the From: header of a built message. `<>` for the null sender.

@@ -77,7 +77,7 @@ pub enum ReplyKind {
     RecipientOk,
     /// DATA accepted, send the message (§1.1).
     StartMailInput,
-    /// End of data, message queued (§1.1, [O3] format).
+    /// End of data, message queued (§1.1, \[O3] format).
     Queued {
         /// The message's Message-ID, angle brackets included.
         message_id: String,

@@ -79,7 +79,7 @@ pub struct DeliveryPlan {
 }
 
 /// Connector selection, most specific match wins (§3.2 recommendation, which also satisfies
-/// [S21]'s worked example): exact `RecipientDomains` > `*.domain` by label count >
+/// \[S21]'s worked example): exact `RecipientDomains` > `*.domain` by label count >
 /// `AllAcceptedDomains` (for accepted domains) > `*`. Disabled and transport-rule-scoped
 /// connectors are never chosen here (§3.2 row 0: the latter only by a mail flow rule).
 pub fn select_connector<'t>(tenant: &'t Tenant, domain: &Domain, accepted: bool) -> Option<&'t OutboundConnector> {
