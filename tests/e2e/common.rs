@@ -36,18 +36,14 @@ pub const WAIT: Duration = Duration::from_secs(5);
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use mailsim_core::plan::AddressPlan;
 use mailsim_testkit::dns::{DnsZoneSet, ScriptedDns};
-use mailsim_testkit::hosts::unique_loopback;
 use mailsim_testkit::peer::{PeerScript, ScriptedPeer};
 
-static NEXT_ADDRESS: AtomicU32 = AtomicU32::new(0);
-
-/// A fresh loopback address no other test in this process uses.
+/// A fresh loopback address no other test (or world) in this process uses.
 pub fn fresh_loopback() -> IpAddr {
-    unique_loopback(NEXT_ADDRESS.fetch_add(1, Ordering::Relaxed))
+    mailsim_testkit::hosts::allocate_loopback()
 }
 
 /// A simulated world of its own per test: the tenant, a DNS server and receiving peers, each on a
