@@ -56,6 +56,13 @@ fn smart_host_connector(
     c
 }
 
+/// The hybrid wizard's outbound connector: OnPremises, to the on-premises server as smart host.
+fn to_on_premises(domains: &[&str]) -> OutboundConnector {
+    let mut c = smart_host_connector("Outbound to on-premises", domains, ONPREM, TlsSettings::Opportunistic, None);
+    c.connector_type = ConnectorType::OnPremises;
+    c
+}
+
 fn zones() -> DnsZoneSet {
     DnsZoneSet::new()
         .mx("partner.test", 10, "mx.partner.test")
@@ -255,17 +262,7 @@ async fn transient_failure_then_delivered_after_a_retry() {
 async fn transient_forever_expires_after_24_hours_with_an_ndr_to_the_senders_mx() {
     let mut onprem = PeerScript::new("onprem.contoso.test");
     onprem.on_rcpt = Behaviour::reply(451, "4.3.2 Mailbox server busy");
-    let hybrid = {
-        let mut c = smart_host_connector(
-            "Outbound to on-premises",
-            &["relay.contoso.test"],
-            ONPREM,
-            TlsSettings::Opportunistic,
-            None,
-        );
-        c.connector_type = ConnectorType::OnPremises;
-        c
-    };
+    let hybrid = to_on_premises(&["relay.contoso.test"]);
     let w = World::start_with_sender(
         tenant(vec![hybrid]),
         zones(),
@@ -393,14 +390,7 @@ async fn gateway_cutover_loop_ends_in_hop_count_exceeded() {
 /// OnPremises outbound connector.
 #[tokio::test]
 async fn internal_relay_recipient_reaches_the_on_premises_peer() {
-    let mut hybrid = smart_host_connector(
-        "Outbound to on-premises",
-        &["relay.contoso.test"],
-        ONPREM,
-        TlsSettings::Opportunistic,
-        None,
-    );
-    hybrid.connector_type = ConnectorType::OnPremises;
+    let hybrid = to_on_premises(&["relay.contoso.test"]);
     let w = World::start_with_sender(
         tenant(vec![hybrid]),
         zones(),
@@ -444,14 +434,7 @@ async fn no_ndr_for_a_null_sender_message() {
         );
     }
     // From a relayed InternalRelay path the null sender is accepted, fails, and gets no NDR.
-    let mut hybrid = smart_host_connector(
-        "Outbound to on-premises",
-        &["relay.contoso.test"],
-        ONPREM,
-        TlsSettings::Opportunistic,
-        None,
-    );
-    hybrid.connector_type = ConnectorType::OnPremises;
+    let hybrid = to_on_premises(&["relay.contoso.test"]);
     let mut onprem = PeerScript::new("onprem.contoso.test");
     onprem.on_rcpt = Behaviour::reply(550, "5.1.1 User unknown");
     let w = World::start_with_sender(
@@ -475,9 +458,7 @@ async fn no_ndr_for_a_null_sender_message() {
 /// connector, it is delivered to the mailbox (and not sent round again).
 #[tokio::test]
 async fn centralized_mail_transport_goes_through_on_premises_first() {
-    let mut cmt =
-        smart_host_connector("Outbound to on-premises", &["contoso.test"], ONPREM, TlsSettings::Opportunistic, None);
-    cmt.connector_type = ConnectorType::OnPremises;
+    let mut cmt = to_on_premises(&["contoso.test"]);
     cmt.route_all_messages_via_on_premises = true;
     let mut onprem = PeerScript::new("onprem.contoso.test");
     onprem.forward_to = World::FORWARD_TO_TENANT;

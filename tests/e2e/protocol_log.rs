@@ -3,17 +3,13 @@
 //! golden transcript that replays against the pure session.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use mailsim::endpoint::EndpointOptions;
-use mailsim_core::peer::PeerFacts;
-use mailsim_core::session::{Action, Session};
 use mailsim_core::tenant::{DomainPattern, OutboundConnector, SmartHost, TlsSettings};
-use mailsim_core::time::Timestamp;
 use mailsim_io::protocol_log::{EventKind, FIELDS, LogKind, LogLine, split_csv};
 use mailsim_testkit::certs::TestPki;
 use mailsim_testkit::dns::DnsZoneSet;
-use mailsim_testkit::hosts::{Host, roles};
+use mailsim_testkit::hosts::roles;
 use mailsim_testkit::peer::PeerScript;
 use mailsim_testkit::sender::TlsOptions;
 use mailsim_testkit::transcript::Transcript;
@@ -204,32 +200,6 @@ async fn outbound_attempt_is_logged_in_the_send_log() {
     assert!(recv.iter().all(|r| r[0].session_id != s[0].session_id));
 }
 
-/// Replays a transcript against the pure session, as tests/e2e/transcripts.rs does.
-fn run_in_process(t: &Transcript) -> Vec<Vec<String>> {
-    let host: Host = roles::ALL.into_iter().find(|h| h.name == t.host).expect("a known role");
-    let ip = host.loopback;
-    let mut session =
-        Session::new(Arc::new(tenant()), PeerFacts::new(ip, 40000, ip), "127.0.0.1".parse().unwrap(), 1, true);
-    let lines_of = |wire: &str| wire.split_terminator("\r\n").map(str::to_string).collect::<Vec<_>>();
-    let mut actual = Vec::new();
-    for (i, ex) in t.exchanges.iter().enumerate() {
-        let mut wire = String::new();
-        if i == 0 {
-            wire.push_str(&session.greeting(Timestamp(0)).to_wire());
-        }
-        let input: String = ex.client.iter().map(|c| format!("{c}\r\n")).collect();
-        let mut out = Vec::new();
-        session.on_input(input.as_bytes(), Timestamp(0), &mut out);
-        for a in out {
-            if let Action::Reply(r) = a {
-                wire.push_str(&r.to_wire());
-            }
-        }
-        actual.push(lines_of(&wire));
-    }
-    actual
-}
-
 #[tokio::test]
 async fn transcript_of_a_logged_session_replays() {
     let state = tempfile::tempdir().unwrap();
@@ -282,7 +252,7 @@ async fn transcript_of_a_logged_session_replays() {
     }
     let golden = state.path().join("logged.txt");
     std::fs::write(&golden, &text).unwrap();
-    t.check(&golden, &run_in_process(&t)).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    t.check(&golden, &crate::transcripts::run_in_process(&t)).unwrap_or_else(|e| panic!("{e}\n{text}"));
 
     // The in-memory copy gives the same transcript as the files.
     assert_eq!(mailsim::trace_cmd::transcript_of(&memory).0, text);

@@ -34,7 +34,8 @@ fn lines_of(wire: &str) -> Vec<String> {
     wire.split_terminator("\r\n").map(str::to_string).collect()
 }
 
-fn run_in_process(t: &Transcript) -> Vec<Vec<String>> {
+/// Replays a transcript against the pure session (no sockets).
+pub(crate) fn run_in_process(t: &Transcript) -> Vec<Vec<String>> {
     let ip = host(&t.host).loopback;
     let tls_available = true;
     let mut session =

@@ -286,9 +286,16 @@ impl Pipeline {
             .connector()
             .and_then(|name| tenant.outbound_connectors.iter().find(|c| c.name == name))
             .is_some_and(|c| c.cloud_services_mail_enabled);
+        let m = &entry.message;
+        // Field by field, so the content is not copied once more before it is rewritten.
         AcceptedMessage {
-            data: mailsim_core::headers::leaving(&entry.message.data, cross_premises),
-            ..(*entry.message).clone()
+            internal_id: m.internal_id,
+            message_id: m.message_id.clone(),
+            envelope: m.envelope.clone(),
+            peer: m.peer.clone(),
+            verdict: m.verdict.clone(),
+            data: mailsim_core::headers::leaving(&m.data, cross_premises),
+            received_at: m.received_at,
         }
     }
 
