@@ -20,6 +20,7 @@ pub mod envelope;
 pub mod headers;
 pub mod ndr;
 pub mod peer;
+pub mod phase;
 pub mod plan;
 pub mod reply;
 pub mod session;

@@ -162,7 +162,8 @@ async fn run_session(
             return log.tls_failed("handshake timed out");
         }
     };
-    let facts = tls.facts(stream.get_ref().1, SystemTime::now());
+    // Client certificates are judged at the world's simulated time (one clock).
+    let facts = tls.facts(stream.get_ref().1, endpoint.pipeline.clock().system_time());
     tracing::info!(version = %facts.version, cipher = %facts.cipher, client_cert = ?facts.client_cert.as_ref().map(|c| &c.subject), "TLS established");
     log.tls_established(&facts, tls.leaf.as_ref(), stream.get_ref().1.peer_certificates());
     session.on_tls_established(facts);
