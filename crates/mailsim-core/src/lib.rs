@@ -5,7 +5,7 @@
 //!                                                                       │
 //!            categorize ◄───────────────────────────────────────────────┘
 //!                 │
-//!               route ──► deliver (tls_gate, classify_reply) ──► outcome (settle) ──► ndr
+//!               route ──► deliver (tls_gate, attempt::failure_reply) ──► outcome (settle) ──► ndr
 //! ```
 //!
 //! The purity rule: this crate has no async runtime, no sockets, no clock, no randomness and no file

@@ -223,3 +223,135 @@ impl<'de> serde::Deserialize<'de> for Timestamp {
         Ok(Timestamp::from_millis((parsed.unix_timestamp_nanos() / 1_000_000) as i64))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use super::*;
+    use crate::envelope::Envelope;
+    use crate::peer::PeerFacts;
+    use crate::phase::SmtpPhase;
+    use crate::reply::ReplyKind;
+    use crate::stage::inbound::Rejection;
+
+    const AT: Timestamp = Timestamp(1_728_594_780_303);
+
+    fn addr(s: &str) -> EmailAddress {
+        s.parse().expect("address")
+    }
+
+    fn message() -> AcceptedMessage {
+        let ip = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10));
+        AcceptedMessage {
+            internal_id: 7,
+            message_id: "<m@contoso.test>".into(),
+            envelope: Envelope {
+                sender: Some(addr("alice@contoso.test")),
+                recipients: vec![addr("bob@fabrikam.test")],
+                ..Envelope::default()
+            },
+            peer: PeerFacts::new(ip, 25, ip),
+            verdict: InboundVerdict::Accepted {
+                connector: Some("On-premises relay".into()),
+                direction: Direction::Originating,
+                internal: true,
+                relay_allowed: true,
+                cross_premises: false,
+                checks: vec![],
+            },
+            data: Vec::new(),
+            received_at: AT,
+        }
+    }
+
+    fn reply(wire: &str) -> Reply {
+        Reply::parse(&format!("{wire}\r\n")).expect("reply")
+    }
+
+    /// One row per outcome: the event, its detail, data, ToIP and connector.
+    #[test]
+    fn settled_events() {
+        let m = message();
+        let rcpt = addr("bob@fabrikam.test");
+        let last = LastAttempt { server: "smtp.gateway.test".into(), ip: "198.51.100.7:25".into() };
+        let rows = [
+            (
+                Outcome::Delivered { reply: reply("250 2.6.0 ok") },
+                Some("TLSv1.3 TLS13_AES_256_GCM_SHA384"),
+                Event::Send,
+                "Sent to smtp.gateway.test over TLSv1.3 TLS13_AES_256_GCM_SHA384",
+                "250 2.6.0 ok",
+            ),
+            (
+                Outcome::Delivered { reply: reply("250 ok") },
+                None,
+                Event::Send,
+                "Sent to smtp.gateway.test without TLS",
+                "250 ok",
+            ),
+            (
+                Outcome::Deferred { retry_at: AT, reply: reply("451 4.7.1 later") },
+                None,
+                Event::Defer,
+                "The last attempt to deliver the message encountered an error; next attempt at 2024-10-10T21:13:00.303Z",
+                "LED=451 4.7.1 later",
+            ),
+            (
+                Outcome::Failed { reply: reply("550 5.1.1 unknown"), last_error: None },
+                None,
+                Event::Fail,
+                "Delivery failed",
+                "550 5.1.1 unknown",
+            ),
+            (
+                Outcome::Failed {
+                    reply: reply("550 4.4.7 QUEUE.Expired; message expired"),
+                    last_error: Some(reply("451 4.7.1 later")),
+                },
+                None,
+                Event::Fail,
+                "Message expired; last error: 451 4.7.1 later",
+                "550 4.4.7 QUEUE.Expired; message expired",
+            ),
+        ];
+        for (outcome, tls, event, detail, data) in rows {
+            let ev = TraceEvent::settled(&m, &rcpt, &outcome, Some(&last), tls, Some("To gateway"), AT);
+            assert_eq!((ev.event, ev.detail.as_str(), ev.data.as_deref()), (event, detail, Some(data)));
+            assert_eq!(ev.to_ip.as_deref(), Some("198.51.100.7:25"));
+            assert_eq!(ev.connector.as_deref(), Some("To gateway"));
+        }
+        let ev = TraceEvent::settled(&m, &rcpt, &Outcome::Delivered { reply: reply("250 ok") }, None, None, None, AT);
+        assert_eq!(ev.connector.as_deref(), Some("On-premises relay"), "the inbound connector without a route's");
+    }
+
+    #[test]
+    fn received_ndr_and_refusal_wording() {
+        let m = message();
+        let rcpt = addr("bob@fabrikam.test");
+        assert_eq!(TraceEvent::received(&m, &rcpt, "MAILSIM01", AT).detail, "Received by MAILSIM01 (Originating)");
+        let dsn = TraceEvent::ndr_generated(&m, "<ndr-1@MAILSIM01>", &addr("alice@contoso.test"), AT);
+        assert_eq!(
+            (dsn.event, dsn.detail.as_str()),
+            (Event::Dsn, "NDR <ndr-1@MAILSIM01> generated for alice@contoso.test")
+        );
+        assert_eq!(dsn.recipient.as_deref(), Some("alice@contoso.test"));
+        let mut refusal = Refusal {
+            envelope: m.envelope.clone(),
+            peer: m.peer.clone(),
+            stage: SmtpPhase::Rcpt,
+            reply: reply("550 5.7.64 TenantAttribution; Relay Access Denied"),
+            rejection: Some(Rejection {
+                connector: None,
+                reply: ReplyKind::RelayDenied,
+                reason: "no connector attributes the message".into(),
+            }),
+            at: AT,
+        };
+        let evs = TraceEvent::refused(&refusal);
+        assert_eq!(evs[0].detail, "Rejected at RCPT: no connector attributes the message");
+        refusal.stage = SmtpPhase::Dot;
+        refusal.rejection = None;
+        assert_eq!(TraceEvent::refused(&refusal)[0].detail, "Rejected at DATA");
+    }
+}

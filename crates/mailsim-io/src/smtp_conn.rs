@@ -83,8 +83,8 @@ pub struct Endpoint {
     pub protocol_log: Arc<ProtocolLog>,
 }
 
-/// Real time, for the few replies sent before a session exists. Sessions use the pipeline's
-/// simulated clock.
+/// Real time (the machine's clock), for callers outside a world. Everything inside one, sessions,
+/// the listener's own replies and certificate validity, uses the pipeline's simulated clock.
 pub fn now() -> Timestamp {
     let ms = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
     Timestamp::from_millis(ms)
