@@ -3,9 +3,8 @@
 //! is not a timeout after MAIL). RFC 5321 §3 for the commands; RFC 3207 for STARTTLS; RFC 3030
 //! for BDAT.
 
-use std::fmt;
-
-/// A step of an SMTP conversation, either side.
+/// A step of an SMTP conversation, either side. It has no `Display`: a text names it either by
+/// [`SmtpPhase::as_str`] (the client's reports) or by [`SmtpPhase::command`] (trace, protocol log).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum SmtpPhase {
@@ -69,12 +68,6 @@ impl SmtpPhase {
     }
 }
 
-impl fmt::Display for SmtpPhase {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// A phase equals the name of the command it answers (`phase == "RCPT"`).
 impl PartialEq<&str> for SmtpPhase {
     fn eq(&self, other: &&str) -> bool {
@@ -95,7 +88,7 @@ mod tests {
             (SmtpPhase::Dot, "dot", "DATA"),
             (SmtpPhase::Bdat, "bdat", "BDAT"),
         ] {
-            assert_eq!(phase.to_string(), lower);
+            assert_eq!(phase.as_str(), lower);
             assert_eq!(phase.command(), command);
             assert!(phase == command);
         }

@@ -36,7 +36,7 @@ const DATA_LINES_SHOWN: usize = 40;
 const DATA_HEAD_LINES: usize = 10;
 
 /// The step of the conversation an error or rejection belongs to: the core's one SMTP phase enum
-/// (`Display` gives the lower-case names used in the messages below).
+/// (its lower-case `as_str` names it in the messages below).
 pub use mailsim_core::phase::SmtpPhase as Stage;
 
 /// What went wrong in a conversation. Each variant is a fact; what it means for a message is the
@@ -51,7 +51,7 @@ pub enum ClientError {
     #[error("connection failed: {0}")]
     Connect(#[source] io::Error),
     /// No complete reply (or write) within the timeout.
-    #[error("timed out waiting at {0}")]
+    #[error("timed out waiting at {}", .0.as_str())]
     Timeout(Stage),
     /// The TLS handshake failed, or the server sent a TLS alert afterwards (TLS 1.3 reports a
     /// refused client certificate only on the first read after the handshake).
@@ -61,7 +61,7 @@ pub enum ClientError {
     #[error("STARTTLS required but not offered by the server")]
     TlsNotOffered,
     /// The server broke the protocol (malformed or overlong reply, data after a STARTTLS reply).
-    #[error("protocol violation at {stage}: {detail}")]
+    #[error("protocol violation at {}: {detail}", .stage.as_str())]
     ProtocolViolation {
         /// Where.
         stage: Stage,
@@ -69,13 +69,13 @@ pub enum ClientError {
         detail: String,
     },
     /// The server closed the connection.
-    #[error("connection closed by the server at {0}")]
+    #[error("connection closed by the server at {}", .0.as_str())]
     Closed(Stage),
     /// There is no open connection (never connected, or an earlier error dropped it).
-    #[error("not connected (at {0})")]
+    #[error("not connected (at {})", .0.as_str())]
     NotConnected(Stage),
     /// A read or write failed.
-    #[error("I/O error at {stage}: {source}")]
+    #[error("I/O error at {}: {source}", .stage.as_str())]
     Io {
         /// Where.
         stage: Stage,
@@ -83,7 +83,7 @@ pub enum ClientError {
         source: io::Error,
     },
     /// The server's reply does not let this step go on (the connection is still usable).
-    #[error("{stage} rejected: {reply}")]
+    #[error("{} rejected: {reply}", .stage.as_str())]
     Rejected {
         /// The command that was refused.
         stage: Stage,
