@@ -5,7 +5,7 @@
 //!                                                                       │
 //!            categorize ◄───────────────────────────────────────────────┘
 //!                 │
-//!               route ──► deliver (tls_gate, classify_reply) ──► outcome (settle) ──► ndr
+//!               route ──► deliver (tls_gate, attempt::failure_reply) ──► outcome (settle) ──► ndr
 //! ```
 //!
 //! The purity rule: this crate has no async runtime, no sockets, no clock, no randomness and no file
@@ -20,6 +20,7 @@ pub mod envelope;
 pub mod headers;
 pub mod ndr;
 pub mod peer;
+pub mod phase;
 pub mod plan;
 pub mod reply;
 pub mod session;

@@ -36,8 +36,9 @@ use mail_builder::headers::text::Text;
 use mail_builder::mime::{BodyPart, MimePart};
 
 use crate::addr::EmailAddress;
-use crate::envelope::{AcceptedMessage, Body};
+use crate::envelope::{AcceptedMessage, Body, Envelope};
 use crate::reply::{EnhancedStatus, Reply, StatusClass};
+use crate::stage::inbound::{Direction, InboundVerdict};
 use crate::time::Timestamp;
 
 /// One recipient the NDR reports as failed.
@@ -86,6 +87,36 @@ pub struct NdrMessage {
     pub message_id: String,
     /// The complete message (header section and body), CRLF line endings.
     pub data: Vec<u8>,
+}
+
+impl NdrMessage {
+    /// The NDR as a message the tenant accepted from itself, to travel the normal pipeline: from
+    /// the null sender `<>` (RFC 3461 §6.2) to the original sender, Originating and internal, with
+    /// the original's peer; `internal_id` is the NDR's id.
+    pub fn into_accepted(self, internal_id: u64, original: &AcceptedMessage, now: Timestamp) -> AcceptedMessage {
+        AcceptedMessage {
+            internal_id,
+            message_id: self.message_id,
+            envelope: Envelope { sender: None, recipients: vec![self.recipient], ..Envelope::default() },
+            peer: original.peer.clone(),
+            verdict: InboundVerdict::Accepted {
+                connector: None,
+                direction: Direction::Originating,
+                internal: true,
+                relay_allowed: true,
+                cross_premises: false,
+                checks: Vec::new(),
+            },
+            data: self.data,
+            received_at: now,
+        }
+    }
+}
+
+/// The address NDRs come from: `postmaster@` the tenant's first accepted domain (see
+/// [`NdrInput::postmaster`]), `postmaster@mailsim.test` for a tenant without one.
+pub fn postmaster(tenant: &crate::tenant::Tenant) -> String {
+    format!("postmaster@{}", tenant.accepted_domains.first().map_or("mailsim.test".to_string(), |d| d.name.to_string()))
 }
 
 /// The display name EXO puts on NDRs.
@@ -580,6 +611,7 @@ Hello Bob and Carol.\r\n";
                 direction: Direction::Originating,
                 internal: true,
                 relay_allowed: true,
+                cross_premises: false,
                 checks: vec![],
             },
             data: data.to_vec(),

@@ -26,6 +26,7 @@ use smtp_proto::{Error as ParseError, Request};
 use crate::addr::{AddressError, EmailAddress};
 use crate::envelope::{AcceptedMessage, Body, Envelope, MailParams};
 use crate::peer::{PeerFacts, TlsFacts};
+use crate::phase::SmtpPhase;
 use crate::reply::catalogue::Capabilities;
 use crate::reply::{Reply, ReplyContext, ReplyKind};
 use crate::stage::categorize::{Category, categorize};
@@ -63,8 +64,8 @@ pub struct Refusal {
     pub envelope: Envelope,
     /// The peer.
     pub peer: PeerFacts,
-    /// The SMTP command answered (`RCPT`, `DATA`, `BDAT`).
-    pub stage: &'static str,
+    /// The phase answered: RCPT, the end of DATA, or the last BDAT chunk.
+    pub stage: SmtpPhase,
     /// The reply sent.
     pub reply: Reply,
     /// The inbound verdict's rejection, when a connector or relay rule decided.
@@ -462,7 +463,7 @@ impl Session {
         out.push(Action::Refused(Box::new(Refusal {
             envelope,
             peer: self.peer.clone(),
-            stage: "RCPT",
+            stage: SmtpPhase::Rcpt,
             reply: reply.clone(),
             rejection,
             at: now,
@@ -598,7 +599,7 @@ impl Session {
                 self.tx = None;
                 self.push(kind, now, out);
             }
-            None => self.complete_message("DATA", now, out),
+            None => self.complete_message(SmtpPhase::Dot, now, out),
         }
     }
 
@@ -633,7 +634,7 @@ impl Session {
             return self.push(ReplyKind::MessageTooLarge, now, out);
         }
         if last {
-            self.complete_message("BDAT", now, out);
+            self.complete_message(SmtpPhase::Bdat, now, out);
         } else {
             let bytes = tx.content.len() as u64;
             self.push(ReplyKind::ChunkOk { bytes }, now, out);
@@ -641,7 +642,7 @@ impl Session {
     }
 
     /// End of content: header-size check, the inbound verdict, stamping, and the 250.
-    fn complete_message(&mut self, stage: &'static str, now: Timestamp, out: &mut Vec<Action>) {
+    fn complete_message(&mut self, stage: SmtpPhase, now: Timestamp, out: &mut Vec<Action>) {
         let Some(tx) = self.tx.take() else { return };
         if header_section_len(&tx.content) > self.tenant.settings.max_header_size {
             return self.push(ReplyKind::HeaderTooLarge, now, out);
@@ -669,10 +670,7 @@ impl Session {
         for (name, value) in verdict.stamp(server) {
             data.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
         }
-        let cross_premises = verdict.connector().is_some_and(|name| {
-            self.tenant.inbound_connectors.iter().any(|c| c.name == name && c.cloud_services_mail_enabled)
-        });
-        data.extend_from_slice(&crate::headers::entering(&tx.content, cross_premises));
+        data.extend_from_slice(&crate::headers::entering(&tx.content, verdict.cross_premises()));
         let bytes = tx.content.len() as u64;
         let millis = (now - tx.started_at).as_millis() as u64;
         let reply = self.reply(&ReplyKind::Queued { message_id: message_id.clone(), internal_id, bytes, millis }, now);

@@ -1,8 +1,16 @@
-//! The message-trace vocabulary (exo-semantics §8.1, §8.2): data only. Every stage's result
-//! becomes one event; `Get-MessageTraceV2`'s status per recipient follows from its last event.
+//! The message-trace vocabulary (exo-semantics §8.1, §8.2), and the events built from each stage's
+//! result: the shell records what these functions return and words nothing itself. Every stage's
+//! result becomes one event; `Get-MessageTraceV2`'s status per recipient follows from its last
+//! event.
 
 use std::net::IpAddr;
 
+use crate::addr::EmailAddress;
+use crate::envelope::AcceptedMessage;
+use crate::reply::{LastAttempt, Reply};
+use crate::session::Refusal;
+use crate::stage::inbound::{Direction, InboundVerdict};
+use crate::stage::outcome::Outcome;
 use crate::time::Timestamp;
 
 /// Message-trace detail events (§8.2), named as EXO names them.
@@ -77,6 +85,130 @@ pub struct TraceEvent {
     pub data: Option<String>,
 }
 
+impl TraceEvent {
+    /// An event about an accepted message (and one of its recipients), with the fields the message
+    /// gives: ids, sender, `FromIP`, the inbound connector of record.
+    pub fn of_message(
+        message: &AcceptedMessage,
+        at: Timestamp,
+        event: Event,
+        recipient: Option<&EmailAddress>,
+        detail: String,
+    ) -> Self {
+        TraceEvent {
+            at,
+            event,
+            message_id: message.message_id.clone(),
+            internal_id: Some(message.internal_id),
+            sender: message.envelope.sender.as_ref().map_or("<>".to_string(), |s| s.to_string()),
+            recipient: recipient.map(|r| r.to_string()),
+            from_ip: Some(message.peer.ip),
+            to_ip: None,
+            connector: message.verdict.connector().map(str::to_string),
+            detail,
+            data: None,
+        }
+    }
+
+    /// RECEIVE: the tenant (`server_name`) accepted the message for `rcpt` (§8.2), Incoming or
+    /// Originating as the inbound verdict says.
+    pub fn received(message: &AcceptedMessage, rcpt: &EmailAddress, server_name: &str, at: Timestamp) -> Self {
+        let direction = match &message.verdict {
+            InboundVerdict::Accepted { direction: Direction::Originating, .. } => "Originating",
+            _ => "Incoming",
+        };
+        Self::of_message(message, at, Event::Receive, Some(rcpt), format!("Received by {server_name} ({direction})"))
+    }
+
+    /// DELIVER: stored in a local mailbox.
+    pub fn delivered_to_mailbox(message: &AcceptedMessage, rcpt: &EmailAddress, at: Timestamp) -> Self {
+        Self::of_message(message, at, Event::Deliver, Some(rcpt), "Delivered to mailbox".into())
+    }
+
+    /// FAIL before any attempt (a loop, no route): `reply` is the reason.
+    pub fn failed(message: &AcceptedMessage, rcpt: &EmailAddress, reply: &Reply, at: Timestamp) -> Self {
+        let mut ev = Self::of_message(message, at, Event::Fail, Some(rcpt), "Delivery failed".into());
+        ev.data = Some(reply.to_string());
+        ev
+    }
+
+    /// SEND, DEFER or FAIL after an outbound attempt on the hop of `connector`, from the
+    /// recipient's [`Outcome`]; `last` is the server tried last, `tls` the channel's version and
+    /// cipher.
+    pub fn settled(
+        message: &AcceptedMessage,
+        rcpt: &EmailAddress,
+        outcome: &Outcome,
+        last: Option<&LastAttempt>,
+        tls: Option<&str>,
+        connector: Option<&str>,
+        at: Timestamp,
+    ) -> Self {
+        let (event, detail, data) = match outcome {
+            Outcome::Delivered { reply } => {
+                let via = last.map_or(String::new(), |l| l.server.clone());
+                let tls = tls.map_or("without TLS".to_string(), |t| format!("over {t}"));
+                (Event::Send, format!("Sent to {via} {tls}"), Some(reply.to_string()))
+            }
+            Outcome::Deferred { retry_at, reply } => (
+                Event::Defer,
+                format!("The last attempt to deliver the message encountered an error; next attempt at {retry_at}"),
+                Some(format!("LED={reply}")),
+            ),
+            Outcome::Failed { reply, last_error } => (
+                Event::Fail,
+                match last_error {
+                    Some(led) => format!("Message expired; last error: {led}"),
+                    None => "Delivery failed".to_string(),
+                },
+                Some(reply.to_string()),
+            ),
+        };
+        let mut ev = Self::of_message(message, at, event, Some(rcpt), detail);
+        ev.to_ip = last.map(|l| l.ip.clone());
+        ev.connector = connector.map(str::to_string).or(ev.connector);
+        ev.data = data;
+        ev
+    }
+
+    /// DSN: an NDR (`ndr_id`, to `ndr_recipient`) was generated for the message.
+    pub fn ndr_generated(message: &AcceptedMessage, ndr_id: &str, ndr_recipient: &EmailAddress, at: Timestamp) -> Self {
+        let mut ev =
+            Self::of_message(message, at, Event::Dsn, None, format!("NDR {ndr_id} generated for {ndr_recipient}"));
+        ev.recipient = message.envelope.sender.as_ref().map(|s| s.to_string());
+        ev
+    }
+
+    /// A refusal during the session, one FAIL per recipient (§8.1 recommendation: status Failed,
+    /// the reply text, FromIP set, ToIP blank).
+    pub fn refused(refusal: &Refusal) -> Vec<Self> {
+        let reply = refusal.reply.to_string();
+        let sender = refusal.envelope.sender.as_ref().map_or("<>".to_string(), |s| s.to_string());
+        let stage = refusal.stage.command();
+        refusal
+            .envelope
+            .recipients
+            .iter()
+            .map(|rcpt| TraceEvent {
+                at: refusal.at,
+                event: Event::Fail,
+                message_id: String::new(),
+                internal_id: None,
+                sender: sender.clone(),
+                recipient: Some(rcpt.to_string()),
+                from_ip: Some(refusal.peer.ip),
+                to_ip: None,
+                connector: refusal.rejection.as_ref().and_then(|r| r.connector.clone()),
+                detail: match &refusal.rejection {
+                    Some(r) => format!("Rejected at {stage}: {}", r.reason),
+                    None => format!("Rejected at {stage}"),
+                },
+                data: Some(reply.clone()),
+            })
+            .collect()
+    }
+}
+
 impl serde::Serialize for Timestamp {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.iso8601())
@@ -89,5 +221,137 @@ impl<'de> serde::Deserialize<'de> for Timestamp {
         let format = time::format_description::well_known::Rfc3339;
         let parsed = time::OffsetDateTime::parse(&text, &format).map_err(serde::de::Error::custom)?;
         Ok(Timestamp::from_millis((parsed.unix_timestamp_nanos() / 1_000_000) as i64))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use super::*;
+    use crate::envelope::Envelope;
+    use crate::peer::PeerFacts;
+    use crate::phase::SmtpPhase;
+    use crate::reply::ReplyKind;
+    use crate::stage::inbound::Rejection;
+
+    const AT: Timestamp = Timestamp(1_728_594_780_303);
+
+    fn addr(s: &str) -> EmailAddress {
+        s.parse().expect("address")
+    }
+
+    fn message() -> AcceptedMessage {
+        let ip = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10));
+        AcceptedMessage {
+            internal_id: 7,
+            message_id: "<m@contoso.test>".into(),
+            envelope: Envelope {
+                sender: Some(addr("alice@contoso.test")),
+                recipients: vec![addr("bob@fabrikam.test")],
+                ..Envelope::default()
+            },
+            peer: PeerFacts::new(ip, 25, ip),
+            verdict: InboundVerdict::Accepted {
+                connector: Some("On-premises relay".into()),
+                direction: Direction::Originating,
+                internal: true,
+                relay_allowed: true,
+                cross_premises: false,
+                checks: vec![],
+            },
+            data: Vec::new(),
+            received_at: AT,
+        }
+    }
+
+    fn reply(wire: &str) -> Reply {
+        Reply::parse(&format!("{wire}\r\n")).expect("reply")
+    }
+
+    /// One row per outcome: the event, its detail, data, ToIP and connector.
+    #[test]
+    fn settled_events() {
+        let m = message();
+        let rcpt = addr("bob@fabrikam.test");
+        let last = LastAttempt { server: "smtp.gateway.test".into(), ip: "198.51.100.7:25".into() };
+        let rows = [
+            (
+                Outcome::Delivered { reply: reply("250 2.6.0 ok") },
+                Some("TLSv1.3 TLS13_AES_256_GCM_SHA384"),
+                Event::Send,
+                "Sent to smtp.gateway.test over TLSv1.3 TLS13_AES_256_GCM_SHA384",
+                "250 2.6.0 ok",
+            ),
+            (
+                Outcome::Delivered { reply: reply("250 ok") },
+                None,
+                Event::Send,
+                "Sent to smtp.gateway.test without TLS",
+                "250 ok",
+            ),
+            (
+                Outcome::Deferred { retry_at: AT, reply: reply("451 4.7.1 later") },
+                None,
+                Event::Defer,
+                "The last attempt to deliver the message encountered an error; next attempt at 2024-10-10T21:13:00.303Z",
+                "LED=451 4.7.1 later",
+            ),
+            (
+                Outcome::Failed { reply: reply("550 5.1.1 unknown"), last_error: None },
+                None,
+                Event::Fail,
+                "Delivery failed",
+                "550 5.1.1 unknown",
+            ),
+            (
+                Outcome::Failed {
+                    reply: reply("550 4.4.7 QUEUE.Expired; message expired"),
+                    last_error: Some(reply("451 4.7.1 later")),
+                },
+                None,
+                Event::Fail,
+                "Message expired; last error: 451 4.7.1 later",
+                "550 4.4.7 QUEUE.Expired; message expired",
+            ),
+        ];
+        for (outcome, tls, event, detail, data) in rows {
+            let ev = TraceEvent::settled(&m, &rcpt, &outcome, Some(&last), tls, Some("To gateway"), AT);
+            assert_eq!((ev.event, ev.detail.as_str(), ev.data.as_deref()), (event, detail, Some(data)));
+            assert_eq!(ev.to_ip.as_deref(), Some("198.51.100.7:25"));
+            assert_eq!(ev.connector.as_deref(), Some("To gateway"));
+        }
+        let ev = TraceEvent::settled(&m, &rcpt, &Outcome::Delivered { reply: reply("250 ok") }, None, None, None, AT);
+        assert_eq!(ev.connector.as_deref(), Some("On-premises relay"), "the inbound connector without a route's");
+    }
+
+    #[test]
+    fn received_ndr_and_refusal_wording() {
+        let m = message();
+        let rcpt = addr("bob@fabrikam.test");
+        assert_eq!(TraceEvent::received(&m, &rcpt, "MAILSIM01", AT).detail, "Received by MAILSIM01 (Originating)");
+        let dsn = TraceEvent::ndr_generated(&m, "<ndr-1@MAILSIM01>", &addr("alice@contoso.test"), AT);
+        assert_eq!(
+            (dsn.event, dsn.detail.as_str()),
+            (Event::Dsn, "NDR <ndr-1@MAILSIM01> generated for alice@contoso.test")
+        );
+        assert_eq!(dsn.recipient.as_deref(), Some("alice@contoso.test"));
+        let mut refusal = Refusal {
+            envelope: m.envelope.clone(),
+            peer: m.peer.clone(),
+            stage: SmtpPhase::Rcpt,
+            reply: reply("550 5.7.64 TenantAttribution; Relay Access Denied"),
+            rejection: Some(Rejection {
+                connector: None,
+                reply: ReplyKind::RelayDenied,
+                reason: "no connector attributes the message".into(),
+            }),
+            at: AT,
+        };
+        let evs = TraceEvent::refused(&refusal);
+        assert_eq!(evs[0].detail, "Rejected at RCPT: no connector attributes the message");
+        refusal.stage = SmtpPhase::Dot;
+        refusal.rejection = None;
+        assert_eq!(TraceEvent::refused(&refusal)[0].detail, "Rejected at DATA");
     }
 }

@@ -35,55 +35,9 @@ const DATA_LINES_SHOWN: usize = 40;
 /// Lines shown at the start of a summarised body.
 const DATA_HEAD_LINES: usize = 10;
 
-/// The step of the conversation an error or rejection belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Stage {
-    /// TCP connect and the greeting.
-    Connect,
-    /// EHLO.
-    Ehlo,
-    /// The STARTTLS command and the TLS handshake.
-    StartTls,
-    /// MAIL FROM.
-    Mail,
-    /// RCPT TO.
-    Rcpt,
-    /// The DATA command (up to the 354 reply).
-    Data,
-    /// The message body and the reply after the final dot.
-    Dot,
-    /// RSET.
-    Rset,
-    /// QUIT.
-    Quit,
-    /// Any other command sent with [`SmtpClient::command`].
-    Command,
-}
-
-impl Stage {
-    /// Lower-case name, as used in messages and reports.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Stage::Connect => "connect",
-            Stage::Ehlo => "ehlo",
-            Stage::StartTls => "starttls",
-            Stage::Mail => "mail",
-            Stage::Rcpt => "rcpt",
-            Stage::Data => "data",
-            Stage::Dot => "dot",
-            Stage::Rset => "rset",
-            Stage::Quit => "quit",
-            Stage::Command => "command",
-        }
-    }
-}
-
-impl fmt::Display for Stage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// The step of the conversation an error or rejection belongs to: the core's one SMTP phase enum
+/// (its lower-case `as_str` names it in the messages below).
+pub use mailsim_core::phase::SmtpPhase as Stage;
 
 /// What went wrong in a conversation. Each variant is a fact; what it means for a message is the
 /// caller's decision.
@@ -97,7 +51,7 @@ pub enum ClientError {
     #[error("connection failed: {0}")]
     Connect(#[source] io::Error),
     /// No complete reply (or write) within the timeout.
-    #[error("timed out waiting at {0}")]
+    #[error("timed out waiting at {}", .0.as_str())]
     Timeout(Stage),
     /// The TLS handshake failed, or the server sent a TLS alert afterwards (TLS 1.3 reports a
     /// refused client certificate only on the first read after the handshake).
@@ -107,7 +61,7 @@ pub enum ClientError {
     #[error("STARTTLS required but not offered by the server")]
     TlsNotOffered,
     /// The server broke the protocol (malformed or overlong reply, data after a STARTTLS reply).
-    #[error("protocol violation at {stage}: {detail}")]
+    #[error("protocol violation at {}: {detail}", .stage.as_str())]
     ProtocolViolation {
         /// Where.
         stage: Stage,
@@ -115,13 +69,13 @@ pub enum ClientError {
         detail: String,
     },
     /// The server closed the connection.
-    #[error("connection closed by the server at {0}")]
+    #[error("connection closed by the server at {}", .0.as_str())]
     Closed(Stage),
     /// There is no open connection (never connected, or an earlier error dropped it).
-    #[error("not connected (at {0})")]
+    #[error("not connected (at {})", .0.as_str())]
     NotConnected(Stage),
     /// A read or write failed.
-    #[error("I/O error at {stage}: {source}")]
+    #[error("I/O error at {}: {source}", .stage.as_str())]
     Io {
         /// Where.
         stage: Stage,
@@ -129,7 +83,7 @@ pub enum ClientError {
         source: io::Error,
     },
     /// The server's reply does not let this step go on (the connection is still usable).
-    #[error("{stage} rejected: {reply}")]
+    #[error("{} rejected: {reply}", .stage.as_str())]
     Rejected {
         /// The command that was refused.
         stage: Stage,
@@ -345,30 +299,9 @@ pub struct TlsInfo {
     pub peer_certificates: Vec<CertificateDer<'static>>,
 }
 
-/// Every reply of one mail transaction, as data: a refusal here is an answer, not an error.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TransactionReplies {
-    /// Reply to MAIL FROM.
-    pub mail: Reply,
-    /// Replies to RCPT TO, one per recipient, in order (fewer when MAIL was refused without pipelining).
-    pub rcpts: Vec<Reply>,
-    /// Reply to DATA, when it was sent.
-    pub data: Option<Reply>,
-    /// Reply after the final dot, when the body (or, RFC 2920 §3.1, a lone dot) was sent.
-    pub dot: Option<Reply>,
-}
-
-impl TransactionReplies {
-    /// Recipients the server accepted.
-    pub fn accepted_rcpts(&self) -> usize {
-        self.rcpts.iter().filter(|r| is_2xx(r)).count()
-    }
-
-    /// The server took the message for at least one recipient.
-    pub fn accepted(&self) -> bool {
-        is_2xx(&self.mail) && self.accepted_rcpts() > 0 && self.dot.as_ref().is_some_and(is_2xx)
-    }
-}
+/// Every reply of one mail transaction, as data (the core judges them:
+/// `mailsim_core::stage::attempt::settle_transaction`).
+pub use mailsim_core::stage::attempt::TransactionReplies;
 
 fn is_2xx(reply: &Reply) -> bool {
     reply.code.get() / 100 == 2

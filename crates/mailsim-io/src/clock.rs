@@ -27,6 +27,12 @@ impl SimClock {
         Timestamp::from_millis(real + self.offset_ms.load(Ordering::Relaxed))
     }
 
+    /// Now in simulated time as a `SystemTime`: the moment certificates' validity periods are
+    /// judged at, inbound and outbound, so advancing the world can expire them.
+    pub fn system_time(&self) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_millis(self.now().as_millis().max(0) as u64)
+    }
+
     /// Moves simulated time forward and wakes whoever waits on it (the queue).
     pub fn advance(&self, by: Duration) {
         self.offset_ms.fetch_add(by.as_millis() as i64, Ordering::Relaxed);

@@ -7,17 +7,20 @@
 //! - [`listener`]: accept loop with a connection cap and a shutdown future.
 //! - [`smtp_conn`]: one inbound connection: bytes ↔ `core::session`, STARTTLS upgrade, timeouts.
 //! - [`store`]: where accepted messages go: mailboxes in memory and as .eml files.
-//! - [`pipeline`]: the only sequencer after acceptance: route, attempt, settle, queue, bounce.
+//! - [`pipeline`]: the only sequencer after acceptance: route, attempt, settle, queue, bounce;
+//!   [`queue`]: deferred recipients and their schedule; [`lanes`]: per-next-hop workers.
 //! - [`outbound`]: one delivery attempt over SMTP under the connector's TLS policy.
 //! - [`clock`]: simulated time the queue runs on; [`trace_sink`]: the message trace.
 
 pub mod client;
 pub mod clock;
 pub mod dns;
+pub mod lanes;
 pub mod listener;
 pub mod outbound;
 pub mod pipeline;
 pub mod protocol_log;
+pub mod queue;
 pub mod shared;
 pub mod smtp_conn;
 pub mod store;

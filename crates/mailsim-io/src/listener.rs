@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
-use crate::smtp_conn::{Endpoint, handle, now};
+use crate::smtp_conn::{Endpoint, handle};
 
 /// How many connections run at once before new ones get `421 4.3.2`.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 2000;
@@ -30,7 +30,7 @@ pub async fn serve(
     // Session ids only need to be unique in this process; starting from the clock (in seconds,
     // shifted so that `Session`'s per-message ids still fit in 64 bits) keeps them distinct across
     // runs in logs.
-    let ids = AtomicU64::new(((now().as_millis() / 1000) as u64 & 0xFFFF_FFFF) << 12);
+    let ids = AtomicU64::new(((endpoint.pipeline.clock().now().as_millis() / 1000) as u64 & 0xFFFF_FFFF) << 12);
     let mut tasks = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
@@ -57,7 +57,8 @@ pub async fn serve(
                     }
                     Err(_) => {
                         let tenant = endpoint.tenant.get();
-                        let ctx = ReplyContext { host: &tenant.settings.server_name, now: now(), session_id: id };
+                        let now = endpoint.pipeline.clock().now();
+                        let ctx = ReplyContext { host: &tenant.settings.server_name, now, session_id: id };
                         let reply = ReplyKind::TooManyConnections.reply(&ctx).to_wire();
                         tasks.spawn(async move {
                             let mut stream = stream;

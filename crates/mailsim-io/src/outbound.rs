@@ -2,22 +2,26 @@
 //! translate declared addresses through the address plan, connect from the tenant's own address,
 //! and run the SMTP conversation. At each step the core decides (`route::mx_targets`,
 //! `deliver::tls_gate`, `deliver::check_server_certificate`); this module only carries it out and
-//! returns, per recipient, the reply that settles it.
+//! returns what happened: the transaction's replies, or the client's error mapped one-to-one to an
+//! [`AttemptFailure`]. Which reply that stands for, and which reply settles each recipient, is the
+//! core's (`stage::attempt`). Certificates are judged at the world's simulated time.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use mailsim_core::addr::EmailAddress;
 use mailsim_core::envelope::AcceptedMessage;
 use mailsim_core::plan::AddressPlan;
-use mailsim_core::reply::{LastAttempt, Reply, ReplyContext, ReplyKind};
+use mailsim_core::reply::{LastAttempt, ReplyContext};
+use mailsim_core::stage::attempt::{AttemptFailure, AttemptResult, DnsFailure, failure_reply};
 use mailsim_core::stage::deliver::{TlsStep, check_server_certificate, tls_gate};
 use mailsim_core::stage::route::{Hop, MxDecision, TlsPolicy, address_targets, mx_targets};
 use mailsim_core::tenant::SmartHost;
 use mailsim_core::tenant::outbound_connector::SmartHostAddr;
 
 use crate::client::{ClientError, ClientOptions, SmtpClient, Stage, TlsMode};
+use crate::clock::SimClock;
 use crate::dns::Resolver;
 use crate::protocol_log::{ProtocolLog, SendAttempt};
 use crate::tls::ServerTrust;
@@ -31,6 +35,8 @@ pub struct OutboundConfig {
     pub resolver: Option<Arc<Resolver>>,
     /// Roots for `CertificateValidation`/`DomainValidation`.
     pub server_trust: ServerTrust,
+    /// The world's clock: server certificates are judged at its time.
+    pub clock: Arc<SimClock>,
     /// The tenant's own source address for outbound connections.
     pub source_ip: IpAddr,
     /// EHLO name.
@@ -51,8 +57,8 @@ pub struct OutboundConfig {
 /// The result of one attempt.
 #[derive(Debug)]
 pub struct Attempt {
-    /// The reply that settles each recipient this time.
-    pub replies: Vec<(EmailAddress, Reply)>,
+    /// The transaction's replies, or what stopped the attempt.
+    pub result: AttemptResult,
     /// The server talked to last (name, declared `ip:port`).
     pub last: Option<LastAttempt>,
     /// TLS version and cipher, when the conversation was encrypted.
@@ -82,9 +88,17 @@ impl Target {
     }
 }
 
-enum Targets {
-    List(Vec<Target>),
-    Settled(ReplyKind),
+/// The client's error at `step`, as the attempt's failure: one to one, no judgement. During
+/// STARTTLS anything but a refusal is the handshake's failure, in the client's words.
+fn failure(step: Stage, e: ClientError) -> AttemptFailure {
+    match e {
+        ClientError::Rejected { stage, reply } => AttemptFailure::Rejected { phase: stage, reply },
+        e if step == Stage::StartTls => AttemptFailure::TlsHandshake { detail: e.to_string() },
+        ClientError::Connect(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => AttemptFailure::Refused,
+        ClientError::Connect(_) => AttemptFailure::Unreachable,
+        ClientError::Timeout(phase) => AttemptFailure::TimedOut(phase),
+        _ => AttemptFailure::Closed(step),
+    }
 }
 
 /// An SMTP session to a next hop left open after a completed transaction, so the next message for
@@ -123,15 +137,15 @@ pub async fn attempt(
 ) -> Attempt {
     if let Some(mut open) = cache.take() {
         if &open.hop == hop {
-            let result = transact(cfg, &mut open.client, &open.last, message, recipients).await;
+            let result = transact(&mut open.client, message, recipients).await;
             let log = LogCtx::new(&cfg.protocol_log, hop, &open.last, &message.message_id);
             let reusable = result.as_ref().is_some_and(|(_, reusable)| *reusable);
             log.record(&mut open.client, None, reusable);
             // `None`: the cached session had gone away before MAIL was answered: nothing was
             // sent, so open a new one.
-            if let Some((replies, reusable)) = result {
+            if let Some((result, reusable)) = result {
                 let attempt =
-                    Attempt { replies, last: Some(open.last.clone()), tls: open.tls.clone(), transcript: None };
+                    Attempt { result, last: Some(open.last.clone()), tls: open.tls.clone(), transcript: None };
                 if reusable {
                     *cache = Some(open);
                 }
@@ -141,8 +155,6 @@ pub async fn attempt(
             open.close().await;
         }
     }
-    let ctx = ReplyContext { host: &cfg.server_name, now: crate::smtp_conn::now(), session_id: message.internal_id };
-    let all = |reply: Reply| recipients.iter().map(|r| (r.clone(), reply.clone())).collect::<Vec<_>>();
     let (targets, tls) = match hop {
         Hop::SmartHost { hosts, tls, .. } => (smart_host_targets(cfg, hosts).await, tls),
         Hop::Mx { domain, tls, .. } => (mx_hop_targets(cfg, domain.as_str()).await, tls),
@@ -151,18 +163,23 @@ pub async fn attempt(
         }
     };
     let targets = match targets {
-        Targets::Settled(kind) => {
-            return Attempt { replies: all(kind.reply(&ctx)), last: None, tls: None, transcript: None };
+        Err(dns) => {
+            return Attempt {
+                result: AttemptResult::Failed(AttemptFailure::Dns(dns)),
+                last: None,
+                tls: None,
+                transcript: None,
+            };
         }
-        Targets::List(t) => t,
+        Ok(t) => t,
     };
-    let mut last_failure = ReplyKind::UnableToRoute;
+    let mut last_failure = AttemptFailure::Dns(DnsFailure::NoHosts);
     let mut last = None;
     let mut transcript = None;
     for target in &targets {
         last = Some(target.last());
         match converse(cfg, target, hop, tls, message, recipients).await {
-            Conversation::Done { replies, tls, transcript, client } => {
+            Conversation::Done { result, tls, transcript, client } => {
                 if let Some(client) = client {
                     *cache = Some(OpenConnection {
                         hop: hop.clone(),
@@ -172,7 +189,7 @@ pub async fn attempt(
                         protocol_log: cfg.protocol_log.clone(),
                     });
                 }
-                return Attempt { replies, last, tls, transcript };
+                return Attempt { result, last, tls, transcript };
             }
             Conversation::TryNext { failure, transcript: t } => {
                 last_failure = failure;
@@ -180,19 +197,17 @@ pub async fn attempt(
             }
         }
     }
-    Attempt { replies: all(last_failure.reply(&ctx)), last, tls: None, transcript }
+    Attempt { result: AttemptResult::Failed(last_failure), last, tls: None, transcript }
 }
 
 /// One mail transaction on an open session. `None` when the session turned out to be closed
-/// before the server answered MAIL (safe to retry elsewhere); otherwise the per-recipient replies
-/// and whether the session can carry another transaction.
+/// before the server answered MAIL (safe to retry elsewhere); otherwise what happened and whether
+/// the session can carry another transaction.
 async fn transact(
-    cfg: &OutboundConfig,
     client: &mut SmtpClient,
-    last: &LastAttempt,
     message: &AcceptedMessage,
     recipients: &[EmailAddress],
-) -> Option<(Vec<(EmailAddress, Reply)>, bool)> {
+) -> Option<(AttemptResult, bool)> {
     let from = message.envelope.sender.as_ref().map(|s| s.to_string()).unwrap_or_default();
     let rcpts: Vec<String> = recipients.iter().map(|r| r.to_string()).collect();
     let rcpt_refs: Vec<&str> = rcpts.iter().map(String::as_str).collect();
@@ -204,99 +219,89 @@ async fn transact(
                 // RFC 5321 §4.1.1.5: a refused transaction is reset before the next one.
                 reusable = client.rset().await.is_ok();
             }
-            Some((settle_transaction(recipients, &t), reusable))
+            Some((AttemptResult::Transaction(t), reusable))
         }
         Err(
             ClientError::Closed(Stage::Mail)
             | ClientError::Io { stage: Stage::Mail, .. }
             | ClientError::NotConnected(_),
         ) => None,
+        // A failure mid-transaction (dropped connection, timeout) decides every recipient alike.
         Err(e) => {
-            // A failure mid-transaction (dropped connection, timeout) decides every recipient alike.
-            let kind = match e {
-                ClientError::Timeout(Stage::Connect) => ReplyKind::ConnectionTimedOut { last: last.clone() },
-                _ => ReplyKind::ConnectionClosedAbruptly { last: last.clone() },
-            };
-            let ctx =
-                ReplyContext { host: &cfg.server_name, now: crate::smtp_conn::now(), session_id: message.internal_id };
-            let reply = kind.reply(&ctx);
-            Some((recipients.iter().map(|r| (r.clone(), reply.clone())).collect(), false))
+            let step = e.stage().unwrap_or(Stage::Mail);
+            Some((AttemptResult::Failed(failure(step, e)), false))
         }
     }
 }
 
-async fn smart_host_targets(cfg: &OutboundConfig, hosts: &[SmartHost]) -> Targets {
+async fn smart_host_targets(cfg: &OutboundConfig, hosts: &[SmartHost]) -> Result<Vec<Target>, DnsFailure> {
     let mut out = Vec::new();
-    let mut failure = ReplyKind::UnableToRoute;
+    let mut failure = DnsFailure::NoHosts;
     for host in hosts {
         match &host.host {
             SmartHostAddr::Ip(ip) => out.push(Target::new(cfg, ip.to_string(), *ip, host.port)),
             SmartHostAddr::Name(name) => match resolve_smart_host(cfg, name).await {
                 Ok(ips) => out.extend(ips.into_iter().map(|ip| Target::new(cfg, name.clone(), ip, host.port))),
-                Err(kind) => failure = kind,
+                Err(f) => failure = f,
             },
         }
     }
-    if out.is_empty() { Targets::Settled(failure) } else { Targets::List(out) }
+    if out.is_empty() { Err(failure) } else { Ok(out) }
 }
 
-async fn mx_hop_targets(cfg: &OutboundConfig, domain: &str) -> Targets {
+async fn mx_hop_targets(cfg: &OutboundConfig, domain: &str) -> Result<Vec<Target>, DnsFailure> {
     let Some(resolver) = &cfg.resolver else {
-        return Targets::Settled(ReplyKind::DnsQueryFailed { server: domain.to_string() });
+        return Err(DnsFailure::QueryFailed { name: domain.to_string() });
     };
     let domain = mailsim_core::addr::Domain::parse(domain, true).expect("routed domains are valid");
     let answer = resolver.mx(domain.as_str()).await;
     match mx_targets(&domain, &answer) {
-        MxDecision::Fail(kind) => Targets::Settled(kind),
-        MxDecision::Defer(kind) => Targets::Settled(kind),
+        MxDecision::Fail(kind) | MxDecision::Defer(kind) => Err(DnsFailure::Answered(kind)),
         MxDecision::Hosts(hosts) => {
             let mut out = Vec::new();
-            let mut failure = ReplyKind::UnableToRoute;
+            let mut failure = DnsFailure::NoHosts;
             for host in hosts {
                 match resolve_host(cfg, &host).await {
                     Ok(ips) => out.extend(ips.into_iter().map(|ip| Target::new(cfg, host.clone(), ip, 25))),
-                    Err(kind) => failure = kind,
+                    Err(f) => failure = f,
                 }
             }
-            if out.is_empty() { Targets::Settled(failure) } else { Targets::List(out) }
+            if out.is_empty() { Err(failure) } else { Ok(out) }
         }
     }
 }
 
 /// A smart host FQDN: its MX hosts (or itself), each resolved to addresses, in order.
-async fn resolve_smart_host(cfg: &OutboundConfig, name: &str) -> Result<Vec<IpAddr>, ReplyKind> {
+async fn resolve_smart_host(cfg: &OutboundConfig, name: &str) -> Result<Vec<IpAddr>, DnsFailure> {
     let Some(resolver) = &cfg.resolver else {
-        return Err(ReplyKind::DnsQueryFailed { server: name.to_string() });
+        return Err(DnsFailure::QueryFailed { name: name.to_string() });
     };
     let mut ips = Vec::new();
-    let mut failure = ReplyKind::DnsQueryFailed { server: name.to_string() };
-    for host in mailsim_core::stage::route::smart_host_names(name, &resolver.mx(name).await)? {
+    let mut failure = DnsFailure::QueryFailed { name: name.to_string() };
+    let hosts =
+        mailsim_core::stage::route::smart_host_names(name, &resolver.mx(name).await).map_err(DnsFailure::Answered)?;
+    for host in hosts {
         match resolve_host(cfg, &host).await {
             Ok(found) => ips.extend(found),
-            Err(kind) => failure = kind,
+            Err(f) => failure = f,
         }
     }
     if ips.is_empty() { Err(failure) } else { Ok(ips) }
 }
 
-async fn resolve_host(cfg: &OutboundConfig, name: &str) -> Result<Vec<IpAddr>, ReplyKind> {
+async fn resolve_host(cfg: &OutboundConfig, name: &str) -> Result<Vec<IpAddr>, DnsFailure> {
     let Some(resolver) = &cfg.resolver else {
-        return Err(ReplyKind::DnsQueryFailed { server: name.to_string() });
+        return Err(DnsFailure::QueryFailed { name: name.to_string() });
     };
-    address_targets(name, &resolver.ipv4(name).await)
+    address_targets(name, &resolver.ipv4(name).await).map_err(DnsFailure::Answered)
 }
 
 enum Conversation {
-    /// The transaction ran: these replies settle the recipients; the session, when it can carry
-    /// another transaction.
-    Done {
-        replies: Vec<(EmailAddress, Reply)>,
-        tls: Option<String>,
-        transcript: Option<String>,
-        client: Option<Box<SmtpClient>>,
-    },
+    /// The transaction ran (or broke off mid-way): this settles the recipients; the session, when
+    /// it can carry another transaction.
+    Done { result: AttemptResult, tls: Option<String>, transcript: Option<String>, client: Option<Box<SmtpClient>> },
     /// This server could not take the message; try the next one.
-    TryNext { failure: ReplyKind, transcript: Option<String> },
+    TryNext { failure: AttemptFailure, transcript: Option<String> },
 }
 
 async fn converse(
@@ -308,8 +313,7 @@ async fn converse(
     recipients: &[EmailAddress],
 ) -> Conversation {
     let last = target.last();
-    let target_last = target.last();
-    let log = LogCtx::new(&cfg.protocol_log, hop, &target_last, &message.message_id);
+    let log = LogCtx::new(&cfg.protocol_log, hop, &last, &message.message_id);
     let loopback = cfg.plan.get().loopback_for(target.declared);
     let mut opts = ClientOptions::new(SocketAddr::new(loopback, target.port));
     opts.local_addr = Some(cfg.source_ip);
@@ -322,79 +326,53 @@ async fn converse(
     opts.record_transcript = cfg.protocol_log.is_enabled();
     opts.timeout = cfg.timeout;
     let mut client = SmtpClient::new(opts);
-    let try_next = |failure: ReplyKind, client: &mut SmtpClient| {
+    let try_next = |failure: AttemptFailure, client: &mut SmtpClient| {
         let ctx = ReplyContext { host: &cfg.server_name, now: log.started, session_id: message.internal_id };
-        let transcript = log.record(client, Some(failure.reply(&ctx).to_string()), false);
+        let outcome = failure_reply(&failure, Some(&last)).reply(&ctx).to_string();
+        let transcript = log.record(client, Some(outcome), false);
         Conversation::TryNext { failure, transcript }
     };
 
-    match client.connect().await {
-        Ok(_) => {}
-        Err(ClientError::Connect(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-            return try_next(ReplyKind::ConnectionRefused { last }, &mut client);
-        }
-        Err(ClientError::Connect(_) | ClientError::Timeout(_)) => {
-            return try_next(ReplyKind::ConnectionTimedOut { last }, &mut client);
-        }
-        Err(ClientError::Rejected { reply, .. }) => {
-            return try_next(ReplyKind::CannotConnect { message: reply.to_string(), last }, &mut client);
-        }
-        Err(_) => return try_next(ReplyKind::ConnectionClosedAbruptly { last }, &mut client),
+    if let Err(e) = client.connect().await {
+        return try_next(failure(Stage::Connect, e), &mut client);
     }
     let caps = match client.ehlo().await {
         Ok(c) => c,
-        Err(ClientError::Rejected { reply, .. }) => {
-            return try_next(ReplyKind::CannotConnect { message: reply.to_string(), last }, &mut client);
-        }
-        Err(_) => return try_next(ReplyKind::ConnectionClosedAbruptly { last }, &mut client),
+        Err(e) => return try_next(failure(Stage::Ehlo, e), &mut client),
     };
     let mut tls_text = None;
-    match tls_gate(policy, caps.starttls, &last) {
-        Err(kind) => {
+    match tls_gate(policy, caps.starttls) {
+        Err(f) => {
             let _ = client.quit().await;
-            return try_next(kind, &mut client);
+            return try_next(f, &mut client);
         }
         Ok(TlsStep::Plain) => {}
         Ok(TlsStep::StartTls) => {
             let info = match client.starttls().await {
                 Ok(info) => info,
-                Err(ClientError::Rejected { reply, .. }) => {
-                    return try_next(ReplyKind::CannotConnect { message: reply.to_string(), last }, &mut client);
-                }
-                Err(e) => {
-                    return try_next(
-                        ReplyKind::CannotConnect { message: format!("TLS negotiation failed: {e}"), last },
-                        &mut client,
-                    );
-                }
+                Err(e) => return try_next(failure(Stage::StartTls, e), &mut client),
             };
             let facts = (!info.peer_certificates.is_empty())
-                .then(|| cfg.server_trust.facts(&info.peer_certificates, SystemTime::now()));
-            if let Err(kind) = check_server_certificate(policy, facts.as_ref(), &target.name, &last) {
+                .then(|| cfg.server_trust.facts(&info.peer_certificates, cfg.clock.system_time()));
+            if let Err(f) = check_server_certificate(policy, facts.as_ref(), &target.name) {
                 let _ = client.quit().await;
-                return try_next(kind, &mut client);
+                return try_next(f, &mut client);
             }
             tls_text = Some(format!("{} {}", info.version, info.cipher));
             if let Err(e) = client.ehlo().await {
-                let kind = match e {
-                    ClientError::Rejected { reply, .. } => {
-                        ReplyKind::CannotConnect { message: reply.to_string(), last }
-                    }
-                    _ => ReplyKind::ConnectionClosedAbruptly { last },
-                };
-                return try_next(kind, &mut client);
+                return try_next(failure(Stage::Ehlo, e), &mut client);
             }
         }
     }
-    match transact(cfg, &mut client, &last, message, recipients).await {
-        Some((replies, reusable)) => {
+    match transact(&mut client, message, recipients).await {
+        Some((result, reusable)) => {
             if !reusable {
                 let _ = client.quit().await;
             }
             let transcript = log.record(&mut client, None, reusable);
-            Conversation::Done { replies, tls: tls_text, transcript, client: reusable.then(|| Box::new(client)) }
+            Conversation::Done { result, tls: tls_text, transcript, client: reusable.then(|| Box::new(client)) }
         }
-        None => try_next(ReplyKind::ConnectionClosedAbruptly { last }, &mut client),
+        None => try_next(AttemptFailure::Closed(Stage::Mail), &mut client),
     }
 }
 
@@ -432,32 +410,4 @@ impl<'a> LogCtx<'a> {
         });
         Some(transcript.render(true))
     }
-}
-
-/// Per recipient: MAIL's refusal decides all; otherwise its RCPT reply when refused; the accepted
-/// ones share the DATA or end-of-data reply.
-fn settle_transaction(
-    recipients: &[EmailAddress],
-    t: &crate::client::TransactionReplies,
-) -> Vec<(EmailAddress, Reply)> {
-    recipients
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let reply = if !t.mail.code.is_positive() {
-                t.mail.clone()
-            } else {
-                match t.rcpts.get(i) {
-                    Some(rcpt) if !rcpt.code.is_positive() => rcpt.clone(),
-                    Some(_) => match (&t.data, &t.dot) {
-                        (Some(data), _) if !data.code.is_positive() => data.clone(),
-                        (_, Some(dot)) => dot.clone(),
-                        _ => t.mail.clone(),
-                    },
-                    None => t.mail.clone(),
-                }
-            };
-            (r.clone(), reply)
-        })
-        .collect()
 }

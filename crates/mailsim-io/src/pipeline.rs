@@ -1,62 +1,35 @@
 //! The only sequencer: what happens to a message after the tenant accepted it.
 //!
 //! accept → loop check → categorize → plan → per route: deliver locally, fail (unroutable), or
-//! attempt over SMTP → settle each recipient → trace → queue the deferred ones, bounce the failed
-//! ones with an NDR that travels the same pipeline. Every decision is a core call; this file
-//! records the trace event built from each result and does the I/O the result asks for.
+//! attempt over SMTP on the hop's lane → settle each recipient → queue the deferred ones, bounce
+//! the failed ones with an NDR that travels the same pipeline. Every decision is a core call and
+//! every trace event is built in the core from its result; this file records it and does the I/O
+//! the result asks for. The retry queue is [`crate::queue`], the per-hop lanes [`crate::lanes`].
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use mailsim_core::addr::EmailAddress;
-use mailsim_core::envelope::{AcceptedMessage, Envelope};
-use mailsim_core::ndr::{FailedRecipient, NdrInput, compose};
+use mailsim_core::envelope::AcceptedMessage;
+use mailsim_core::ndr::{FailedRecipient, NdrInput, compose, postmaster};
 use mailsim_core::reply::{Reply, ReplyContext};
 use mailsim_core::session::Refusal;
+use mailsim_core::stage::attempt::recipient_replies;
 use mailsim_core::stage::categorize::categorize;
-use mailsim_core::stage::inbound::{Direction, InboundVerdict};
 use mailsim_core::stage::outcome::{Outcome, RetryPolicy, check_loop, settle};
 use mailsim_core::stage::route::{Hop, Source, plan};
 use mailsim_core::tenant::Tenant;
 use mailsim_core::time::Timestamp;
-use mailsim_core::trace::{Event, TraceEvent};
-use tokio::sync::Notify;
+use mailsim_core::trace::TraceEvent;
 
 use crate::clock::SimClock;
+use crate::lanes::Lanes;
+pub use crate::lanes::MAX_CONNECTIONS_PER_HOP;
 use crate::outbound::{Attempt, OutboundConfig, attempt};
+use crate::queue::Queue;
+pub use crate::queue::QueueEntry;
 use crate::store::MailStore;
 use crate::trace_sink::TraceSink;
-
-/// Recipients of one message waiting for their next attempt on one hop.
-#[derive(Clone, Debug)]
-pub struct QueueEntry {
-    /// The message.
-    pub message: Arc<AcceptedMessage>,
-    /// Where to.
-    pub hop: Hop,
-    /// Who.
-    pub recipients: Vec<EmailAddress>,
-    /// Attempts made so far.
-    pub attempts: u32,
-    /// When the next attempt is due (simulated time).
-    pub retry_at: Timestamp,
-    /// The last error (EXO's `LED=`).
-    pub last_error: Option<Reply>,
-}
-
-/// Sessions one next hop gets at once. Exchange and Postfix default to 20 per destination; on the
-/// 2-core machine the simulator targets, 8 delivered more messages per second than 20 (measured
-/// with `cargo bench -p mailsim --bench outbound`), since every peer shares the same cores.
-pub const MAX_CONNECTIONS_PER_HOP: usize = 8;
-
-/// Entries waiting for one next hop, and how many workers serve it.
-#[derive(Debug)]
-struct Lane {
-    hop: Hop,
-    pending: VecDeque<QueueEntry>,
-    workers: usize,
-}
 
 /// Takes accepted messages and session refusals from connections and sees each recipient through.
 #[derive(Debug)]
@@ -67,12 +40,8 @@ pub struct Pipeline {
     clock: Arc<SimClock>,
     outbound: Arc<OutboundConfig>,
     retry: RetryPolicy,
-    queue: Mutex<Vec<QueueEntry>>,
-    lanes: Mutex<Vec<Lane>>,
-    queue_changed: Notify,
-    in_flight: AtomicU64,
-    /// Lane workers alive, including one still closing its session.
-    workers: AtomicU64,
+    queue: Queue,
+    lanes: Lanes,
     ndr_ids: AtomicU64,
     refusals: Mutex<Vec<Refusal>>,
 }
@@ -94,11 +63,8 @@ impl Pipeline {
             clock,
             outbound,
             retry,
-            queue: Mutex::new(Vec::new()),
-            lanes: Mutex::new(Vec::new()),
-            queue_changed: Notify::new(),
-            in_flight: AtomicU64::new(0),
-            workers: AtomicU64::new(0),
+            queue: Queue::new(),
+            lanes: Lanes::new(),
             ndr_ids: AtomicU64::new(1),
             refusals: Mutex::new(Vec::new()),
         }
@@ -121,58 +87,30 @@ impl Pipeline {
 
     /// Recipients waiting for a retry.
     pub fn queued(&self) -> Vec<QueueEntry> {
-        self.queue.lock().expect("queue lock").clone()
+        self.queue.entries()
     }
 
     /// Puts recipients in the retry queue as they are (used by the queue benchmark and by tools that
     /// restore a queue).
     pub fn defer(&self, entry: QueueEntry) {
-        self.queue.lock().expect("queue lock").push(entry);
-        self.queue_changed.notify_waiters();
+        self.queue.defer(entry);
     }
 
     /// Attempts running right now.
     pub fn in_flight(&self) -> u64 {
-        self.in_flight.load(Ordering::Relaxed)
+        self.lanes.in_flight()
     }
 
     fn ctx<'a>(&self, tenant: &'a Tenant, session_id: u64) -> ReplyContext<'a> {
         ReplyContext { host: &tenant.settings.server_name, now: self.clock.now(), session_id }
     }
 
-    fn event(
-        &self,
-        message: &AcceptedMessage,
-        event: Event,
-        recipient: Option<&EmailAddress>,
-        detail: String,
-    ) -> TraceEvent {
-        TraceEvent {
-            at: self.clock.now(),
-            event,
-            message_id: message.message_id.clone(),
-            internal_id: Some(message.internal_id),
-            sender: message.envelope.sender.as_ref().map_or("<>".to_string(), |s| s.to_string()),
-            recipient: recipient.map(|r| r.to_string()),
-            from_ip: Some(message.peer.ip),
-            to_ip: None,
-            connector: message.verdict.connector().map(str::to_string),
-            detail,
-            data: None,
-        }
-    }
-
     /// A message the session answered 250 for.
     pub fn accept(self: &Arc<Self>, message: AcceptedMessage) {
         let tenant = self.tenant.get();
         let message = Arc::new(message);
-        let direction = match &message.verdict {
-            InboundVerdict::Accepted { direction: Direction::Originating, .. } => "Originating",
-            _ => "Incoming",
-        };
         for rcpt in &message.envelope.recipients {
-            let detail = format!("Received by {} ({direction})", tenant.settings.server_name);
-            self.trace.record(self.event(&message, Event::Receive, Some(rcpt), detail));
+            self.trace.record(TraceEvent::received(&message, rcpt, &tenant.settings.server_name, self.clock.now()));
         }
         // §5.3: a message that has travelled too far is failed here, before any routing.
         if let Some(kind) = check_loop(&message.data, &self.retry) {
@@ -189,12 +127,7 @@ impl Pipeline {
                 Hop::Mailbox => {
                     for rcpt in route.recipients {
                         self.store.deliver(rcpt.clone(), message.clone());
-                        self.trace.record(self.event(
-                            &message,
-                            Event::Deliver,
-                            Some(&rcpt),
-                            "Delivered to mailbox".into(),
-                        ));
+                        self.trace.record(TraceEvent::delivered_to_mailbox(&message, &rcpt, self.clock.now()));
                     }
                 }
                 Hop::Unroutable(kind) => {
@@ -217,139 +150,63 @@ impl Pipeline {
         }
     }
 
-    /// Hands an entry to its hop's lane. Each next hop has a lane of pending entries served by at
-    /// most [`MAX_CONNECTIONS_PER_HOP`] workers, each keeping its SMTP session open between
-    /// messages (Postfix's per-destination concurrency and connection cache).
+    /// Hands an entry to its hop's lane, starting a worker when the lane has room for one.
     fn spawn_attempt(self: &Arc<Self>, entry: QueueEntry) {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
         let hop = entry.hop.clone();
-        let start_worker = {
-            let mut lanes = self.lanes.lock().expect("lanes lock");
-            let lane = match lanes.iter_mut().position(|l| l.hop == hop) {
-                Some(i) => &mut lanes[i],
-                None => {
-                    lanes.push(Lane { hop: hop.clone(), pending: VecDeque::new(), workers: 0 });
-                    lanes.last_mut().expect("just pushed")
-                }
-            };
-            lane.pending.push_back(entry);
-            let start = lane.workers < MAX_CONNECTIONS_PER_HOP;
-            if start {
-                lane.workers += 1;
-            }
-            start
-        };
-        if start_worker {
-            self.workers.fetch_add(1, Ordering::Relaxed);
+        if self.lanes.push(entry) {
             let me = self.clone();
             tokio::spawn(async move { me.lane_worker(hop).await });
         }
     }
 
+    /// Serves `hop`'s lane: attempt, settle, next, on one SMTP session kept open between messages.
     async fn lane_worker(self: Arc<Self>, hop: Hop) {
         let mut connection = None;
-        loop {
-            let next = {
-                let mut lanes = self.lanes.lock().expect("lanes lock");
-                let i = lanes.iter().position(|l| l.hop == hop).expect("a worker's lane exists");
-                match lanes[i].pending.pop_front() {
-                    Some(entry) => Some(entry),
-                    None => {
-                        lanes[i].workers -= 1;
-                        if lanes[i].workers == 0 {
-                            lanes.swap_remove(i);
-                        }
-                        None
-                    }
-                }
-            };
-            let Some(entry) = next else { break };
-            let outgoing = self.outgoing(&entry);
+        while let Some(entry) = self.lanes.next(&hop) {
+            let outgoing = outgoing(&entry);
             let result = attempt(&self.outbound, &entry.hop, &outgoing, &entry.recipients, &mut connection).await;
             self.settle_attempt(entry, result);
-            self.in_flight.fetch_sub(1, Ordering::Relaxed);
-            self.trace_changed();
+            self.lanes.done();
+            self.queue.notify();
         }
         if let Some(open) = connection {
             open.close().await;
         }
-        self.workers.fetch_sub(1, Ordering::Relaxed);
-        self.trace_changed();
-    }
-
-    /// The message as it leaves the organization: the §8.5 header firewall strips the
-    /// organization headers, or (§3.1 CloudServicesMailEnabled) carries them across premises.
-    fn outgoing(&self, entry: &QueueEntry) -> AcceptedMessage {
-        let tenant = self.tenant.get();
-        let cross_premises = entry
-            .hop
-            .connector()
-            .and_then(|name| tenant.outbound_connectors.iter().find(|c| c.name == name))
-            .is_some_and(|c| c.cloud_services_mail_enabled);
-        let m = &entry.message;
-        // Field by field, so the content is not copied once more before it is rewritten.
-        AcceptedMessage {
-            internal_id: m.internal_id,
-            message_id: m.message_id.clone(),
-            envelope: m.envelope.clone(),
-            peer: m.peer.clone(),
-            verdict: m.verdict.clone(),
-            data: mailsim_core::headers::leaving(&m.data, cross_premises),
-            received_at: m.received_at,
-        }
-    }
-
-    fn trace_changed(&self) {
-        self.queue_changed.notify_waiters();
+        self.lanes.retire();
+        self.queue.notify();
     }
 
     fn settle_attempt(self: &Arc<Self>, mut entry: QueueEntry, result: Attempt) {
         entry.attempts += 1;
         let now = self.clock.now();
         let message = entry.message.clone();
-        let to_ip = result.last.as_ref().map(|l| l.ip.clone());
-        let connector = entry.hop.connector().map(str::to_string);
+        let tenant = self.tenant.get();
+        let ctx = self.ctx(&tenant, message.internal_id);
+        let replies = recipient_replies(&result.result, result.last.as_ref(), entry.recipients.len(), &ctx);
         let mut deferred = Vec::new();
         let mut failed = Vec::new();
         let mut last_error = None;
-        let tenant = self.tenant.get();
-        for (rcpt, reply) in result.replies {
+        for (rcpt, reply) in entry.recipients.iter().zip(replies) {
             let ctx = self.ctx(&tenant, message.internal_id);
             let outcome = settle(reply, entry.attempts, message.received_at, now, &self.retry, &ctx);
-            let (event, detail, data) = match &outcome {
-                Outcome::Delivered { reply } => {
-                    let via = result.last.as_ref().map_or(String::new(), |l| l.server.clone());
-                    let tls = result.tls.as_deref().map_or("without TLS".to_string(), |t| format!("over {t}"));
-                    (Event::Send, format!("Sent to {via} {tls}"), Some(reply.to_string()))
-                }
-                Outcome::Deferred { retry_at, reply } => (
-                    Event::Defer,
-                    format!("The last attempt to deliver the message encountered an error; next attempt at {retry_at}"),
-                    Some(format!("LED={reply}")),
-                ),
-                Outcome::Failed { reply, last_error } => (
-                    Event::Fail,
-                    match last_error {
-                        Some(led) => format!("Message expired; last error: {led}"),
-                        None => "Delivery failed".to_string(),
-                    },
-                    Some(reply.to_string()),
-                ),
-            };
-            let mut ev = self.event(&message, event, Some(&rcpt), detail);
-            ev.to_ip = to_ip.clone();
-            ev.connector = connector.clone().or(ev.connector);
-            ev.data = data;
-            self.trace.record(ev);
+            self.trace.record(TraceEvent::settled(
+                &message,
+                rcpt,
+                &outcome,
+                result.last.as_ref(),
+                result.tls.as_deref(),
+                entry.hop.connector(),
+                ctx.now,
+            ));
             match outcome {
                 Outcome::Delivered { .. } => {}
                 Outcome::Deferred { retry_at, reply } => {
                     entry.retry_at = retry_at;
                     last_error = Some(reply);
-                    deferred.push(rcpt);
+                    deferred.push(rcpt.clone());
                 }
                 Outcome::Failed { reply, .. } => {
-                    failed.push((rcpt, reply, result.last.as_ref().map(|l| l.server.clone())))
+                    failed.push((rcpt.clone(), reply, result.last.as_ref().map(|l| l.server.clone())))
                 }
             }
         }
@@ -376,18 +233,13 @@ impl Pipeline {
         let mut failures = Vec::new();
         for (rcpt, reply, remote_mta) in failed {
             if at.is_none() {
-                let mut ev = self.event(message, Event::Fail, Some(&rcpt), "Delivery failed".into());
-                ev.data = Some(reply.to_string());
-                self.trace.record(ev);
+                self.trace.record(TraceEvent::failed(message, &rcpt, &reply, self.clock.now()));
             }
             failures.push(FailedRecipient { recipient: rcpt, reply, remote_mta, last_attempt: at });
         }
         let tenant = self.tenant.get();
         let ndr_id = self.ndr_ids.fetch_add(1, Ordering::Relaxed) | (message.internal_id << 16);
-        let postmaster = format!(
-            "postmaster@{}",
-            tenant.accepted_domains.first().map_or("mailsim.test".to_string(), |d| d.name.to_string())
-        );
+        let postmaster = postmaster(&tenant);
         let input = NdrInput {
             original: message,
             failures: &failures,
@@ -398,50 +250,14 @@ impl Pipeline {
         };
         // RFC 3461 §6.2: never an NDR for a message from the null sender (compose returns None).
         let Some(ndr) = compose(&input) else { return };
-        let mut ev =
-            self.event(message, Event::Dsn, None, format!("NDR {} generated for {}", ndr.message_id, ndr.recipient));
-        ev.recipient = message.envelope.sender.as_ref().map(|s| s.to_string());
-        self.trace.record(ev);
-        let ndr_message = AcceptedMessage {
-            internal_id: ndr_id,
-            message_id: ndr.message_id,
-            envelope: Envelope { sender: None, recipients: vec![ndr.recipient], ..Envelope::default() },
-            peer: message.peer.clone(),
-            verdict: InboundVerdict::Accepted {
-                connector: None,
-                direction: Direction::Originating,
-                internal: true,
-                relay_allowed: true,
-                checks: Vec::new(),
-            },
-            data: ndr.data,
-            received_at: self.clock.now(),
-        };
-        self.accept(ndr_message);
+        self.trace.record(TraceEvent::ndr_generated(message, &ndr.message_id, &ndr.recipient, self.clock.now()));
+        self.accept(ndr.into_accepted(ndr_id, message, self.clock.now()));
     }
 
-    /// A refusal during the session, recorded in the trace (exo-semantics §8.1 recommendation:
-    /// status Failed, one FAIL event with the reply text, FromIP set, ToIP blank).
+    /// A refusal during the session, recorded in the trace (exo-semantics §8.1).
     pub fn refused(&self, refusal: Refusal) {
-        let reply = refusal.reply.to_string();
-        let sender = refusal.envelope.sender.as_ref().map_or("<>".to_string(), |s| s.to_string());
-        for rcpt in &refusal.envelope.recipients {
-            self.trace.record(TraceEvent {
-                at: refusal.at,
-                event: Event::Fail,
-                message_id: String::new(),
-                internal_id: None,
-                sender: sender.clone(),
-                recipient: Some(rcpt.to_string()),
-                from_ip: Some(refusal.peer.ip),
-                to_ip: None,
-                connector: refusal.rejection.as_ref().and_then(|r| r.connector.clone()),
-                detail: match &refusal.rejection {
-                    Some(r) => format!("Rejected at {}: {}", refusal.stage, r.reason),
-                    None => format!("Rejected at {}", refusal.stage),
-                },
-                data: Some(reply.clone()),
-            });
+        for ev in TraceEvent::refused(&refusal) {
+            self.trace.record(ev);
         }
         self.refusals.lock().expect("refusals lock").push(refusal);
     }
@@ -454,40 +270,29 @@ impl Pipeline {
     /// Retries deferred recipients when they are due, in simulated time. Runs until the task is
     /// dropped.
     pub async fn run_queue(self: Arc<Self>) {
-        loop {
-            let changed = self.queue_changed.notified();
-            let now = self.clock.now();
-            let (due, next) = {
-                let mut queue = self.queue.lock().expect("queue lock");
-                let (due, wait): (Vec<_>, Vec<_>) = queue.drain(..).partition(|e| e.retry_at <= now);
-                *queue = wait;
-                (due, queue.iter().map(|e| e.retry_at).min())
-            };
-            for entry in due {
-                self.spawn_attempt(entry);
-            }
-            let next = next.unwrap_or(now + std::time::Duration::from_secs(3600));
-            tokio::select! {
-                _ = self.clock.sleep_until(next) => {}
-                _ = changed => {}
-            }
-        }
+        let me = self.clone();
+        self.queue.run(&self.clock, |entry| me.spawn_attempt(entry)).await;
     }
 
     /// Waits until nothing is in flight, every outbound session is closed and nothing queued is
     /// due, or `timeout` passes. Returns whether the pipeline went quiet.
     pub async fn settled(&self, timeout: std::time::Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let changed = self.queue_changed.notified();
-            let now = self.clock.now();
-            let due = self.queue.lock().expect("queue lock").iter().any(|e| e.retry_at <= now);
-            if self.in_flight() == 0 && self.workers.load(Ordering::Relaxed) == 0 && !due {
-                return true;
-            }
-            if tokio::time::timeout_at(deadline, changed).await.is_err() {
-                return false;
-            }
-        }
+        self.queue.settled(&self.clock, || self.lanes.idle(), timeout).await
+    }
+}
+
+/// The message as it leaves the organization: the §8.5 header firewall strips the organization
+/// headers, or (§3.1 CloudServicesMailEnabled, carried on the hop) keeps them across premises.
+fn outgoing(entry: &QueueEntry) -> AcceptedMessage {
+    let m = &entry.message;
+    // Field by field, so the content is not copied once more before it is rewritten.
+    AcceptedMessage {
+        internal_id: m.internal_id,
+        message_id: m.message_id.clone(),
+        envelope: m.envelope.clone(),
+        peer: m.peer.clone(),
+        verdict: m.verdict.clone(),
+        data: mailsim_core::headers::leaving(&m.data, entry.hop.cross_premises()),
+        received_at: m.received_at,
     }
 }

@@ -907,7 +907,7 @@ impl SessionLog {
                     self.attributed(connector);
                 }
                 let reason = refusal.rejection.as_ref().map_or("", |r| r.reason.as_str());
-                self.event(EventKind::Info, reason, &format!("Rejected at {}", refusal.stage));
+                self.event(EventKind::Info, reason, &format!("Rejected at {}", refusal.stage.command()));
                 false
             }
             Action::StartTls | Action::Close => false,

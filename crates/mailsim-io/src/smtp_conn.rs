@@ -83,8 +83,8 @@ pub struct Endpoint {
     pub protocol_log: Arc<ProtocolLog>,
 }
 
-/// Real time, for the few replies sent before a session exists. Sessions use the pipeline's
-/// simulated clock.
+/// Real time (the machine's clock), for callers outside a world. Everything inside one, sessions,
+/// the listener's own replies and certificate validity, uses the pipeline's simulated clock.
 pub fn now() -> Timestamp {
     let ms = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
     Timestamp::from_millis(ms)
@@ -162,7 +162,8 @@ async fn run_session(
             return log.tls_failed("handshake timed out");
         }
     };
-    let facts = tls.facts(stream.get_ref().1, SystemTime::now());
+    // Client certificates are judged at the world's simulated time (one clock).
+    let facts = tls.facts(stream.get_ref().1, endpoint.pipeline.clock().system_time());
     tracing::info!(version = %facts.version, cipher = %facts.cipher, client_cert = ?facts.client_cert.as_ref().map(|c| &c.subject), "TLS established");
     log.tls_established(&facts, tls.leaf.as_ref(), stream.get_ref().1.peer_certificates());
     session.on_tls_established(facts);

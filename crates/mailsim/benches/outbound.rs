@@ -170,6 +170,7 @@ async fn main() {
             direction: Direction::Originating,
             internal: false,
             relay_allowed: true,
+            cross_premises: false,
             checks: vec![],
         },
         data: vec![b'x'; 1024],
@@ -183,7 +184,12 @@ async fn main() {
             (0..per_entry).map(|r| format!("user{r}.{e}@fabrikam{}.test", e % 97).parse().unwrap()).collect();
         pipeline.defer(QueueEntry {
             message: message.clone(),
-            hop: Hop::Mx { domain: recipients[0].domain().clone(), connector: None, tls: TlsPolicy::default() },
+            hop: Hop::Mx {
+                domain: recipients[0].domain().clone(),
+                connector: None,
+                tls: TlsPolicy::default(),
+                cross_premises: false,
+            },
             recipients,
             attempts: 1,
             retry_at: far,

@@ -318,7 +318,7 @@ fn describe(err: &ClientError) -> String {
     match err {
         ClientError::Rejected { stage, reply } => {
             let status = reply.status.map(|s| format!(" {s}")).unwrap_or_default();
-            format!("{stage} refused: {}{status}", reply.code)
+            format!("{} refused: {}{status}", stage.as_str(), reply.code)
         }
         other => other.to_string(),
     }

@@ -154,6 +154,7 @@ impl RunningEndpoint {
             plan: plan.clone(),
             resolver,
             server_trust: tls::ServerTrust::new(options.server_roots)?,
+            clock: options.clock.clone(),
             source_ip: options.outbound_source,
             ehlo: server_name.clone(),
             timeout: options.outbound_timeout,

@@ -57,6 +57,55 @@ pub struct Capabilities {
     pub starttls: bool,
 }
 
+/// Why an outbound connection could not be used: the `[Message=...]` detail of EXO's 4.4.317
+/// deferral (§3.3).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CannotConnectReason {
+    /// The peer answered the greeting, EHLO or STARTTLS with a refusal; EXO quotes it
+    /// (`451 5.7.3 STARTTLS is required to send mail`).
+    PeerRefused(Reply),
+    /// TLS is required by the connector and the peer offers no STARTTLS. mailsim's choice of
+    /// detail text: EXO's is unpublished for this case (§3.3 4.4.317 row).
+    StartTlsNotOffered,
+    /// The STARTTLS handshake failed; `detail` is the client's description of what broke.
+    /// mailsim's choice of text.
+    TlsNegotiationFailed {
+        /// What broke.
+        detail: String,
+    },
+    /// The connector validates certificates and the peer presented none (§3.1).
+    NoCertificate,
+    /// The peer's certificate does not chain to a trusted root (§3.1, §3.3).
+    UntrustedRoot,
+    /// DomainValidation: no name on the certificate matches (§3.1, §3.3 `SubjectMismatch`).
+    SubjectMismatch {
+        /// The TlsDomain (or host name) expected.
+        expected: String,
+        /// The certificate's subject.
+        presented: String,
+        /// Its SHA-256 thumbprint.
+        thumbprint: String,
+    },
+}
+
+impl CannotConnectReason {
+    fn text(&self) -> Cow<'_, str> {
+        match self {
+            Self::PeerRefused(reply) => reply.to_string().into(),
+            Self::StartTlsNotOffered => {
+                "STARTTLS is not offered by the remote server and TLS is required by the connector".into()
+            }
+            Self::TlsNegotiationFailed { detail } => format!("TLS negotiation failed: {detail}").into(),
+            Self::NoCertificate => "NoCertificate".into(),
+            Self::UntrustedRoot => "UntrustedRoot".into(),
+            Self::SubjectMismatch { expected, presented, thumbprint } => format!(
+                "SubjectMismatch Expected Subject: {expected}. Presented Subject: {presented} Thumbprint: {thumbprint}"
+            )
+            .into(),
+        }
+    }
+}
+
 /// Every reply and its situation. Named after the situation, not the code.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ReplyKind {
@@ -180,12 +229,11 @@ pub enum ReplyKind {
         last: LastAttempt,
     },
     /// Outbound: connected, but requirements unmet: the peer refused us, offers no STARTTLS while
-    /// TLS is required, or its certificate does not fit (§3.3, deferral). `message` is EXO's
-    /// `[Message=...]` detail.
+    /// TLS is required, or its certificate does not fit (§3.3, deferral). `reason` is rendered as
+    /// EXO's `[Message=...]` detail.
     CannotConnect {
-        /// EXO's detail, e.g. `451 5.7.3 STARTTLS is required to send mail` or
-        /// `SubjectMismatch Expected Subject: ... Presented Subject: ...`.
-        message: String,
+        /// Why.
+        reason: CannotConnectReason,
         /// Last attempted server and address.
         last: LastAttempt,
     },
@@ -345,10 +393,10 @@ impl ReplyKind {
                 status(T, 4, 316),
                 format!("Connection refused [Message=Socket error code 10061] {}", last.suffix()),
             ),
-            Self::CannotConnect { message, last } => one(
+            Self::CannotConnect { reason, last } => one(
                 450,
                 status(T, 4, 317),
-                format!("Cannot connect to remote server [Message={message}] {}", last.suffix()),
+                format!("Cannot connect to remote server [Message={}] {}", reason.text(), last.suffix()),
             ),
             Self::ConnectionClosedAbruptly { last } => {
                 one(450, status(T, 4, 318), format!("Connection was closed abruptly {}", last.suffix()))

@@ -10,7 +10,7 @@ pub mod catalogue;
 use std::borrow::Cow;
 use std::fmt;
 
-pub use catalogue::{LastAttempt, ReplyContext, ReplyKind};
+pub use catalogue::{CannotConnectReason, LastAttempt, ReplyContext, ReplyKind};
 
 /// A three-digit SMTP reply code, 200..=599.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

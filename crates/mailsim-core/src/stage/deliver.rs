@@ -2,11 +2,12 @@
 //!
 //! The shell's client asks [`tls_gate`] after EHLO, [`check_server_certificate`] after the
 //! handshake, and [`classify_reply`] for every reply; each answer is data. Failures come back as
-//! the EXO deferral or NDR reply that names them (`450 4.4.317 ... [Message=...]`).
+//! an [`AttemptFailure`]; [`crate::stage::attempt::failure_reply`] names the EXO deferral that
+//! stands for it (`450 4.4.317 ... [Message=...]`).
 
 use crate::peer::CertTrust;
-use crate::reply::catalogue::LastAttempt;
-use crate::reply::{Reply, ReplyKind};
+use crate::reply::Reply;
+use crate::stage::attempt::{AttemptFailure, CertificateProblem};
 use crate::stage::route::TlsPolicy;
 use crate::tenant::TlsSettings;
 
@@ -20,15 +21,11 @@ pub enum TlsStep {
 }
 
 /// `$null` tries TLS and falls back to plaintext; every other setting requires it (§3.1).
-pub fn tls_gate(policy: &TlsPolicy, starttls_offered: bool, last: &LastAttempt) -> Result<TlsStep, ReplyKind> {
+pub fn tls_gate(policy: &TlsPolicy, starttls_offered: bool) -> Result<TlsStep, AttemptFailure> {
     match (starttls_offered, policy.settings) {
         (true, _) => Ok(TlsStep::StartTls),
         (false, TlsSettings::Opportunistic) => Ok(TlsStep::Plain),
-        // mailsim's choice of detail text: EXO's is unpublished for this case (§3.3 4.4.317 row).
-        (false, _) => Err(ReplyKind::CannotConnect {
-            message: "STARTTLS is not offered by the remote server and TLS is required by the connector".into(),
-            last: last.clone(),
-        }),
+        (false, _) => Err(AttemptFailure::StartTlsNotOffered),
     }
 }
 
@@ -66,22 +63,20 @@ pub fn check_server_certificate(
     policy: &TlsPolicy,
     cert: Option<&ServerCertFacts>,
     server_name: &str,
-    last: &LastAttempt,
-) -> Result<(), ReplyKind> {
+) -> Result<(), AttemptFailure> {
     let needs_chain = matches!(policy.settings, TlsSettings::CertificateValidation | TlsSettings::DomainValidation);
     if !needs_chain {
         return Ok(());
     }
+    let problem = |p| Err(AttemptFailure::Certificate(p));
     let Some(cert) = cert else {
-        return Err(ReplyKind::CannotConnect { message: "NoCertificate".into(), last: last.clone() });
+        return problem(CertificateProblem::Missing);
     };
     match &cert.trust {
         CertTrust::Trusted => {}
-        CertTrust::Expired => return Err(ReplyKind::CertificateValidationFailed { last: last.clone() }),
-        CertTrust::UntrustedRoot => {
-            return Err(ReplyKind::CannotConnect { message: "UntrustedRoot".into(), last: last.clone() });
-        }
-        CertTrust::Invalid(_) => return Err(ReplyKind::CertificateValidationFailed { last: last.clone() }),
+        CertTrust::Expired => return problem(CertificateProblem::Expired),
+        CertTrust::UntrustedRoot => return problem(CertificateProblem::UntrustedRoot),
+        CertTrust::Invalid(_) => return problem(CertificateProblem::Invalid),
     }
     if policy.settings == TlsSettings::DomainValidation {
         let expected = policy
@@ -90,12 +85,10 @@ pub fn check_server_certificate(
             .or_else(|| crate::tenant::DomainPattern::parse(server_name))
             .unwrap_or(crate::tenant::DomainPattern::Any);
         if !cert.names.iter().any(|n| name_matches(&expected, n)) {
-            return Err(ReplyKind::CannotConnect {
-                message: format!(
-                    "SubjectMismatch Expected Subject: {expected}. Presented Subject: {} Thumbprint: {}",
-                    cert.subject, cert.sha256
-                ),
-                last: last.clone(),
+            return problem(CertificateProblem::SubjectMismatch {
+                expected: expected.to_string(),
+                presented: cert.subject.clone(),
+                thumbprint: cert.sha256.clone(),
             });
         }
     }
@@ -127,6 +120,8 @@ pub fn classify_reply(reply: &Reply) -> ReplyClass {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reply::catalogue::LastAttempt;
+    use crate::stage::attempt::failure_reply;
     use crate::tenant::DomainPattern;
 
     fn last() -> LastAttempt {
@@ -157,7 +152,7 @@ mod tests {
             (DomainValidation, false, None),
             (DomainValidation, true, Some(TlsStep::StartTls)),
         ] {
-            assert_eq!(tls_gate(&policy(settings, None), offered, &last()).ok(), ok, "{settings:?} {offered}");
+            assert_eq!(tls_gate(&policy(settings, None), offered).ok(), ok, "{settings:?} {offered}");
         }
     }
 
@@ -186,14 +181,13 @@ mod tests {
         ];
         let ctx = crate::reply::ReplyContext { host: "h", now: crate::time::Timestamp(0), session_id: 0 };
         for (settings, c, expected) in rows {
-            let got = check_server_certificate(&policy(settings, Some("*.gateway.test")), Some(c), "x", &last())
+            let got = check_server_certificate(&policy(settings, Some("*.gateway.test")), Some(c), "x")
                 .err()
-                .map(|k| k.reply(&ctx).status.unwrap().to_string());
+                .map(|f| failure_reply(&f, Some(&last())).reply(&ctx).status.unwrap().to_string());
             assert_eq!(got.as_deref(), expected, "{settings:?} {:?}", c.names);
         }
-        let mismatch =
-            check_server_certificate(&policy(DomainValidation, Some("gateway.test")), Some(&wrong), "x", &last());
-        let text = mismatch.unwrap_err().reply(&ctx).to_string();
+        let mismatch = check_server_certificate(&policy(DomainValidation, Some("gateway.test")), Some(&wrong), "x");
+        let text = failure_reply(&mismatch.unwrap_err(), Some(&last())).reply(&ctx).to_string();
         assert!(text.starts_with("450 4.4.317 Cannot connect to remote server [Message=SubjectMismatch Expected Subject: gateway.test. Presented Subject: CN=mail.wrong.test"), "{text}");
         assert!(text.ends_with("[LastAttemptedServerName=smart.gateway.test] [LastAttemptedIP=198.51.100.7:25]"));
     }

@@ -107,6 +107,9 @@ pub enum InboundVerdict {
         internal: bool,
         /// Whether the connector grants relay to non-accepted domains.
         relay_allowed: bool,
+        /// The connector of record's `CloudServicesMailEnabled`: the organization headers the
+        /// sender stamped are kept (§2.1, §8.5); `false` without a connector.
+        cross_premises: bool,
         /// The rules checked.
         checks: Vec<Check>,
     },
@@ -131,6 +134,12 @@ impl InboundVerdict {
     /// Whether the message is accepted.
     pub fn is_accepted(&self) -> bool {
         matches!(self, Self::Accepted { .. })
+    }
+
+    /// Whether the organization headers the sender stamped are kept (§2.1 CloudServicesMailEnabled,
+    /// §8.5): only on an accepted message whose connector of record says so.
+    pub fn cross_premises(&self) -> bool {
+        matches!(self, Self::Accepted { cross_premises: true, .. })
     }
 
     /// The rules checked, in order.
@@ -308,6 +317,7 @@ impl Log {
             direction,
             internal,
             relay_allowed: direction == Direction::Originating,
+            cross_premises: conn.is_some_and(|c| c.c.cloud_services_mail_enabled),
             checks: self.0,
         }
     }

@@ -1,6 +1,7 @@
 //! The stages a message goes through, in order: receive (in [`crate::session`]) → [`inbound`] →
-//! [`categorize`] → route → deliver → outcome.
+//! [`categorize`] → route → deliver ([`attempt`]) → outcome.
 
+pub mod attempt;
 pub mod categorize;
 pub mod deliver;
 pub mod inbound;

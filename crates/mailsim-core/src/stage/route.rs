@@ -37,6 +37,9 @@ pub enum Hop {
         hosts: Vec<SmartHost>,
         /// TLS policy.
         tls: TlsPolicy,
+        /// The connector's `CloudServicesMailEnabled`: organization headers cross premises
+        /// (§3.1, §8.5).
+        cross_premises: bool,
     },
     /// The recipient domain's MX, through a `UseMXRecord` connector or directly.
     Mx {
@@ -46,6 +49,8 @@ pub enum Hop {
         connector: Option<String>,
         /// TLS policy.
         tls: TlsPolicy,
+        /// The connector's `CloudServicesMailEnabled` (§3.1, §8.5); `false` without a connector.
+        cross_premises: bool,
     },
     /// No route: fail these recipients with this reply.
     Unroutable(ReplyKind),
@@ -58,6 +63,15 @@ impl Hop {
             Hop::SmartHost { connector, .. } => Some(connector),
             Hop::Mx { connector, .. } => connector.as_deref(),
             _ => None,
+        }
+    }
+
+    /// Whether the message keeps its organization headers on this hop: the §8.5 header firewall
+    /// strips them unless the hop's connector is `CloudServicesMailEnabled` (§3.1).
+    pub fn cross_premises(&self) -> bool {
+        match self {
+            Hop::SmartHost { cross_premises, .. } | Hop::Mx { cross_premises, .. } => *cross_premises,
+            Hop::Mailbox | Hop::Unroutable(_) => false,
         }
     }
 }
@@ -122,7 +136,7 @@ fn hop_for(tenant: &Tenant, rcpt: &EmailAddress, category: Category) -> Hop {
         Some(c) => connector_hop(c, rcpt),
         // §4.2: an InternalRelay recipient with no connector falls back to the domain's MX, which
         // usually points back at the tenant: the loop check ends it with 5.4.14.
-        None => Hop::Mx { domain, connector: None, tls: TlsPolicy::default() },
+        None => Hop::Mx { domain, connector: None, tls: TlsPolicy::default(), cross_premises: false },
     }
 }
 
@@ -149,10 +163,11 @@ fn centralized_transport(tenant: &Tenant) -> Option<&OutboundConnector> {
 /// The hop through connector `c`: its smart hosts, or the recipient domain's MX.
 fn connector_hop(c: &OutboundConnector, rcpt: &EmailAddress) -> Hop {
     let tls = TlsPolicy { settings: c.tls_settings, tls_domain: c.tls_domain.clone() };
+    let cross_premises = c.cloud_services_mail_enabled;
     if c.use_mx_record || c.smart_hosts.is_empty() {
-        Hop::Mx { domain: rcpt.domain().clone(), connector: Some(c.name.clone()), tls }
+        Hop::Mx { domain: rcpt.domain().clone(), connector: Some(c.name.clone()), tls, cross_premises }
     } else {
-        Hop::SmartHost { connector: c.name.clone(), hosts: c.smart_hosts.clone(), tls }
+        Hop::SmartHost { connector: c.name.clone(), hosts: c.smart_hosts.clone(), tls, cross_premises }
     }
 }
 
