@@ -223,25 +223,116 @@ pub enum Direction {
     Info,
 }
 
+/// What the client did or saw: the typed record the SEND protocol log is written from (the log
+/// reads these, never the rendered text).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// Connecting to the server.
+    Connecting {
+        /// The server's socket.
+        server: SocketAddr,
+    },
+    /// The connection is open.
+    Connected {
+        /// The server's socket.
+        server: SocketAddr,
+        /// The bound source socket.
+        local: SocketAddr,
+    },
+    /// STARTTLS succeeded.
+    TlsStarted {
+        /// rustls' name of the version (`TLSv1.3`).
+        version: String,
+        /// The cipher suite.
+        cipher: String,
+    },
+    /// The subject of the server's certificate.
+    TlsPeerSubject(String),
+    /// A command line written (without CRLF).
+    Command(String),
+    /// A line of message content written, as sent (dot-stuffed, without CRLF).
+    ContentLine(String),
+    /// Lines of content left out of the transcript; `total_bytes` is the whole body as written,
+    /// the final `.` line included.
+    ContentElided {
+        /// Lines not shown.
+        lines: usize,
+        /// Octets of the whole body on the wire.
+        total_bytes: usize,
+    },
+    /// The final `.` line: the content before it was `bytes` octets on the wire.
+    ContentEnd {
+        /// Octets of content, the `.` line excluded.
+        bytes: usize,
+    },
+    /// A reply line read (without CRLF).
+    Reply(String),
+    /// The client closed the connection after QUIT.
+    Closed,
+    /// A note added by the caller.
+    Note(String),
+}
+
+impl Event {
+    /// Who said it.
+    pub fn direction(&self) -> Direction {
+        match self {
+            Event::Command(_) | Event::ContentLine(_) | Event::ContentEnd { .. } => Direction::Sent,
+            Event::Reply(_) => Direction::Received,
+            Event::Connecting { .. }
+            | Event::Connected { .. }
+            | Event::TlsStarted { .. }
+            | Event::TlsPeerSubject(_)
+            | Event::ContentElided { .. }
+            | Event::Closed
+            | Event::Note(_) => Direction::Info,
+        }
+    }
+}
+
+impl fmt::Display for Event {
+    /// The line as swaks shows it (without its marker).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Event::Connecting { server } => write!(f, "Trying {server}..."),
+            Event::Connected { server, local } => write!(f, "Connected to {server} from {local}."),
+            Event::TlsStarted { version, cipher } => write!(f, "TLS started with cipher {version}:{cipher}"),
+            Event::TlsPeerSubject(subject) => write!(f, "TLS peer subject DN=\"{subject}\""),
+            Event::Command(text) | Event::ContentLine(text) | Event::Reply(text) | Event::Note(text) => {
+                f.write_str(text)
+            }
+            Event::ContentElided { lines, total_bytes } => {
+                write!(f, "[{lines} more lines of data not shown; {total_bytes} bytes in all]")
+            }
+            Event::ContentEnd { .. } => f.write_str("."),
+            Event::Closed => f.write_str("Connection closed with remote host."),
+        }
+    }
+}
+
 /// One line of a transcript.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TranscriptLine {
     /// Time since the client started connecting.
     pub at: Duration,
-    /// Who said it.
-    pub dir: Direction,
     /// Whether it travelled inside TLS.
     pub tls: bool,
-    /// The line without CRLF.
-    pub text: String,
+    /// What happened.
+    pub event: Event,
 }
 
 impl TranscriptLine {
+    /// Who said it.
+    pub fn dir(&self) -> Direction {
+        self.event.direction()
+    }
+
     /// The swaks marker: `===` for notes, ` ->`/` ~>` sent in plain text/TLS, `<- `/`<~ ` received,
     /// `<**`/`<~*` for a received 4xx/5xx.
     pub fn marker(&self) -> &'static str {
-        let negative = matches!(self.text.as_bytes().first(), Some(b'4' | b'5'));
-        match (self.dir, self.tls, negative) {
+        let negative =
+            matches!(&self.event, Event::Reply(text) if matches!(text.as_bytes().first(), Some(b'4' | b'5')));
+        match (self.dir(), self.tls, negative) {
             (Direction::Info, _, _) => "===",
             (Direction::Sent, false, _) => " ->",
             (Direction::Sent, true, _) => " ~>",
@@ -255,7 +346,7 @@ impl TranscriptLine {
 
 impl fmt::Display for TranscriptLine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.marker(), self.text)
+        write!(f, "{} {}", self.marker(), self.event)
     }
 }
 
@@ -487,13 +578,13 @@ impl SmtpClient {
 
     /// Adds a note to the transcript.
     pub fn note(&mut self, text: impl Into<String>) {
-        self.record(Direction::Info, text.into());
+        self.record(Event::Note(text.into()));
     }
 
-    fn record(&mut self, dir: Direction, text: String) {
+    fn record(&mut self, event: Event) {
         if let Some(t) = &mut self.transcript {
-            let tls = matches!(self.stream, Stream::Tls(_)) && dir != Direction::Info;
-            t.lines.push(TranscriptLine { at: self.started.elapsed(), dir, tls, text });
+            let tls = matches!(self.stream, Stream::Tls(_)) && event.direction() != Direction::Info;
+            t.lines.push(TranscriptLine { at: self.started.elapsed(), tls, event });
         }
     }
 
@@ -509,7 +600,7 @@ impl SmtpClient {
         self.rpos = 0;
         self.capabilities = None;
         self.tls = None;
-        self.record(Direction::Info, format!("Trying {server}..."));
+        self.record(Event::Connecting { server });
         let socket = match server {
             SocketAddr::V4(_) => TcpSocket::new_v4(),
             SocketAddr::V6(_) => TcpSocket::new_v6(),
@@ -527,7 +618,7 @@ impl SmtpClient {
         let local = tcp.local_addr().map_err(ClientError::Connect)?;
         self.local_addr = Some(local);
         self.stream = Stream::Plain(tcp);
-        self.record(Direction::Info, format!("Connected to {server} from {local}."));
+        self.record(Event::Connected { server, local });
         let greeting = self.reply_step(Stage::Connect).await?;
         if !is_2xx(&greeting) {
             return Err(ClientError::Rejected { stage: Stage::Connect, reply: greeting });
@@ -594,9 +685,9 @@ impl SmtpClient {
         let info = TlsInfo { version, cipher, peer_certificates };
         self.stream = Stream::Tls(Box::new(tls));
         self.capabilities = None;
-        self.record(Direction::Info, format!("TLS started with cipher {}:{}", info.version, info.cipher));
+        self.record(Event::TlsStarted { version: info.version.clone(), cipher: info.cipher.clone() });
         if let Some(subject) = info.peer_certificates.first().and_then(|c| cert_subject(c)) {
-            self.record(Direction::Info, format!("TLS peer subject DN=\"{subject}\""));
+            self.record(Event::TlsPeerSubject(subject));
         }
         self.tls = Some(info.clone());
         Ok(info)
@@ -681,7 +772,7 @@ impl SmtpClient {
             for line in lines {
                 batch.extend_from_slice(line.as_bytes());
                 batch.extend_from_slice(b"\r\n");
-                self.record(Direction::Sent, line);
+                self.record(Event::Command(line));
             }
             self.write_step(Stage::Mail, &batch).await?;
             let mail = self.reply_step(Stage::Mail).await?;
@@ -731,14 +822,14 @@ impl SmtpClient {
         }
         if self.is_connected() {
             self.stream = Stream::Closed;
-            self.record(Direction::Info, "Connection closed with remote host.".into());
+            self.record(Event::Closed);
         }
         result
     }
 
     /// Sends one command line (without CRLF) and returns the reply, whatever its code.
     pub async fn command(&mut self, line: &str, stage: Stage) -> Result<Reply, ClientError> {
-        self.record(Direction::Sent, line.to_string());
+        self.record(Event::Command(line.to_string()));
         let mut wire = Vec::with_capacity(line.len() + 2);
         wire.extend_from_slice(line.as_bytes());
         wire.extend_from_slice(b"\r\n");
@@ -751,7 +842,7 @@ impl SmtpClient {
     pub async fn send_raw(&mut self, bytes: &[u8], stage: Stage) -> Result<(), ClientError> {
         if self.transcript.is_some() {
             for line in String::from_utf8_lossy(bytes).split_terminator("\r\n") {
-                self.record(Direction::Sent, line.to_string());
+                self.record(Event::Command(line.to_string()));
             }
         }
         self.write_step(stage, bytes).await
@@ -771,21 +862,25 @@ impl SmtpClient {
         self.reply_step(Stage::Dot).await
     }
 
+    /// Content lines as sent (up to [`DATA_LINES_SHOWN`], else the first [`DATA_HEAD_LINES`] and
+    /// a count), then the final dot. `wire` ends with the `.` line.
     fn record_body(&mut self, wire: &[u8]) {
         let text = String::from_utf8_lossy(wire);
         let lines: Vec<&str> = text.split_terminator("\r\n").collect();
+        let content = &lines[..lines.len().saturating_sub(1)];
+        let bytes = wire.len().saturating_sub(3);
         if lines.len() <= DATA_LINES_SHOWN {
-            for line in lines {
-                self.record(Direction::Sent, line.to_string());
+            for line in content {
+                self.record(Event::ContentLine(line.to_string()));
             }
-            return;
+        } else {
+            for line in &lines[..DATA_HEAD_LINES] {
+                self.record(Event::ContentLine(line.to_string()));
+            }
+            let hidden = lines.len() - DATA_HEAD_LINES - 1;
+            self.record(Event::ContentElided { lines: hidden, total_bytes: wire.len() });
         }
-        for line in &lines[..DATA_HEAD_LINES] {
-            self.record(Direction::Sent, line.to_string());
-        }
-        let hidden = lines.len() - DATA_HEAD_LINES - 1;
-        self.record(Direction::Info, format!("[{hidden} more lines of data not shown; {} bytes in all]", wire.len()));
-        self.record(Direction::Sent, ".".into());
+        self.record(Event::ContentEnd { bytes });
     }
 
     async fn write_step(&mut self, stage: Stage, bytes: &[u8]) -> Result<(), ClientError> {
@@ -821,7 +916,7 @@ impl SmtpClient {
         let mut lines: Vec<String> = Vec::new();
         loop {
             let line = self.read_line(stage).await?;
-            self.record(Direction::Received, line.clone());
+            self.record(Event::Reply(line.clone()));
             let bytes = line.as_bytes();
             let well_formed = bytes.len() >= 3
                 && bytes[..3].iter().all(u8::is_ascii_digit)
