@@ -1,382 +1,33 @@
-//! Outbound SMTP client: one conversation with one server, from a chosen 127/8 source address.
+//! The dialogue: one SMTP conversation with one server ([`SmtpClient`]), from connect to QUIT,
+//! and what it learns on the way ([`Capabilities`], [`TlsInfo`], [`TransactionReplies`]).
 //!
-//! Stage: deliver (the shell side of it), and the engine of `mailsim send` and `mailsim bench`.
-//! Contract: it carries out commands and reports what the peer said (replies, capabilities, TLS
-//! facts, a transcript of every line). It decides nothing: whether STARTTLS is required, what a
-//! 4xx means for a recipient, when to retry, all belong to the caller (`core::stage::deliver` and
-//! `outcome` for the outbound stage). It only connects to loopback addresses (ARCHITECTURE, "The
-//! address plan"): mailsim never sends traffic anywhere else.
-//!
-//! RFC 5321 (commands, replies, dot-stuffing), RFC 3207 (STARTTLS), RFC 2920 (PIPELINING).
-//! Replies are capped as Exchange caps them: 2,000 characters a line and 50 lines a reply.
+//! Contract: it carries out commands and reports replies and facts; a reply that does not let a
+//! single-command step go on is [`ClientError::Rejected`]. It records every line it writes and
+//! reads as a typed [`Event`] in the [`Transcript`] when recording is on. It decides nothing about
+//! what a reply means for a message.
 
 use std::fmt;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::time::Instant;
 
 use mailsim_core::reply::Reply;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::{ClientConfig, DigitallySignedStruct, ProtocolVersion, RootCertStore, SignatureScheme};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::ProtocolVersion;
+use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-/// Longest reply line accepted, without CRLF (Exchange's limit).
-pub const MAX_REPLY_LINE: usize = 2000;
-/// Most lines accepted in one reply (Exchange's limit).
-pub const MAX_REPLY_LINES: usize = 50;
+use super::{
+    ClientError, ClientOptions, Direction, Event, MAX_REPLY_LINE, MAX_REPLY_LINES, Stage, TlsMode, Transcript,
+    TranscriptLine, opportunistic_config,
+};
+
 /// A message body of more lines than this is summarised in the transcript.
 const DATA_LINES_SHOWN: usize = 40;
 /// Lines shown at the start of a summarised body.
 const DATA_HEAD_LINES: usize = 10;
-
-/// The step of the conversation an error or rejection belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Stage {
-    /// TCP connect and the greeting.
-    Connect,
-    /// EHLO.
-    Ehlo,
-    /// The STARTTLS command and the TLS handshake.
-    StartTls,
-    /// MAIL FROM.
-    Mail,
-    /// RCPT TO.
-    Rcpt,
-    /// The DATA command (up to the 354 reply).
-    Data,
-    /// The message body and the reply after the final dot.
-    Dot,
-    /// RSET.
-    Rset,
-    /// QUIT.
-    Quit,
-    /// Any other command sent with [`SmtpClient::command`].
-    Command,
-}
-
-impl Stage {
-    /// Lower-case name, as used in messages and reports.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Stage::Connect => "connect",
-            Stage::Ehlo => "ehlo",
-            Stage::StartTls => "starttls",
-            Stage::Mail => "mail",
-            Stage::Rcpt => "rcpt",
-            Stage::Data => "data",
-            Stage::Dot => "dot",
-            Stage::Rset => "rset",
-            Stage::Quit => "quit",
-            Stage::Command => "command",
-        }
-    }
-}
-
-impl fmt::Display for Stage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// What went wrong in a conversation. Each variant is a fact; what it means for a message is the
-/// caller's decision.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ClientError {
-    /// The server address is not a loopback address; mailsim talks to nothing else.
-    #[error("{0} is not a loopback address: mailsim only connects to 127.0.0.0/8 and ::1")]
-    NotLoopback(SocketAddr),
-    /// Binding the source address or the TCP connect failed.
-    #[error("connection failed: {0}")]
-    Connect(#[source] io::Error),
-    /// No complete reply (or write) within the timeout.
-    #[error("timed out waiting at {0}")]
-    Timeout(Stage),
-    /// The TLS handshake failed, or the server sent a TLS alert afterwards (TLS 1.3 reports a
-    /// refused client certificate only on the first read after the handshake).
-    #[error("TLS failure: {0}")]
-    Tls(String),
-    /// STARTTLS was required but the last EHLO did not offer it.
-    #[error("STARTTLS required but not offered by the server")]
-    TlsNotOffered,
-    /// The server broke the protocol (malformed or overlong reply, data after a STARTTLS reply).
-    #[error("protocol violation at {stage}: {detail}")]
-    ProtocolViolation {
-        /// Where.
-        stage: Stage,
-        /// What.
-        detail: String,
-    },
-    /// The server closed the connection.
-    #[error("connection closed by the server at {0}")]
-    Closed(Stage),
-    /// There is no open connection (never connected, or an earlier error dropped it).
-    #[error("not connected (at {0})")]
-    NotConnected(Stage),
-    /// A read or write failed.
-    #[error("I/O error at {stage}: {source}")]
-    Io {
-        /// Where.
-        stage: Stage,
-        /// The error.
-        source: io::Error,
-    },
-    /// The server's reply does not let this step go on (the connection is still usable).
-    #[error("{stage} rejected: {reply}")]
-    Rejected {
-        /// The command that was refused.
-        stage: Stage,
-        /// The reply.
-        reply: Reply,
-    },
-}
-
-impl ClientError {
-    /// The stage the error belongs to, when it has one.
-    pub fn stage(&self) -> Option<Stage> {
-        match self {
-            ClientError::NotLoopback(_) | ClientError::Connect(_) => Some(Stage::Connect),
-            ClientError::Tls(_) | ClientError::TlsNotOffered => Some(Stage::StartTls),
-            ClientError::Timeout(stage)
-            | ClientError::Closed(stage)
-            | ClientError::NotConnected(stage)
-            | ClientError::ProtocolViolation { stage, .. }
-            | ClientError::Io { stage, .. }
-            | ClientError::Rejected { stage, .. } => Some(*stage),
-        }
-    }
-
-    /// The server's reply, for a rejection.
-    pub fn reply(&self) -> Option<&Reply> {
-        match self {
-            ClientError::Rejected { reply, .. } => Some(reply),
-            _ => None,
-        }
-    }
-}
-
-/// Whether [`SmtpClient::open`] negotiates STARTTLS.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum TlsMode {
-    /// Never.
-    #[default]
-    None,
-    /// When the server offers it; go on in plain text when it does not or refuses the command.
-    Optional,
-    /// Always; fail with [`ClientError::TlsNotOffered`] when the server does not offer it.
-    Required,
-}
-
-/// How to reach the server and what to say.
-#[derive(Clone, Debug)]
-pub struct ClientOptions {
-    /// The server; must be a loopback address.
-    pub server: SocketAddr,
-    /// Source address to bind before connecting (a host's 127/8 address), or the system's choice.
-    pub local_addr: Option<IpAddr>,
-    /// The EHLO argument.
-    pub ehlo: String,
-    /// STARTTLS policy for [`SmtpClient::open`]; the single-step methods ignore it.
-    pub tls: TlsMode,
-    /// TLS configuration for STARTTLS; `None` uses [`opportunistic_config`] (any server certificate).
-    pub tls_config: Option<Arc<ClientConfig>>,
-    /// The name sent as SNI and checked against the certificate when verifying; an IP literal is
-    /// allowed. Empty means the server's IP address.
-    pub server_name: String,
-    /// Limit for each step: connect, each reply, each write, the TLS handshake.
-    pub timeout: Duration,
-    /// Record a [`Transcript`]; load generators turn it off.
-    pub record_transcript: bool,
-}
-
-impl ClientOptions {
-    /// Options with defaults: EHLO `mailsim.local`, no TLS, 30 s per step, transcript on.
-    pub fn new(server: SocketAddr) -> Self {
-        Self {
-            server,
-            local_addr: None,
-            ehlo: "mailsim.local".into(),
-            tls: TlsMode::None,
-            tls_config: None,
-            server_name: String::new(),
-            timeout: Duration::from_secs(30),
-            record_transcript: true,
-        }
-    }
-}
-
-/// Direction of a transcript line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Direction {
-    /// Client to server.
-    Sent,
-    /// Server to client.
-    Received,
-    /// A note from the client (connected, TLS started, body summarised).
-    Info,
-}
-
-/// What the client did or saw: the typed record the SEND protocol log is written from (the log
-/// reads these, never the rendered text).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Event {
-    /// Connecting to the server.
-    Connecting {
-        /// The server's socket.
-        server: SocketAddr,
-    },
-    /// The connection is open.
-    Connected {
-        /// The server's socket.
-        server: SocketAddr,
-        /// The bound source socket.
-        local: SocketAddr,
-    },
-    /// STARTTLS succeeded.
-    TlsStarted {
-        /// rustls' name of the version (`TLSv1.3`).
-        version: String,
-        /// The cipher suite.
-        cipher: String,
-    },
-    /// The subject of the server's certificate.
-    TlsPeerSubject(String),
-    /// A command line written (without CRLF).
-    Command(String),
-    /// A line of message content written, as sent (dot-stuffed, without CRLF).
-    ContentLine(String),
-    /// Lines of content left out of the transcript; `total_bytes` is the whole body as written,
-    /// the final `.` line included.
-    ContentElided {
-        /// Lines not shown.
-        lines: usize,
-        /// Octets of the whole body on the wire.
-        total_bytes: usize,
-    },
-    /// The final `.` line: the content before it was `bytes` octets on the wire.
-    ContentEnd {
-        /// Octets of content, the `.` line excluded.
-        bytes: usize,
-    },
-    /// A reply line read (without CRLF).
-    Reply(String),
-    /// The client closed the connection after QUIT.
-    Closed,
-    /// A note added by the caller.
-    Note(String),
-}
-
-impl Event {
-    /// Who said it.
-    pub fn direction(&self) -> Direction {
-        match self {
-            Event::Command(_) | Event::ContentLine(_) | Event::ContentEnd { .. } => Direction::Sent,
-            Event::Reply(_) => Direction::Received,
-            Event::Connecting { .. }
-            | Event::Connected { .. }
-            | Event::TlsStarted { .. }
-            | Event::TlsPeerSubject(_)
-            | Event::ContentElided { .. }
-            | Event::Closed
-            | Event::Note(_) => Direction::Info,
-        }
-    }
-}
-
-impl fmt::Display for Event {
-    /// The line as swaks shows it (without its marker).
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Event::Connecting { server } => write!(f, "Trying {server}..."),
-            Event::Connected { server, local } => write!(f, "Connected to {server} from {local}."),
-            Event::TlsStarted { version, cipher } => write!(f, "TLS started with cipher {version}:{cipher}"),
-            Event::TlsPeerSubject(subject) => write!(f, "TLS peer subject DN=\"{subject}\""),
-            Event::Command(text) | Event::ContentLine(text) | Event::Reply(text) | Event::Note(text) => {
-                f.write_str(text)
-            }
-            Event::ContentElided { lines, total_bytes } => {
-                write!(f, "[{lines} more lines of data not shown; {total_bytes} bytes in all]")
-            }
-            Event::ContentEnd { .. } => f.write_str("."),
-            Event::Closed => f.write_str("Connection closed with remote host."),
-        }
-    }
-}
-
-/// One line of a transcript.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TranscriptLine {
-    /// Time since the client started connecting.
-    pub at: Duration,
-    /// Whether it travelled inside TLS.
-    pub tls: bool,
-    /// What happened.
-    pub event: Event,
-}
-
-impl TranscriptLine {
-    /// Who said it.
-    pub fn dir(&self) -> Direction {
-        self.event.direction()
-    }
-
-    /// The swaks marker: `===` for notes, ` ->`/` ~>` sent in plain text/TLS, `<- `/`<~ ` received,
-    /// `<**`/`<~*` for a received 4xx/5xx.
-    pub fn marker(&self) -> &'static str {
-        let negative =
-            matches!(&self.event, Event::Reply(text) if matches!(text.as_bytes().first(), Some(b'4' | b'5')));
-        match (self.dir(), self.tls, negative) {
-            (Direction::Info, _, _) => "===",
-            (Direction::Sent, false, _) => " ->",
-            (Direction::Sent, true, _) => " ~>",
-            (Direction::Received, false, false) => "<- ",
-            (Direction::Received, true, false) => "<~ ",
-            (Direction::Received, false, true) => "<**",
-            (Direction::Received, true, true) => "<~*",
-        }
-    }
-}
-
-impl fmt::Display for TranscriptLine {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.marker(), self.event)
-    }
-}
-
-/// Every line sent and received, in order, with notes.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Transcript {
-    /// The lines.
-    pub lines: Vec<TranscriptLine>,
-}
-
-impl Transcript {
-    /// swaks-style text, one line per entry, optionally prefixed by seconds since the start.
-    pub fn render(&self, timestamps: bool) -> String {
-        let mut out = String::new();
-        for line in &self.lines {
-            if timestamps {
-                out.push_str(&format!("[{:>8.3}] ", line.at.as_secs_f64()));
-            }
-            out.push_str(&line.to_string());
-            out.push('\n');
-        }
-        out
-    }
-}
-
-impl fmt::Display for Transcript {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.render(false))
-    }
-}
 
 /// What the last EHLO reply offered.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -1026,90 +677,17 @@ pub fn encode_data(message: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A client TLS configuration (ring, TLS 1.2 and 1.3). With `roots`, the server's certificate must
-/// chain to one of them and match the server name; with `None`, any certificate is accepted, as
-/// opportunistic SMTP TLS does (swaks without `--tls-verify`), though the server must still prove
-/// it holds the key. `client_cert` is a chain (leaf first) and its key.
-pub fn client_config(
-    roots: Option<Vec<CertificateDer<'static>>>,
-    client_cert: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
-) -> Result<Arc<ClientConfig>, rustls::Error> {
-    let provider = crate::tls::provider();
-    let builder =
-        ClientConfig::builder_with_provider(provider.clone()).with_protocol_versions(crate::tls::PROTOCOL_VERSIONS)?;
-    let builder = match roots {
-        Some(roots) => {
-            let mut store = RootCertStore::empty();
-            for root in roots {
-                store.add(root)?;
-            }
-            builder.with_root_certificates(store)
-        }
-        None => builder.dangerous().with_custom_certificate_verifier(Arc::new(AcceptAnyServerCert { provider })),
-    };
-    let config = match client_cert {
-        Some((chain, key)) => builder.with_client_auth_cert(chain, key)?,
-        None => builder.with_no_client_auth(),
-    };
-    Ok(Arc::new(config))
-}
-
-/// The shared configuration used when [`ClientOptions::tls_config`] is `None`: any server
-/// certificate, no client certificate.
-pub fn opportunistic_config() -> Arc<ClientConfig> {
-    static CONFIG: OnceLock<Arc<ClientConfig>> = OnceLock::new();
-    CONFIG.get_or_init(|| client_config(None, None).expect("the default client configuration is valid")).clone()
-}
-
-/// Accepts any server certificate, but still checks the handshake signatures with the provider's
-/// algorithms, so the server must hold the key of the certificate it shows.
-#[derive(Debug)]
-struct AcceptAnyServerCert {
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for AcceptAnyServerCert {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use std::net::Ipv4Addr;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use crate::client::client_config;
+    use std::net::{IpAddr, Ipv4Addr};
 
     use mailsim_testkit::certs::TestPki;
-    use rustls::ServerConfig;
     use rustls::server::WebPkiClientVerifier;
+    use rustls::{RootCertStore, ServerConfig};
     use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, BufReader};
     use tokio::net::TcpListener;
     use tokio::sync::oneshot;
