@@ -5,7 +5,9 @@
 //! [`Session::on_input`], which consumes every complete command or data line it can and reports how
 //! many bytes it used; "need more bytes" is the ordinary result of consuming less than everything.
 //! The session answers with [`Action`]s (replies to write, a message to hand on, STARTTLS to start,
-//! the connection to close). It never blocks, reads a clock or touches a socket: time arrives as a
+//! the connection to close) and reports, in order with them, what it framed ([`Framed`]: each
+//! command line, message content, the end of each DATA or BDAT block), so the protocol log writes
+//! down the session's own framing instead of framing the bytes again. It never blocks, reads a clock or touches a socket: time arrives as a
 //! [`Timestamp`] argument.
 //!
 //! Policy enters at the stages where EXO applies it (exo-semantics §1.2): Directory-Based Edge

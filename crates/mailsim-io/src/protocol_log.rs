@@ -10,9 +10,10 @@
 //!
 //! Events: `+` connect, `-` disconnect, `>` sent by the tenant, `<` received by the tenant, `*`
 //! information (TLS, certificates, attribution, the address plan). As Exchange does, message
-//! content is not logged line by line: a `*` event summarises it (`71 bytes received`). mailsim
-//! keeps the content beside the log (`protocol/data/<session>-<sequence>.dat`, bounded) so that
-//! `mailsim trace --transcript` can rebuild a session exactly.
+//! content is not logged line by line: a `*` event summarises it (`71 bytes received` in RECV,
+//! `sending message; 71 bytes` in SEND). mailsim keeps the content beside the log
+//! (`protocol/data/<session>-<sequence>.dat`, bounded; in SEND when the client's transcript holds
+//! all of it) so that `mailsim trace --transcript` can rebuild a session exactly.
 //!
 //! The log frames nothing and parses no prose: the session reports what it framed
 //! (`core::session::Action::Framed`: command lines, content blocks) in order with its replies, and
