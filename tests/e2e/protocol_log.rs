@@ -2,6 +2,7 @@
 //! layout under the state directory, and `mailsim trace --transcript` turning one session into a
 //! golden transcript that replays against the pure session.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use mailsim::endpoint::EndpointOptions;
@@ -10,8 +11,8 @@ use mailsim_io::protocol_log::{EventKind, FIELDS, LogKind, LogLine, split_csv};
 use mailsim_testkit::certs::TestPki;
 use mailsim_testkit::dns::DnsZoneSet;
 use mailsim_testkit::hosts::roles;
-use mailsim_testkit::peer::PeerScript;
-use mailsim_testkit::sender::TlsOptions;
+use mailsim_testkit::peer::{PeerScript, ScriptedPeer};
+use mailsim_testkit::sender::{RawReply, ScriptedSender, TlsOptions};
 use mailsim_testkit::transcript::Transcript;
 
 use crate::common::*;
@@ -362,6 +363,34 @@ async fn transcript_of_a_send_session() {
         pos("C: QUIT"),
     ];
     assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}\n{text}");
+
+    // Replayed from the tenant's source address against a fresh peer with the same script (the
+    // tenant's part sent, the peer's replies compared), the transcript holds.
+    let peer =
+        ScriptedPeer::start(SocketAddr::new(fresh_loopback(), 0), PeerScript::new("smart.gateway.test")).await.unwrap();
+    let source = send[0][0].local.parse::<SocketAddr>().unwrap().ip();
+    let (mut c, greeting) = ScriptedSender::connect(source, peer.addr()).await.unwrap();
+    let lines_of = |r: &RawReply| r.wire().split('\n').map(str::to_string).collect::<Vec<_>>();
+    let mut actual = vec![lines_of(&greeting)];
+    for ex in &t.exchanges[1..] {
+        let mut lines = Vec::new();
+        if ex.client == ["STARTTLS"] {
+            lines.extend(lines_of(&c.starttls(&TlsOptions::default(), &t.host).await.unwrap()));
+        } else {
+            let input: String = ex.client.iter().map(|l| format!("{l}\r\n")).collect();
+            c.send_raw(input.as_bytes()).await.unwrap();
+            while lines.len() < ex.server.len() {
+                match c.read_reply().await {
+                    Ok(r) => lines.extend(lines_of(&r)),
+                    Err(_) => break,
+                }
+            }
+        }
+        actual.push(lines);
+    }
+    let golden = state.path().join("send.txt");
+    std::fs::write(&golden, &text).unwrap();
+    t.check(&golden, &actual).unwrap_or_else(|e| panic!("{e}\n{text}"));
 }
 
 #[test]
