@@ -2,6 +2,7 @@
 //! layout under the state directory, and `mailsim trace --transcript` turning one session into a
 //! golden transcript that replays against the pure session.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use mailsim::endpoint::EndpointOptions;
@@ -10,8 +11,8 @@ use mailsim_io::protocol_log::{EventKind, FIELDS, LogKind, LogLine, split_csv};
 use mailsim_testkit::certs::TestPki;
 use mailsim_testkit::dns::DnsZoneSet;
 use mailsim_testkit::hosts::roles;
-use mailsim_testkit::peer::PeerScript;
-use mailsim_testkit::sender::TlsOptions;
+use mailsim_testkit::peer::{PeerScript, ScriptedPeer};
+use mailsim_testkit::sender::{RawReply, ScriptedSender, TlsOptions};
 use mailsim_testkit::transcript::Transcript;
 
 use crate::common::*;
@@ -258,6 +259,138 @@ async fn transcript_of_a_logged_session_replays() {
     assert_eq!(mailsim::trace_cmd::transcript_of(&memory).0, text);
     assert!(mailsim::trace_cmd::transcript(state.path(), "0123456789ABCDEF").is_err());
     assert!(mailsim::trace_cmd::parse_session_id("not-hex").is_err());
+}
+
+/// `trace --transcript` of a STARTTLS session: the dialogue goes on after the handshake (a comment
+/// marks it), without warnings, and replays in process with the handshake taken as done.
+#[tokio::test]
+async fn transcript_of_a_starttls_session_replays() {
+    let state = tempfile::tempdir().unwrap();
+    let mut options = EndpointOptions::new(tenant());
+    options.state_dir = Some(state.path().to_path_buf());
+    let ep = start(options).await;
+    let (mut c, greeting) =
+        mailsim_testkit::sender::ScriptedSender::connect(roles::INTERNET.loopback, ep.addr()).await.unwrap();
+    let id = banner_id(&greeting.last_line());
+    c.command("EHLO sender.fabrikam.test").await.unwrap();
+    assert_eq!(c.starttls(&TlsOptions::default(), "tenant.mailsim.test").await.unwrap().code, 220);
+    let reply = c
+        .send_message("sender.fabrikam.test", "someone@fabrikam.test", &["alice@contoso.test"], MESSAGE)
+        .await
+        .unwrap();
+    assert_eq!(reply.code, 250, "{reply:?}");
+    assert_eq!(c.command("QUIT").await.unwrap().code, 221);
+    assert_eq!(ep.store().wait_for("alice@contoso.test", 1, WAIT).await.len(), 1);
+    ep.stop().await;
+
+    let (text, warnings) = mailsim::trace_cmd::transcript(state.path(), &format!("{id:016X}")).unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}\n{text}");
+    let t = Transcript::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let lines: Vec<&str> = text.lines().collect();
+    let pos = |wanted: &str| {
+        lines.iter().position(|l| l.starts_with(wanted)).unwrap_or_else(|| panic!("missing {wanted:?} in\n{text}"))
+    };
+    let starttls = pos("C: STARTTLS");
+    let ready = pos("S: 220 2.0.0 SMTP server ready");
+    let tls = pos("# TLS protocol SP_PROT_TLS1_3_SERVER negotiated; cipher TLS13_");
+    let mail = pos("C: MAIL FROM:<someone@fabrikam.test>");
+    assert!(starttls < ready && ready < tls && tls < mail, "{text}");
+    assert_eq!(lines.iter().filter(|l| l.starts_with("C: EHLO sender.fabrikam.test")).count(), 2, "{text}");
+    for expected in ["C: Subject: test", "C: hello", "C: .", "S: 221 2.0.0 Service closing transmission channel"] {
+        assert!(lines.contains(&expected), "missing {expected:?} in\n{text}");
+    }
+    let golden = state.path().join("starttls.txt");
+    std::fs::write(&golden, &text).unwrap();
+    t.check(&golden, &crate::transcripts::run_in_process(&t)).unwrap_or_else(|e| panic!("{e}\n{text}"));
+}
+
+/// `trace --transcript` of an outbound (SEND) session: the tenant's commands as `C:` lines, the
+/// peer's replies as `S:` lines, the TLS it negotiated and the content it sent, without warnings.
+#[tokio::test]
+async fn transcript_of_a_send_session() {
+    let state = tempfile::tempdir().unwrap();
+    let mut connector = OutboundConnector::new("To gateway");
+    connector.recipient_domains = vec![DomainPattern::parse("relay.contoso.test").unwrap()];
+    connector.use_mx_record = false;
+    connector.smart_hosts = vec![SmartHost::parse("smart.gateway.test").unwrap()];
+    connector.tls_settings = TlsSettings::CertificateValidation;
+    let mut t = tenant();
+    t.outbound_connectors = vec![connector];
+    let zones = DnsZoneSet::new().a("smart.gateway.test", "198.51.100.7".parse().unwrap());
+    let dir = state.path().to_path_buf();
+    let w = World::start_with_sender(
+        t,
+        zones,
+        vec![("gateway", "198.51.100.7", PeerScript::new("smart.gateway.test"))],
+        ("sender", "203.0.113.99"),
+        move |o| o.state_dir = Some(dir),
+    )
+    .await;
+    let reply = w.send("someone@fabrikam.test", &["x@relay.contoso.test"], MESSAGE).await;
+    assert_eq!(reply.code, 250, "{reply:?}");
+    assert_eq!(w.peer("gateway").wait_for_messages(1, WAIT).await.len(), 1);
+    assert!(w.tenant.settled().await);
+    let World { tenant, mut peers, .. } = w;
+    tenant.stop().await;
+    for p in peers.values_mut() {
+        p.stop().await;
+    }
+
+    let send = sessions(&read_log(state.path(), LogKind::Send));
+    assert_eq!(send.len(), 1, "{send:#?}");
+    let id = send[0][0].session_id;
+    let (text, warnings) = mailsim::trace_cmd::transcript(state.path(), &format!("{id:016X}")).unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}\n{text}");
+    let t = Transcript::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(t.host, "smart.gateway.test");
+    assert!(text.starts_with(&format!("# SMTP Send session {id:016X}, ")), "{text}");
+    let lines: Vec<&str> = text.lines().collect();
+    let pos = |wanted: &str| {
+        lines.iter().position(|l| l.starts_with(wanted)).unwrap_or_else(|| panic!("missing {wanted:?} in\n{text}"))
+    };
+    let order = [
+        pos("S: 220 "),
+        pos("C: EHLO MAILSIM01.mail.protection.mailsim.test"),
+        pos("C: STARTTLS"),
+        pos("# TLS protocol SP_PROT_TLS1_3_CLIENT negotiated; cipher TLS13_"),
+        pos("C: MAIL FROM:<someone@fabrikam.test>"),
+        pos("C: RCPT TO:<x@relay.contoso.test>"),
+        pos("C: DATA"),
+        pos("S: 354"),
+        pos("C: Subject: test"),
+        pos("C: hello"),
+        pos("C: ."),
+        pos("C: QUIT"),
+    ];
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}\n{text}");
+
+    // Replayed from the tenant's source address against a fresh peer with the same script (the
+    // tenant's part sent, the peer's replies compared), the transcript holds.
+    let peer =
+        ScriptedPeer::start(SocketAddr::new(fresh_loopback(), 0), PeerScript::new("smart.gateway.test")).await.unwrap();
+    let source = send[0][0].local.parse::<SocketAddr>().unwrap().ip();
+    let (mut c, greeting) = ScriptedSender::connect(source, peer.addr()).await.unwrap();
+    let lines_of = |r: &RawReply| r.wire().split('\n').map(str::to_string).collect::<Vec<_>>();
+    let mut actual = vec![lines_of(&greeting)];
+    for ex in &t.exchanges[1..] {
+        let mut lines = Vec::new();
+        if ex.client == ["STARTTLS"] {
+            lines.extend(lines_of(&c.starttls(&TlsOptions::default(), &t.host).await.unwrap()));
+        } else {
+            let input: String = ex.client.iter().map(|l| format!("{l}\r\n")).collect();
+            c.send_raw(input.as_bytes()).await.unwrap();
+            while lines.len() < ex.server.len() {
+                match c.read_reply().await {
+                    Ok(r) => lines.extend(lines_of(&r)),
+                    Err(_) => break,
+                }
+            }
+        }
+        actual.push(lines);
+    }
+    let golden = state.path().join("send.txt");
+    std::fs::write(&golden, &text).unwrap();
+    t.check(&golden, &actual).unwrap_or_else(|e| panic!("{e}\n{text}"));
 }
 
 #[test]

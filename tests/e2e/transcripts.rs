@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use mailsim_core::peer::PeerFacts;
+use mailsim_core::peer::{PeerFacts, TlsFacts};
 use mailsim_core::session::{Action, Session};
 use mailsim_core::time::Timestamp;
 use mailsim_testkit::hosts::{Host, roles};
@@ -50,8 +50,17 @@ pub(crate) fn run_in_process(t: &Transcript) -> Vec<Vec<String>> {
         let mut out = Vec::new();
         session.on_input(input.as_bytes(), Timestamp(0), &mut out);
         for a in out {
-            if let Action::Reply(r) = a {
-                wire.push_str(&r.to_wire());
+            match a {
+                Action::Reply(r) => wire.push_str(&r.to_wire()),
+                // A STARTTLS transcript (from `mailsim trace --transcript`) goes on inside TLS:
+                // the handshake is taken as done.
+                Action::StartTls => session.on_tls_established(TlsFacts {
+                    version: "TLS1_3".into(),
+                    cipher: "TLS13_AES_256_GCM_SHA384".into(),
+                    sni: None,
+                    client_cert: None,
+                }),
+                _ => {}
             }
         }
         actual.push(lines_of(&wire));

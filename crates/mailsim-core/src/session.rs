@@ -5,7 +5,9 @@
 //! [`Session::on_input`], which consumes every complete command or data line it can and reports how
 //! many bytes it used; "need more bytes" is the ordinary result of consuming less than everything.
 //! The session answers with [`Action`]s (replies to write, a message to hand on, STARTTLS to start,
-//! the connection to close). It never blocks, reads a clock or touches a socket: time arrives as a
+//! the connection to close) and reports, in order with them, what it framed ([`Framed`]: each
+//! command line, message content, the end of each DATA or BDAT block), so the protocol log writes
+//! down the session's own framing instead of framing the bytes again. It never blocks, reads a clock or touches a socket: time arrives as a
 //! [`Timestamp`] argument.
 //!
 //! Policy enters at the stages where EXO applies it (exo-semantics §1.2): Directory-Based Edge
@@ -54,6 +56,56 @@ pub enum Action {
     Refused(Box<Refusal>),
     /// Flush the replies and close the connection.
     Close,
+    /// What the session framed from the input, in order with its replies, for the protocol log
+    /// (exo-semantics §8.3). The shell records it and decides nothing on it.
+    Framed(Framed),
+}
+
+/// A piece of input as the session framed it. Ranges index the `input` slice of the
+/// [`Session::on_input`] call that returned the action, so recording costs no copy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Framed {
+    /// Bytes of a command line (line end included). `ends` is false for the leading parts of a
+    /// line too long to hold (it is consumed as it arrives); the part with the line end is `ends`.
+    Command {
+        /// Where in the input.
+        range: std::ops::Range<usize>,
+        /// The line ends with these bytes.
+        ends: bool,
+    },
+    /// Message content in wire form (dot-stuffed as sent; the final `.` line of DATA is not
+    /// content), whether the transaction keeps it or not.
+    Content {
+        /// Where in the input.
+        range: std::ops::Range<usize>,
+    },
+    /// The content after DATA, or one BDAT chunk, has been read: `bytes` octets in wire form. The
+    /// reply to it (if any) follows.
+    ContentEnd {
+        /// DATA or BDAT.
+        verb: ContentVerb,
+        /// Octets of content.
+        bytes: usize,
+    },
+}
+
+/// The command that carried message content.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContentVerb {
+    /// RFC 5321 DATA (content ends at CRLF.CRLF).
+    Data,
+    /// RFC 3030 BDAT (a chunk of a stated size).
+    Bdat,
+}
+
+impl ContentVerb {
+    /// The verb as written on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContentVerb::Data => "DATA",
+            ContentVerb::Bdat => "BDAT",
+        }
+    }
 }
 
 /// A policy refusal during the session, for the message trace (exo-semantics §8.1: SMTP-time
@@ -94,6 +146,7 @@ enum State {
     SkippingLongLine,
     Data(ContentScan),
     Bdat {
+        size: usize,
         remaining: usize,
         last: bool,
         discard: bool,
@@ -109,6 +162,8 @@ struct ContentScan {
     prev_crlf: bool,
     /// Octets of the current, unfinished line already consumed.
     partial_line: usize,
+    /// Octets of content so far, in wire form.
+    wire_bytes: usize,
     bare_line_ending: bool,
     nul: bool,
     long_line: bool,
@@ -229,14 +284,17 @@ impl Session {
                 State::Closed | State::TlsHandshake => return pos,
                 State::Command => match memchr(b'\n', rest) {
                     Some(lf) if lf < MAX_COMMAND_LINE => {
+                        framed_command(out, pos..pos + lf + 1, true);
                         self.on_command_line(&rest[..=lf], now, out);
                         lf + 1
                     }
                     Some(lf) => {
+                        framed_command(out, pos..pos + lf + 1, true);
                         self.protocol_error(ReplyKind::CommandTooLong, now, out);
                         lf + 1
                     }
                     None if rest.len() >= MAX_COMMAND_LINE => {
+                        framed_command(out, pos..input.len(), false);
                         self.state = State::SkippingLongLine;
                         rest.len()
                     }
@@ -244,14 +302,18 @@ impl Session {
                 },
                 State::SkippingLongLine => match memchr(b'\n', rest) {
                     Some(lf) => {
+                        framed_command(out, pos..pos + lf + 1, true);
                         self.state = State::Command;
                         self.protocol_error(ReplyKind::CommandTooLong, now, out);
                         lf + 1
                     }
-                    None => rest.len(),
+                    None => {
+                        framed_command(out, pos..input.len(), false);
+                        rest.len()
+                    }
                 },
-                State::Data(_) => self.on_data(rest, now, out),
-                State::Bdat { .. } => self.on_bdat(rest, now, out),
+                State::Data(_) => self.on_data(rest, pos, now, out),
+                State::Bdat { .. } => self.on_bdat(rest, pos, now, out),
             };
             if used == 0 {
                 return pos;
@@ -512,7 +574,7 @@ impl Session {
             }
             tx.used_bdat = true;
         }
-        self.state = State::Bdat { remaining: size, last, discard: !accept };
+        self.state = State::Bdat { size, remaining: size, last, discard: !accept };
         if size == 0 {
             self.finish_bdat_chunk(0, now, out);
         }
@@ -531,7 +593,8 @@ impl Session {
         }
     }
 
-    fn on_data(&mut self, input: &[u8], now: Timestamp, out: &mut Vec<Action>) -> usize {
+    /// `at` is where `input` starts in the input of [`Session::on_input`] (for [`Framed`]).
+    fn on_data(&mut self, input: &[u8], at: usize, now: Timestamp, out: &mut Vec<Action>) -> usize {
         let State::Data(scan) = &mut self.state else { return 0 };
         match memchr(b'\n', input) {
             None => {
@@ -545,6 +608,8 @@ impl Session {
                 scan.nul |= input.contains(&0);
                 let line_start = scan.partial_line == 0;
                 scan.partial_line += input.len();
+                scan.wire_bytes += input.len();
+                framed_content(out, at..at + input.len());
                 let body = if line_start && input.first() == Some(&b'.') { &input[1..] } else { input };
                 let body = body.to_vec();
                 self.append_content(&body);
@@ -571,6 +636,8 @@ impl Session {
                 }
                 scan.prev_crlf = crlf;
                 scan.partial_line = 0;
+                scan.wire_bytes += line.len();
+                framed_content(out, at..at + line.len());
                 // RFC 5321 §4.5.2: remove one leading dot.
                 let body = if line_start && line.first() == Some(&b'.') { &line[1..] } else { line };
                 let body = body.to_vec();
@@ -582,6 +649,7 @@ impl Session {
 
     fn finish_data(&mut self, now: Timestamp, out: &mut Vec<Action>) {
         let State::Data(scan) = std::mem::replace(&mut self.state, State::Command) else { return };
+        out.push(Action::Framed(Framed::ContentEnd { verb: ContentVerb::Data, bytes: scan.wire_bytes }));
         let too_large = self.tx.as_ref().is_some_and(|t| t.too_large);
         let refusal = if too_large {
             Some(ReplyKind::MessageTooLarge)
@@ -603,12 +671,14 @@ impl Session {
         }
     }
 
-    fn on_bdat(&mut self, input: &[u8], now: Timestamp, out: &mut Vec<Action>) -> usize {
+    /// `at` is where `input` starts in the input of [`Session::on_input`] (for [`Framed`]).
+    fn on_bdat(&mut self, input: &[u8], at: usize, now: Timestamp, out: &mut Vec<Action>) -> usize {
         let State::Bdat { remaining, discard, .. } = &mut self.state else { return 0 };
         let take = (*remaining).min(input.len());
         if take == 0 {
             return 0;
         }
+        framed_content(out, at..at + take);
         *remaining -= take;
         let (discard, done) = (*discard, *remaining == 0);
         if !discard {
@@ -621,9 +691,10 @@ impl Session {
     }
 
     fn finish_bdat_chunk(&mut self, _last_read: usize, now: Timestamp, out: &mut Vec<Action>) {
-        let State::Bdat { last, discard, .. } = std::mem::replace(&mut self.state, State::Command) else {
+        let State::Bdat { size, last, discard, .. } = std::mem::replace(&mut self.state, State::Command) else {
             return;
         };
+        out.push(Action::Framed(Framed::ContentEnd { verb: ContentVerb::Bdat, bytes: size }));
         if discard {
             return;
         }
@@ -703,6 +774,28 @@ impl Session {
     }
 }
 
+/// Reports command bytes; the continuation of a long line extends the part before it.
+fn framed_command(out: &mut Vec<Action>, range: std::ops::Range<usize>, ends: bool) {
+    if let Some(Action::Framed(Framed::Command { range: last, ends: false })) = out.last_mut()
+        && last.end == range.start
+    {
+        *out.last_mut().expect("checked") = Action::Framed(Framed::Command { range: last.start..range.end, ends });
+        return;
+    }
+    out.push(Action::Framed(Framed::Command { range, ends }));
+}
+
+/// Reports content bytes; adjacent pieces become one (one action per read, not per line).
+fn framed_content(out: &mut Vec<Action>, range: std::ops::Range<usize>) {
+    if let Some(Action::Framed(Framed::Content { range: last })) = out.last_mut()
+        && last.end == range.start
+    {
+        last.end = range.end;
+        return;
+    }
+    out.push(Action::Framed(Framed::Content { range }));
+}
+
 fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
     haystack.iter().position(|&b| b == needle)
 }
@@ -758,7 +851,7 @@ mod tests {
                 Action::Accept(m) => accepted.push(*m),
                 Action::StartTls => wire.push_str("<starttls>\r\n"),
                 Action::Close => wire.push_str("<close>\r\n"),
-                Action::Refused(_) => {}
+                Action::Refused(_) | Action::Framed(_) => {}
             }
         }
         if s.waiting() != Waiting::Closed && s.waiting() != Waiting::TlsHandshake {
@@ -775,6 +868,69 @@ mod tests {
 
     fn message(body: &[u8]) -> Vec<u8> {
         [HEAD, body].concat()
+    }
+
+    /// What the session reports as framed: each command line, content in wire form (one piece
+    /// per read), the end of each block with its size, in order with the replies.
+    #[test]
+    fn framed_input_is_reported_in_order_with_replies() {
+        let mut s = session();
+        let input = message(b"Subject: hi\r\n\r\n..dot\r\n.\r\nBDAT 3 LAST\r\nabcNOOP\r\n");
+        let mut out = Vec::new();
+        assert_eq!(s.on_input(&input, Timestamp(0), &mut out), input.len());
+        let seen: Vec<String> = out
+            .iter()
+            .filter_map(|a| match a {
+                Action::Framed(Framed::Command { range, ends }) => {
+                    Some(format!("C {:?} {ends}", String::from_utf8_lossy(&input[range.clone()])))
+                }
+                Action::Framed(Framed::Content { range }) => {
+                    Some(format!("D {:?}", String::from_utf8_lossy(&input[range.clone()])))
+                }
+                Action::Framed(Framed::ContentEnd { verb, bytes }) => Some(format!("E {} {bytes}", verb.as_str())),
+                Action::Reply(r) => Some(format!("R {}", r.code.get())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                "C \"EHLO client.test\\r\\n\" true",
+                "R 250",
+                "C \"MAIL FROM:<a@fabrikam.test>\\r\\n\" true",
+                "R 250",
+                "C \"RCPT TO:<alice@contoso.test>\\r\\n\" true",
+                "R 250",
+                "C \"DATA\\r\\n\" true",
+                "R 354",
+                "D \"Subject: hi\\r\\n\\r\\n..dot\\r\\n\"",
+                "E DATA 22",
+                "R 250",
+                "C \"BDAT 3 LAST\\r\\n\" true",
+                "R 503",
+                "D \"abc\"",
+                "E BDAT 3",
+                "C \"NOOP\\r\\n\" true",
+                "R 250",
+            ]
+        );
+    }
+
+    /// A command line too long to hold is reported in parts as it is consumed.
+    #[test]
+    fn an_over_long_command_line_is_reported_in_parts() {
+        let mut s = session();
+        let long = vec![b'A'; MAX_COMMAND_LINE + 10];
+        let mut out = Vec::new();
+        assert_eq!(s.on_input(&long, Timestamp(0), &mut out), long.len());
+        assert!(matches!(&out[..], [Action::Framed(Framed::Command { ends: false, .. })]), "{out:?}");
+        out.clear();
+        assert_eq!(s.on_input(b"AA\r\n", Timestamp(0), &mut out), 4);
+        assert!(
+            matches!(&out[0], Action::Framed(Framed::Command { range, ends: true }) if *range == (0..4)),
+            "{out:?}"
+        );
+        assert!(matches!(&out[1], Action::Reply(r) if r.code.get() == 500), "{out:?}");
     }
 
     #[test]

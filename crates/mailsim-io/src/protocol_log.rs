@@ -10,9 +10,17 @@
 //!
 //! Events: `+` connect, `-` disconnect, `>` sent by the tenant, `<` received by the tenant, `*`
 //! information (TLS, certificates, attribution, the address plan). As Exchange does, message
-//! content is not logged line by line: a `*` event summarises it (`71 bytes received`). mailsim
-//! keeps the content beside the log (`protocol/data/<session>-<sequence>.dat`, bounded) so that
-//! `mailsim trace --transcript` can rebuild a session exactly.
+//! content is not logged line by line: a `*` event summarises it (`71 bytes received` in RECV,
+//! `sending message; 71 bytes` in SEND). mailsim keeps the content beside the log
+//! (`protocol/data/<session>-<sequence>.dat`, bounded; in SEND when the client's transcript holds
+//! all of it) so that `mailsim trace --transcript` can rebuild a session exactly.
+//!
+//! The log frames nothing and parses no prose: the session reports what it framed
+//! (`core::session::Action::Framed`: command lines, content blocks) in order with its replies, and
+//! the outbound client keeps a typed transcript (`client::Event`); this module only writes those
+//! events in the Exchange layout, with the wording of the contexts typed in [`Context`]. Reading a
+//! session back ([`read_session`], [`SessionRecord::events`]) gives typed events again, for
+//! `mailsim trace --transcript`.
 //!
 //! Recording decides nothing and never fails a session: lines go to a writer thread through a
 //! bounded channel (dropped and counted when it is full), file errors are logged, and an
@@ -30,10 +38,11 @@ use std::time::Duration;
 
 use mailsim_core::peer::TlsFacts;
 use mailsim_core::reply::Reply;
-use mailsim_core::session::Action;
+use mailsim_core::session::{Action, ContentVerb, Framed};
 use mailsim_core::time::Timestamp;
 use rustls_pki_types::CertificateDer;
 
+use crate::client::Event;
 use crate::clock::SimClock;
 
 /// The `#Fields:` header.
@@ -122,14 +131,87 @@ impl EventKind {
 
 /// The SEND connector-id of MX delivery without an outbound connector.
 pub const NO_CONNECTOR: &str = "Outbound to Internet (no connector)";
-/// Context of the `*` event that summarises message content; its data is `DATA` or `BDAT`.
-pub const CONTENT_SUFFIX: &str = " bytes received";
-/// Context of the `*` event naming the address-plan host of the peer; data is the declared address.
-pub const DECLARED_CONTEXT: &str = "Declared address of host ";
-/// Context of the SEND `*` event naming the server tried; data is `name [declared ip:port]`.
-pub const NEXT_HOP_CONTEXT: &str = "Next hop (declared address)";
-/// Context prefix of the `*` event with the negotiated TLS protocol.
-pub const TLS_CONTEXT: &str = "TLS protocol ";
+/// The context of the `*` events that `trace --transcript` reads back, typed: the one place their
+/// wording lives, written by [`SessionLog`] and parsed by [`SessionRecord::events`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Context {
+    /// RECV: a content block was read (`N bytes received`); data is the verb, `DATA` or `BDAT`.
+    ContentReceived {
+        /// Octets of content in wire form.
+        bytes: usize,
+    },
+    /// SEND: the message content was sent (`sending message; N bytes`); data is the Message-ID.
+    ContentSent {
+        /// Octets of content in wire form.
+        bytes: usize,
+    },
+    /// RECV: the peer is this address-plan host (`Declared address of host NAME`); data is its
+    /// declared address.
+    DeclaredHost {
+        /// The host's name in the address plan.
+        name: String,
+    },
+    /// SEND: the server tried (`Next hop (declared address)`); data is `name [declared ip:port]`.
+    NextHop,
+    /// SEND: a connection is being opened.
+    AttemptingToConnect,
+    /// TLS was negotiated (`TLS protocol SP_PROT_TLS1_3_SERVER negotiated; cipher C`).
+    TlsNegotiated {
+        /// The SSPI protocol name, e.g. `SP_PROT_TLS1_3_SERVER`.
+        protocol: String,
+        /// The cipher suite.
+        cipher: String,
+    },
+    /// The TLS handshake failed; data is the error.
+    TlsFailed,
+    /// Any other context (certificates, attribution, acceptance, refusal), as written.
+    Other(String),
+}
+
+impl std::fmt::Display for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Context::ContentReceived { bytes } => write!(f, "{bytes} bytes received"),
+            Context::ContentSent { bytes } => write!(f, "sending message; {bytes} bytes"),
+            Context::DeclaredHost { name } => write!(f, "Declared address of host {name}"),
+            Context::NextHop => f.write_str("Next hop (declared address)"),
+            Context::AttemptingToConnect => f.write_str("attempting to connect"),
+            Context::TlsNegotiated { protocol, cipher } => {
+                write!(f, "TLS protocol {protocol} negotiated; cipher {cipher}")
+            }
+            Context::TlsFailed => f.write_str("TLS negotiation failed"),
+            Context::Other(text) => f.write_str(text),
+        }
+    }
+}
+
+impl Context {
+    /// Reads a context field back (anything not written by one of the typed variants is
+    /// [`Context::Other`]).
+    pub fn parse(text: &str) -> Self {
+        let bytes = |n: &str| n.parse::<usize>().ok();
+        if let Some(n) = text.strip_suffix(" bytes received").and_then(bytes) {
+            return Context::ContentReceived { bytes: n };
+        }
+        if let Some(n) = text.strip_prefix("sending message; ").and_then(|t| t.strip_suffix(" bytes")).and_then(bytes) {
+            return Context::ContentSent { bytes: n };
+        }
+        if let Some(name) = text.strip_prefix("Declared address of host ") {
+            return Context::DeclaredHost { name: name.to_string() };
+        }
+        if let Some(rest) = text.strip_prefix("TLS protocol ")
+            && let Some((protocol, cipher)) = rest.split_once(" negotiated; cipher ")
+        {
+            return Context::TlsNegotiated { protocol: protocol.to_string(), cipher: cipher.to_string() };
+        }
+        match text {
+            "Next hop (declared address)" => Context::NextHop,
+            "attempting to connect" => Context::AttemptingToConnect,
+            "TLS negotiation failed" => Context::TlsFailed,
+            _ => Context::Other(text.to_string()),
+        }
+    }
+}
 
 /// One line of a protocol log.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -297,6 +379,73 @@ impl SessionRecord {
     pub fn kind(&self) -> Option<LogKind> {
         self.lines.first().map(|l| l.kind)
     }
+
+    /// The lines read as typed events, once: who wrote each protocol line (the session's client
+    /// or server, whichever side the tenant was), content blocks with their kept content, TLS.
+    pub fn events(&self) -> Vec<(&LogLine, SessionEvent<'_>)> {
+        self.lines
+            .iter()
+            .map(|line| {
+                // In RECV the peer is the client; in SEND the tenant is.
+                let from_client = match line.kind {
+                    LogKind::Receive => EventKind::Receive,
+                    LogKind::Send => EventKind::Send,
+                };
+                let event = match line.event {
+                    EventKind::Connect => SessionEvent::Connect,
+                    EventKind::Disconnect => SessionEvent::Disconnect,
+                    e if e == from_client => SessionEvent::ClientLine(&line.data),
+                    EventKind::Send | EventKind::Receive => SessionEvent::ServerLine(&line.data),
+                    EventKind::Info => match Context::parse(&line.context) {
+                        Context::ContentReceived { bytes } if line.kind == LogKind::Receive => {
+                            let verb = if line.data.eq_ignore_ascii_case("BDAT") {
+                                ContentVerb::Bdat
+                            } else {
+                                ContentVerb::Data
+                            };
+                            let content = self.content.get(&line.sequence).map(Vec::as_slice);
+                            SessionEvent::Content { verb, bytes, content }
+                        }
+                        Context::ContentSent { bytes } if line.kind == LogKind::Send => {
+                            let content = self.content.get(&line.sequence).map(Vec::as_slice);
+                            SessionEvent::Content { verb: ContentVerb::Data, bytes, content }
+                        }
+                        context => SessionEvent::Info { data: &line.data, context },
+                    },
+                };
+                (line, event)
+            })
+            .collect()
+    }
+}
+
+/// One line of a recorded session, typed (see [`SessionRecord::events`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SessionEvent<'a> {
+    /// `+`.
+    Connect,
+    /// `-`.
+    Disconnect,
+    /// A line the session's client wrote: a command (the peer's in RECV, the tenant's in SEND).
+    ClientLine(&'a str),
+    /// A line the session's server wrote: a reply line.
+    ServerLine(&'a str),
+    /// A content block the client sent.
+    Content {
+        /// DATA or BDAT.
+        verb: ContentVerb,
+        /// Octets in wire form.
+        bytes: usize,
+        /// The content (wire form) when it was kept beside the log.
+        content: Option<&'a [u8]>,
+    },
+    /// Any other `*` event.
+    Info {
+        /// The data field.
+        data: &'a str,
+        /// The context, typed.
+        context: Context,
+    },
 }
 
 enum Msg {
@@ -495,7 +644,7 @@ impl ProtocolLog {
     /// [`SendAttempt`]). A connection left open for the next message keeps its session id: the
     /// next part recorded for the same local socket continues the session.
     pub fn send_attempt(self: &Arc<Self>, attempt: SendAttempt<'_>) {
-        let fresh = attempt.transcript.lines.first().is_some_and(|l| l.text.starts_with("Trying "));
+        let fresh = attempt.transcript.lines.first().is_some_and(|l| matches!(l.event, Event::Connecting { .. }));
         let resumed = attempt
             .local
             .and_then(|local| self.open_sends.lock().expect("protocol log lock").remove(&local))
@@ -511,57 +660,52 @@ impl ProtocolLog {
             log.seq = r.next_seq;
         }
         let at = |d: Duration| started + d;
-        let mut in_body = false;
-        let mut body_bytes = 0usize;
         let mut connected = resumed.is_some();
         let mut disconnected = false;
         let mut last_at = attempt.started;
+        // The content lines of the message being sent, while all of them are in the transcript.
+        let mut content: Option<Vec<u8>> = Some(Vec::new());
         for line in &attempt.transcript.lines {
             let now = at(line.at).max(last_at);
             last_at = now;
-            match line.dir {
-                crate::client::Direction::Info => {
-                    let text = line.text.as_str();
-                    if text.starts_with("Trying ") {
-                        log.event_at(now, EventKind::Info, "", "attempting to connect");
-                        log.event_at(
-                            now,
-                            EventKind::Info,
-                            &format!("{} [{}]", attempt.server_name, attempt.declared),
-                            NEXT_HOP_CONTEXT,
-                        );
-                    } else if text.starts_with("Connected to ") {
-                        connected = true;
-                        log.event_at(now, EventKind::Connect, "", "");
-                    } else if text.starts_with("TLS started") {
-                        if let Some(tls) = attempt.tls {
-                            tls_logged = true;
-                            log.send_tls_events(now, tls);
-                        }
-                    } else if text.starts_with("Connection closed") {
-                        disconnected = true;
-                        log.event_at(now, EventKind::Disconnect, "", "Local");
-                    } else if let Some(rest) = text.strip_prefix('[')
-                        && let Some((_, bytes)) = rest.split_once("; ")
-                        && let Some(n) = bytes.strip_suffix(" bytes in all]")
+            match &line.event {
+                Event::Connecting { .. } => {
+                    log.event_at(now, EventKind::Info, "", &Context::AttemptingToConnect.to_string());
+                    let next_hop = format!("{} [{}]", attempt.server_name, attempt.declared);
+                    log.event_at(now, EventKind::Info, &next_hop, &Context::NextHop.to_string());
+                }
+                Event::Connected { .. } => {
+                    connected = true;
+                    log.event_at(now, EventKind::Connect, "", "");
+                }
+                Event::TlsStarted { .. } => {
+                    if let Some(tls) = attempt.tls {
+                        tls_logged = true;
+                        log.send_tls_events(now, tls);
+                    }
+                }
+                Event::Closed => {
+                    disconnected = true;
+                    log.event_at(now, EventKind::Disconnect, "", "Local");
+                }
+                Event::ContentLine(text) => {
+                    if let Some(c) = &mut content {
+                        c.extend_from_slice(text.as_bytes());
+                        c.extend_from_slice(b"\r\n");
+                    }
+                }
+                Event::ContentElided { .. } => content = None,
+                Event::ContentEnd { bytes } => {
+                    let context = Context::ContentSent { bytes: *bytes };
+                    let seq = log.event_at(now, EventKind::Info, attempt.message_id, &context.to_string());
+                    if let Some(c) = content.replace(Vec::new())
+                        && c.len() == *bytes
+                        && c.len() <= log.content_limit()
                     {
-                        body_bytes = n.parse().unwrap_or(body_bytes);
+                        self.record_content(log.id, seq, c);
                     }
                 }
-                crate::client::Direction::Sent if in_body => {
-                    if line.text == "." {
-                        in_body = false;
-                        log.event_at(
-                            now,
-                            EventKind::Info,
-                            attempt.message_id,
-                            &format!("sending message; {body_bytes} bytes"),
-                        );
-                    } else {
-                        body_bytes += line.text.len() + 2;
-                    }
-                }
-                crate::client::Direction::Sent => {
+                Event::Command(text) => {
                     if line.tls
                         && !tls_logged
                         && let Some(tls) = attempt.tls
@@ -569,15 +713,12 @@ impl ProtocolLog {
                         tls_logged = true;
                         log.send_tls_events(now, tls);
                     }
-                    log.event_at(now, EventKind::Send, &line.text, "");
+                    log.event_at(now, EventKind::Send, text, "");
                 }
-                crate::client::Direction::Received => {
-                    log.event_at(now, EventKind::Receive, &line.text, "");
-                    if line.text.starts_with("354") {
-                        in_body = true;
-                        body_bytes = 0;
-                    }
+                Event::Reply(text) => {
+                    log.event_at(now, EventKind::Receive, text, "");
                 }
+                Event::TlsPeerSubject(_) | Event::Note(_) => {}
             }
         }
         if let Some(outcome) = attempt.outcome {
@@ -643,25 +784,6 @@ pub struct SendAttempt<'a> {
     pub still_open: bool,
 }
 
-/// Where content is going while the client sends it.
-#[derive(Debug)]
-enum Framing {
-    Command,
-    /// After a 354: lines up to `.`.
-    Data {
-        bytes: usize,
-        line_start: bool,
-        prev_crlf: bool,
-        last: u8,
-        line: Vec<u8>,
-    },
-    /// A BDAT chunk.
-    Bdat {
-        remaining: usize,
-        bytes: usize,
-    },
-}
-
 /// The protocol log of one connection. Logs `-` on drop if the disconnect was not logged.
 #[derive(Debug)]
 pub struct SessionLog {
@@ -672,10 +794,12 @@ pub struct SessionLog {
     connector: String,
     local: String,
     remote: String,
-    framing: Framing,
+    /// The command line being reported in parts (a line too long to hold).
     partial: Vec<u8>,
-    content: Option<Vec<u8>>,
-    limit: usize,
+    /// Content of the current DATA or BDAT block, kept beside the log.
+    content: Vec<u8>,
+    /// The current block is over the limit and is not kept.
+    content_dropped: bool,
     closed: bool,
 }
 
@@ -689,10 +813,9 @@ impl SessionLog {
             connector,
             local,
             remote,
-            framing: Framing::Command,
             partial: Vec::new(),
-            content: None,
-            limit: 0,
+            content: Vec::new(),
+            content_dropped: false,
             closed: false,
         }
     }
@@ -733,7 +856,8 @@ impl SessionLog {
     pub fn connected(&mut self, plan_host: Option<(&str, std::net::IpAddr)>) {
         self.event(EventKind::Connect, "", "");
         if let Some((name, declared)) = plan_host {
-            self.event(EventKind::Info, &declared.to_string(), &format!("{DECLARED_CONTEXT}{name}"));
+            let context = Context::DeclaredHost { name: name.to_string() };
+            self.event(EventKind::Info, &declared.to_string(), &context.to_string());
         }
     }
 
@@ -757,84 +881,58 @@ impl SessionLog {
         }
     }
 
-    /// Bytes the session consumed and the actions it returned for them: `<` per command line,
-    /// each followed by its reply; content summarised by one `*` event; acceptance and refusal as
-    /// `*` events. Replies left over (a second reply, a refusal before a BDAT chunk) follow.
+    /// The actions the session returned for the bytes it consumed, in order: `<` per command line
+    /// it framed, `>` per reply line, one `*` summary per content block (its content kept beside
+    /// the log), acceptance and refusal as `*` events. The session did the framing; this only
+    /// writes it down.
     pub fn input(&mut self, consumed: &[u8], actions: &[Action]) {
-        let mut actions = actions.iter();
-        let mut rest = consumed;
-        while !rest.is_empty() {
-            match &mut self.framing {
-                Framing::Command => {
-                    let (line, done) = match rest.iter().position(|&b| b == b'\n') {
-                        Some(lf) => (&rest[..=lf], true),
-                        None => (rest, false),
-                    };
-                    rest = &rest[line.len()..];
-                    let room = (MAX_DATA + 2).saturating_sub(self.partial.len());
-                    self.partial.extend_from_slice(&line[..line.len().min(room)]);
-                    if !done {
-                        continue;
-                    }
-                    let text = String::from_utf8_lossy(&self.partial).trim_end_matches(['\r', '\n']).to_string();
-                    self.partial.clear();
-                    self.event(EventKind::Receive, &text, "");
-                    if let Some(size) = bdat_size(&text) {
-                        self.framing = Framing::Bdat { remaining: size, bytes: size };
-                        self.limit = self.content_limit();
-                        self.content = (size <= self.limit).then(|| Vec::with_capacity(size.min(64 << 10)));
-                        if size == 0 {
-                            self.end_content("BDAT", 0, &mut actions);
-                        }
-                        continue;
-                    }
-                    self.next_reply(&mut actions);
-                }
-                Framing::Data { bytes, line_start, prev_crlf, last, line } => {
-                    let (chunk, done) = match rest.iter().position(|&b| b == b'\n') {
-                        Some(lf) => (&rest[..=lf], true),
-                        None => (rest, false),
-                    };
-                    rest = &rest[chunk.len()..];
-                    // The end is a line "." after a line that ended in CRLF (RFC 5321 §4.1.1.4);
-                    // remember just enough of the current line to tell.
-                    if line.len() < 3 {
-                        line.extend_from_slice(&chunk[..chunk.len().min(3 - line.len())]);
-                    }
-                    let ends_crlf = chunk.ends_with(b"\r\n") || (chunk == b"\n" && *last == b'\r');
-                    *last = chunk[chunk.len() - 1];
-                    if !done {
-                        *line_start = false;
-                        *bytes += chunk.len();
-                        self.push_content(chunk);
-                        continue;
-                    }
-                    let whole_line_is_dot = *line_start && line.as_slice() == b".\r\n" && *prev_crlf;
-                    if whole_line_is_dot {
-                        let n = *bytes;
-                        self.end_content("DATA", n, &mut actions);
-                        continue;
-                    }
-                    *bytes += chunk.len();
-                    *prev_crlf = ends_crlf;
-                    *line_start = true;
-                    line.clear();
-                    self.push_content(chunk);
-                }
-                Framing::Bdat { remaining, bytes } => {
-                    let take = (*remaining).min(rest.len());
-                    *remaining -= take;
-                    let (done, n) = (*remaining == 0, *bytes);
-                    self.push_content(&rest[..take]);
-                    rest = &rest[take..];
-                    if done {
-                        self.end_content("BDAT", n, &mut actions);
-                    }
-                }
-            }
+        if !self.log.enabled {
+            return;
         }
         for action in actions {
-            self.action(action);
+            match action {
+                Action::Framed(Framed::Command { range, ends }) => {
+                    let bytes = &consumed[range.clone()];
+                    let room = (MAX_DATA + 2).saturating_sub(self.partial.len());
+                    self.partial.extend_from_slice(&bytes[..bytes.len().min(room)]);
+                    if *ends {
+                        let text = String::from_utf8_lossy(&self.partial).trim_end_matches(['\r', '\n']).to_string();
+                        self.partial.clear();
+                        self.event(EventKind::Receive, &text, "");
+                    }
+                }
+                Action::Framed(Framed::Content { range }) => self.push_content(&consumed[range.clone()]),
+                Action::Framed(Framed::ContentEnd { verb, bytes }) => {
+                    let seq = self.event(
+                        EventKind::Info,
+                        verb.as_str(),
+                        &Context::ContentReceived { bytes: *bytes }.to_string(),
+                    );
+                    let content = std::mem::take(&mut self.content);
+                    if !std::mem::take(&mut self.content_dropped) {
+                        self.log.record_content(self.id, seq, content);
+                    }
+                }
+                Action::Reply(reply) => self.replied(reply),
+                Action::Accept(message) => {
+                    if let Some(connector) = message.verdict.connector() {
+                        self.attributed(connector);
+                    }
+                    self.event(
+                        EventKind::Info,
+                        &message.message_id,
+                        &format!("receiving message; InternalId={} queued", message.internal_id),
+                    );
+                }
+                Action::Refused(refusal) => {
+                    if let Some(connector) = refusal.rejection.as_ref().and_then(|r| r.connector.as_deref()) {
+                        self.attributed(connector);
+                    }
+                    let reason = refusal.rejection.as_ref().map_or("", |r| r.reason.as_str());
+                    self.event(EventKind::Info, reason, &format!("Rejected at {}", refusal.stage.command()));
+                }
+                Action::StartTls | Action::Close => {}
+            }
         }
     }
 
@@ -845,72 +943,14 @@ impl SessionLog {
 
     /// Keeps content bytes; content over the limit is not kept at all (never a truncated copy).
     fn push_content(&mut self, bytes: &[u8]) {
-        if !self.log.enabled {
-            self.content = None;
+        if !self.log.enabled || self.content_dropped {
             return;
         }
-        if let Some(c) = &mut self.content {
-            if c.len() + bytes.len() <= self.limit {
-                c.extend_from_slice(bytes);
-            } else {
-                self.content = None;
-            }
-        }
-    }
-
-    fn end_content(&mut self, verb: &str, bytes: usize, actions: &mut std::slice::Iter<'_, Action>) {
-        self.framing = Framing::Command;
-        let seq = self.event(EventKind::Info, verb, &format!("{bytes}{CONTENT_SUFFIX}"));
-        if let Some(content) = self.content.take() {
-            self.log.record_content(self.id, seq, content);
-        }
-        self.next_reply(actions);
-    }
-
-    /// Logs actions up to and including the next reply.
-    fn next_reply(&mut self, actions: &mut std::slice::Iter<'_, Action>) {
-        for action in actions.by_ref() {
-            if self.action(action) {
-                return;
-            }
-        }
-    }
-
-    /// Logs one action; true when it was a reply.
-    fn action(&mut self, action: &Action) -> bool {
-        match action {
-            Action::Reply(reply) => {
-                for line in reply.to_wire().split_terminator("\r\n") {
-                    self.event(EventKind::Send, line, "");
-                }
-                if reply.code.get() == 354 {
-                    self.framing =
-                        Framing::Data { bytes: 0, line_start: true, prev_crlf: true, last: b'\n', line: Vec::new() };
-                    self.content = Some(Vec::new());
-                    self.limit = self.content_limit();
-                }
-                true
-            }
-            Action::Accept(message) => {
-                if let Some(connector) = message.verdict.connector() {
-                    self.attributed(connector);
-                }
-                self.event(
-                    EventKind::Info,
-                    &message.message_id,
-                    &format!("receiving message; InternalId={} queued", message.internal_id),
-                );
-                false
-            }
-            Action::Refused(refusal) => {
-                if let Some(connector) = refusal.rejection.as_ref().and_then(|r| r.connector.as_deref()) {
-                    self.attributed(connector);
-                }
-                let reason = refusal.rejection.as_ref().map_or("", |r| r.reason.as_str());
-                self.event(EventKind::Info, reason, &format!("Rejected at {}", refusal.stage.command()));
-                false
-            }
-            Action::StartTls | Action::Close => false,
+        if self.content.len() + bytes.len() <= self.content_limit() {
+            self.content.extend_from_slice(bytes);
+        } else {
+            self.content = Vec::new();
+            self.content_dropped = true;
         }
     }
 
@@ -933,7 +973,8 @@ impl SessionLog {
             self.info("", "Sending certificate");
             self.cert_events(cert);
         }
-        self.info("", &format!("{TLS_CONTEXT}SP_PROT_{}_SERVER negotiated; cipher {}", facts.version, facts.cipher));
+        let protocol = format!("SP_PROT_{}_SERVER", facts.version);
+        self.info("", &Context::TlsNegotiated { protocol, cipher: facts.cipher.clone() }.to_string());
         if let Some(cert) = peer_chain.and_then(|c| c.first()) {
             self.info("", "Received certificate");
             self.cert_events(cert);
@@ -945,18 +986,15 @@ impl SessionLog {
 
     /// The handshake failed.
     pub fn tls_failed(&mut self, error: &str) {
-        self.info(error, "TLS negotiation failed");
+        self.info(error, &Context::TlsFailed.to_string());
     }
 
     fn send_tls_events(&mut self, at: Timestamp, tls: &crate::client::TlsInfo) {
         // rustls names versions `TLSv1.3`; Exchange's SSPI names are SP_PROT_TLS1_3_CLIENT.
         let version = tls.version.replace("TLSv", "TLS").replace('.', "_");
-        self.event_at(
-            at,
-            EventKind::Info,
-            "",
-            &format!("{TLS_CONTEXT}SP_PROT_{version}_CLIENT negotiated; cipher {}", tls.cipher),
-        );
+        let context =
+            Context::TlsNegotiated { protocol: format!("SP_PROT_{version}_CLIENT"), cipher: tls.cipher.clone() };
+        self.event_at(at, EventKind::Info, "", &context.to_string());
         if let Some(cert) = tls.peer_certificates.first() {
             self.event_at(at, EventKind::Info, "", "Remote certificate");
             for (data, context) in cert_fields(cert) {
@@ -1010,21 +1048,6 @@ pub fn cert_fields(cert: &CertificateDer<'_>) -> Vec<(String, &'static str)> {
         Err(_) => out.push((thumbprint, "Certificate thumbprint")),
     }
     out
-}
-
-/// `BDAT <size> [LAST]` → size.
-fn bdat_size(line: &str) -> Option<usize> {
-    let mut words = line.split_ascii_whitespace();
-    let verb = words.next()?;
-    if !verb.eq_ignore_ascii_case("BDAT") {
-        return None;
-    }
-    let size = words.next()?.parse().ok()?;
-    match words.next() {
-        None => Some(size),
-        Some(w) if w.eq_ignore_ascii_case("LAST") && words.next().is_none() => Some(size),
-        _ => None,
-    }
 }
 
 /// Field text: no line breaks or other control characters, bounded length.
@@ -1133,7 +1156,9 @@ pub fn read_session(dir: &Path, session_id: u64) -> std::io::Result<Option<Sessi
     }
     record.lines.sort_by_key(|l| l.sequence);
     for line in &record.lines {
-        if line.event == EventKind::Info && line.context.ends_with(CONTENT_SUFFIX) {
+        let content =
+            matches!(Context::parse(&line.context), Context::ContentReceived { .. } | Context::ContentSent { .. });
+        if line.event == EventKind::Info && content {
             let path = dir.join("data").join(format!("{id}-{}.dat", line.sequence));
             if let Ok(bytes) = std::fs::read(path) {
                 record.content.insert(line.sequence, bytes);
@@ -1167,11 +1192,121 @@ mod tests {
         assert_eq!(LogLine::parse(LogKind::Receive, &csv).unwrap(), line);
     }
 
+    /// The RECV lines of a scripted session fed in pieces as a socket would deliver them:
+    /// pipelined commands, a refusal, DATA split mid-line with dot-stuffing, a refused BDAT whose
+    /// chunk arrives later, BDAT chunks, an over-long command line in two reads.
     #[test]
-    fn bdat_sizes() {
-        assert_eq!(bdat_size("BDAT 12 LAST"), Some(12));
-        assert_eq!(bdat_size("bdat 0"), Some(0));
-        assert_eq!(bdat_size("BDAT x"), None);
-        assert_eq!(bdat_size("DATA"), None);
+    fn receive_log_of_a_scripted_session() {
+        use mailsim_core::peer::PeerFacts;
+        use mailsim_core::session::Session;
+        use mailsim_core::tenant::{DomainType, Tenant};
+        let log = Arc::new(ProtocolLog::in_memory(Arc::new(SimClock::new())));
+        let tenant = Arc::new(
+            Tenant::default().with_domain("contoso.test", DomainType::Authoritative).with_mailbox("alice@contoso.test"),
+        );
+        let ip: std::net::IpAddr = "127.0.0.10".parse().unwrap();
+        let mut session =
+            Session::new(tenant.clone(), PeerFacts::new(ip, 40000, ip), "127.0.0.1".parse().unwrap(), 7, true);
+        let mut slog = log.receive_session(
+            7,
+            &tenant.settings.server_name,
+            "127.0.0.1:25".parse().unwrap(),
+            "127.0.0.10:40000".parse().unwrap(),
+        );
+        slog.connected(None);
+        slog.replied(&session.greeting(Timestamp(0)));
+        let long = "A".repeat(600);
+        let pieces: Vec<Vec<u8>> = vec![
+            b"EHLO a.test\r\nMAIL FROM:<a@fabrikam.test>\r\nRCPT TO:<alice@contoso.test>\r\nRCPT TO:<bob@contoso.test>\r\nDATA\r\n".to_vec(),
+            b"Subject: x\r\n\r\n..dot\r\nbo".to_vec(),
+            b"dy\r\n.\r\n".to_vec(),
+            b"NOOP\r\nBDAT 4\r\n".to_vec(),
+            b"ab\r\n".to_vec(),
+            b"MAIL FROM:<a@fabrikam.test>\r\nRCPT TO:<alice@contoso.test>\r\nBDAT 5\r\nhel".to_vec(),
+            b"lo".to_vec(),
+            b"BDAT 0 LAST\r\n".to_vec(),
+            long.as_bytes()[..520].to_vec(),
+            [&long.as_bytes()[520..], b"\r\nQUIT\r\n"].concat(),
+        ];
+        let mut buf = Vec::new();
+        for piece in pieces {
+            buf.extend_from_slice(&piece);
+            let mut out = Vec::new();
+            let used = session.on_input(&buf, Timestamp(0), &mut out);
+            slog.input(&buf[..used], &out);
+            buf.drain(..used);
+        }
+        slog.disconnected("Local");
+        drop(slog);
+        let record = log.session(7).unwrap();
+        let mut text = String::new();
+        for l in &record.lines {
+            let data =
+                if l.data.starts_with("220 ") || l.data.starts_with("250 2.6.0") { &l.data[..9] } else { &l.data };
+            let data = data.split(" [").next().unwrap();
+            text.push_str(&format!(
+                "{} {} | {}\n",
+                l.event.symbol(),
+                data,
+                l.context.split("InternalId=").next().unwrap()
+            ));
+        }
+        for (seq, c) in &record.content {
+            text.push_str(&format!("content {seq}: {:?}\n", String::from_utf8_lossy(c)));
+        }
+        assert_eq!(text, EXPECTED_RECV);
     }
+
+    const EXPECTED_RECV: &str = "\
++  | \n\
+> 220 MAILS | \n\
+< EHLO a.test | \n\
+> 250-MAILSIM01.mail.protection.mailsim.test Hello | \n\
+> 250-SIZE 157286400 | \n\
+> 250-PIPELINING | \n\
+> 250-DSN | \n\
+> 250-ENHANCEDSTATUSCODES | \n\
+> 250-STARTTLS | \n\
+> 250-8BITMIME | \n\
+> 250-BINARYMIME | \n\
+> 250-CHUNKING | \n\
+> 250 SMTPUTF8 | \n\
+< MAIL FROM:<a@fabrikam.test> | \n\
+> 250 2.1.0 Sender OK | \n\
+< RCPT TO:<alice@contoso.test> | \n\
+> 250 2.1.5 Recipient OK | \n\
+< RCPT TO:<bob@contoso.test> | \n\
+*  | Rejected at RCPT\n\
+> 550 5.4.1 Recipient address rejected: Access denied. AS(201806281) | \n\
+< DATA | \n\
+> 354 Start mail input; end with <CRLF>.<CRLF> | \n\
+* DATA | 27 bytes received\n\
+* <0000000000070001@MAILSIM01.mail.protection.mailsim.test> | receiving message; \n\
+> 250 2.6.0 | \n\
+< NOOP | \n\
+> 250 2.0.0 OK | \n\
+< BDAT 4 | \n\
+> 503 5.5.2 Need mail command | \n\
+* BDAT | 4 bytes received\n\
+< MAIL FROM:<a@fabrikam.test> | \n\
+> 250 2.1.0 Sender OK | \n\
+< RCPT TO:<alice@contoso.test> | \n\
+> 250 2.1.5 Recipient OK | \n\
+< BDAT 5 | \n\
+* BDAT | 5 bytes received\n\
+> 250 2.0.0 5 octets received | \n\
+< BDAT 0 LAST | \n\
+* BDAT | 0 bytes received\n\
+* <0000000000070002@MAILSIM01.mail.protection.mailsim.test> | receiving message; \n\
+> 250 2.6.0 | \n\
+< AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA | \n\
+> 500 5.5.2 Command too long | \n\
+< QUIT | \n\
+> 221 2.0.0 Service closing transmission channel | \n\
+-  | Local\n\
+content 22: \"Subject: x\\r\\n\\r\\n..dot\\r\\nbody\\r\\n\"\n\
+content 29: \"ab\\r\\n\"\n\
+content 35: \"hello\"\n\
+content 38: \"\"\n\
+";
 }

@@ -217,6 +217,8 @@ async fn run_phase<S: AsyncRead + AsyncWrite + Unpin + Ready>(
                 Action::Refused(refusal) => endpoint.pipeline.refused(*refusal),
                 Action::StartTls => end = Some(PhaseEnd::StartTls),
                 Action::Close => end = Some(PhaseEnd::Closed),
+                // Recorded by `log.input` above.
+                Action::Framed(_) => {}
             }
         }
         if !wire.is_empty() {

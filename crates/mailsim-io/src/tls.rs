@@ -6,17 +6,23 @@
 //! [`tls_facts`] records whether the chain is trusted, expired or from an unknown CA. Deciding what
 //! that means for the message is the inbound stage's job (exo-semantics §2.3), not this module's.
 //!
+//! The outbound client's side is here too: [`client_config`] (roots to verify the server against,
+//! an optional client certificate) and [`opportunistic_config`] with its verifier that accepts any
+//! server certificate, as opportunistic SMTP TLS does.
+//!
 //! rustls with the ring provider, TLS 1.2 and 1.3 only (rustls cannot speak older versions).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use mailsim_core::peer::{CertTrust, ClientCertFacts, TlsFacts};
 use mailsim_core::stage::deliver::ServerCertFacts;
 use mailsim_core::time::Timestamp;
+use rustls::ClientConfig;
 use rustls::client::danger::HandshakeSignatureValid;
+use rustls::client::danger::{ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ServerConnection, WebPkiClientVerifier};
@@ -25,7 +31,7 @@ use rustls::{
     SignatureScheme,
 };
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use x509_parser::extensions::GeneralName;
 
 /// The TLS versions mailsim speaks, newest first.
@@ -363,6 +369,84 @@ pub fn load_pem_key(path: impl AsRef<Path>) -> Result<PrivateKeyDer<'static>, Tl
     let bytes = std::fs::read(path).map_err(|source| TlsError::Read { path: path.to_owned(), source })?;
     PrivateKeyDer::from_pem_slice(&bytes)
         .map_err(|e| TlsError::Pem { path: path.to_owned(), detail: format!("no usable private key: {e}") })
+}
+
+// The outbound client's side (`crate::client`).
+
+/// A client TLS configuration (ring, TLS 1.2 and 1.3). With `roots`, the server's certificate must
+/// chain to one of them and match the server name; with `None`, any certificate is accepted, as
+/// opportunistic SMTP TLS does (swaks without `--tls-verify`), though the server must still prove
+/// it holds the key. `client_cert` is a chain (leaf first) and its key.
+pub fn client_config(
+    roots: Option<Vec<CertificateDer<'static>>>,
+    client_cert: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+) -> Result<Arc<ClientConfig>, rustls::Error> {
+    let provider = provider();
+    let builder = ClientConfig::builder_with_provider(provider.clone()).with_protocol_versions(PROTOCOL_VERSIONS)?;
+    let builder = match roots {
+        Some(roots) => {
+            let mut store = RootCertStore::empty();
+            for root in roots {
+                store.add(root)?;
+            }
+            builder.with_root_certificates(store)
+        }
+        None => builder.dangerous().with_custom_certificate_verifier(Arc::new(AcceptAnyServerCert { provider })),
+    };
+    let config = match client_cert {
+        Some((chain, key)) => builder.with_client_auth_cert(chain, key)?,
+        None => builder.with_no_client_auth(),
+    };
+    Ok(Arc::new(config))
+}
+
+/// The shared configuration used when [`ClientOptions::tls_config`](crate::client::ClientOptions::tls_config) is `None`: any server
+/// certificate, no client certificate.
+pub fn opportunistic_config() -> Arc<ClientConfig> {
+    static CONFIG: OnceLock<Arc<ClientConfig>> = OnceLock::new();
+    CONFIG.get_or_init(|| client_config(None, None).expect("the default client configuration is valid")).clone()
+}
+
+/// Accepts any server certificate, but still checks the handshake signatures with the provider's
+/// algorithms, so the server must hold the key of the certificate it shows.
+#[derive(Debug)]
+struct AcceptAnyServerCert {
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for AcceptAnyServerCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 #[cfg(test)]

@@ -4,15 +4,16 @@
 //!
 //! `--transcript SESSION` instead turns one session of the protocol log (`<state-dir>/protocol`,
 //! the 16-hex session id of the banner and the log) into a golden-transcript fixture
-//! (`mailsim_testkit::transcript` format), volatile text replaced by `<*>` patterns.
+//! (`mailsim_testkit::transcript` format) from the typed events the log module reads back
+//! (`SessionRecord::events`), volatile text replaced by `<*>` patterns. Inbound (RECV) and outbound
+//! (SEND) sessions alike; a STARTTLS session goes on after a `# TLS protocol ...` comment.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
+use anyhow::Context as _;
+use mailsim_core::session::ContentVerb;
 use mailsim_core::trace::{Status, TraceEvent};
-use mailsim_io::protocol_log::{
-    self, CONTENT_SUFFIX, DECLARED_CONTEXT, EventKind, LogKind, NEXT_HOP_CONTEXT, SessionRecord, TLS_CONTEXT,
-};
+use mailsim_io::protocol_log::{self, Context, LogKind, SessionEvent, SessionRecord};
 
 /// `mailsim trace` flags.
 #[derive(clap::Args, Debug)]
@@ -152,7 +153,7 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
 }
 
 /// One session of the protocol log under `state_dir` as a golden transcript, and warnings about
-/// what the transcript format cannot replay (TLS, unrecorded content).
+/// what it cannot hold exactly (content not recorded, a BDAT chunk not ending in CRLF).
 pub fn transcript(state_dir: &Path, session: &str) -> anyhow::Result<(String, Vec<String>)> {
     let id = parse_session_id(session)?;
     let dir = state_dir.join("protocol");
@@ -172,18 +173,20 @@ pub fn parse_session_id(text: &str) -> anyhow::Result<u64> {
     Ok(u64::from_str_radix(hex, 16)?)
 }
 
-/// The host role for `# host:`: the address-plan name the log recorded, else the test role whose
-/// loopback address the peer used, else the peer's address.
-fn host_role(record: &SessionRecord) -> String {
-    if let Some(line) = record.lines.iter().find(|l| l.kind == LogKind::Send && l.context == NEXT_HOP_CONTEXT)
-        && let Some((name, _)) = line.data.split_once(" [")
-    {
-        return name.to_string();
-    }
-    if let Some(line) =
-        record.lines.iter().find(|l| l.event == EventKind::Info && l.context.starts_with(DECLARED_CONTEXT))
-    {
-        return line.context[DECLARED_CONTEXT.len()..].to_string();
+/// The host role for `# host:`: the address-plan name the log recorded (the next hop of a SEND
+/// session, the declared host of a RECV one), else the test role whose loopback address the peer
+/// used, else the peer's address.
+fn host_role(record: &SessionRecord, events: &[(&protocol_log::LogLine, SessionEvent<'_>)]) -> String {
+    for (_, event) in events {
+        match event {
+            SessionEvent::Info { data, context: Context::NextHop } => {
+                if let Some((name, _)) = data.split_once(" [") {
+                    return name.to_string();
+                }
+            }
+            SessionEvent::Info { context: Context::DeclaredHost { name }, .. } => return name.clone(),
+            _ => {}
+        }
     }
     let remote = record.lines.first().map(|l| l.remote.clone()).unwrap_or_default();
     let ip = remote.parse::<std::net::SocketAddr>().map(|a| a.ip()).ok();
@@ -193,14 +196,14 @@ fn host_role(record: &SessionRecord) -> String {
     }
 }
 
-/// Turns a recorded session into transcript text (see [`transcript`]).
+/// Turns a recorded session into transcript text (see [`transcript`]), from its typed events:
+/// the client's lines as `C:`, the server's as `S:`/`S~`, content blocks as their lines, TLS as a
+/// comment where the dialogue continued inside TLS.
 pub fn transcript_of(record: &SessionRecord) -> (String, Vec<String>) {
     let mut warnings = Vec::new();
     let Some(first) = record.lines.first() else { return (String::new(), warnings) };
+    let events = record.events();
     let receive = first.kind == LogKind::Receive;
-    // In RECV the peer is the client; in SEND the tenant is, and `S:` lines are the peer's.
-    let (client_event, server_event) =
-        if receive { (EventKind::Receive, EventKind::Send) } else { (EventKind::Send, EventKind::Receive) };
     let mut out = format!(
         "# {} session {:016X}, {} {} {}, {} ({})\n",
         if receive { "SMTP Receive" } else { "SMTP Send" },
@@ -213,26 +216,19 @@ pub fn transcript_of(record: &SessionRecord) -> (String, Vec<String>) {
     );
     if !receive {
         out.push_str("# The tenant was the client here: `C:` lines are its commands, `S:` lines the peer's replies.\n");
-        warnings.push("an outbound (SEND) session: the transcript runner replays inbound sessions only".into());
     }
-    out.push_str(&format!("# host: {}\n", host_role(record)));
+    out.push_str(&format!("# host: {}\n", host_role(record, &events)));
     let mut content_exact = true;
-    for line in &record.lines {
-        match line.event {
-            e if e == client_event => {
-                // The content summary follows as a `*` event; DATA/BDAT lines themselves are commands.
-                out.push_str(&client_line(&line.data));
-            }
-            e if e == server_event => {
-                let text = &line.data;
-                match normalise(text, content_exact) {
-                    Some(pattern) => out.push_str(&format!("S~ {pattern}\n")),
-                    None => out.push_str(&format!("S: {text}\n")),
-                }
-            }
-            EventKind::Info if receive && line.context.ends_with(CONTENT_SUFFIX) => {
-                let bdat = line.data.eq_ignore_ascii_case("BDAT");
-                match record.content.get(&line.sequence) {
+    for (line, event) in &events {
+        match event {
+            SessionEvent::ClientLine(text) => out.push_str(&client_line(text)),
+            SessionEvent::ServerLine(text) => match normalise(text, content_exact) {
+                Some(pattern) => out.push_str(&format!("S~ {pattern}\n")),
+                None => out.push_str(&format!("S: {text}\n")),
+            },
+            SessionEvent::Content { verb, content, .. } => {
+                let bdat = *verb == ContentVerb::Bdat;
+                match content {
                     Some(bytes) => {
                         let text = String::from_utf8_lossy(bytes);
                         if bdat && !text.is_empty() && !text.ends_with("\r\n") {
@@ -261,17 +257,11 @@ pub fn transcript_of(record: &SessionRecord) -> (String, Vec<String>) {
                     out.push_str("C: .\n");
                 }
             }
-            EventKind::Info if line.context.starts_with(TLS_CONTEXT) => {
-                out.push_str(&format!("# {}\n", line.context));
-                warnings.push(
-                    "the session switched to TLS after STARTTLS; the transcript format replays plain text only".into(),
-                );
+            SessionEvent::Info { context: context @ Context::TlsNegotiated { .. }, .. } => {
+                out.push_str(&format!("# {context}\n"));
             }
-            EventKind::Info if !receive && line.context.starts_with("sending message") => {
-                out.push_str(&format!("# message content not recorded: {} {}\n", line.data, line.context));
-            }
-            EventKind::Info if line.context == "TLS negotiation failed" => {
-                out.push_str(&format!("# TLS negotiation failed: {}\n", line.data));
+            SessionEvent::Info { data, context: Context::TlsFailed } => {
+                out.push_str(&format!("# TLS negotiation failed: {data}\n"));
             }
             _ => {}
         }

@@ -1,245 +1,33 @@
-//! Outbound SMTP client: one conversation with one server, from a chosen 127/8 source address.
+//! The dialogue: one SMTP conversation with one server ([`SmtpClient`]), from connect to QUIT,
+//! and what it learns on the way ([`Capabilities`], [`TlsInfo`], [`TransactionReplies`]).
 //!
-//! Stage: deliver (the shell side of it), and the engine of `mailsim send` and `mailsim bench`.
-//! Contract: it carries out commands and reports what the peer said (replies, capabilities, TLS
-//! facts, a transcript of every line). It decides nothing: whether STARTTLS is required, what a
-//! 4xx means for a recipient, when to retry, all belong to the caller (`core::stage::deliver` and
-//! `outcome` for the outbound stage). It only connects to loopback addresses (ARCHITECTURE, "The
-//! address plan"): mailsim never sends traffic anywhere else.
-//!
-//! RFC 5321 (commands, replies, dot-stuffing), RFC 3207 (STARTTLS), RFC 2920 (PIPELINING).
-//! Replies are capped as Exchange caps them: 2,000 characters a line and 50 lines a reply.
+//! Contract: it carries out commands and reports replies and facts; a reply that does not let a
+//! single-command step go on is [`ClientError::Rejected`]. It records every line it writes and
+//! reads as a typed [`Event`] in the [`Transcript`] when recording is on. It decides nothing about
+//! what a reply means for a message.
 
 use std::fmt;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::time::Instant;
 
 use mailsim_core::reply::Reply;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::{ClientConfig, DigitallySignedStruct, ProtocolVersion, RootCertStore, SignatureScheme};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::ProtocolVersion;
+use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-/// Longest reply line accepted, without CRLF (Exchange's limit).
-pub const MAX_REPLY_LINE: usize = 2000;
-/// Most lines accepted in one reply (Exchange's limit).
-pub const MAX_REPLY_LINES: usize = 50;
+use super::{
+    ClientError, ClientOptions, Direction, Event, MAX_REPLY_LINE, MAX_REPLY_LINES, Stage, TlsMode, Transcript,
+    TranscriptLine, opportunistic_config,
+};
+
 /// A message body of more lines than this is summarised in the transcript.
 const DATA_LINES_SHOWN: usize = 40;
 /// Lines shown at the start of a summarised body.
 const DATA_HEAD_LINES: usize = 10;
-
-/// The step of the conversation an error or rejection belongs to: the core's one SMTP phase enum
-/// (its lower-case `as_str` names it in the messages below).
-pub use mailsim_core::phase::SmtpPhase as Stage;
-
-/// What went wrong in a conversation. Each variant is a fact; what it means for a message is the
-/// caller's decision.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ClientError {
-    /// The server address is not a loopback address; mailsim talks to nothing else.
-    #[error("{0} is not a loopback address: mailsim only connects to 127.0.0.0/8 and ::1")]
-    NotLoopback(SocketAddr),
-    /// Binding the source address or the TCP connect failed.
-    #[error("connection failed: {0}")]
-    Connect(#[source] io::Error),
-    /// No complete reply (or write) within the timeout.
-    #[error("timed out waiting at {}", .0.as_str())]
-    Timeout(Stage),
-    /// The TLS handshake failed, or the server sent a TLS alert afterwards (TLS 1.3 reports a
-    /// refused client certificate only on the first read after the handshake).
-    #[error("TLS failure: {0}")]
-    Tls(String),
-    /// STARTTLS was required but the last EHLO did not offer it.
-    #[error("STARTTLS required but not offered by the server")]
-    TlsNotOffered,
-    /// The server broke the protocol (malformed or overlong reply, data after a STARTTLS reply).
-    #[error("protocol violation at {}: {detail}", .stage.as_str())]
-    ProtocolViolation {
-        /// Where.
-        stage: Stage,
-        /// What.
-        detail: String,
-    },
-    /// The server closed the connection.
-    #[error("connection closed by the server at {}", .0.as_str())]
-    Closed(Stage),
-    /// There is no open connection (never connected, or an earlier error dropped it).
-    #[error("not connected (at {})", .0.as_str())]
-    NotConnected(Stage),
-    /// A read or write failed.
-    #[error("I/O error at {}: {source}", .stage.as_str())]
-    Io {
-        /// Where.
-        stage: Stage,
-        /// The error.
-        source: io::Error,
-    },
-    /// The server's reply does not let this step go on (the connection is still usable).
-    #[error("{} rejected: {reply}", .stage.as_str())]
-    Rejected {
-        /// The command that was refused.
-        stage: Stage,
-        /// The reply.
-        reply: Reply,
-    },
-}
-
-impl ClientError {
-    /// The stage the error belongs to, when it has one.
-    pub fn stage(&self) -> Option<Stage> {
-        match self {
-            ClientError::NotLoopback(_) | ClientError::Connect(_) => Some(Stage::Connect),
-            ClientError::Tls(_) | ClientError::TlsNotOffered => Some(Stage::StartTls),
-            ClientError::Timeout(stage)
-            | ClientError::Closed(stage)
-            | ClientError::NotConnected(stage)
-            | ClientError::ProtocolViolation { stage, .. }
-            | ClientError::Io { stage, .. }
-            | ClientError::Rejected { stage, .. } => Some(*stage),
-        }
-    }
-
-    /// The server's reply, for a rejection.
-    pub fn reply(&self) -> Option<&Reply> {
-        match self {
-            ClientError::Rejected { reply, .. } => Some(reply),
-            _ => None,
-        }
-    }
-}
-
-/// Whether [`SmtpClient::open`] negotiates STARTTLS.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum TlsMode {
-    /// Never.
-    #[default]
-    None,
-    /// When the server offers it; go on in plain text when it does not or refuses the command.
-    Optional,
-    /// Always; fail with [`ClientError::TlsNotOffered`] when the server does not offer it.
-    Required,
-}
-
-/// How to reach the server and what to say.
-#[derive(Clone, Debug)]
-pub struct ClientOptions {
-    /// The server; must be a loopback address.
-    pub server: SocketAddr,
-    /// Source address to bind before connecting (a host's 127/8 address), or the system's choice.
-    pub local_addr: Option<IpAddr>,
-    /// The EHLO argument.
-    pub ehlo: String,
-    /// STARTTLS policy for [`SmtpClient::open`]; the single-step methods ignore it.
-    pub tls: TlsMode,
-    /// TLS configuration for STARTTLS; `None` uses [`opportunistic_config`] (any server certificate).
-    pub tls_config: Option<Arc<ClientConfig>>,
-    /// The name sent as SNI and checked against the certificate when verifying; an IP literal is
-    /// allowed. Empty means the server's IP address.
-    pub server_name: String,
-    /// Limit for each step: connect, each reply, each write, the TLS handshake.
-    pub timeout: Duration,
-    /// Record a [`Transcript`]; load generators turn it off.
-    pub record_transcript: bool,
-}
-
-impl ClientOptions {
-    /// Options with defaults: EHLO `mailsim.local`, no TLS, 30 s per step, transcript on.
-    pub fn new(server: SocketAddr) -> Self {
-        Self {
-            server,
-            local_addr: None,
-            ehlo: "mailsim.local".into(),
-            tls: TlsMode::None,
-            tls_config: None,
-            server_name: String::new(),
-            timeout: Duration::from_secs(30),
-            record_transcript: true,
-        }
-    }
-}
-
-/// Direction of a transcript line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Direction {
-    /// Client to server.
-    Sent,
-    /// Server to client.
-    Received,
-    /// A note from the client (connected, TLS started, body summarised).
-    Info,
-}
-
-/// One line of a transcript.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TranscriptLine {
-    /// Time since the client started connecting.
-    pub at: Duration,
-    /// Who said it.
-    pub dir: Direction,
-    /// Whether it travelled inside TLS.
-    pub tls: bool,
-    /// The line without CRLF.
-    pub text: String,
-}
-
-impl TranscriptLine {
-    /// The swaks marker: `===` for notes, ` ->`/` ~>` sent in plain text/TLS, `<- `/`<~ ` received,
-    /// `<**`/`<~*` for a received 4xx/5xx.
-    pub fn marker(&self) -> &'static str {
-        let negative = matches!(self.text.as_bytes().first(), Some(b'4' | b'5'));
-        match (self.dir, self.tls, negative) {
-            (Direction::Info, _, _) => "===",
-            (Direction::Sent, false, _) => " ->",
-            (Direction::Sent, true, _) => " ~>",
-            (Direction::Received, false, false) => "<- ",
-            (Direction::Received, true, false) => "<~ ",
-            (Direction::Received, false, true) => "<**",
-            (Direction::Received, true, true) => "<~*",
-        }
-    }
-}
-
-impl fmt::Display for TranscriptLine {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.marker(), self.text)
-    }
-}
-
-/// Every line sent and received, in order, with notes.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Transcript {
-    /// The lines.
-    pub lines: Vec<TranscriptLine>,
-}
-
-impl Transcript {
-    /// swaks-style text, one line per entry, optionally prefixed by seconds since the start.
-    pub fn render(&self, timestamps: bool) -> String {
-        let mut out = String::new();
-        for line in &self.lines {
-            if timestamps {
-                out.push_str(&format!("[{:>8.3}] ", line.at.as_secs_f64()));
-            }
-            out.push_str(&line.to_string());
-            out.push('\n');
-        }
-        out
-    }
-}
-
-impl fmt::Display for Transcript {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.render(false))
-    }
-}
 
 /// What the last EHLO reply offered.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -420,13 +208,13 @@ impl SmtpClient {
 
     /// Adds a note to the transcript.
     pub fn note(&mut self, text: impl Into<String>) {
-        self.record(Direction::Info, text.into());
+        self.record(Event::Note(text.into()));
     }
 
-    fn record(&mut self, dir: Direction, text: String) {
+    fn record(&mut self, event: Event) {
         if let Some(t) = &mut self.transcript {
-            let tls = matches!(self.stream, Stream::Tls(_)) && dir != Direction::Info;
-            t.lines.push(TranscriptLine { at: self.started.elapsed(), dir, tls, text });
+            let tls = matches!(self.stream, Stream::Tls(_)) && event.direction() != Direction::Info;
+            t.lines.push(TranscriptLine { at: self.started.elapsed(), tls, event });
         }
     }
 
@@ -442,7 +230,7 @@ impl SmtpClient {
         self.rpos = 0;
         self.capabilities = None;
         self.tls = None;
-        self.record(Direction::Info, format!("Trying {server}..."));
+        self.record(Event::Connecting { server });
         let socket = match server {
             SocketAddr::V4(_) => TcpSocket::new_v4(),
             SocketAddr::V6(_) => TcpSocket::new_v6(),
@@ -460,7 +248,7 @@ impl SmtpClient {
         let local = tcp.local_addr().map_err(ClientError::Connect)?;
         self.local_addr = Some(local);
         self.stream = Stream::Plain(tcp);
-        self.record(Direction::Info, format!("Connected to {server} from {local}."));
+        self.record(Event::Connected { server, local });
         let greeting = self.reply_step(Stage::Connect).await?;
         if !is_2xx(&greeting) {
             return Err(ClientError::Rejected { stage: Stage::Connect, reply: greeting });
@@ -527,9 +315,9 @@ impl SmtpClient {
         let info = TlsInfo { version, cipher, peer_certificates };
         self.stream = Stream::Tls(Box::new(tls));
         self.capabilities = None;
-        self.record(Direction::Info, format!("TLS started with cipher {}:{}", info.version, info.cipher));
+        self.record(Event::TlsStarted { version: info.version.clone(), cipher: info.cipher.clone() });
         if let Some(subject) = info.peer_certificates.first().and_then(|c| cert_subject(c)) {
-            self.record(Direction::Info, format!("TLS peer subject DN=\"{subject}\""));
+            self.record(Event::TlsPeerSubject(subject));
         }
         self.tls = Some(info.clone());
         Ok(info)
@@ -614,7 +402,7 @@ impl SmtpClient {
             for line in lines {
                 batch.extend_from_slice(line.as_bytes());
                 batch.extend_from_slice(b"\r\n");
-                self.record(Direction::Sent, line);
+                self.record(Event::Command(line));
             }
             self.write_step(Stage::Mail, &batch).await?;
             let mail = self.reply_step(Stage::Mail).await?;
@@ -664,14 +452,14 @@ impl SmtpClient {
         }
         if self.is_connected() {
             self.stream = Stream::Closed;
-            self.record(Direction::Info, "Connection closed with remote host.".into());
+            self.record(Event::Closed);
         }
         result
     }
 
     /// Sends one command line (without CRLF) and returns the reply, whatever its code.
     pub async fn command(&mut self, line: &str, stage: Stage) -> Result<Reply, ClientError> {
-        self.record(Direction::Sent, line.to_string());
+        self.record(Event::Command(line.to_string()));
         let mut wire = Vec::with_capacity(line.len() + 2);
         wire.extend_from_slice(line.as_bytes());
         wire.extend_from_slice(b"\r\n");
@@ -684,7 +472,7 @@ impl SmtpClient {
     pub async fn send_raw(&mut self, bytes: &[u8], stage: Stage) -> Result<(), ClientError> {
         if self.transcript.is_some() {
             for line in String::from_utf8_lossy(bytes).split_terminator("\r\n") {
-                self.record(Direction::Sent, line.to_string());
+                self.record(Event::Command(line.to_string()));
             }
         }
         self.write_step(stage, bytes).await
@@ -704,21 +492,25 @@ impl SmtpClient {
         self.reply_step(Stage::Dot).await
     }
 
+    /// Content lines as sent (up to [`DATA_LINES_SHOWN`], else the first [`DATA_HEAD_LINES`] and
+    /// a count), then the final dot. `wire` ends with the `.` line.
     fn record_body(&mut self, wire: &[u8]) {
         let text = String::from_utf8_lossy(wire);
         let lines: Vec<&str> = text.split_terminator("\r\n").collect();
+        let content = &lines[..lines.len().saturating_sub(1)];
+        let bytes = wire.len().saturating_sub(3);
         if lines.len() <= DATA_LINES_SHOWN {
-            for line in lines {
-                self.record(Direction::Sent, line.to_string());
+            for line in content {
+                self.record(Event::ContentLine(line.to_string()));
             }
-            return;
+        } else {
+            for line in &lines[..DATA_HEAD_LINES] {
+                self.record(Event::ContentLine(line.to_string()));
+            }
+            let hidden = lines.len() - DATA_HEAD_LINES - 1;
+            self.record(Event::ContentElided { lines: hidden, total_bytes: wire.len() });
         }
-        for line in &lines[..DATA_HEAD_LINES] {
-            self.record(Direction::Sent, line.to_string());
-        }
-        let hidden = lines.len() - DATA_HEAD_LINES - 1;
-        self.record(Direction::Info, format!("[{hidden} more lines of data not shown; {} bytes in all]", wire.len()));
-        self.record(Direction::Sent, ".".into());
+        self.record(Event::ContentEnd { bytes });
     }
 
     async fn write_step(&mut self, stage: Stage, bytes: &[u8]) -> Result<(), ClientError> {
@@ -754,7 +546,7 @@ impl SmtpClient {
         let mut lines: Vec<String> = Vec::new();
         loop {
             let line = self.read_line(stage).await?;
-            self.record(Direction::Received, line.clone());
+            self.record(Event::Reply(line.clone()));
             let bytes = line.as_bytes();
             let well_formed = bytes.len() >= 3
                 && bytes[..3].iter().all(u8::is_ascii_digit)
@@ -864,90 +656,17 @@ pub fn encode_data(message: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A client TLS configuration (ring, TLS 1.2 and 1.3). With `roots`, the server's certificate must
-/// chain to one of them and match the server name; with `None`, any certificate is accepted, as
-/// opportunistic SMTP TLS does (swaks without `--tls-verify`), though the server must still prove
-/// it holds the key. `client_cert` is a chain (leaf first) and its key.
-pub fn client_config(
-    roots: Option<Vec<CertificateDer<'static>>>,
-    client_cert: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
-) -> Result<Arc<ClientConfig>, rustls::Error> {
-    let provider = crate::tls::provider();
-    let builder =
-        ClientConfig::builder_with_provider(provider.clone()).with_protocol_versions(crate::tls::PROTOCOL_VERSIONS)?;
-    let builder = match roots {
-        Some(roots) => {
-            let mut store = RootCertStore::empty();
-            for root in roots {
-                store.add(root)?;
-            }
-            builder.with_root_certificates(store)
-        }
-        None => builder.dangerous().with_custom_certificate_verifier(Arc::new(AcceptAnyServerCert { provider })),
-    };
-    let config = match client_cert {
-        Some((chain, key)) => builder.with_client_auth_cert(chain, key)?,
-        None => builder.with_no_client_auth(),
-    };
-    Ok(Arc::new(config))
-}
-
-/// The shared configuration used when [`ClientOptions::tls_config`] is `None`: any server
-/// certificate, no client certificate.
-pub fn opportunistic_config() -> Arc<ClientConfig> {
-    static CONFIG: OnceLock<Arc<ClientConfig>> = OnceLock::new();
-    CONFIG.get_or_init(|| client_config(None, None).expect("the default client configuration is valid")).clone()
-}
-
-/// Accepts any server certificate, but still checks the handshake signatures with the provider's
-/// algorithms, so the server must hold the key of the certificate it shows.
-#[derive(Debug)]
-struct AcceptAnyServerCert {
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for AcceptAnyServerCert {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use std::net::Ipv4Addr;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use crate::client::client_config;
+    use std::net::{IpAddr, Ipv4Addr};
 
     use mailsim_testkit::certs::TestPki;
-    use rustls::ServerConfig;
     use rustls::server::WebPkiClientVerifier;
+    use rustls::{RootCertStore, ServerConfig};
     use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, BufReader};
     use tokio::net::TcpListener;
     use tokio::sync::oneshot;
