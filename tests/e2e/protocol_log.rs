@@ -232,7 +232,7 @@ async fn transcript_of_a_logged_session_replays() {
     let memory = ep.protocol_log().session(id).expect("kept in memory");
     ep.stop().await;
 
-    let (text, warnings) = mailsim::trace_cmd::transcript(state.path(), &format!("{id:016x}")).unwrap();
+    let (text, warnings) = mailsim::cli::trace::transcript(state.path(), &format!("{id:016x}")).unwrap();
     assert!(warnings.is_empty(), "{warnings:?}");
     let t = Transcript::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     assert_eq!(t.host, "internet");
@@ -255,14 +255,14 @@ async fn transcript_of_a_logged_session_replays() {
     t.check(&golden, &crate::transcripts::run_in_process(&t)).unwrap_or_else(|e| panic!("{e}\n{text}"));
 
     // The in-memory copy gives the same transcript as the files.
-    assert_eq!(mailsim::trace_cmd::transcript_of(&memory).0, text);
-    assert!(mailsim::trace_cmd::transcript(state.path(), "0123456789ABCDEF").is_err());
-    assert!(mailsim::trace_cmd::parse_session_id("not-hex").is_err());
+    assert_eq!(mailsim::cli::trace::transcript_of(&memory).0, text);
+    assert!(mailsim::cli::trace::transcript(state.path(), "0123456789ABCDEF").is_err());
+    assert!(mailsim::cli::trace::parse_session_id("not-hex").is_err());
 }
 
 #[test]
 fn volatile_reply_parts_become_patterns() {
-    use mailsim::trace_cmd::normalise;
+    use mailsim::cli::trace::normalise;
     assert_eq!(normalise("250 2.1.5 Recipient OK", true), None);
     assert_eq!(
         normalise("421 4.4.2 Timeout [MAILSIM01.x 2024-10-10T21:13:00.303Z 08DCE5A0132C0518] (x)", true).as_deref(),
@@ -310,7 +310,7 @@ send = { from = "gateway", mail_from = "a@fabrikam.test", rcpt_to = ["alice@cont
     let port = std::net::TcpListener::bind((ip, 0)).unwrap().local_addr().unwrap().port();
     let listen = std::net::SocketAddr::new(ip, port);
     let state = dir.path().join("state");
-    let args = mailsim::serve::ServeArgs {
+    let args = mailsim::cli::serve::ServeArgs {
         scenario: Some(scenario),
         listen: Some(listen),
         tenant: None,
@@ -325,7 +325,7 @@ send = { from = "gateway", mail_from = "a@fabrikam.test", rcpt_to = ["alice@cont
         idle_timeout: 300,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(mailsim::serve::run_until(args, async {
+    let server = tokio::spawn(mailsim::cli::serve::run_until(args, async {
         let _ = stopped.await;
     }));
     let mut client = None;
@@ -350,6 +350,6 @@ send = { from = "gateway", mail_from = "a@fabrikam.test", rcpt_to = ["alice@cont
     assert_eq!(recv.len(), 1);
     assert_eq!(recv[0][0].session_id, id);
     assert_eq!(recv[0][0].local, listen.to_string());
-    let (text, _) = mailsim::trace_cmd::transcript(&state, &format!("{id:016X}")).unwrap();
+    let (text, _) = mailsim::cli::trace::transcript(&state, &format!("{id:016X}")).unwrap();
     assert!(text.contains("C: RCPT TO:<alice@contoso.test>"), "{text}");
 }
