@@ -17,6 +17,7 @@
 pub mod addr;
 pub mod dns;
 pub mod envelope;
+pub mod header_section;
 pub mod headers;
 pub mod ndr;
 pub mod peer;
