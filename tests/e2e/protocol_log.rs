@@ -168,12 +168,8 @@ async fn outbound_attempt_is_logged_in_the_send_log() {
     assert_eq!(reply.code, 250, "{reply:?}");
     let got = w.peer("gateway").wait_for_messages(1, WAIT).await;
     assert_eq!(got.len(), 1);
-    assert!(w.tenant.settled().await);
-    let World { tenant, mut peers, .. } = w;
-    tenant.stop().await;
-    for p in peers.values_mut() {
-        p.stop().await;
-    }
+    assert!(w.endpoint().settled().await);
+    w.stop().await;
 
     let all = sessions(&read_log(state.path(), LogKind::Send));
     assert_eq!(all.len(), 1, "{all:#?}");
