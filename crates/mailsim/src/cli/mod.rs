@@ -1,4 +1,6 @@
-//! Command line: one subcommand per job. Every flag can also come from a `MAILSIM_*` variable.
+//! Command line: one subcommand per job, one module per subcommand, and the clap definitions here.
+//! Every flag can also come from a `MAILSIM_*` variable. Errors are `anyhow` here; [`main`] prints
+//! them with their causes and exits 2 (subcommands return their own exit codes otherwise).
 
 pub mod bench;
 pub mod certs;
