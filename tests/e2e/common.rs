@@ -34,11 +34,10 @@ pub const MESSAGE: &str = "From: a@fabrikam.test\r\nTo: alice@contoso.test\r\nSu
 
 pub const WAIT: Duration = Duration::from_secs(5);
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
-use mailsim_core::plan::AddressPlan;
-use mailsim_testkit::dns::{DnsZoneSet, ScriptedDns};
+use mailsim::sim::{HostSpec, Simulation, WorldSpec};
+use mailsim_testkit::dns::DnsZoneSet;
 use mailsim_testkit::peer::{PeerScript, ScriptedPeer};
 
 /// A fresh loopback address no other test (or world) in this process uses.
@@ -46,76 +45,77 @@ pub fn fresh_loopback() -> IpAddr {
     mailsim_testkit::hosts::allocate_loopback()
 }
 
-/// A simulated world of its own per test: the tenant, a DNS server and receiving peers, each on a
-/// fresh loopback address, all SMTP hosts on one free port.
+/// A simulated world of its own per test: a thin wrapper over [`Simulation`], the world scenarios
+/// and `mailsim serve --scenario` run in, with these tests' conventions (the tenant declared at
+/// [`TENANT_DECLARED`], one sending host, outbound conversations timing out after 5 s). Everything
+/// else is `Simulation`'s, reached through `Deref`.
 pub struct World {
-    pub tenant: RunningEndpoint,
-    pub dns: ScriptedDns,
-    pub peers: HashMap<&'static str, ScriptedPeer>,
-    /// The loopback address of the world's sending host (on-premises server or internet sender).
-    pub onprem_loopback: Option<IpAddr>,
+    sim: Simulation,
+    /// The sending host's name.
+    sender: &'static str,
 }
 
 /// Declared address of the tenant endpoint in test worlds (as a partner's DNS would list it).
 pub const TENANT_DECLARED: &str = "192.0.2.100";
 
+impl std::ops::Deref for World {
+    type Target = Simulation;
+
+    fn deref(&self) -> &Simulation {
+        &self.sim
+    }
+}
+
 impl World {
     /// `peers`: (name, declared address, script); a script whose `forward_to` is set relays to
     /// this world's tenant ([`World::FORWARD_TO_TENANT`]). `sender`: the sending host's name and
-    /// declared address, added to the address plan.
+    /// declared address. `tweak` adjusts the world before it starts.
     pub async fn start_with_sender(
         tenant: mailsim_core::tenant::Tenant,
         zones: DnsZoneSet,
         peers: Vec<(&'static str, &str, PeerScript)>,
         sender: (&'static str, &str),
-        tweak: impl FnOnce(&mut EndpointOptions),
+        tweak: impl FnOnce(&mut WorldSpec),
     ) -> World {
-        let tenant_ip = fresh_loopback();
-        let listener = tokio::net::TcpListener::bind(SocketAddr::new(tenant_ip, 0)).await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let tenant_declared: IpAddr = TENANT_DECLARED.parse().unwrap();
-        let mut plan = AddressPlan::new();
-        plan.add("tenant", tenant_declared, tenant_ip).unwrap();
-        let sender_ip = fresh_loopback();
-        plan.add(sender.0, sender.1.parse().unwrap(), sender_ip).unwrap();
-        let mut started = HashMap::new();
-        for (name, addr, mut script) in peers {
-            let ip = fresh_loopback();
-            let addr: IpAddr = addr.parse().unwrap();
-            plan.add(name, addr, ip).unwrap();
-            if script.forward_to.is_some() {
-                script.forward_to = Some(SocketAddr::new(tenant_ip, port));
-            }
-            let peer = ScriptedPeer::start(SocketAddr::new(ip, port), script).await.expect("peer starts");
-            started.insert(name, peer);
+        let mut spec = WorldSpec::new(tenant);
+        spec.tenant_declared = TENANT_DECLARED.parse().unwrap();
+        spec.dns = zones;
+        spec.outbound_timeout = Duration::from_secs(5);
+        spec.hosts.push(HostSpec::new(sender.0, sender.1));
+        for (name, declared, script) in peers {
+            let mut host = HostSpec::new(name, declared);
+            host.relays_to_tenant = script.forward_to.is_some();
+            host.peer = Some(script);
+            spec.hosts.push(host);
         }
-        let dns = ScriptedDns::start(fresh_loopback(), zones).await.expect("dns starts");
-        let mut options = EndpointOptions::new(tenant);
-        options.plan = plan;
-        options.dns = Some(dns.addr());
-        options.dns_timeout = Duration::from_millis(500);
-        options.smtp_port = port;
-        options.outbound_source = tenant_ip;
-        options.outbound_timeout = Duration::from_secs(5);
-        tweak(&mut options);
-        let endpoint = RunningEndpoint::serve(listener, options).unwrap();
-        World { tenant: endpoint, dns, peers: started, onprem_loopback: Some(sender_ip) }
+        tweak(&mut spec);
+        World { sim: Simulation::start(spec).await.expect("world starts"), sender: sender.0 }
     }
 
     /// Marker for `PeerScript::forward_to`: relay to this world's tenant.
     pub const FORWARD_TO_TENANT: Option<SocketAddr> =
         Some(SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0));
 
+    /// A host's receiving peer (the host must have one).
     pub fn peer(&self, name: &str) -> &ScriptedPeer {
-        &self.peers[name]
+        self.sim.peer(name).expect("the host has a peer")
+    }
+
+    /// The loopback address the world's sending host connects from.
+    pub fn sender_loopback(&self) -> IpAddr {
+        self.sim.host_loopback(self.sender).expect("the sending host exists")
     }
 
     /// Sends one message into the tenant from the world's sending host; returns the final reply.
     pub async fn send(&self, from: &str, to: &[&str], content: &str) -> mailsim_testkit::sender::RawReply {
-        let source = self.onprem_loopback.unwrap_or_else(fresh_loopback);
-        let (mut c, _) = ScriptedSender::connect(source, self.tenant.addr()).await.unwrap();
+        let (mut c, _) = ScriptedSender::connect(self.sender_loopback(), self.tenant_addr()).await.unwrap();
         let reply = c.send_message("sender.test", from, to, content).await.unwrap();
         let _ = c.command("QUIT").await;
         reply
+    }
+
+    /// Stops every server of the world.
+    pub async fn stop(self) {
+        self.sim.stop().await;
     }
 }

@@ -3,6 +3,7 @@
 
 mod common;
 mod endpoint;
+mod explain;
 mod inbound;
 mod malformed;
 mod outbound;

@@ -77,8 +77,7 @@ const BODY: &str = "From: alice@contoso.test\r\nSubject: outbound\r\nMessage-ID:
 impl World {
     /// Sends from the on-premises server's declared address (Originating, relay allowed).
     async fn send_from_onprem(&self, from: &str, to: &[&str], content: &str) -> mailsim_testkit::sender::RawReply {
-        let source = self.onprem_loopback.expect("world has an on-premises sender");
-        let (mut c, _) = ScriptedSender::connect(source, self.tenant.addr()).await.unwrap();
+        let (mut c, _) = ScriptedSender::connect(self.sender_loopback(), self.tenant_addr()).await.unwrap();
         let reply = c.send_message("onprem.contoso.test", from, to, content).await.unwrap();
         let _ = c.command("QUIT").await;
         reply
@@ -90,7 +89,13 @@ async fn world(outbound: Vec<OutboundConnector>, peers: Vec<(&'static str, &str,
 }
 
 fn events_for(w: &World, rcpt: &str) -> Vec<Event> {
-    w.tenant.trace().events().into_iter().filter(|e| e.recipient.as_deref() == Some(rcpt)).map(|e| e.event).collect()
+    w.endpoint()
+        .trace()
+        .events()
+        .into_iter()
+        .filter(|e| e.recipient.as_deref() == Some(rcpt))
+        .map(|e| e.event)
+        .collect()
 }
 
 /// §3.2: exact RecipientDomains beats `*`; recipients are split per connector.
@@ -109,13 +114,13 @@ async fn smart_host_routing_by_most_specific_recipient_domains() {
     .await;
     let reply = w.send_from_onprem("alice@contoso.test", &["bob@partner.test", "carol@other.test"], BODY).await;
     assert_eq!(reply.code, 250, "{reply:?}");
-    assert!(w.tenant.settled().await);
+    assert!(w.endpoint().settled().await);
     let partner = w.peer("partner").wait_for_messages(1, WAIT).await;
     let gateway = w.peer("gateway").wait_for_messages(1, WAIT).await;
     assert_eq!(partner[0].rcpt_to, ["bob@partner.test"]);
     assert_eq!(gateway[0].rcpt_to, ["carol@other.test"]);
     assert_eq!(partner[0].mail_from, "alice@contoso.test");
-    let sends: Vec<_> = w.tenant.trace().events().into_iter().filter(|e| e.event == Event::Send).collect();
+    let sends: Vec<_> = w.endpoint().trace().events().into_iter().filter(|e| e.event == Event::Send).collect();
     assert!(sends.iter().any(|e| e.connector.as_deref() == Some("To partner") && e.recipient.as_deref() == Some("bob@partner.test")));
     assert!(
         sends
@@ -155,7 +160,7 @@ async fn mx_routing_with_preference_failover_and_a_fallback() {
     .await;
     let reply = w.send_from_onprem("alice@contoso.test", &["a@multi.test", "b@dead.test", "c@bare.test"], BODY).await;
     assert_eq!(reply.code, 250);
-    assert!(w.tenant.settled().await);
+    assert!(w.endpoint().settled().await);
     assert_eq!(w.peer("mx1").inbox().len(), 1, "lowest preference first");
     assert!(w.peer("mx2").inbox().is_empty());
     assert_eq!(w.peer("dead2").inbox().len(), 1, "failover to the next MX");
@@ -201,11 +206,11 @@ async fn each_tls_setting_against_each_peer_certificate() {
             let w = world(vec![connector], vec![("gateway", GATEWAY, script)]).await;
             let reply = w.send_from_onprem("alice@contoso.test", &["bob@partner.test"], BODY).await;
             assert_eq!(reply.code, 250);
-            assert!(w.tenant.settled().await);
+            assert!(w.endpoint().settled().await);
             let got = if w.peer("gateway").inbox().len() == 1 {
                 "delivered".to_string()
             } else {
-                let q = w.tenant.pipeline().queued();
+                let q = w.endpoint().pipeline().queued();
                 let led = q[0].last_error.as_ref().unwrap();
                 let text = led.to_string();
                 assert!(
@@ -230,8 +235,8 @@ async fn domain_validation_mismatch_reads_like_exo() {
     script.cert = PeerCert::WrongName;
     let w = world(vec![connector], vec![("gateway", GATEWAY, script)]).await;
     w.send_from_onprem("alice@contoso.test", &["bob@partner.test"], BODY).await;
-    assert!(w.tenant.settled().await);
-    let led = w.tenant.pipeline().queued()[0].last_error.clone().unwrap().to_string();
+    assert!(w.endpoint().settled().await);
+    let led = w.endpoint().pipeline().queued()[0].last_error.clone().unwrap().to_string();
     assert!(
         led.starts_with("450 4.4.317 Cannot connect to remote server [Message=SubjectMismatch Expected Subject: *.gateway.test. Presented Subject: CN=mail.wrong.test Thumbprint: "),
         "{led}"
@@ -245,15 +250,15 @@ async fn transient_failure_then_delivered_after_a_retry() {
     script.on_rcpt = Behaviour::Sequence(vec![Behaviour::reply(451, "4.7.1 Try again later"), Behaviour::Accept]);
     let w = world(vec![], vec![("partner", PARTNER_MX, script)]).await;
     w.send_from_onprem("alice@contoso.test", &["bob@partner.test"], BODY).await;
-    assert!(w.tenant.settled().await);
+    assert!(w.endpoint().settled().await);
     assert!(w.peer("partner").inbox().is_empty());
-    let queued = w.tenant.pipeline().queued();
+    let queued = w.endpoint().pipeline().queued();
     assert_eq!(queued.len(), 1);
     assert_eq!(queued[0].last_error.as_ref().unwrap().to_string(), "451 4.7.1 Try again later");
-    w.tenant.advance(Duration::from_secs(6 * 60)).await;
+    w.endpoint().advance(Duration::from_secs(6 * 60)).await;
     assert_eq!(w.peer("partner").wait_for_messages(1, WAIT).await.len(), 1);
     assert_eq!(events_for(&w, "bob@partner.test"), [Event::Receive, Event::Defer, Event::Send]);
-    assert!(w.tenant.pipeline().queued().is_empty());
+    assert!(w.endpoint().pipeline().queued().is_empty());
 }
 
 /// §3.3, §5.3: 4xx for 24 simulated hours ends in `550 4.4.7 QUEUE.Expired; message expired`,
@@ -274,12 +279,12 @@ async fn transient_forever_expires_after_24_hours_with_an_ndr_to_the_senders_mx(
     let reply =
         w.send("someone@fabrikam.test", &["user@relay.contoso.test"], "Subject: to on-prem\r\n\r\nhi\r\n").await;
     assert_eq!(reply.code, 250);
-    assert!(w.tenant.settled().await);
+    assert!(w.endpoint().settled().await);
     for hours in [6, 6, 6, 5] {
-        w.tenant.advance(Duration::from_secs(hours * 3600)).await;
+        w.endpoint().advance(Duration::from_secs(hours * 3600)).await;
         assert!(w.peer("fabrikam").inbox().is_empty(), "not expired before 24 h");
     }
-    w.tenant.advance(Duration::from_secs(3600 + 60)).await;
+    w.endpoint().advance(Duration::from_secs(3600 + 60)).await;
     let ndrs = w.peer("fabrikam").wait_for_messages(1, WAIT).await;
     assert_eq!(ndrs.len(), 1);
     assert_eq!(ndrs[0].mail_from, "", "NDRs come from the null sender");
@@ -311,11 +316,11 @@ async fn permanent_refusal_of_one_recipient_gives_partial_delivery_and_one_ndr()
         BTreeMap::from([("nobody@partner.test".to_string(), Behaviour::reply(550, "5.1.1 User unknown"))]);
     let w = world(vec![], vec![("partner", PARTNER_MX, script)]).await;
     w.send_from_onprem("alice@contoso.test", &["bob@partner.test", "nobody@partner.test"], BODY).await;
-    assert!(w.tenant.settled().await);
+    assert!(w.endpoint().settled().await);
     let inbox = w.peer("partner").inbox();
     assert_eq!(inbox.len(), 1);
     assert_eq!(inbox[0].rcpt_to, ["bob@partner.test"]);
-    let ndrs = w.tenant.store().wait_for("alice@contoso.test", 1, WAIT).await;
+    let ndrs = w.endpoint().store().wait_for("alice@contoso.test", 1, WAIT).await;
     assert_eq!(ndrs.len(), 1, "one NDR, to the sender's mailbox");
     let text = String::from_utf8_lossy(&ndrs[0].data);
     assert!(text.contains("Final-Recipient: rfc822;nobody@partner.test"), "{text}");
@@ -328,24 +333,24 @@ async fn permanent_refusal_of_one_recipient_gives_partial_delivery_and_one_ndr()
 async fn nxdomain_null_mx_and_servfail() {
     let zones = zones().null_mx("nomail.test").mx("flaky.test", 10, "mx.flaky.test");
     let w = World::start_with_sender(tenant(vec![]), zones, vec![], ("onprem", ONPREM), |_| {}).await;
-    w.dns.set_fault("flaky.test", Fault::ServFail);
+    w.dns().set_fault("flaky.test", Fault::ServFail);
     w.send_from_onprem("alice@contoso.test", &["a@nowhere.partner.test", "b@nomail.test", "c@flaky.test"], BODY).await;
-    assert!(w.tenant.settled().await);
-    let fails: Vec<_> = w.tenant.trace().events().into_iter().filter(|e| e.event == Event::Fail).collect();
+    assert!(w.endpoint().settled().await);
+    let fails: Vec<_> = w.endpoint().trace().events().into_iter().filter(|e| e.event == Event::Fail).collect();
     let data_of = |rcpt: &str| fails.iter().find(|e| e.recipient.as_deref() == Some(rcpt)).and_then(|e| e.data.clone());
     assert_eq!(
         data_of("a@nowhere.partner.test").as_deref(),
         Some("554 5.4.4 SMTPSEND.DNS.NonExistentDomain; nonexistent domain")
     );
     assert_eq!(data_of("b@nomail.test").as_deref(), Some("556 5.1.10 Recipient address has null MX"));
-    let queued = w.tenant.pipeline().queued();
+    let queued = w.endpoint().pipeline().queued();
     assert_eq!(queued.len(), 1);
     assert_eq!(
         queued[0].last_error.as_ref().unwrap().to_string(),
         "450 4.4.312 DNS query failed [LastAttemptedServerName=flaky.test]"
     );
     // Each next hop is attempted separately (bifurcation, §3.2), so each failing hop bounces on its own.
-    let ndrs = w.tenant.store().wait_for("alice@contoso.test", 2, WAIT).await;
+    let ndrs = w.endpoint().store().wait_for("alice@contoso.test", 2, WAIT).await;
     assert_eq!(ndrs.len(), 2, "one NDR per failed hop");
 }
 
@@ -368,7 +373,7 @@ async fn gateway_cutover_loop_ends_in_hop_count_exceeded() {
         w.send("someone@fabrikam.test", &["user@relay.contoso.test"], "Subject: loop\r\n\r\nround and round\r\n").await;
     assert_eq!(reply.code, 250);
     let looped = w
-        .tenant
+        .endpoint()
         .trace()
         .wait_until(Duration::from_secs(30), |events| {
             events.iter().any(|e| {
@@ -379,10 +384,10 @@ async fn gateway_cutover_loop_ends_in_hop_count_exceeded() {
         })
         .await;
     assert!(looped, "the loop was detected");
-    assert!(w.tenant.settled().await);
+    assert!(w.endpoint().settled().await);
     let passes = w.peer("gateway").inbox().len();
     assert!((14..=17).contains(&passes), "the loop stopped after about 30 hops: {passes} passes through the gateway");
-    let dsn = w.tenant.trace().events().into_iter().filter(|e| e.event == Event::Dsn).count();
+    let dsn = w.endpoint().trace().events().into_iter().filter(|e| e.event == Event::Dsn).count();
     assert_eq!(dsn, 1, "one NDR, never an NDR for the NDR");
 }
 
@@ -425,8 +430,8 @@ async fn no_ndr_for_a_null_sender_message() {
     let reply = w.send_from_onprem("", &["x@partner.test"], BODY).await;
     // A null sender on an IP-only OnPremises connector counts as a foreign sender: ATTR36.
     if reply.code == 250 {
-        assert!(w.tenant.settled().await);
-        assert!(w.tenant.trace().events().iter().all(|e| e.event != Event::Dsn));
+        assert!(w.endpoint().settled().await);
+        assert!(w.endpoint().trace().events().iter().all(|e| e.event != Event::Dsn));
     } else {
         assert_eq!(
             reply.last_line(),
@@ -447,8 +452,8 @@ async fn no_ndr_for_a_null_sender_message() {
     .await;
     let reply = w.send("", &["user@relay.contoso.test"], "Subject: bounce\r\n\r\nx\r\n").await;
     assert_eq!(reply.code, 250);
-    assert!(w.tenant.settled().await);
-    let events = w.tenant.trace().events();
+    assert!(w.endpoint().settled().await);
+    let events = w.endpoint().trace().events();
     assert!(events.iter().any(|e| e.event == Event::Fail));
     assert!(events.iter().all(|e| e.event != Event::Dsn), "no NDR for an NDR");
 }
@@ -474,8 +479,8 @@ async fn centralized_mail_transport_goes_through_on_premises_first() {
         w.send("someone@fabrikam.test", &["alice@contoso.test"], "Subject: via on-premises\r\n\r\nhi\r\n").await;
     assert_eq!(reply.code, 250);
     assert_eq!(w.peer("onprem-mx").wait_for_messages(1, WAIT).await.len(), 1, "on-premises saw it first");
-    let delivered = w.tenant.store().wait_for("alice@contoso.test", 1, WAIT).await;
+    let delivered = w.endpoint().store().wait_for("alice@contoso.test", 1, WAIT).await;
     assert_eq!(delivered.len(), 1, "then the mailbox");
-    assert!(w.tenant.settled().await);
+    assert!(w.endpoint().settled().await);
     assert_eq!(w.peer("onprem-mx").inbox().len(), 1, "and only once");
 }

@@ -169,12 +169,8 @@ async fn outbound_attempt_is_logged_in_the_send_log() {
     assert_eq!(reply.code, 250, "{reply:?}");
     let got = w.peer("gateway").wait_for_messages(1, WAIT).await;
     assert_eq!(got.len(), 1);
-    assert!(w.tenant.settled().await);
-    let World { tenant, mut peers, .. } = w;
-    tenant.stop().await;
-    for p in peers.values_mut() {
-        p.stop().await;
-    }
+    assert!(w.endpoint().settled().await);
+    w.stop().await;
 
     let all = sessions(&read_log(state.path(), LogKind::Send));
     assert_eq!(all.len(), 1, "{all:#?}");
@@ -233,7 +229,7 @@ async fn transcript_of_a_logged_session_replays() {
     let memory = ep.protocol_log().session(id).expect("kept in memory");
     ep.stop().await;
 
-    let (text, warnings) = mailsim::trace_cmd::transcript(state.path(), &format!("{id:016x}")).unwrap();
+    let (text, warnings) = mailsim::cli::trace::transcript(state.path(), &format!("{id:016x}")).unwrap();
     assert!(warnings.is_empty(), "{warnings:?}");
     let t = Transcript::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     assert_eq!(t.host, "internet");
@@ -256,9 +252,9 @@ async fn transcript_of_a_logged_session_replays() {
     t.check(&golden, &crate::transcripts::run_in_process(&t)).unwrap_or_else(|e| panic!("{e}\n{text}"));
 
     // The in-memory copy gives the same transcript as the files.
-    assert_eq!(mailsim::trace_cmd::transcript_of(&memory).0, text);
-    assert!(mailsim::trace_cmd::transcript(state.path(), "0123456789ABCDEF").is_err());
-    assert!(mailsim::trace_cmd::parse_session_id("not-hex").is_err());
+    assert_eq!(mailsim::cli::trace::transcript_of(&memory).0, text);
+    assert!(mailsim::cli::trace::transcript(state.path(), "0123456789ABCDEF").is_err());
+    assert!(mailsim::cli::trace::parse_session_id("not-hex").is_err());
 }
 
 /// `trace --transcript` of a STARTTLS session: the dialogue goes on after the handshake (a comment
@@ -283,7 +279,7 @@ async fn transcript_of_a_starttls_session_replays() {
     assert_eq!(ep.store().wait_for("alice@contoso.test", 1, WAIT).await.len(), 1);
     ep.stop().await;
 
-    let (text, warnings) = mailsim::trace_cmd::transcript(state.path(), &format!("{id:016X}")).unwrap();
+    let (text, warnings) = mailsim::cli::trace::transcript(state.path(), &format!("{id:016X}")).unwrap();
     assert!(warnings.is_empty(), "{warnings:?}\n{text}");
     let t = Transcript::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     let lines: Vec<&str> = text.lines().collect();
@@ -329,17 +325,13 @@ async fn transcript_of_a_send_session() {
     let reply = w.send("someone@fabrikam.test", &["x@relay.contoso.test"], MESSAGE).await;
     assert_eq!(reply.code, 250, "{reply:?}");
     assert_eq!(w.peer("gateway").wait_for_messages(1, WAIT).await.len(), 1);
-    assert!(w.tenant.settled().await);
-    let World { tenant, mut peers, .. } = w;
-    tenant.stop().await;
-    for p in peers.values_mut() {
-        p.stop().await;
-    }
+    assert!(w.endpoint().settled().await);
+    w.stop().await;
 
     let send = sessions(&read_log(state.path(), LogKind::Send));
     assert_eq!(send.len(), 1, "{send:#?}");
     let id = send[0][0].session_id;
-    let (text, warnings) = mailsim::trace_cmd::transcript(state.path(), &format!("{id:016X}")).unwrap();
+    let (text, warnings) = mailsim::cli::trace::transcript(state.path(), &format!("{id:016X}")).unwrap();
     assert!(warnings.is_empty(), "{warnings:?}\n{text}");
     let t = Transcript::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     assert_eq!(t.host, "smart.gateway.test");
@@ -395,7 +387,7 @@ async fn transcript_of_a_send_session() {
 
 #[test]
 fn volatile_reply_parts_become_patterns() {
-    use mailsim::trace_cmd::normalise;
+    use mailsim::cli::trace::normalise;
     assert_eq!(normalise("250 2.1.5 Recipient OK", true), None);
     assert_eq!(
         normalise("421 4.4.2 Timeout [MAILSIM01.x 2024-10-10T21:13:00.303Z 08DCE5A0132C0518] (x)", true).as_deref(),
@@ -443,7 +435,7 @@ send = { from = "gateway", mail_from = "a@fabrikam.test", rcpt_to = ["alice@cont
     let port = std::net::TcpListener::bind((ip, 0)).unwrap().local_addr().unwrap().port();
     let listen = std::net::SocketAddr::new(ip, port);
     let state = dir.path().join("state");
-    let args = mailsim::serve::ServeArgs {
+    let args = mailsim::cli::serve::ServeArgs {
         scenario: Some(scenario),
         listen: Some(listen),
         tenant: None,
@@ -458,7 +450,7 @@ send = { from = "gateway", mail_from = "a@fabrikam.test", rcpt_to = ["alice@cont
         idle_timeout: 300,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(mailsim::serve::run_until(args, async {
+    let server = tokio::spawn(mailsim::cli::serve::run_until(args, async {
         let _ = stopped.await;
     }));
     let mut client = None;
@@ -483,6 +475,6 @@ send = { from = "gateway", mail_from = "a@fabrikam.test", rcpt_to = ["alice@cont
     assert_eq!(recv.len(), 1);
     assert_eq!(recv[0][0].session_id, id);
     assert_eq!(recv[0][0].local, listen.to_string());
-    let (text, _) = mailsim::trace_cmd::transcript(&state, &format!("{id:016X}")).unwrap();
+    let (text, _) = mailsim::cli::trace::transcript(&state, &format!("{id:016X}")).unwrap();
     assert!(text.contains("C: RCPT TO:<alice@contoso.test>"), "{text}");
 }

@@ -4,14 +4,15 @@
 //! organization. A connector trusted for cross-premises headers (`CloudServicesMailEnabled`,
 //! §2.1, §3.1) carries them across instead, renamed `X-MS-Exchange-CrossPremises-*` on the way out
 //! and promoted back to `X-MS-Exchange-Organization-*` on the way in.
+//!
+//! Lines, fields, folding and the end of the section are [`crate::header_section`]'s: a header
+//! behind a lone LF or CR is a header here too, and the bytes of every kept line are copied as they
+//! came.
+
+use crate::header_section;
 
 const ORG: &str = "X-MS-Exchange-Organization-";
 const CROSS: &str = "X-MS-Exchange-CrossPremises-";
-
-/// The header section's length (up to and including the CRLF before the empty line).
-fn header_end(content: &[u8]) -> usize {
-    content.windows(4).position(|w| w == b"\r\n\r\n").map_or(content.len(), |p| p + 2)
-}
 
 /// What to do with one header, given its name.
 enum Action {
@@ -20,28 +21,17 @@ enum Action {
     Rename(&'static str, usize),
 }
 
-/// Rewrites the header section; folded continuation lines follow their header.
+/// Rewrites the header section field by field; folded continuation lines follow their header.
 fn rewrite(content: &[u8], decide: impl Fn(&[u8]) -> Action) -> Vec<u8> {
-    let end = header_end(content);
+    let end = header_section::section_len(content);
     let mut out = Vec::with_capacity(content.len());
-    let mut dropping = false;
-    for line in content[..end].split_inclusive(|&b| b == b'\n') {
-        if matches!(line.first(), Some(b' ' | b'\t')) {
-            if !dropping {
-                out.extend_from_slice(line);
-            }
-            continue;
-        }
-        match decide(line) {
-            Action::Keep => {
-                dropping = false;
-                out.extend_from_slice(line);
-            }
-            Action::Drop => dropping = true,
+    for field in header_section::fields(&content[..end]) {
+        match decide(field.first.text) {
+            Action::Keep => out.extend_from_slice(field.raw),
+            Action::Drop => {}
             Action::Rename(prefix, cut) => {
-                dropping = false;
                 out.extend_from_slice(prefix.as_bytes());
-                out.extend_from_slice(&line[cut..]);
+                out.extend_from_slice(&field.raw[cut..]);
             }
         }
     }
@@ -95,6 +85,19 @@ mod tests {
             out,
             "Subject: x\r\nX-MS-Exchange-Organization-AuthAs: Internal\r\n\r\nX-MS-Exchange-Organization-InBody: kept\r\n"
         );
+    }
+
+    /// A stamp hidden behind a lone LF or CR (BDAT content is not refused for them) is a header
+    /// line to the firewall too (`header_section`'s line rule); kept lines keep their own endings.
+    #[test]
+    fn stamps_behind_lone_line_ends_are_stripped() {
+        for content in [
+            &b"Subject: x\nX-MS-Exchange-Organization-AuthAs: Internal\r\n\r\nbody\r\n"[..],
+            b"Subject: x\rX-MS-Exchange-Organization-AuthAs: Internal\r\n\r\nbody\r\n",
+        ] {
+            let out = entering(content, false);
+            assert_eq!(out, [&content[..11], b"\r\nbody\r\n"].concat(), "{:?}", String::from_utf8_lossy(content));
+        }
     }
 
     /// §3.1 CloudServicesMailEnabled: kept across premises, stripped towards anyone else.

@@ -8,8 +8,8 @@
 //!               route ──► deliver (tls_gate, attempt::failure_reply) ──► outcome (settle) ──► ndr
 //! ```
 //!
-//! The purity rule: this crate has no async runtime, no sockets, no clock, no randomness and no file
-//! reads. Time enters as a [`time::Timestamp`] argument and identifiers enter as arguments. The
+//! The purity rule: this crate has no async runtime, no sockets, no clock, no randomness, no file
+//! reads or writes and no environment reads. Time enters as a [`time::Timestamp`] argument and identifiers enter as arguments. The
 //! dependency list and `clippy.toml` enforce it. The shell (`mailsim-io`) calls these functions and
 //! carries out what they return.
 #![warn(missing_docs)]
@@ -17,6 +17,7 @@
 pub mod addr;
 pub mod dns;
 pub mod envelope;
+pub mod header_section;
 pub mod headers;
 pub mod ndr;
 pub mod peer;

@@ -16,6 +16,11 @@
 //! 3. `text/rfc822-headers` with the original header section, or `message/rfc822` with the whole
 //!    original when its envelope asked `RET=FULL` and the original can travel as 7bit or 8bit.
 //!
+//! The "original header section" of parts 1 and 3 is [`crate::header_section::well_formed`]: the
+//! original's fields up to its blank line or first line that is not a field, read with the header
+//! section module's line rule, every line end written as CRLF so that no bare line end reaches the
+//! NDR's bytes. The Subject comes from the same fields.
+//!
 //! Everything in the output comes from the input: the Date is `now`, the Message-ID and the MIME
 //! boundary derive from `ndr_id`, so composing twice gives the same bytes. No NDR is ever composed
 //! for a message from the null sender (RFC 3461 §6.2, RFC 5321 §3.6.3).
@@ -37,6 +42,7 @@ use mail_builder::mime::{BodyPart, MimePart};
 
 use crate::addr::EmailAddress;
 use crate::envelope::{AcceptedMessage, Body, Envelope};
+use crate::header_section;
 use crate::reply::{EnhancedStatus, Reply, StatusClass};
 use crate::stage::inbound::{Direction, InboundVerdict};
 use crate::time::Timestamp;
@@ -187,8 +193,8 @@ pub fn compose(input: &NdrInput<'_>) -> Option<NdrMessage> {
     let postmaster = clean_token(input.postmaster);
     let message_id = format!("ndr-{:016X}@{mta}", input.ndr_id);
 
-    let section = header_section(&original.data);
-    let headers = normalize_line_breaks(section);
+    let section = header_section::well_formed(&original.data);
+    let headers = header_section::normalize_line_ends(section);
     let subject = match original_subject(section) {
         s if s.is_empty() => "Undeliverable:".to_string(),
         s => format!("Undeliverable: {s}"),
@@ -458,74 +464,11 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-/// The original's header section: the lines from the start up to the blank line that ends it, or up
-/// to the first line that is neither a header field nor a continuation (a message without headers
-/// has an empty section). CRLF, LF and lone CR all end a line. The section includes the line break
-/// of its last line.
-fn header_section(data: &[u8]) -> &[u8] {
-    let mut pos = 0;
-    while pos < data.len() {
-        let (line, next) = next_line(data, pos);
-        if line.is_empty() {
-            break;
-        }
-        let field = match line[0] {
-            b' ' | b'\t' => pos > 0,
-            _ => match line.iter().position(|&b| b == b':') {
-                Some(colon) => colon > 0 && line[..colon].iter().all(|b| (33..=126).contains(b)),
-                None => false,
-            },
-        };
-        if !field {
-            break;
-        }
-        pos = next;
-    }
-    &data[..pos]
-}
-
-/// The line starting at `pos` (without its line break) and where the next one starts.
-fn next_line(data: &[u8], pos: usize) -> (&[u8], usize) {
-    let rest = &data[pos..];
-    match rest.iter().position(|&b| b == b'\r' || b == b'\n') {
-        Some(i) if rest[i] == b'\r' && rest.get(i + 1) == Some(&b'\n') => (&rest[..i], pos + i + 2),
-        Some(i) => (&rest[..i], pos + i + 1),
-        None => (rest, data.len()),
-    }
-}
-
-/// The header section with every line ending as CRLF (LF and lone CR become CRLF).
-fn normalize_line_breaks(section: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(section.len() + 16);
-    let mut pos = 0;
-    while pos < section.len() {
-        let (line, next) = next_line(section, pos);
-        out.extend_from_slice(line);
-        out.extend_from_slice(b"\r\n");
-        pos = next;
-    }
-    out
-}
-
 /// The original's first Subject field, unfolded, with control characters replaced by spaces and
 /// surrounding white space trimmed. Invalid UTF-8 is replaced (U+FFFD).
 fn original_subject(section: &[u8]) -> String {
-    let mut value: Option<Vec<u8>> = None;
-    let mut pos = 0;
-    while pos < section.len() {
-        let (line, next) = next_line(section, pos);
-        pos = next;
-        match &mut value {
-            Some(v) if line.first().is_some_and(|b| *b == b' ' || *b == b'\t') => v.extend_from_slice(line),
-            Some(_) => break,
-            None => {
-                if line.len() >= 8 && line[..8].eq_ignore_ascii_case(b"subject:") {
-                    value = Some(line[8..].to_vec());
-                }
-            }
-        }
-    }
-    let Some(value) = value else { return String::new() };
+    let Some(field) = header_section::fields(section).find(|f| f.is("Subject")) else { return String::new() };
+    let value = field.unfolded_value();
     let text: String = String::from_utf8_lossy(&value).chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
     text.trim().to_string()
 }
@@ -790,7 +733,7 @@ Hello Bob and Carol.\r\n";
             },
         ];
         let original = accepted(Some("alice@contoso.test"), ORIGINAL.as_bytes());
-        let section = header_section(&original.data).to_vec();
+        let section = header_section::well_formed(&original.data).to_vec();
         assert!(section.ends_with(b"Content-Type: text/plain; charset=us-ascii\r\n"));
         for case in cases {
             let ndr = compose(&input(&original, &case.failures, case.now)).expect(case.name);
@@ -1043,7 +986,10 @@ Hello Bob and Carol.\r\n";
     /// input). `MAILSIM_BLESS=1 cargo test -p mailsim-core ndr` rewrites it; on a mismatch the
     /// composed NDR is written beside it as `.actual`.
     #[test]
-    #[allow(clippy::disallowed_methods)]
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "a golden-file test: it reads the golden NDR, and MAILSIM_BLESS or a mismatch writes one; the library never does"
+    )]
     fn golden_expired_ndr() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/ndr/expired-4.4.7.eml");
         let original = accepted(Some("alice@contoso.test"), ORIGINAL.as_bytes());

@@ -805,19 +805,17 @@ fn has_bare_cr(line: &[u8]) -> bool {
     line.iter().enumerate().any(|(i, &b)| b == b'\r' && line.get(i + 1) != Some(&b'\n'))
 }
 
-/// Length of the header section (up to the first empty line, or everything).
+/// Length of the header section ([`crate::header_section::section_len`]).
 fn header_section_len(content: &[u8]) -> usize {
-    content.windows(4).position(|w| w == b"\r\n\r\n").map_or(content.len(), |p| p + 2)
+    crate::header_section::section_len(content)
 }
 
-/// The Message-ID header value of the header section, if any.
+/// The first non-empty Message-ID value of the header section (its first line, trimmed), if any.
 fn find_message_id(content: &[u8]) -> Option<String> {
-    let headers = &content[..header_section_len(content)];
-    let text = String::from_utf8_lossy(headers);
-    text.split("\r\n").find_map(|line| {
-        let (name, value) = line.split_once(':')?;
-        name.eq_ignore_ascii_case("Message-ID").then(|| value.trim().to_string()).filter(|v| !v.is_empty())
-    })
+    crate::header_section::fields(crate::header_section::section(content))
+        .filter(|f| f.is("Message-ID"))
+        .map(|f| String::from_utf8_lossy(f.first_value()).trim().to_string())
+        .find(|v| !v.is_empty())
 }
 
 #[cfg(test)]

@@ -1,17 +1,12 @@
 //! # mailsim: simulate an Exchange Online tenant's SMTP transport and connectors on loopback
 //!
-//! The facade crate: the command line (`mailsim serve`, `send`, `bench`, `certs`, `explain`,
-//! `demo`) and the pieces a Rust test uses to bring a tenant endpoint up on a loopback address.
+//! The facade crate. The library: [`sim`] (a whole simulated world, the one API behind Rust tests,
+//! scenario files and `mailsim serve --scenario`), [`endpoint`] (one tenant endpoint on a loopback
+//! address) and [`scenario`] (scenario files run against [`sim`]). The command line lives apart in
+//! [`cli`], one module per subcommand (`run`, `serve`, `send`, `bench`, `certs`, `trace`,
+//! `explain`, `demo`); it uses the library and the core, and the library never uses it.
 
-pub mod bench;
-pub mod certs_cmd;
 pub mod cli;
-pub mod demo;
 pub mod endpoint;
-pub mod explain;
-pub mod run_cmd;
 pub mod scenario;
-pub mod send;
-pub mod serve;
 pub mod sim;
-pub mod trace_cmd;

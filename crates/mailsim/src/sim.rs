@@ -4,6 +4,8 @@
 //! side by side; the address plan maps each host's declared address (what connectors and DNS say)
 //! to its loopback address.
 //!
+//! Errors are [`SimError`]: what went wrong, with the underlying error as its source.
+//!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
 //! use mailsim::sim::{HostSpec, SendSpec, Simulation, WorldSpec};
@@ -24,19 +26,94 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{Context, bail};
 use mailsim_core::envelope::AcceptedMessage;
-use mailsim_core::plan::AddressPlan;
+use mailsim_core::plan::{AddressPlan, PlanError};
 use mailsim_core::stage::outcome::RetryPolicy;
 use mailsim_core::tenant::Tenant;
 use mailsim_core::trace::TraceEvent;
-use mailsim_testkit::certs::{LeafCert, LeafSpec, TestPki};
+use mailsim_testkit::certs::{CertError, LeafCert, LeafSpec, TestPki};
 use mailsim_testkit::dns::{DnsZoneSet, ScriptedDns};
 use mailsim_testkit::hosts::allocate_loopback;
 use mailsim_testkit::peer::{PeerScript, ScriptedPeer};
-use mailsim_testkit::sender::{ClientIdentity, RawReply, ScriptedSender, TlsOptions};
+use mailsim_testkit::sender::{ClientIdentity, RawReply, ScriptedSender, SenderError, TlsOptions};
 
 use crate::endpoint::{EndpointOptions, RunningEndpoint};
+
+/// Why a world could not be brought up, changed or sent into. The message says what was being
+/// done; the source, when there is one, says why.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SimError {
+    /// A socket of the world could not be bound or set up.
+    #[error("{what}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A declared address does not fit the address plan.
+    #[error("{what}")]
+    Plan {
+        /// The host whose address was being added.
+        what: String,
+        /// The plan's objection.
+        #[source]
+        source: PlanError,
+    },
+    /// Two hosts have the same name.
+    #[error("host {0:?} is declared twice")]
+    DuplicateHost(String),
+    /// No host of that name.
+    #[error("no host named {0:?}")]
+    NoHost(String),
+    /// A send names a host that does not exist.
+    #[error("no host named {0:?} to send from")]
+    NoSendingHost(String),
+    /// The host has no receiving peer.
+    #[error("host {0:?} receives no mail (it has no peer)")]
+    NoPeer(String),
+    /// The test PKI has no leaf of that name.
+    #[error("no test certificate named {name:?} (known: {known})")]
+    UnknownCert {
+        /// The name asked for.
+        name: String,
+        /// The names the test PKI has, comma-separated.
+        known: String,
+    },
+    /// A certificate could not be minted.
+    #[error("minting {common_name}")]
+    Cert {
+        /// Its subject CN.
+        common_name: String,
+        /// Why.
+        #[source]
+        source: CertError,
+    },
+    /// The tenant endpoint could not be started.
+    #[error("starting the tenant endpoint")]
+    Endpoint(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The SMTP conversation of a send failed below SMTP (connection, TLS, timeout).
+    #[error("sending from host {host:?}")]
+    Send {
+        /// The sending host.
+        host: String,
+        /// The sender's error.
+        #[source]
+        source: SenderError,
+    },
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SimError {
+    let what = what.into();
+    move |source| SimError::Io { what, source }
+}
+
+fn plan_err(what: impl Into<String>) -> impl FnOnce(PlanError) -> SimError {
+    let what = what.into();
+    move |source| SimError::Plan { what, source }
+}
 
 /// Which client certificate a host presents.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,7 +137,7 @@ pub enum CertChoice {
 
 impl CertChoice {
     /// The certificate, from the shared test PKI (minted ones are issued now).
-    pub fn leaf(&self) -> anyhow::Result<LeafCert> {
+    pub fn leaf(&self) -> Result<LeafCert, SimError> {
         let pki = TestPki::default_shared();
         match self {
             CertChoice::Pki(name) => pki
@@ -70,9 +147,9 @@ impl CertChoice {
                     n.eq_ignore_ascii_case(name) || n.replace('-', "_").eq_ignore_ascii_case(&name.replace('-', "_"))
                 })
                 .map(|(_, leaf)| leaf.clone())
-                .with_context(|| {
+                .ok_or_else(|| {
                     let names: Vec<&str> = pki.leaves().iter().map(|(n, _)| *n).collect();
-                    format!("no test certificate named {name:?} (known: {})", names.join(", "))
+                    SimError::UnknownCert { name: name.clone(), known: names.join(", ") }
                 }),
             CertChoice::Minted { common_name, dns_sans, expired, untrusted } => {
                 let mut spec = LeafSpec::both(common_name.clone());
@@ -83,7 +160,7 @@ impl CertChoice {
                     spec = spec.validity(mailsim_testkit::certs::Validity::Expired);
                 }
                 let ca = if *untrusted { &pki.rogue_ca } else { &pki.ca };
-                ca.try_issue(&spec).map_err(|e| anyhow::anyhow!("minting {common_name}: {e}"))
+                ca.try_issue(&spec).map_err(|source| SimError::Cert { common_name: common_name.clone(), source })
             }
         }
     }
@@ -134,6 +211,8 @@ pub struct WorldSpec {
     pub state_dir: Option<PathBuf>,
     /// Bind the tenant here instead of a fresh loopback address and port (live rehearsal).
     pub tenant_bind: Option<SocketAddr>,
+    /// Per-step timeout of the tenant's outbound conversations (10 s by default).
+    pub outbound_timeout: Duration,
 }
 
 impl WorldSpec {
@@ -147,6 +226,7 @@ impl WorldSpec {
             retry: RetryPolicy::default(),
             state_dir: None,
             tenant_bind: None,
+            outbound_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -246,25 +326,28 @@ pub struct Simulation {
 
 impl Simulation {
     /// Brings the world up: certificates, DNS, peers, tenant.
-    pub async fn start(spec: WorldSpec) -> anyhow::Result<Self> {
+    pub async fn start(spec: WorldSpec) -> Result<Self, SimError> {
         let listener = match spec.tenant_bind {
             Some(addr) => {
-                tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding the tenant on {addr}"))?
+                tokio::net::TcpListener::bind(addr).await.map_err(io(format!("binding the tenant on {addr}")))?
             }
-            None => tokio::net::TcpListener::bind(SocketAddr::new(allocate_loopback(), 0)).await?,
+            None => {
+                let addr = SocketAddr::new(allocate_loopback(), 0);
+                tokio::net::TcpListener::bind(addr).await.map_err(io(format!("binding the tenant on {addr}")))?
+            }
         };
-        let tenant_addr = listener.local_addr()?;
+        let tenant_addr = listener.local_addr().map_err(io("reading the tenant's address"))?;
         let (tenant_loopback, port) = (tenant_addr.ip(), tenant_addr.port());
         let mut plan = AddressPlan::new();
-        plan.add("tenant", spec.tenant_declared, tenant_loopback).context("the tenant's address")?;
+        plan.add("tenant", spec.tenant_declared, tenant_loopback).map_err(plan_err("the tenant's address"))?;
         let mut hosts = Vec::new();
         let mut peers = BTreeMap::new();
         for host in spec.hosts {
             if hosts.iter().any(|h: &Host| h.spec.name == host.name) {
-                bail!("host {:?} is declared twice", host.name);
+                return Err(SimError::DuplicateHost(host.name));
             }
             let loopback = allocate_loopback();
-            plan.add(&host.name, host.declared, loopback).with_context(|| format!("host {:?}", host.name))?;
+            plan.add(&host.name, host.declared, loopback).map_err(plan_err(format!("host {:?}", host.name)))?;
             if let Some(script) = &host.peer {
                 let mut script = script.clone();
                 if host.relays_to_tenant {
@@ -272,22 +355,22 @@ impl Simulation {
                 }
                 let peer = ScriptedPeer::start(SocketAddr::new(loopback, port), script)
                     .await
-                    .with_context(|| format!("starting the peer of host {:?}", host.name))?;
+                    .map_err(io(format!("starting the peer of host {:?}", host.name)))?;
                 peers.insert(host.name.clone(), peer);
             }
             hosts.push(Host { spec: host, loopback });
         }
-        let dns = ScriptedDns::start(allocate_loopback(), spec.dns).await.context("starting the DNS server")?;
+        let dns = ScriptedDns::start(allocate_loopback(), spec.dns).await.map_err(io("starting the DNS server"))?;
         let mut options = EndpointOptions::new(spec.tenant);
         options.plan = plan;
         options.dns = Some(dns.addr());
         options.dns_timeout = Duration::from_millis(500);
         options.smtp_port = port;
         options.outbound_source = tenant_loopback;
-        options.outbound_timeout = Duration::from_secs(10);
+        options.outbound_timeout = spec.outbound_timeout;
         options.retry = spec.retry;
         options.state_dir = spec.state_dir;
-        let endpoint = RunningEndpoint::serve(listener, options)?;
+        let endpoint = RunningEndpoint::serve(listener, options).map_err(|e| SimError::Endpoint(e.into()))?;
         Ok(Self {
             endpoint,
             dns,
@@ -316,8 +399,14 @@ impl Simulation {
     }
 
     /// A host's receiving peer.
-    pub fn peer(&self, host: &str) -> anyhow::Result<&ScriptedPeer> {
-        self.peers.get(host).with_context(|| format!("host {host:?} receives no mail (it has no peer)"))
+    pub fn peer(&self, host: &str) -> Result<&ScriptedPeer, SimError> {
+        self.peers.get(host).ok_or_else(|| SimError::NoPeer(host.to_string()))
+    }
+
+    /// A host's loopback address (where its sessions come from and its peer listens).
+    pub fn host_loopback(&self, host: &str) -> Result<IpAddr, SimError> {
+        let hosts = self.hosts.lock().expect("hosts lock");
+        hosts.iter().find(|h| h.spec.name == host).map(|h| h.loopback).ok_or_else(|| SimError::NoHost(host.to_string()))
     }
 
     /// The address plan as a table: (host, declared, loopback socket).
@@ -342,41 +431,42 @@ impl Simulation {
     }
 
     /// Moves a host to another declared address (its loopback address stays).
-    pub fn move_host(&self, name: &str, declared: IpAddr) -> anyhow::Result<()> {
+    pub fn move_host(&self, name: &str, declared: IpAddr) -> Result<(), SimError> {
         let mut hosts = self.hosts.lock().expect("hosts lock");
-        let host = hosts.iter_mut().find(|h| h.spec.name == name).with_context(|| format!("no host named {name:?}"))?;
+        let host = hosts.iter_mut().find(|h| h.spec.name == name).ok_or_else(|| SimError::NoHost(name.to_string()))?;
         host.spec.declared = declared;
         let mut plan = AddressPlan::new();
-        plan.add("tenant", self.tenant_declared, self.tenant_loopback)?;
+        plan.add("tenant", self.tenant_declared, self.tenant_loopback).map_err(plan_err("the tenant's address"))?;
         for h in hosts.iter() {
-            plan.add(&h.spec.name, h.spec.declared, h.loopback).with_context(|| format!("host {:?}", h.spec.name))?;
+            plan.add(&h.spec.name, h.spec.declared, h.loopback).map_err(plan_err(format!("host {:?}", h.spec.name)))?;
         }
         self.endpoint.set_plan(plan);
         Ok(())
     }
 
     /// Gives a host another client certificate (rotation).
-    pub fn set_host_cert(&self, name: &str, cert: Option<CertChoice>) -> anyhow::Result<()> {
+    pub fn set_host_cert(&self, name: &str, cert: Option<CertChoice>) -> Result<(), SimError> {
         let mut hosts = self.hosts.lock().expect("hosts lock");
-        let host = hosts.iter_mut().find(|h| h.spec.name == name).with_context(|| format!("no host named {name:?}"))?;
+        let host = hosts.iter_mut().find(|h| h.spec.name == name).ok_or_else(|| SimError::NoHost(name.to_string()))?;
         host.spec.cert = cert;
         Ok(())
     }
 
     /// Sends one message into the tenant from a host, over STARTTLS if asked.
-    pub async fn send(&self, spec: &SendSpec) -> anyhow::Result<SendOutcome> {
+    pub async fn send(&self, spec: &SendSpec) -> Result<SendOutcome, SimError> {
         let (source, host_cert) = {
             let hosts = self.hosts.lock().expect("hosts lock");
             let host = hosts
                 .iter()
                 .find(|h| h.spec.name == spec.from_host)
-                .with_context(|| format!("no host named {:?} to send from", spec.from_host))?;
+                .ok_or_else(|| SimError::NoSendingHost(spec.from_host.clone()))?;
             (host.loopback, host.spec.cert.clone())
         };
+        let smtp = |source: SenderError| SimError::Send { host: spec.from_host.clone(), source };
         let n = self.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         let message_id = format!("<sim-{n}.{}@{}.test>", std::process::id(), spec.from_host);
         let ehlo = spec.ehlo.clone().unwrap_or_else(|| format!("{}.test", spec.from_host));
-        let (mut client, greeting) = ScriptedSender::connect(source, self.tenant_addr()).await?;
+        let (mut client, greeting) = ScriptedSender::connect(source, self.tenant_addr()).await.map_err(smtp)?;
         let done = |client: &ScriptedSender, reply: RawReply, stage, rcpts: Vec<RawReply>| SendOutcome {
             final_reply: reply,
             stage,
@@ -387,7 +477,7 @@ impl Simulation {
         if greeting.code != 220 {
             return Ok(done(&client, greeting, "CONNECT", Vec::new()));
         }
-        let reply = client.command(&format!("EHLO {ehlo}")).await?;
+        let reply = client.command(&format!("EHLO {ehlo}")).await.map_err(smtp)?;
         if reply.code != 250 {
             return Ok(done(&client, reply, "EHLO", Vec::new()));
         }
@@ -400,22 +490,22 @@ impl Simulation {
                 Some(c) => TlsOptions { client_cert: Some(ClientIdentity::from(&c.leaf()?)), ..TlsOptions::default() },
                 None => TlsOptions::default(),
             };
-            let reply = client.starttls(&options, "tenant.mailsim.test").await?;
+            let reply = client.starttls(&options, "tenant.mailsim.test").await.map_err(smtp)?;
             if reply.code != 220 {
                 return Ok(done(&client, reply, "STARTTLS", Vec::new()));
             }
-            let reply = client.command(&format!("EHLO {ehlo}")).await?;
+            let reply = client.command(&format!("EHLO {ehlo}")).await.map_err(smtp)?;
             if reply.code != 250 {
                 return Ok(done(&client, reply, "EHLO", Vec::new()));
             }
         }
-        let reply = client.command(&format!("MAIL FROM:<{}>", spec.mail_from)).await?;
+        let reply = client.command(&format!("MAIL FROM:<{}>", spec.mail_from)).await.map_err(smtp)?;
         if reply.code != 250 {
             return Ok(done(&client, reply, "MAIL", Vec::new()));
         }
         let mut rcpts = Vec::new();
         for rcpt in &spec.rcpt_to {
-            rcpts.push(client.command(&format!("RCPT TO:<{rcpt}>")).await?);
+            rcpts.push(client.command(&format!("RCPT TO:<{rcpt}>")).await.map_err(smtp)?);
         }
         if let Some(refused) = rcpts.iter().find(|r| r.code / 100 != 2).cloned()
             && rcpts.iter().all(|r| r.code / 100 != 2)
@@ -423,7 +513,7 @@ impl Simulation {
             let _ = client.command("QUIT").await;
             return Ok(done(&client, refused, "RCPT", rcpts));
         }
-        let reply = client.command("DATA").await?;
+        let reply = client.command("DATA").await.map_err(smtp)?;
         if reply.code != 354 {
             return Ok(done(&client, reply, "DATA", rcpts));
         }
@@ -445,7 +535,7 @@ impl Simulation {
                 text
             }
         };
-        let reply = client.content(&content).await?;
+        let reply = client.content(&content).await.map_err(smtp)?;
         let _ = client.command("QUIT").await;
         Ok(done(&client, reply, "END-OF-DATA", rcpts))
     }
@@ -481,7 +571,7 @@ impl Simulation {
         host: &str,
         count: usize,
         timeout: Duration,
-    ) -> anyhow::Result<Vec<mailsim_testkit::peer::ReceivedMessage>> {
+    ) -> Result<Vec<mailsim_testkit::peer::ReceivedMessage>, SimError> {
         Ok(self.peer(host)?.wait_for_messages(count, timeout).await)
     }
 

@@ -101,13 +101,10 @@ pub fn settle(
     }
 }
 
-/// Counts `Received:` headers in the header section of `data` (RFC 5321 §6.3).
+/// Counts `Received:` fields in the header section of `data` (RFC 5321 §6.3), as
+/// [`crate::header_section`] reads it.
 pub fn hop_count(data: &[u8]) -> usize {
-    let end = data.windows(4).position(|w| w == b"\r\n\r\n").map_or(data.len(), |p| p + 2);
-    data[..end]
-        .split(|&b| b == b'\n')
-        .filter(|line| line.len() >= 9 && line[..9].eq_ignore_ascii_case(b"received:"))
-        .count()
+    crate::header_section::count(data, "Received")
 }
 
 /// The loop check: `Some(HopCountExceeded)` when the message has travelled too far.

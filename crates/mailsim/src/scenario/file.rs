@@ -90,7 +90,7 @@ pub struct Scenario {
 impl Scenario {
     /// Starts the scenario's world as it is before the first step (for Rust tests that drive it
     /// themselves).
-    pub async fn start(&self) -> anyhow::Result<crate::sim::Simulation> {
+    pub async fn start(&self) -> Result<crate::sim::Simulation, crate::sim::SimError> {
         crate::sim::Simulation::start(self.world.clone()).await
     }
 }

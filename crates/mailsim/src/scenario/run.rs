@@ -71,7 +71,7 @@ async fn play(scenario: &Scenario, options: &RunOptions, progress: &AtomicUsize)
         location: format!("{}:1", scenario.file),
         field: "world".to_string(),
         expected: "the world starts".to_string(),
-        actual: format!("{e:#}"),
+        actual: format!("{:#}", anyhow::Error::from(e)),
         ..Failure::default()
     })?;
     let result = play_steps(&sim, scenario, options, progress).await;
@@ -125,7 +125,7 @@ async fn play_steps(
         match &step.action {
             Action::Send(spec) => {
                 let trace_start = sim.trace().len();
-                let outcome = sim.send(spec).await.map_err(|e| format!("{e:#}"));
+                let outcome = sim.send(spec).await.map_err(|e| format!("{:#}", anyhow::Error::from(e)));
                 sim.settled().await;
                 let mut ids = Vec::new();
                 if let Ok(o) = &outcome {

@@ -1,4 +1,15 @@
-//! Command line: one subcommand per job. Every flag can also come from a `MAILSIM_*` variable.
+//! Command line: one subcommand per job, one module per subcommand, and the clap definitions here.
+//! Every flag can also come from a `MAILSIM_*` variable. Errors are `anyhow` here; [`main`] prints
+//! them with their causes and exits 2 (subcommands return their own exit codes otherwise).
+
+pub mod bench;
+pub mod certs;
+pub mod demo;
+pub mod explain;
+pub mod run;
+pub mod send;
+pub mod serve;
+pub mod trace;
 
 use std::process::ExitCode;
 
@@ -16,21 +27,21 @@ pub struct Cli {
 enum Command {
     /// Built-in demo: tenant endpoint up, a client sends over STARTTLS with a client certificate,
     /// the message shows in the mailbox.
-    Demo(crate::demo::DemoArgs),
+    Demo(demo::DemoArgs),
     /// Run the tenant endpoint (default 127.0.0.1:1025).
-    Serve(crate::serve::ServeArgs),
+    Serve(serve::ServeArgs),
     /// Send one message, swaks-style, and print the transcript.
-    Send(crate::send::SendArgs),
+    Send(send::SendArgs),
     /// Load generator in the spirit of Postfix's smtp-source, with STARTTLS.
-    Bench(crate::bench::BenchArgs),
+    Bench(bench::BenchArgs),
     /// Write the default test PKI (CA, tenant, gateway, partner and faulty certificates).
-    Certs(crate::certs_cmd::CertsArgs),
+    Certs(certs::CertsArgs),
     /// Print the message trace written under --state-dir, like Get-MessageTraceV2.
-    Trace(crate::trace_cmd::TraceArgs),
+    Trace(trace::TraceArgs),
     /// Explain which inbound connector applies to a connection and what the tenant would reply.
-    Explain(crate::explain::ExplainArgs),
+    Explain(explain::ExplainArgs),
     /// Run scenario files (default: scenarios/) in parallel, each in a world of its own.
-    Run(crate::run_cmd::RunArgs),
+    Run(run::RunArgs),
 }
 
 /// Entry point of the binary.
@@ -47,17 +58,17 @@ pub fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let result: anyhow::Result<i32> = match cli.command {
-        Command::Explain(args) => crate::explain::run(&args),
-        Command::Certs(args) => crate::certs_cmd::run(&args).map(|_| 0),
-        Command::Trace(args) => crate::trace_cmd::run(&args),
+        Command::Explain(args) => explain::run(&args),
+        Command::Certs(args) => certs::run(&args).map(|_| 0),
+        Command::Trace(args) => trace::run(&args),
         command => runtime().and_then(|rt| {
             rt.block_on(async move {
                 match command {
-                    Command::Demo(args) => crate::demo::run(args).await,
-                    Command::Serve(args) => crate::serve::run(args).await.map(|_| 0),
-                    Command::Send(args) => crate::send::run(args).await,
-                    Command::Bench(args) => crate::bench::run(args).await.map(|_| 0),
-                    Command::Run(args) => crate::run_cmd::run(args).await,
+                    Command::Demo(args) => demo::run(args).await,
+                    Command::Serve(args) => serve::run(args).await.map(|_| 0),
+                    Command::Send(args) => send::run(args).await,
+                    Command::Bench(args) => bench::run(args).await.map(|_| 0),
+                    Command::Run(args) => run::run(args).await,
                     Command::Explain(_) | Command::Certs(_) | Command::Trace(_) => unreachable!("handled above"),
                 }
             })

@@ -64,7 +64,7 @@ pub struct BenchArgs {
     pub tls_resume: bool,
     /// Client certificate, CA and SNI for --tls.
     #[command(flatten)]
-    pub tls_client: crate::send::TlsClientArgs,
+    pub tls_client: super::send::TlsClientArgs,
     /// Do not pipeline MAIL/RCPT/DATA even when the server offers PIPELINING.
     #[arg(long, env = "MAILSIM_NO_PIPELINING")]
     pub no_pipelining: bool,
@@ -112,7 +112,7 @@ async fn client_options(args: &BenchArgs) -> anyhow::Result<(ClientOptions, Dura
     anyhow::ensure!(args.sessions > 0, "--sessions must be at least 1");
     anyhow::ensure!(args.recipients > 0, "--recipients must be at least 1");
     anyhow::ensure!(!args.to.is_empty(), "--to needs an address");
-    let (server, host) = crate::send::resolve_server(&args.server).await?;
+    let (server, host) = super::send::resolve_server(&args.server).await?;
     let timeout = Duration::from_secs(args.timeout.max(1));
     let tls_config = if args.tls {
         let base = args.tls_client.config()?.unwrap_or_else(opportunistic_config);

@@ -1,17 +1,33 @@
-//! `mailsim explain`: given a tenant file and the facts of one connection, print which inbound
-//! connector applies, every rule checked, each recipient's category and the exact replies the tenant
-//! would send, without any network. The decisions are `mailsim-core`'s (`categorize`, `attribute`),
-//! replayed in the order the session applies them: DBEB and (with `RejectionStage = "RcptTo"`) the
-//! connector verdict at RCPT TO, the connector verdict again at end of DATA.
+//! `mailsim explain`: given a tenant file and the facts of one connection, run the tenant's own
+//! SMTP session ([`Session`], the one the endpoint runs for every connection) through a synthetic
+//! dialogue, without any network, and print what it decided: each recipient's category, the
+//! inbound connector and every rule checked, and the exact reply at each step.
+//!
+//! The dialogue: EHLO (the `--helo` name, or `explain.invalid`); with TLS, STARTTLS, a handshake
+//! that yields the facts given (TLS 1.2, the client certificate described by `--cert-*`) and EHLO
+//! again; MAIL FROM; one RCPT TO per recipient; DATA with a minimal message; QUIT. Nothing here
+//! knows at which step a rule applies (DBEB and, with `RejectionStage = "RcptTo"`, the connector
+//! verdict at RCPT TO; the verdict at end of DATA, exo-semantics §1.2): the session decides, so a
+//! scenario, a Rust test and `explain` run the same code. The clock stands at 0 and the session id
+//! is 0, so diagnostic suffixes read `1970-01-01T00:00:00.000Z 0000000000000000`.
+//!
+//! Where the verdict comes from: an accepted message carries the session's verdict. A refusal
+//! carries its rejection (connector, reason, reply) but not the list of rules checked, so that list
+//! is read back from [`attribute`] (pure) with exactly the inputs the session judged: its peer,
+//! the sender and the recipients of the refused transaction.
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use mailsim_core::addr::EmailAddress;
+use mailsim_core::envelope::AcceptedMessage;
+use mailsim_core::header_section;
 use mailsim_core::peer::{CertTrust, ClientCertFacts, PeerFacts, TlsFacts};
-use mailsim_core::reply::{ReplyContext, ReplyKind};
+use mailsim_core::reply::Reply;
+use mailsim_core::session::{Action, Refusal, Session};
 use mailsim_core::stage::categorize::{Category, categorize};
 use mailsim_core::stage::inbound::{InboundVerdict, attribute};
 use mailsim_core::tenant::load::load_with_warnings;
@@ -123,23 +139,80 @@ fn category_text(c: Category) -> &'static str {
     }
 }
 
-/// The report and whether the message would be queued. Pure apart from formatting.
+/// What the session did with one input: its replies and what it handed on.
+#[derive(Default)]
+struct Step {
+    replies: Vec<Reply>,
+    accepted: Option<AcceptedMessage>,
+    refusal: Option<Refusal>,
+    start_tls: bool,
+}
+
+impl Step {
+    /// The reply that answered the command (the last one written).
+    fn reply(&self) -> Option<&Reply> {
+        self.replies.last()
+    }
+
+    fn positive(&self) -> bool {
+        self.reply().is_some_and(|r| r.code.is_positive())
+    }
+}
+
+/// The session and the time it runs at; `say` feeds it one command (or the message content).
+struct Dialogue {
+    session: Session,
+    now: Timestamp,
+}
+
+impl Dialogue {
+    fn say(&mut self, input: &[u8]) -> Step {
+        let mut out = Vec::new();
+        self.session.on_input(input, self.now, &mut out);
+        let mut step = Step::default();
+        for action in out {
+            match action {
+                Action::Reply(r) => step.replies.push(r),
+                Action::Accept(m) => step.accepted = Some(*m),
+                Action::Refused(r) => step.refusal = Some(*r),
+                Action::StartTls => step.start_tls = true,
+                Action::Close | Action::Framed(_) => {}
+            }
+        }
+        step
+    }
+}
+
+/// A reply on one line: the first line of a multi-line reply, with how many follow.
+fn one_line(reply: Option<&Reply>) -> String {
+    let Some(reply) = reply else { return "(no reply)".to_string() };
+    let wire = reply.to_wire();
+    let mut lines = wire.lines();
+    let first = lines.next().unwrap_or_default().to_string();
+    match lines.count() {
+        0 => first,
+        n => format!("{first}  (+{n} line(s))"),
+    }
+}
+
+/// The minimal message sent after DATA.
+const MESSAGE: &[u8] =
+    b"Message-ID: <explain@mailsim.test>\r\nSubject: mailsim explain\r\n\r\nmailsim explain\r\n.\r\n";
+
+/// How the dialogue ended, for the Result line.
+enum Ending {
+    Queued(Box<AcceptedMessage>),
+    RefusedAtEndOfData,
+    NoRecipient,
+    RefusedAt(&'static str),
+}
+
+/// The report and whether the message would be queued. Runs the session; no network, no clock.
 pub fn explain(tenant: &Tenant, tenant_path: &str, args: &ExplainArgs) -> anyhow::Result<(String, bool)> {
     let sender = parse_sender(&args.mail_from)?;
     let rcpts = args.rcpt_to.iter().map(|r| parse_rcpt(r)).collect::<anyhow::Result<Vec<_>>>()?;
     let cert = client_cert(args);
     let tls = args.tls || cert.is_some();
-    let mut peer = PeerFacts::new(args.source, 0, args.source);
-    peer.helo = args.helo.clone();
-    if tls {
-        peer.tls = Some(TlsFacts {
-            version: "TLS1_2".to_string(),
-            cipher: "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384".to_string(),
-            sni: None,
-            client_cert: cert.clone(),
-        });
-    }
-    let ctx = ReplyContext { host: &tenant.settings.server_name, now: Timestamp(0), session_id: 0 };
     let stage = tenant.settings.rejection_stage;
     let mut out = String::new();
 
@@ -175,18 +248,106 @@ pub fn explain(tenant: &Tenant, tenant_path: &str, args: &ExplainArgs) -> anyhow
         let _ = writeln!(out, "            RCPT TO:<{r}>  {}", category_text(categorize(tenant, r)));
     }
 
-    // The verdict for the whole envelope: what the trace would record.
-    let verdict = attribute(tenant, &peer, sender.as_ref(), &rcpts);
-    let _ = writeln!(out, "\nChecks");
-    if verdict.checks().is_empty() {
-        let _ = writeln!(out, "  (no connector rule applies)");
+    // The dialogue. The address plan is not involved: --source is the declared address already.
+    let peer = PeerFacts::new(args.source, 0, args.source);
+    let local_ip: IpAddr = "127.0.0.1".parse().expect("a literal address");
+    let session = Session::new(Arc::new(tenant.clone()), peer, local_ip, 0, tls);
+    let mut d = Dialogue { session, now: Timestamp(0) };
+    let helo = args.helo.as_deref().unwrap_or("explain.invalid");
+    let mut replies: Vec<(String, Option<Reply>)> = Vec::new();
+    let ehlo = d.say(format!("EHLO {helo}\r\n").as_bytes());
+    replies.push((format!("EHLO {helo}"), ehlo.reply().cloned()));
+    let mut ending = if ehlo.positive() { None } else { Some(Ending::RefusedAt("EHLO")) };
+    if tls && ending.is_none() {
+        let starttls = d.say(b"STARTTLS\r\n");
+        replies.push(("STARTTLS".to_string(), starttls.reply().cloned()));
+        if starttls.start_tls {
+            d.session.on_tls_established(TlsFacts {
+                version: "TLS1_2".to_string(),
+                cipher: "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384".to_string(),
+                sni: None,
+                client_cert: cert.clone(),
+            });
+            let ehlo = d.say(format!("EHLO {helo}\r\n").as_bytes());
+            replies.push((format!("EHLO {helo}"), ehlo.reply().cloned()));
+            if !ehlo.positive() {
+                ending = Some(Ending::RefusedAt("EHLO"));
+            }
+        } else {
+            ending = Some(Ending::RefusedAt("STARTTLS"));
+        }
     }
-    for check in verdict.checks() {
-        let _ = writeln!(out, "  {check}");
+
+    // The verdict the session reached, with the inputs it judged (see the module header).
+    let mut judged: Option<(Refusal, Vec<EmailAddress>)> = None;
+    if ending.is_none() {
+        let utf8 = if from_text.is_ascii() { "" } else { " SMTPUTF8" };
+        let mail = d.say(format!("MAIL FROM:<{from_text}>{utf8}\r\n").as_bytes());
+        replies.push((format!("MAIL FROM:<{from_text}>"), mail.reply().cloned()));
+        if !mail.positive() {
+            ending = Some(Ending::RefusedAt("MAIL FROM"));
+        }
+    }
+    if ending.is_none() {
+        let mut accepted: Vec<EmailAddress> = Vec::new();
+        for r in &rcpts {
+            let step = d.say(format!("RCPT TO:<{r}>\r\n").as_bytes());
+            replies.push((format!("RCPT TO:<{r}>"), step.reply().cloned()));
+            if step.positive() {
+                accepted.push(r.clone());
+            } else if let Some(refusal) = step.refusal.filter(|f| f.rejection.is_some()) {
+                let mut recipients = accepted.clone();
+                recipients.push(r.clone());
+                judged = Some((refusal, recipients));
+            }
+        }
+        let data = d.say(b"DATA\r\n");
+        replies.push(("DATA".to_string(), data.reply().cloned()));
+        if data.reply().is_some_and(|r| r.code.get() == 354) {
+            let end = d.say(MESSAGE);
+            replies.push(("end of DATA".to_string(), end.reply().cloned()));
+            ending = Some(match (end.accepted, end.refusal) {
+                (Some(m), _) => Ending::Queued(Box::new(m)),
+                (None, Some(refusal)) if refusal.rejection.is_some() => {
+                    let recipients = refusal.envelope.recipients.clone();
+                    judged = Some((refusal, recipients));
+                    Ending::RefusedAtEndOfData
+                }
+                (None, _) => Ending::RefusedAtEndOfData,
+            });
+        } else {
+            ending = Some(if accepted.is_empty() { Ending::NoRecipient } else { Ending::RefusedAt("DATA") });
+        }
+    }
+    let _ = d.say(b"QUIT\r\n");
+    let ending = ending.unwrap_or(Ending::RefusedAt("EHLO"));
+
+    let verdict = match (&ending, judged) {
+        (Ending::Queued(m), _) => Some(m.verdict.clone()),
+        (_, Some((refusal, recipients))) => {
+            let verdict = attribute(tenant, d.session.peer(), refusal.envelope.sender.as_ref(), &recipients);
+            debug_assert_eq!(verdict.rejection(), refusal.rejection.as_ref(), "the session's verdict, read back");
+            Some(verdict)
+        }
+        _ => None,
+    };
+    let _ = writeln!(out, "\nChecks");
+    match &verdict {
+        None => {
+            let _ = writeln!(out, "  (not evaluated: the dialogue ended before the connector verdict)");
+        }
+        Some(v) if v.checks().is_empty() => {
+            let _ = writeln!(out, "  (no connector rule applies)");
+        }
+        Some(v) => {
+            for check in v.checks() {
+                let _ = writeln!(out, "  {check}");
+            }
+        }
     }
     let _ = writeln!(out);
     match &verdict {
-        InboundVerdict::Accepted { connector, direction, internal, relay_allowed, .. } => {
+        Some(InboundVerdict::Accepted { connector, direction, internal, relay_allowed, .. }) => {
             let via = match connector {
                 Some(c) => format!("connector \"{c}\""),
                 None => "no connector (default internet path)".to_string(),
@@ -199,68 +360,51 @@ pub fn explain(tenant: &Tenant, tenant_path: &str, args: &ExplainArgs) -> anyhow
                 if *relay_allowed { "allowed" } else { "not allowed" }
             );
         }
-        InboundVerdict::Rejected { rejection, .. } => {
+        Some(InboundVerdict::Rejected { rejection, .. }) => {
             let by = match &rejection.connector {
                 Some(c) => format!(" (connector \"{c}\")"),
                 None => String::new(),
             };
             let _ = writeln!(out, "Verdict     rejected{by}: {}", rejection.reason);
         }
+        None => {
+            let _ = writeln!(out, "Verdict     not reached");
+        }
     }
 
-    // The dialogue, as the session runs it (exo-semantics §1.2): DBEB at RCPT TO, the connector
-    // verdict at RCPT TO or end of DATA per RejectionStage, and again at end of DATA.
     let stage_text = match stage {
         RejectionStage::RcptTo => "RCPT TO",
         RejectionStage::EndOfData => "end of DATA",
     };
     let _ = writeln!(out, "\nReplies     (connector and relay refusals are sent at {stage_text}: RejectionStage)");
-    let _ = writeln!(out, "  MAIL FROM:<{from_text}>  →  {}", ReplyKind::SenderOk.reply(&ctx));
-    let mut accepted: Vec<EmailAddress> = Vec::new();
-    for r in &rcpts {
-        let reply = if categorize(tenant, r) == Category::UnknownInAuthoritative {
-            ReplyKind::RecipientNotFoundDbeb
-        } else {
-            let mut so_far = accepted.clone();
-            so_far.push(r.clone());
-            match (stage, attribute(tenant, &peer, sender.as_ref(), &so_far)) {
-                (RejectionStage::RcptTo, InboundVerdict::Rejected { rejection, .. }) => rejection.reply,
-                _ => {
-                    accepted.push(r.clone());
-                    ReplyKind::RecipientOk
+    for (command, reply) in &replies {
+        let _ = writeln!(out, "  {command}  →  {}", one_line(reply.as_ref()));
+    }
+    let queued = match &ending {
+        Ending::Queued(m) => {
+            let section = header_section::section(&m.data);
+            for field in header_section::fields(section) {
+                if let Some(name) = field.name().filter(|n| n.starts_with(b"X-MS-Exchange-Organization-")) {
+                    let value = String::from_utf8_lossy(field.first_value());
+                    let _ = writeln!(out, "  stamped {}: {}", String::from_utf8_lossy(name), value.trim());
                 }
             }
-        };
-        let _ = writeln!(out, "  RCPT TO:<{r}>  →  {}", reply.reply(&ctx));
-    }
-    if accepted.is_empty() {
-        let _ = writeln!(out, "  DATA  →  {}", ReplyKind::NeedRcpt.reply(&ctx));
-        let _ = writeln!(out, "\nResult      refused: no recipient accepted");
-        return Ok((out, false));
-    }
-    let _ = writeln!(out, "  DATA  →  {}", ReplyKind::StartMailInput.reply(&ctx));
-    let final_verdict = attribute(tenant, &peer, sender.as_ref(), &accepted);
-    let (reply, queued) = match &final_verdict {
-        InboundVerdict::Rejected { rejection, .. } => (rejection.reply.clone(), false),
-        InboundVerdict::Accepted { .. } => {
-            let queued = ReplyKind::Queued {
-                message_id: "<explain@mailsim.test>".to_string(),
-                internal_id: 0,
-                bytes: 0,
-                millis: 0,
-            };
-            (queued, true)
+            let _ = writeln!(out, "\nResult      queued for {} recipient(s)", m.envelope.recipients.len());
+            true
+        }
+        Ending::RefusedAtEndOfData => {
+            let _ = writeln!(out, "\nResult      refused at end of DATA");
+            false
+        }
+        Ending::NoRecipient => {
+            let _ = writeln!(out, "\nResult      refused: no recipient accepted");
+            false
+        }
+        Ending::RefusedAt(command) => {
+            let _ = writeln!(out, "\nResult      refused at {command}");
+            false
         }
     };
-    let _ = writeln!(out, "  end of DATA  →  {}", reply.reply(&ctx));
-    if queued {
-        for (name, value) in final_verdict.stamp(&tenant.settings.server_name) {
-            let _ = writeln!(out, "  stamped {name}: {value}");
-        }
-        let _ = writeln!(out, "\nResult      queued for {} recipient(s)", accepted.len());
-    } else {
-        let _ = writeln!(out, "\nResult      refused at end of DATA");
-    }
     Ok((out, queued))
 }
 
@@ -326,6 +470,35 @@ RequireTls = false
         assert!(report.contains("RCPT TO:<nobody@contoso.test>  →  550 5.4.1 Recipient address rejected"), "{report}");
         assert!(report.contains("end of DATA  →  250 2.6.0 <explain@mailsim.test>"), "{report}");
         assert!(report.contains("Result      queued for 1 recipient(s)"), "{report}");
+    }
+
+    /// The dialogue goes through STARTTLS when TLS facts are given, and the stamps reported are
+    /// the ones the session wrote into the accepted message.
+    #[test]
+    fn tls_dialogue_and_the_session_s_own_stamps() {
+        let tenant = mailsim_core::tenant::load::load(LOCKDOWN, "t.toml").unwrap();
+        let mut a = args("198.51.100.7", &["alice@contoso.test"]);
+        a.tls = true;
+        a.helo = Some("gw.fabrikam.test".to_string());
+        let (report, accepted) = explain(&tenant, "t.toml", &a).unwrap();
+        assert!(accepted, "{report}");
+        assert!(
+            report.contains("  STARTTLS  →  220 2.0.0 SMTP server ready\n  EHLO gw.fabrikam.test  →  250-"),
+            "{report}"
+        );
+        assert!(report.contains("  stamped X-MS-Exchange-Organization-MessageDirectionality: Incoming\n"), "{report}");
+        assert!(report.contains("  stamped X-MS-Exchange-Organization-AuthAs: Anonymous\n"), "{report}");
+    }
+
+    /// Only unknown recipients: DBEB refuses them at RCPT TO and no connector verdict is reached.
+    #[test]
+    fn dbeb_alone_reaches_no_verdict() {
+        let tenant = mailsim_core::tenant::load::load(LOCKDOWN, "t.toml").unwrap();
+        let (report, accepted) = explain(&tenant, "t.toml", &args("198.51.100.7", &["nobody@contoso.test"])).unwrap();
+        assert!(!accepted, "{report}");
+        assert!(report.contains("Verdict     not reached"), "{report}");
+        assert!(report.contains("DATA  →  503 5.5.2 Need rcpt command"), "{report}");
+        assert!(report.contains("Result      refused: no recipient accepted"), "{report}");
     }
 
     #[test]
