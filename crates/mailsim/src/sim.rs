@@ -8,7 +8,10 @@
 //! # async fn demo() -> anyhow::Result<()> {
 //! use mailsim::sim::{HostSpec, SendSpec, Simulation, WorldSpec};
 //! use mailsim_core::tenant::{DomainType, Tenant};
-//! let tenant = Tenant::default().with_domain("contoso.test", DomainType::Authoritative).with_mailbox("alice@contoso.test");
+//! let tenant = Tenant::builder()
+//!     .with_domain("contoso.test", DomainType::Authoritative)
+//!     .with_mailbox("alice@contoso.test")
+//!     .build()?;
 //! let mut world = WorldSpec::new(tenant);
 //! world.hosts.push(HostSpec::new("internet", "203.0.113.99"));
 //! let sim = Simulation::start(world).await?;

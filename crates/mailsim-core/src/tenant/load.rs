@@ -63,10 +63,12 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use toml::Spanned;
 
-use super::inbound_connector::{ConnectorType, InboundConnector, parse_sender_ip};
+use super::inbound_connector::{ConnectorType, InboundConnector, check_ef_skip_ip, parse_sender_ip};
 use super::outbound_connector::{OutboundConnector, SmartHost, TlsSettings};
 use super::pattern::DomainPattern;
-use super::{AcceptedDomain, DomainType, RejectionStage, RelayDenialText, Tenant, TransportSettings};
+use super::{
+    AcceptedDomain, DomainType, RejectionStage, RelayDenialText, Tenant, TenantBuilder, TenantError, TransportSettings,
+};
 use crate::addr::{Domain, EmailAddress};
 
 /// A configuration the loader refuses: where, which field, what is wrong, and how to fix it.
@@ -156,13 +158,14 @@ fn load_inner(text: &str, path: &str, scenario: bool) -> Result<Loaded, ConfigEr
             .error(&span, key, format!("unknown key `{key}`"))
             .hint("scenario tables belong in scenario files (scenarios/*.toml), not in a tenant file"));
     }
-    let mut tenant = Tenant { settings: build_transport(&cx, raw.transport)?, ..Tenant::default() };
+    let mut tenant = Tenant::builder().with_settings(build_transport(&cx, raw.transport)?);
     build_accepted_domains(&cx, raw.accepted_domain, &mut tenant)?;
     build_directory(&cx, raw.directory, &mut tenant)?;
     build_inbound_connectors(&mut cx, raw.inbound_connector, &mut tenant)?;
     build_outbound_connectors(&mut cx, raw.outbound_connector, &mut tenant)?;
-    // Build the lookup index now rather than on the first connection.
-    let _ = tenant.inbound_index();
+    // Every object was checked as it was read, where its text is known; `build` checks them again
+    // (cheaply) and builds the lookup index.
+    let tenant = tenant.build().map_err(|e| cx.tenant_error(&(0..0), e))?;
     Ok(Loaded { tenant, warnings: cx.warnings })
 }
 
@@ -242,6 +245,21 @@ struct RawOutboundConnector {
     comment: Option<String>,
 }
 
+impl RawOutboundConnector {
+    /// Where a parameter's value is written, for the builder's errors (`TenantError::at`).
+    fn span_of(&self, key: &str) -> Option<Range<usize>> {
+        match key {
+            "Name" => Some(self.name.span()),
+            "RecipientDomains" => self.recipient_domains.as_ref().map(Spanned::span),
+            "SmartHosts" => self.smart_hosts.as_ref().map(Spanned::span),
+            "UseMXRecord" => self.use_mx_record.as_ref().map(Spanned::span),
+            "AllAcceptedDomains" => self.all_accepted_domains.as_ref().map(Spanned::span),
+            "RouteAllMessagesViaOnPremises" => self.route_all_messages_via_on_premises.as_ref().map(Spanned::span),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "PascalCase")]
 struct RawTransport {
@@ -292,6 +310,24 @@ struct RawInboundConnector {
     ef_skip_last_ip: Option<Spanned<PsBool>>,
     client_host_names: Option<Spanned<StrList>>,
     comment: Option<String>,
+}
+
+impl RawInboundConnector {
+    /// Where a parameter's value is written, for the builder's errors (`TenantError::at`).
+    fn span_of(&self, key: &str) -> Option<Range<usize>> {
+        match key {
+            "Name" => Some(self.name.span()),
+            "SenderDomains" => self.sender_domains.as_ref().map(Spanned::span),
+            "SenderIPAddresses" => self.sender_ip_addresses.as_ref().map(Spanned::span),
+            "TlsSenderCertificateName" => self.tls_sender_certificate_name.as_ref().map(Spanned::span),
+            "RestrictDomainsToIPAddresses" => self.restrict_domains_to_ip_addresses.as_ref().map(Spanned::span),
+            "RestrictDomainsToCertificate" => self.restrict_domains_to_certificate.as_ref().map(Spanned::span),
+            "TreatMessagesAsInternal" => self.treat_messages_as_internal.as_ref().map(Spanned::span),
+            "AssociatedAcceptedDomains" => self.associated_accepted_domains.as_ref().map(Spanned::span),
+            "EFSkipIPs" => self.ef_skip_ips.as_ref().map(Spanned::span),
+            _ => None,
+        }
+    }
 }
 
 /// A boolean as TOML writes it or as PowerShell does (`"$true"`, `"$false"`, `"True"`, `"False"`).
@@ -393,6 +429,13 @@ impl Cx<'_> {
             message: message.into(),
             hint: None,
         }
+    }
+
+    /// A rule the tenant builder enforces, pointed at `span`.
+    fn tenant_error(&self, span: &Range<usize>, e: TenantError) -> ConfigError {
+        let mut err = self.error(span, e.field(), e.error.message);
+        err.hint = e.error.hint;
+        err
     }
 
     fn warn(&mut self, span: &Range<usize>, field: impl Into<String>, message: impl Into<String>) {
@@ -609,7 +652,7 @@ fn build_transport(cx: &Cx<'_>, raw: Option<RawTransport>) -> Result<TransportSe
 fn build_accepted_domains(
     cx: &Cx<'_>,
     raw: Vec<Spanned<RawAcceptedDomain>>,
-    tenant: &mut Tenant,
+    tenant: &mut TenantBuilder,
 ) -> Result<(), ConfigError> {
     for (n, spanned) in raw.iter().enumerate() {
         let field = |k: &str| format!("AcceptedDomain[{}].{k}", n + 1);
@@ -630,9 +673,6 @@ fn build_accepted_domains(
         if name_text.starts_with('[') {
             return Err(cx.error(&d.domain_name.span(), field("DomainName"), "an address literal is not a domain"));
         }
-        if tenant.accepted_domains.iter().any(|a| a.name == name) {
-            return Err(cx.error(&d.domain_name.span(), field("DomainName"), format!("{name} is listed twice")));
-        }
         let domain_type = match &d.domain_type {
             None => DomainType::Authoritative,
             Some(v) if v.get_ref().trim().eq_ignore_ascii_case("ExternalRelay") => {
@@ -652,31 +692,24 @@ fn build_accepted_domains(
             )?,
         };
         let match_subdomains = flag(&d.match_sub_domains);
-        if match_subdomains && domain_type != DomainType::InternalRelay {
-            let span = d.match_sub_domains.as_ref().map_or_else(|| spanned.span(), Spanned::span);
-            return Err(cx
-                .error(&span, field("MatchSubDomains"), "MatchSubDomains is only allowed on InternalRelay domains")
-                .hint("set DomainType = \"InternalRelay\" (exo-semantics §4.1)"));
-        }
         tenant.accepted_domains.push(AcceptedDomain { name, domain_type, match_subdomains });
+        tenant.check_accepted_domain(n).map_err(|e| {
+            let span = match e.error.at {
+                "MatchSubDomains" => d.match_sub_domains.as_ref().map(Spanned::span),
+                _ => Some(d.domain_name.span()),
+            };
+            cx.tenant_error(&span.unwrap_or_else(|| spanned.span()), e)
+        })?;
     }
     Ok(())
 }
 
-fn build_directory(cx: &Cx<'_>, raw: Option<RawDirectory>, tenant: &mut Tenant) -> Result<(), ConfigError> {
+fn build_directory(cx: &Cx<'_>, raw: Option<RawDirectory>, tenant: &mut TenantBuilder) -> Result<(), ConfigError> {
     let Some(raw) = raw else { return Ok(()) };
     for (text, span) in items(&raw.mailboxes) {
         let address = EmailAddress::parse(text, true)
             .map_err(|e| cx.error(&span, "Directory.Mailboxes", format!("`{text}` is not an email address ({e})")))?;
-        if tenant.accepted_domain(address.domain()).is_none() {
-            return Err(cx
-                .error(
-                    &span,
-                    "Directory.Mailboxes",
-                    format!("{address}: {} is not an accepted domain", address.domain()),
-                )
-                .hint("add it as an [[AcceptedDomain]]; a mailbox's addresses must be in accepted domains"));
-        }
+        tenant.check_mailbox(&address).map_err(|e| cx.tenant_error(&span, e))?;
         tenant.mailboxes.insert(address.key());
     }
     Ok(())
@@ -686,27 +719,13 @@ fn build_directory(cx: &Cx<'_>, raw: Option<RawDirectory>, tenant: &mut Tenant) 
 fn build_outbound_connectors(
     cx: &mut Cx<'_>,
     raw: Vec<Spanned<RawOutboundConnector>>,
-    tenant: &mut Tenant,
+    tenant: &mut TenantBuilder,
 ) -> Result<(), ConfigError> {
     for (n, spanned) in raw.iter().enumerate() {
         let table_span = spanned.span();
         let r = spanned.get_ref();
         let field = |k: &str| format!("OutboundConnector[{}].{k}", n + 1);
         let name = r.name.get_ref().trim().to_string();
-        if name.is_empty() || name.chars().count() > 64 {
-            return Err(cx.error(
-                &r.name.span(),
-                field("Name"),
-                "Name must be 1 to 64 characters (New-OutboundConnector)",
-            ));
-        }
-        if tenant.outbound_connectors.iter().any(|c| c.name.eq_ignore_ascii_case(&name)) {
-            return Err(cx.error(
-                &r.name.span(),
-                field("Name"),
-                format!("an outbound connector named `{name}` already exists"),
-            ));
-        }
         let mut c = OutboundConnector::new(&name);
         c.enabled = r.enabled.as_ref().is_none_or(|b| b.get_ref().0);
         if let Some(v) = &r.connector_type {
@@ -770,48 +789,10 @@ fn build_outbound_connectors(
         }
         c.cloud_services_mail_enabled = flag(&r.cloud_services_mail_enabled);
         c.comment = r.comment.clone();
-        let span_of = |v: &Option<Spanned<PsBool>>| v.as_ref().map_or_else(|| table_span.clone(), Spanned::span);
-        // §3.1: UseMXRecord $false needs SmartHosts; AllAcceptedDomains, RouteAllMessagesViaOnPremises
-        // need OnPremises; a connector must cover some recipients.
-        if !c.use_mx_record && c.smart_hosts.is_empty() {
-            return Err(cx
-                .error(
-                    &span_of(&r.use_mx_record),
-                    field("SmartHosts"),
-                    "UseMXRecord is $false but no SmartHosts are given",
-                )
-                .hint("add `SmartHosts = [\"smtp.gateway.test\"]` or set UseMXRecord = true"));
-        }
-        if c.use_mx_record && !c.smart_hosts.is_empty() {
-            return Err(cx
-                .error(
-                    &span_of(&r.use_mx_record),
-                    field("UseMXRecord"),
-                    "SmartHosts are only used with UseMXRecord = $false",
-                )
-                .hint("set `UseMXRecord = false`"));
-        }
-        for (on, raw_flag, key) in [
-            (c.all_accepted_domains, &r.all_accepted_domains, "AllAcceptedDomains"),
-            (
-                c.route_all_messages_via_on_premises,
-                &r.route_all_messages_via_on_premises,
-                "RouteAllMessagesViaOnPremises",
-            ),
-        ] {
-            if on && c.connector_type != ConnectorType::OnPremises {
-                return Err(cx
-                    .error(&span_of(raw_flag), field(key), format!("{key} requires ConnectorType OnPremises"))
-                    .hint("set ConnectorType = \"OnPremises\""));
-            }
-        }
-        if c.recipient_domains.is_empty() && !c.all_accepted_domains && !c.is_transport_rule_scoped {
-            let span = r.recipient_domains.as_ref().map_or_else(|| table_span.clone(), Spanned::span);
-            return Err(cx
-                .error(&span, field("RecipientDomains"), "the connector covers no recipients")
-                .hint("write `RecipientDomains = [\"*\"]` to route every external recipient"));
-        }
         tenant.outbound_connectors.push(c);
+        tenant
+            .check_outbound_connector(n)
+            .map_err(|e| cx.tenant_error(&r.span_of(e.error.at).unwrap_or(table_span), e))?;
     }
     Ok(())
 }
@@ -819,29 +800,14 @@ fn build_outbound_connectors(
 fn build_inbound_connectors(
     cx: &mut Cx<'_>,
     raw: Vec<Spanned<RawInboundConnector>>,
-    tenant: &mut Tenant,
+    tenant: &mut TenantBuilder,
 ) -> Result<(), ConfigError> {
-    let mut names: Vec<(String, usize)> = Vec::new();
     for (n, spanned) in raw.iter().enumerate() {
         let table_span = spanned.span();
         let r = spanned.get_ref();
         let field = |k: &str| format!("InboundConnector[{}].{k}", n + 1);
 
         let name = r.name.get_ref().trim().to_string();
-        if name.is_empty() {
-            return Err(cx.error(&r.name.span(), field("Name"), "Name must not be empty"));
-        }
-        // Connector names are identities in EXO, which compares them case-insensitively.
-        let folded = name.to_lowercase();
-        if let Some((_, first)) = names.iter().find(|(k, _)| *k == folded) {
-            return Err(cx.error(
-                &r.name.span(),
-                field("Name"),
-                format!("a connector named `{name}` already exists (InboundConnector[{first}])"),
-            ));
-        }
-        names.push((folded, n + 1));
-
         let mut c = InboundConnector::new(&name, ConnectorType::Partner);
         c.enabled = r.enabled.as_ref().is_none_or(|b| b.get_ref().0);
         // ConnectorType: Partner when absent (the EAC default; the cmdlet lists none, §2.1).
@@ -860,12 +826,6 @@ fn build_inbound_connectors(
             let p = DomainPattern::parse_detailed(text)
                 .map_err(|e| cx.error(&span, field("SenderDomains"), format!("`{text}`: {e}")))?;
             c.sender_domains.push(p);
-        }
-        if c.sender_domains.is_empty() {
-            let span = r.sender_domains.as_ref().map_or_else(|| table_span.clone(), Spanned::span);
-            return Err(cx
-                .error(&span, field("SenderDomains"), "SenderDomains is required (New-InboundConnector has no default)")
-                .hint("write `SenderDomains = [\"*\"]` to cover every sender domain"));
         }
 
         for (text, span) in items(&r.sender_ip_addresses) {
@@ -887,11 +847,6 @@ fn build_inbound_connectors(
             if !text.is_empty() && !text.eq_ignore_ascii_case("$null") {
                 let p = DomainPattern::parse_detailed(text)
                     .map_err(|e| cx.error(&v.span(), field("TlsSenderCertificateName"), format!("`{text}`: {e}")))?;
-                if p == DomainPattern::Any {
-                    return Err(cx
-                        .error(&v.span(), field("TlsSenderCertificateName"), "`*` names no certificate")
-                        .hint("write the certificate's domain: `contoso.com` or `*.contoso.com`"));
-                }
                 c.tls_sender_certificate_name = Some(p);
             }
         }
@@ -912,56 +867,6 @@ fn build_inbound_connectors(
         c.cloud_services_mail_enabled = flag(&r.cloud_services_mail_enabled);
         c.ef_skip_last_ip = flag(&r.ef_skip_last_ip);
         c.comment = r.comment.clone();
-        let span_of = |v: &Option<Spanned<PsBool>>| v.as_ref().map_or_else(|| table_span.clone(), Spanned::span);
-
-        // Contradictions Set-InboundConnector refuses (§2.1, §2.2).
-        if c.treat_messages_as_internal && c.connector_type != ConnectorType::OnPremises {
-            return Err(cx
-                .error(
-                    &span_of(&r.treat_messages_as_internal),
-                    field("TreatMessagesAsInternal"),
-                    "TreatMessagesAsInternal is only allowed on OnPremises connectors",
-                )
-                .hint("set ConnectorType = \"OnPremises\" or remove TreatMessagesAsInternal"));
-        }
-        if c.treat_messages_as_internal && c.cloud_services_mail_enabled {
-            return Err(cx
-                .error(
-                    &span_of(&r.treat_messages_as_internal),
-                    field("TreatMessagesAsInternal"),
-                    "TreatMessagesAsInternal is not allowed together with CloudServicesMailEnabled",
-                )
-                .hint("keep CloudServicesMailEnabled for Exchange hybrid, TreatMessagesAsInternal for other servers"));
-        }
-        for (on, raw_flag, key) in [
-            (c.restrict_domains_to_ip_addresses, &r.restrict_domains_to_ip_addresses, "RestrictDomainsToIPAddresses"),
-            (c.restrict_domains_to_certificate, &r.restrict_domains_to_certificate, "RestrictDomainsToCertificate"),
-        ] {
-            if on && c.connector_type == ConnectorType::OnPremises {
-                return Err(cx
-                    .error(&span_of(raw_flag), field(key), format!("{key} only works on Partner connectors"))
-                    .hint("lock down with a separate Partner connector (SenderDomains [\"*\"]) beside this one (exo-semantics §2.2)"));
-            }
-        }
-        if c.restrict_domains_to_certificate && c.tls_sender_certificate_name.is_none() {
-            return Err(cx
-                .error(
-                    &span_of(&r.restrict_domains_to_certificate),
-                    field("RestrictDomainsToCertificate"),
-                    "RestrictDomainsToCertificate needs TlsSenderCertificateName",
-                )
-                .hint("add TlsSenderCertificateName = \"*.gateway.example\" (the certificate's domain)"));
-        }
-        if c.restrict_domains_to_ip_addresses && c.sender_ip_addresses.is_empty() {
-            return Err(cx
-                .error(
-                    &span_of(&r.restrict_domains_to_ip_addresses),
-                    field("RestrictDomainsToIPAddresses"),
-                    "RestrictDomainsToIPAddresses needs SenderIPAddresses",
-                )
-                .hint("add SenderIPAddresses = [\"198.51.100.0/24\"] (the gateway's ranges)"));
-        }
-
         for (text, span) in items(&r.associated_accepted_domains) {
             let d =
                 Domain::parse(text.trim(), true).ok().filter(|d| tenant.accepted_domains.iter().any(|a| a.name == *d));
@@ -1010,32 +915,9 @@ fn build_inbound_connectors(
             );
         }
         tenant.inbound_connectors.push(c);
-    }
-    Ok(())
-}
-
-/// `EFSkipIPs` (§2.1, §7): a single IP, a dash range or a CIDR block; RFC 1918 addresses are
-/// refused (EXO skips them on its own).
-fn check_ef_skip_ip(text: &str) -> Result<(), String> {
-    use std::net::IpAddr;
-    let t = text.trim();
-    let private = |ip: IpAddr| matches!(ip, IpAddr::V4(a) if a.is_private());
-    let first: IpAddr = if let Some((a, b)) = t.split_once('-') {
-        let (a, b): (IpAddr, IpAddr) = match (a.trim().parse::<IpAddr>(), b.trim().parse::<IpAddr>()) {
-            (Ok(a), Ok(b)) if a.is_ipv4() == b.is_ipv4() && a <= b => (a, b),
-            _ => return Err(format!("`{t}` is not a valid address range")),
-        };
-        if private(b) {
-            return Err(format!("`{t}` includes RFC 1918 private addresses, which EXO skips on its own"));
-        }
-        a
-    } else if t.contains('/') {
-        t.parse::<ipnet::IpNet>().map_err(|_| format!("`{t}` is not a valid CIDR block"))?.network()
-    } else {
-        t.parse::<IpAddr>().map_err(|_| format!("`{t}` is not an IP address"))?
-    };
-    if private(first) {
-        return Err(format!("`{t}` is an RFC 1918 private address, which EXO skips on its own"));
+        tenant
+            .check_inbound_connector(n)
+            .map_err(|e| cx.tenant_error(&r.span_of(e.error.at).unwrap_or(table_span), e))?;
     }
     Ok(())
 }
