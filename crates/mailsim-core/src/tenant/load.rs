@@ -1370,4 +1370,235 @@ ClientHostNames = ["mail.contoso.test"]
         let err = load_scenario_tenant("Bogus = 1\n", "s.toml").unwrap_err().to_string();
         assert!(err.contains("unknown key `Bogus`"), "{err}");
     }
+    /// One row per message the tenant loader can give: the file text and the whole error as shown
+    /// (`file:line:col: field: message`, then `  hint: ...`).
+    fn message_rows() -> Vec<(String, &'static str)> {
+        let c = connector;
+        let s = |x: &str| x.to_string();
+        vec![
+            // Syntax and shape (serde and the walker of spans).
+            (s("[Transport\n"), "t.toml:1:11: unclosed table, expected `]`"),
+            (s("[Transprt]\n"), "t.toml:1:1: Transprt: unknown key `Transprt`\n  hint: did you mean `Transport`?"),
+            (
+                s("Bogus = 1\n"),
+                "t.toml:1:1: Bogus: unknown key `Bogus`\n  hint: known tables: Transport, AcceptedDomain, Directory, InboundConnector, OutboundConnector",
+            ),
+            (
+                s("[scenario]\nname = \"x\"\n"),
+                "t.toml:1:1: scenario: unknown key `scenario`\n  hint: scenario tables belong in scenario files (scenarios/*.toml), not in a tenant file",
+            ),
+            (
+                s("[[step]]\nadvance = \"1h\"\n"),
+                "t.toml:1:1: step: unknown key `step`\n  hint: scenario tables belong in scenario files (scenarios/*.toml), not in a tenant file",
+            ),
+            (
+                c("SenderDomains = [\"*\"]\nSenderIpAddresses = [\"198.51.100.7\"]"),
+                "t.toml:7:1: InboundConnector[1].SenderIpAddresses: unknown key `SenderIpAddresses`\n  hint: keys are case-sensitive: write `SenderIPAddresses`",
+            ),
+            (
+                c("SenderDomains = [\"*\"]\nRestrictDomainToIPAddresses = true"),
+                "t.toml:7:1: InboundConnector[1].RestrictDomainToIPAddresses: unknown key `RestrictDomainToIPAddresses`\n  hint: did you mean `RestrictDomainsToIPAddresses`?",
+            ),
+            (
+                c("SenderDomains = [\"*\"]\nConnectorSource = \"Default\""),
+                "t.toml:7:1: InboundConnector[1].ConnectorSource: unknown key `ConnectorSource`\n  hint: ConnectorSource has no effect in mailsim; remove it",
+            ),
+            (
+                c("SenderDomains = [\"*\"]\nFoo = 1"),
+                "t.toml:7:1: InboundConnector[1].Foo: unknown key `Foo`\n  hint: known keys here: Name, Enabled, ConnectorType, SenderDomains, SenderIPAddresses, TlsSenderCertificateName, RequireTls, RestrictDomainsToIPAddresses, RestrictDomainsToCertificate, TreatMessagesAsInternal, CloudServicesMailEnabled, AssociatedAcceptedDomains, EFSkipIPs, EFSkipLastIP, ClientHostNames, Comment",
+            ),
+            (
+                c("SenderDomains = [\"*\"]\nEnabled = \"yes\""),
+                "t.toml:7:11: InboundConnector[1].Enabled: invalid value: string \"yes\", expected true, false, \"$true\" or \"$false\"",
+            ),
+            (
+                s("[Transport]\nMaxMessageSize = \"big\"\n"),
+                "t.toml:2:18: Transport.MaxMessageSize: invalid type: string \"big\", expected i64",
+            ),
+            (
+                s("[[AcceptedDomain]]\nDomainType = \"Authoritative\"\n"),
+                "t.toml:1:1: AcceptedDomain[1]: missing field `DomainName`",
+            ),
+            // Values.
+            (
+                c("SenderDomains = [\"*\"]\nSenderIPAddresses = [\"198.51.100.0/23\"]"),
+                "t.toml:7:22: InboundConnector[1].SenderIPAddresses: `198.51.100.0/23` is broader than EXO allows: prefixes must be /24 to /32\n  hint: split it into /24 blocks: 198.51.100.0/24, 198.51.101.0/24",
+            ),
+            (
+                c("SenderDomains = [\"*\"]\nSenderIPAddresses = [\"2001:db8::/32\"]"),
+                "t.toml:7:22: InboundConnector[1].SenderIPAddresses: `2001:db8::/32` is IPv6; EXO inbound connectors accept IPv4 addresses only\n  hint: IPv6 senders cannot be keyed by IP; use a certificate connector",
+            ),
+            (
+                c("SenderDomains = [\"*\"]\nSenderIPAddresses = [\"198.51.100.1-198.51.100.20\"]"),
+                "t.toml:7:22: InboundConnector[1].SenderIPAddresses: `198.51.100.1-198.51.100.20` is a dash range; SenderIPAddresses accepts a single IPv4 address or a CIDR block /24 to /32\n  hint: write the range as CIDR blocks: 198.51.100.1/32, 198.51.100.2/31, 198.51.100.4/30, 198.51.100.8/29, … (6 blocks)",
+            ),
+            (
+                c("SenderDomains = [\"*\"]\nSenderIPAddresses = [\"198.51.100.9/24\"]"),
+                "t.toml:7:22: InboundConnector[1].SenderIPAddresses: `198.51.100.9/24` has host bits set below the /24 prefix\n  hint: did you mean `198.51.100.0/24`?",
+            ),
+            (
+                c("SenderDomains = [\"*\"]\nSenderIPAddresses = \"198.51.100.0/255.255.255.0\""),
+                "t.toml:7:21: InboundConnector[1].SenderIPAddresses: `198.51.100.0/255.255.255.0` gives the mask as an address; write it as a prefix length\n  hint: write `198.51.100.0/24`",
+            ),
+            (
+                c("SenderDomains = [\"a.*.contoso.com\"]"),
+                "t.toml:6:18: InboundConnector[1].SenderDomains: `a.*.contoso.com`: a wildcard may only be the whole value (`*`) or the first label (`*.contoso.com`)",
+            ),
+            (
+                c("SenderDomains = [\"*\"]\nTlsSenderCertificateName = \"*\""),
+                "t.toml:7:28: InboundConnector[1].TlsSenderCertificateName: `*` names no certificate\n  hint: write the certificate's domain: `contoso.com` or `*.contoso.com`",
+            ),
+            (
+                c("SenderDomains = [\"*\"]\nConnectorType = \"Gateway\""),
+                "t.toml:7:17: InboundConnector[1].ConnectorType: `Gateway` is not one of Partner, OnPremises",
+            ),
+            (
+                c("SenderDomains = [\"*\"]\nEFSkipIPs = [\"10.0.0.1\"]"),
+                "t.toml:7:14: InboundConnector[1].EFSkipIPs: `10.0.0.1` is an RFC 1918 private address, which EXO skips on its own",
+            ),
+            (
+                c("SenderDomains = [\"*\"]\nAssociatedAcceptedDomains = [\"fabrikam.test\"]"),
+                "t.toml:7:30: InboundConnector[1].AssociatedAcceptedDomains: `fabrikam.test` is not an accepted domain\n  hint: accepted domains: contoso.test",
+            ),
+            (
+                s("[Transport]\nServerName = \"not a name\"\n"),
+                "t.toml:2:14: Transport.ServerName: `not a name` is not a host name (invalid address syntax)",
+            ),
+            (
+                s("[Transport]\nMaxMessageSize = -1\n"),
+                "t.toml:2:18: Transport.MaxMessageSize: -1 must be a positive number",
+            ),
+            (
+                s("[Transport]\nRelayDenialText = \"Old\"\n"),
+                "t.toml:2:19: Transport.RelayDenialText: `Old` is not one of TenantAttribution, UnableToRelay",
+            ),
+            (
+                s("[[AcceptedDomain]]\nDomainName = \"*.contoso.test\"\n"),
+                "t.toml:2:14: AcceptedDomain[1].DomainName: `*.contoso.test`: accepted domains are not wildcards\n  hint: use DomainType = \"InternalRelay\" with MatchSubDomains = true to accept subdomains",
+            ),
+            (
+                s("[[AcceptedDomain]]\nDomainName = \"contoso.test\"\nDomainType = \"ExternalRelay\"\n"),
+                "t.toml:3:14: AcceptedDomain[1].DomainType: ExternalRelay exists only in Exchange Server, not in Exchange Online\n  hint: use InternalRelay (exo-semantics §4.1)",
+            ),
+            (
+                format!("{DOMAINS}[Directory]\nMailboxes = [\"not an address\"]\n"),
+                "t.toml:5:14: Directory.Mailboxes: `not an address` is not an email address (invalid address syntax)",
+            ),
+            (
+                format!("{DOMAINS}[Directory]\nMailboxes = \"a@contoso.test, b@fabrikam.test\"\n"),
+                "t.toml:5:13: Directory.Mailboxes: b@fabrikam.test: fabrikam.test is not an accepted domain\n  hint: add it as an [[AcceptedDomain]]; a mailbox's addresses must be in accepted domains",
+            ),
+            (
+                s(
+                    "[[OutboundConnector]]\nName = \"x\"\nRecipientDomains = [\"*\"]\nUseMXRecord = false\nSmartHosts = [\"bad host\"]\n",
+                ),
+                "t.toml:5:15: OutboundConnector[1].SmartHosts: `bad host` is not a host name, IP address or host:port",
+            ),
+            (
+                s("[[OutboundConnector]]\nName = \"x\"\nRecipientDomains = [\"*\"]\nTlsSettings = \"Required\"\n"),
+                "t.toml:4:15: OutboundConnector[1].TlsSettings: `Required` is not one of EncryptionOnly, CertificateValidation, DomainValidation",
+            ),
+            // The builder's rules (TenantBuilder::build), pointed at the value at fault.
+            (
+                c(""),
+                "t.toml:4:1: InboundConnector[1].SenderDomains: SenderDomains is required (New-InboundConnector has no default)\n  hint: write `SenderDomains = [\"*\"]` to cover every sender domain",
+            ),
+            (
+                c("SenderDomains = []"),
+                "t.toml:6:17: InboundConnector[1].SenderDomains: SenderDomains is required (New-InboundConnector has no default)\n  hint: write `SenderDomains = [\"*\"]` to cover every sender domain",
+            ),
+            (
+                s("[[InboundConnector]]\nName = \" \"\nSenderDomains = [\"*\"]\n"),
+                "t.toml:2:8: InboundConnector[1].Name: Name must not be empty",
+            ),
+            (
+                format!("{}[[InboundConnector]]\nName = \"C\"\nSenderDomains = [\"*\"]", c("SenderDomains = [\"*\"]")),
+                "t.toml:8:8: InboundConnector[2].Name: a connector named `C` already exists (InboundConnector[1])",
+            ),
+            (
+                c(
+                    "SenderDomains = [\"*\"]\nConnectorType = \"OnPremises\"\nRestrictDomainsToIPAddresses = true\nSenderIPAddresses = [\"198.51.100.7\"]",
+                ),
+                "t.toml:8:32: InboundConnector[1].RestrictDomainsToIPAddresses: RestrictDomainsToIPAddresses only works on Partner connectors\n  hint: lock down with a separate Partner connector (SenderDomains [\"*\"]) beside this one (exo-semantics §2.2)",
+            ),
+            (
+                c("SenderDomains = [\"*\"]\nRestrictDomainsToCertificate = true"),
+                "t.toml:7:32: InboundConnector[1].RestrictDomainsToCertificate: RestrictDomainsToCertificate needs TlsSenderCertificateName\n  hint: add TlsSenderCertificateName = \"*.gateway.example\" (the certificate's domain)",
+            ),
+            (
+                c("SenderDomains = [\"*\"]\nRestrictDomainsToIPAddresses = \"$true\""),
+                "t.toml:7:32: InboundConnector[1].RestrictDomainsToIPAddresses: RestrictDomainsToIPAddresses needs SenderIPAddresses\n  hint: add SenderIPAddresses = [\"198.51.100.0/24\"] (the gateway's ranges)",
+            ),
+            (
+                c("SenderDomains = [\"*\"]\nTreatMessagesAsInternal = true"),
+                "t.toml:7:27: InboundConnector[1].TreatMessagesAsInternal: TreatMessagesAsInternal is only allowed on OnPremises connectors\n  hint: set ConnectorType = \"OnPremises\" or remove TreatMessagesAsInternal",
+            ),
+            (
+                c(
+                    "SenderDomains = [\"*\"]\nConnectorType = \"OnPremises\"\nTreatMessagesAsInternal = true\nCloudServicesMailEnabled = true",
+                ),
+                "t.toml:8:27: InboundConnector[1].TreatMessagesAsInternal: TreatMessagesAsInternal is not allowed together with CloudServicesMailEnabled\n  hint: keep CloudServicesMailEnabled for Exchange hybrid, TreatMessagesAsInternal for other servers",
+            ),
+            (
+                s("[[OutboundConnector]]\nName = \"x\"\n"),
+                "t.toml:1:1: OutboundConnector[1].RecipientDomains: the connector covers no recipients\n  hint: write `RecipientDomains = [\"*\"]` to route every external recipient",
+            ),
+            (
+                s("[[OutboundConnector]]\nName = \"\"\nRecipientDomains = [\"*\"]\n"),
+                "t.toml:2:8: OutboundConnector[1].Name: Name must be 1 to 64 characters (New-OutboundConnector)",
+            ),
+            (
+                s(
+                    "[[OutboundConnector]]\nName = \"x\"\nRecipientDomains = [\"*\"]\n[[OutboundConnector]]\nName = \"X\"\nRecipientDomains = [\"*\"]\n",
+                ),
+                "t.toml:5:8: OutboundConnector[2].Name: an outbound connector named `X` already exists",
+            ),
+            (
+                s("[[OutboundConnector]]\nName = \"x\"\nRecipientDomains = [\"*\"]\nUseMXRecord = false\n"),
+                "t.toml:4:15: OutboundConnector[1].SmartHosts: UseMXRecord is $false but no SmartHosts are given\n  hint: add `SmartHosts = [\"smtp.gateway.test\"]` or set UseMXRecord = true",
+            ),
+            (
+                s(
+                    "[[OutboundConnector]]\nName = \"x\"\nRecipientDomains = [\"*\"]\nSmartHosts = [\"smtp.gateway.test\"]\n",
+                ),
+                "t.toml:1:1: OutboundConnector[1].UseMXRecord: SmartHosts are only used with UseMXRecord = $false\n  hint: set `UseMXRecord = false`",
+            ),
+            (
+                s("[[OutboundConnector]]\nName = \"x\"\nAllAcceptedDomains = true\n"),
+                "t.toml:3:22: OutboundConnector[1].AllAcceptedDomains: AllAcceptedDomains requires ConnectorType OnPremises\n  hint: set ConnectorType = \"OnPremises\"",
+            ),
+            (
+                s(
+                    "[[OutboundConnector]]\nName = \"x\"\nRecipientDomains = [\"*\"]\nRouteAllMessagesViaOnPremises = true\n",
+                ),
+                "t.toml:4:33: OutboundConnector[1].RouteAllMessagesViaOnPremises: RouteAllMessagesViaOnPremises requires ConnectorType OnPremises\n  hint: set ConnectorType = \"OnPremises\"",
+            ),
+            (
+                s(
+                    "[[AcceptedDomain]]\nDomainName = \"contoso.test\"\n[[AcceptedDomain]]\nDomainName = \"CONTOSO.test\"\n",
+                ),
+                "t.toml:4:14: AcceptedDomain[2].DomainName: contoso.test is listed twice",
+            ),
+            (
+                s("[[AcceptedDomain]]\nDomainName = \"contoso.test\"\nMatchSubDomains = true\n"),
+                "t.toml:3:19: AcceptedDomain[1].MatchSubDomains: MatchSubDomains is only allowed on InternalRelay domains\n  hint: set DomainType = \"InternalRelay\" (exo-semantics §4.1)",
+            ),
+            (
+                format!("{DOMAINS}[Directory]\nMailboxes = [\"a@contoso.test\", \"b@fabrikam.test\"]\n"),
+                "t.toml:5:32: Directory.Mailboxes: b@fabrikam.test: fabrikam.test is not an accepted domain\n  hint: add it as an [[AcceptedDomain]]; a mailbox's addresses must be in accepted domains",
+            ),
+        ]
+    }
+
+    /// Every message the tenant loader gives, whole, so that a change of wording or position is a
+    /// deliberate edit of this table.
+    #[test]
+    fn error_messages_table() {
+        for (text, expected) in message_rows() {
+            match load(&text, "t.toml") {
+                Ok(_) => panic!("expected an error for:\n{text}"),
+                Err(e) => assert_eq!(e.to_string(), expected, "\n---\n{text}"),
+            }
+        }
+    }
 }
