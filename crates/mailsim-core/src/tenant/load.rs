@@ -1,5 +1,12 @@
 //! Tenant configuration text (TOML, EXO parameter names) → [`Tenant`]. Reading the file is the
-//! caller's job: [`load`] takes the text and the path to name in errors.
+//! caller's job: [`load`] takes the text and the path to name in errors. A document that holds a
+//! tenant beside tables of its own (a scenario file) names those tables to
+//! [`load_with_other_tables`]; this loader knows no table but the tenant's ([`TABLES`]).
+//!
+//! The loader reads text into the tenant's parts and hands them to [`TenantBuilder`], whose rules
+//! (the EXO cmdlets', beside the connector types) it applies object by object so that each error
+//! points at the value at fault. Errors, warnings, positions and "did you mean" hints are
+//! [`crate::diagnostics`]'s.
 //!
 //! Format (every table optional except what a connector requires):
 //!
@@ -53,8 +60,8 @@
 //! TlsDomain = "*.gateway.test"
 //! ```
 //!
-//! Adding a table: a field on `RawTenant`, a `Raw*` struct with `deny_unknown_fields`, and a
-//! `build_*` function called from [`load_with_warnings`].
+//! Adding a table: its name in [`TABLES`], a field on `RawTenant`, a `Raw*` struct with
+//! `deny_unknown_fields`, and a `build_*` function called from `load_inner`.
 
 use std::fmt;
 use std::ops::Range;
@@ -70,59 +77,12 @@ use super::{
     AcceptedDomain, DomainType, RejectionStage, RelayDenialText, Tenant, TenantBuilder, TenantError, TransportSettings,
 };
 use crate::addr::{Domain, EmailAddress};
+use crate::diagnostics;
 
-/// A configuration the loader refuses: where, which field, what is wrong, and how to fix it.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub struct ConfigError {
-    /// The path given to [`load`].
-    pub file: String,
-    /// 1-based line of the offending value (or of its table when the value is missing).
-    pub line: usize,
-    /// 1-based column, in characters.
-    pub column: usize,
-    /// The field, e.g. `InboundConnector[2].SenderIPAddresses`; empty for a syntax error outside
-    /// any key.
-    pub field: String,
-    /// What is wrong.
-    pub message: String,
-    /// What to write instead, where that can be said.
-    pub hint: Option<String>,
-}
+pub use crate::diagnostics::{ConfigError, ConfigWarning};
 
-impl fmt::Display for ConfigError {
-    /// `tenant.toml:14:21: InboundConnector[2].SenderIPAddresses: ...`, then `  hint: ...`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: ", self.file, self.line, self.column)?;
-        if !self.field.is_empty() {
-            write!(f, "{}: ", self.field)?;
-        }
-        f.write_str(&self.message)?;
-        if let Some(hint) = &self.hint {
-            write!(f, "\n  hint: {hint}")?;
-        }
-        Ok(())
-    }
-}
-
-/// Something the loader accepted but an admin should know (an assumed default, an ignored key).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConfigWarning {
-    /// The path given to the loader.
-    pub file: String,
-    /// 1-based line.
-    pub line: usize,
-    /// The field.
-    pub field: String,
-    /// What was assumed or ignored.
-    pub message: String,
-}
-
-impl fmt::Display for ConfigWarning {
-    /// `tenant.toml:14: warning: InboundConnector[2].RequireTls: ...`
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}: warning: {}: {}", self.file, self.line, self.field, self.message)
-    }
-}
+/// The tenant's top-level tables, in the order an admin writes them.
+pub const TABLES: [&str; 5] = ["Transport", "AcceptedDomain", "Directory", "InboundConnector", "OutboundConnector"];
 
 /// A loaded tenant and the warnings found on the way.
 #[derive(Debug)]
@@ -140,24 +100,20 @@ pub fn load(text: &str, path: &str) -> Result<Tenant, ConfigError> {
 
 /// [`load`], also returning the warnings (assumed defaults, ignored keys, anti-patterns).
 pub fn load_with_warnings(text: &str, path: &str) -> Result<Loaded, ConfigError> {
-    load_inner(text, path, false)
+    load_inner(text, path, &[])
 }
 
-/// The tenant part of a scenario file: the same tables, with the scenario's own tables
-/// (`scenario`, `host`, `dns`, `retry`, `step`) allowed beside them (scenarios/README.md: one
-/// format). Line numbers stay those of the scenario file.
-pub fn load_scenario_tenant(text: &str, path: &str) -> Result<Loaded, ConfigError> {
-    load_inner(text, path, true)
+/// The tenant tables of a larger document (a scenario file is a tenant file with tables of its
+/// own, scenarios/README.md): `other_tables` are the caller's top-level tables, skipped here; any
+/// other key is refused as in a tenant file. Line numbers stay those of the whole document.
+pub fn load_with_other_tables(text: &str, path: &str, other_tables: &[&str]) -> Result<Loaded, ConfigError> {
+    load_inner(text, path, other_tables)
 }
 
-fn load_inner(text: &str, path: &str, scenario: bool) -> Result<Loaded, ConfigError> {
+fn load_inner(text: &str, path: &str, other_tables: &[&str]) -> Result<Loaded, ConfigError> {
     let mut cx = Cx { text, path, warnings: Vec::new() };
+    check_top_level(&cx, other_tables)?;
     let raw: RawTenant = toml::from_str(text).map_err(|e| cx.syntax_error(&e))?;
-    if !scenario && let Some((key, span)) = raw.scenario_tables.first_present(text) {
-        return Err(cx
-            .error(&span, key, format!("unknown key `{key}`"))
-            .hint("scenario tables belong in scenario files (scenarios/*.toml), not in a tenant file"));
-    }
     let mut tenant = Tenant::builder().with_settings(build_transport(&cx, raw.transport)?);
     build_accepted_domains(&cx, raw.accepted_domain, &mut tenant)?;
     build_directory(&cx, raw.directory, &mut tenant)?;
@@ -169,11 +125,26 @@ fn load_inner(text: &str, path: &str, scenario: bool) -> Result<Loaded, ConfigEr
     Ok(Loaded { tenant, warnings: cx.warnings })
 }
 
+/// Refuses a top-level key that is neither a tenant table nor one of `other_tables`, pointing at
+/// the start of its line (the `[table]` header or `key =`). A syntax error is left to serde.
+fn check_top_level(cx: &Cx<'_>, other_tables: &[&str]) -> Result<(), ConfigError> {
+    let Ok(doc) = toml::de::DeTable::parse(cx.text) else { return Ok(()) };
+    let mut keys: Vec<(&str, usize)> =
+        doc.get_ref().iter().map(|(k, _)| (k.get_ref().as_ref(), k.span().start)).collect();
+    keys.sort_by_key(|(_, at)| *at);
+    let Some((key, at)) = keys.into_iter().find(|(k, _)| !TABLES.contains(k) && !other_tables.contains(k)) else {
+        return Ok(());
+    };
+    let line_start = cx.text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let hint = diagnostics::key_hint(key, &TABLES).unwrap_or_else(|| format!("known tables: {}", TABLES.join(", ")));
+    Err(cx.error(&(line_start..line_start), key, format!("unknown key `{key}`")).with_hint(hint))
+}
+
 // ---------------------------------------------------------------------------------------------
 // Raw (serde) shapes. Every key keeps EXO's spelling; spans locate semantic errors.
 
+/// The tenant tables; other top-level keys were checked by `check_top_level`.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawTenant {
     #[serde(rename = "Transport")]
     transport: Option<RawTransport>,
@@ -185,44 +156,6 @@ struct RawTenant {
     inbound_connector: Vec<Spanned<RawInboundConnector>>,
     #[serde(rename = "OutboundConnector", default)]
     outbound_connector: Vec<Spanned<RawOutboundConnector>>,
-    #[serde(flatten)]
-    scenario_tables: ScenarioTables,
-}
-
-/// The tables a scenario file adds to the tenant format; read by the scenario loader, not here.
-#[derive(Deserialize, Default)]
-struct ScenarioTables {
-    scenario: Option<toml::Value>,
-    host: Option<toml::Value>,
-    dns: Option<toml::Value>,
-    retry: Option<toml::Value>,
-    step: Option<toml::Value>,
-}
-
-impl ScenarioTables {
-    /// The first scenario table present, and where its header is (serde's flatten loses spans).
-    fn first_present(&self, text: &str) -> Option<(&'static str, Range<usize>)> {
-        let key = [
-            ("scenario", &self.scenario),
-            ("host", &self.host),
-            ("dns", &self.dns),
-            ("retry", &self.retry),
-            ("step", &self.step),
-        ]
-        .into_iter()
-        .find_map(|(k, v)| v.as_ref().map(|_| k))?;
-        let mut offset = 0;
-        for line in text.split_inclusive('\n') {
-            let t = line.trim_start().trim_start_matches('[').trim_start();
-            if t.starts_with(key) && t[key.len()..].trim_start().starts_with([']', '.', '='])
-                || line.trim_start().starts_with(key)
-            {
-                return Some((key, offset..offset + 1));
-            }
-            offset += line.len();
-        }
-        Some((key, 0..0))
-    }
 }
 
 #[derive(Deserialize)]
@@ -409,26 +342,8 @@ struct Cx<'a> {
 }
 
 impl Cx<'_> {
-    /// 1-based line and column (in characters) of a byte offset.
-    fn position(&self, offset: usize) -> (usize, usize) {
-        let offset = offset.min(self.text.len());
-        let offset = (0..=offset).rev().find(|&i| self.text.is_char_boundary(i)).unwrap_or(0);
-        let before = &self.text[..offset];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        (line, before[line_start..].chars().count() + 1)
-    }
-
     fn error(&self, span: &Range<usize>, field: impl Into<String>, message: impl Into<String>) -> ConfigError {
-        let (line, column) = self.position(span.start);
-        ConfigError {
-            file: self.path.to_string(),
-            line,
-            column,
-            field: field.into(),
-            message: message.into(),
-            hint: None,
-        }
+        ConfigError::at(self.text, self.path, span, field, message)
     }
 
     /// A rule the tenant builder enforces, pointed at `span`.
@@ -439,7 +354,7 @@ impl Cx<'_> {
     }
 
     fn warn(&mut self, span: &Range<usize>, field: impl Into<String>, message: impl Into<String>) {
-        let (line, _) = self.position(span.start);
+        let (line, _) = diagnostics::position(self.text, span.start);
         self.warnings.push(ConfigWarning {
             file: self.path.to_string(),
             line,
@@ -463,37 +378,10 @@ impl Cx<'_> {
                 err.hint = Some(format!("known keys here: {}", known.replace('`', "")));
             }
         }
-        // At the top level (where scenario tables are flattened in) serde names no alternatives.
-        if let Some(rest) = message.strip_prefix("unknown field `")
-            && !message.contains("expected one of")
-        {
-            let unknown = rest.split('`').next().unwrap_or_default();
-            err.message = format!("unknown key `{unknown}`");
-            let known = ["Transport", "AcceptedDomain", "Directory", "InboundConnector", "OutboundConnector"];
-            let best =
-                known.iter().min_by_key(|k| edit_distance(&k.to_ascii_lowercase(), &unknown.to_ascii_lowercase()));
-            err.hint = Some(match best {
-                Some(k) if edit_distance(&k.to_ascii_lowercase(), &unknown.to_ascii_lowercase()) <= 3 => {
-                    format!("did you mean `{k}`?")
-                }
-                _ => format!("known tables: {}", known.join(", ")),
-            });
-        }
         if err.hint.is_none() && message.starts_with("missing field `SenderDomains`") {
             err.hint = Some("write `SenderDomains = [\"*\"]` to cover every sender domain".to_string());
         }
         err
-    }
-}
-
-trait WithHint {
-    fn hint(self, hint: impl Into<String>) -> Self;
-}
-
-impl WithHint for ConfigError {
-    fn hint(mut self, hint: impl Into<String>) -> Self {
-        self.hint = Some(hint.into());
-        self
     }
 }
 
@@ -551,29 +439,7 @@ fn unknown_key_hint(message: &str) -> Option<String> {
         return Some(format!("{unknown} has no effect in mailsim; remove it"));
     }
     let expected: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
-    if let Some(k) = expected.iter().find(|k| k.eq_ignore_ascii_case(unknown)) {
-        return Some(format!("keys are case-sensitive: write `{k}`"));
-    }
-    let (best, distance) = expected
-        .iter()
-        .map(|k| (*k, edit_distance(&k.to_ascii_lowercase(), &unknown.to_ascii_lowercase())))
-        .min_by_key(|(_, d)| *d)?;
-    (distance <= 3).then(|| format!("did you mean `{best}`?"))
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for j in 0..b.len() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != b[j])).min(row[j] + 1).min(cur + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()]
+    diagnostics::key_hint(unknown, &expected)
 }
 
 /// A case-insensitive enumeration value.
@@ -665,7 +531,7 @@ fn build_accepted_domains(
                     field("DomainName"),
                     format!("`{name_text}`: accepted domains are not wildcards"),
                 )
-                .hint("use DomainType = \"InternalRelay\" with MatchSubDomains = true to accept subdomains"));
+                .with_hint("use DomainType = \"InternalRelay\" with MatchSubDomains = true to accept subdomains"));
         }
         let name = Domain::parse(name_text, true).map_err(|e| {
             cx.error(&d.domain_name.span(), field("DomainName"), format!("`{name_text}` is not a domain name ({e})"))
@@ -682,7 +548,7 @@ fn build_accepted_domains(
                         field("DomainType"),
                         "ExternalRelay exists only in Exchange Server, not in Exchange Online",
                     )
-                    .hint("use InternalRelay (exo-semantics §4.1)"));
+                    .with_hint("use InternalRelay (exo-semantics §4.1)"));
             }
             Some(v) => choice(
                 cx,
@@ -832,7 +698,7 @@ fn build_inbound_connectors(
             let net = parse_sender_ip(text).map_err(|e| {
                 let err = cx.error(&span, field("SenderIPAddresses"), e.to_string());
                 match e.hint() {
-                    Some(h) => err.hint(h),
+                    Some(h) => err.with_hint(h),
                     None => err,
                 }
             })?;
@@ -874,7 +740,7 @@ fn build_inbound_connectors(
                 let names: Vec<String> = tenant.accepted_domains.iter().map(|a| a.name.to_string()).collect();
                 return Err(cx
                     .error(&span, field("AssociatedAcceptedDomains"), format!("`{text}` is not an accepted domain"))
-                    .hint(format!(
+                    .with_hint(format!(
                         "accepted domains: {}",
                         if names.is_empty() { "none".to_string() } else { names.join(", ") }
                     )));
@@ -1361,13 +1227,13 @@ ClientHostNames = ["mail.contoso.test"]
     }
 
     #[test]
-    fn scenario_tables_only_in_scenario_files() {
+    fn other_tables_only_where_the_caller_accepts_them() {
         let text = "[scenario]\nname = \"x\"\n\n[[AcceptedDomain]]\nDomainName = \"contoso.test\"\n\n[[step]]\nadvance = \"1h\"\n";
         let err = load(text, "t.toml").unwrap_err().to_string();
         assert!(err.starts_with("t.toml:1:1: scenario: unknown key `scenario`"), "{err}");
-        let loaded = load_scenario_tenant(text, "s.toml").unwrap();
+        let loaded = load_with_other_tables(text, "s.toml", &["scenario", "step"]).unwrap();
         assert_eq!(loaded.tenant.accepted_domains.len(), 1);
-        let err = load_scenario_tenant("Bogus = 1\n", "s.toml").unwrap_err().to_string();
+        let err = load_with_other_tables("Bogus = 1\n", "s.toml", &["scenario", "step"]).unwrap_err().to_string();
         assert!(err.contains("unknown key `Bogus`"), "{err}");
     }
     /// One row per message the tenant loader can give: the file text and the whole error as shown
@@ -1385,11 +1251,11 @@ ClientHostNames = ["mail.contoso.test"]
             ),
             (
                 s("[scenario]\nname = \"x\"\n"),
-                "t.toml:1:1: scenario: unknown key `scenario`\n  hint: scenario tables belong in scenario files (scenarios/*.toml), not in a tenant file",
+                "t.toml:1:1: scenario: unknown key `scenario`\n  hint: known tables: Transport, AcceptedDomain, Directory, InboundConnector, OutboundConnector",
             ),
             (
                 s("[[step]]\nadvance = \"1h\"\n"),
-                "t.toml:1:1: step: unknown key `step`\n  hint: scenario tables belong in scenario files (scenarios/*.toml), not in a tenant file",
+                "t.toml:1:1: step: unknown key `step`\n  hint: known tables: Transport, AcceptedDomain, Directory, InboundConnector, OutboundConnector",
             ),
             (
                 c("SenderDomains = [\"*\"]\nSenderIpAddresses = [\"198.51.100.7\"]"),

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use super::expect::{Check, DEFAULT_WAIT, SendRecord};
-use super::file::{Action, Change, Scenario, Step, load_file};
+use super::load::{Action, Change, Scenario, Step, load_file};
 use super::report::{Failure, ScenarioReport, Verdict};
 use crate::sim::Simulation;
 
