@@ -339,8 +339,9 @@ impl Simulation {
         self.endpoint.tenant()
     }
 
-    /// Replaces the tenant configuration (an admin saved a change); new sessions use it.
-    pub fn set_tenant(&self, tenant: Tenant) {
+    /// Replaces the tenant configuration (an admin saved a change, which builds a new tenant); new
+    /// sessions use it, sessions already open keep the one they started with.
+    pub fn set_tenant(&self, tenant: impl Into<Arc<Tenant>>) {
         self.endpoint.set_tenant(tenant);
     }
 

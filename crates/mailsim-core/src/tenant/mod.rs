@@ -120,7 +120,7 @@ impl TenantConfig {
 
     /// `New-AcceptedDomain`'s rules for the accepted domain at position `i` (0-based), against
     /// the ones before it (exo-semantics §4.1).
-    pub fn check_accepted_domain(&self, i: usize) -> Result<(), TenantError> {
+    pub(crate) fn check_accepted_domain(&self, i: usize) -> Result<(), TenantError> {
         let d = &self.accepted_domains[i];
         let object = || format!("AcceptedDomain[{}]", i + 1);
         if self.accepted_domains[..i].iter().any(|a| a.name == d.name) {
@@ -140,7 +140,7 @@ impl TenantConfig {
     }
 
     /// A mailbox's address must be in an accepted domain.
-    pub fn check_mailbox(&self, address: &EmailAddress) -> Result<(), TenantError> {
+    pub(crate) fn check_mailbox(&self, address: &EmailAddress) -> Result<(), TenantError> {
         if self.accepted_domain(address.domain()).is_none() {
             return Err(TenantError::new(
                 "Directory",
@@ -154,13 +154,14 @@ impl TenantConfig {
     /// The inbound connector at position `i` (0-based): its own rules
     /// ([`InboundConnector::validate`]), a name no connector before it has (EXO compares names
     /// case-insensitively), and `AssociatedAcceptedDomains` among the accepted domains.
-    pub fn check_inbound_connector(&self, i: usize) -> Result<(), TenantError> {
+    pub(crate) fn check_inbound_connector(&self, i: usize) -> Result<(), TenantError> {
         let c = &self.inbound_connectors[i];
         let object = || format!("InboundConnector[{}]", i + 1);
         let name = c.name.trim();
+        let folded = name.to_lowercase();
+        let same = |o: &InboundConnector| o.name.trim().chars().flat_map(char::to_lowercase).eq(folded.chars());
         if !name.is_empty()
-            && let Some(first) =
-                self.inbound_connectors[..i].iter().position(|o| o.name.trim().to_lowercase() == name.to_lowercase())
+            && let Some(first) = self.inbound_connectors[..i].iter().position(same)
         {
             return Err(TenantError::new(
                 object(),
@@ -190,7 +191,7 @@ impl TenantConfig {
 
     /// The outbound connector at position `i` (0-based): its own rules
     /// ([`OutboundConnector::validate`]) and a name no connector before it has.
-    pub fn check_outbound_connector(&self, i: usize) -> Result<(), TenantError> {
+    pub(crate) fn check_outbound_connector(&self, i: usize) -> Result<(), TenantError> {
         let c = &self.outbound_connectors[i];
         let object = || format!("OutboundConnector[{}]", i + 1);
         let name = c.name.trim();
@@ -398,3 +399,66 @@ impl PartialEq for Tenant {
 }
 
 impl Eq for Tenant {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> TenantBuilder {
+        Tenant::builder().with_domain("contoso.test", DomainType::Authoritative).with_mailbox("alice@contoso.test")
+    }
+
+    /// A tenant built in Rust passes the loader's checks, with the loader's words.
+    #[test]
+    fn the_builder_refuses_what_the_loader_refuses() {
+        let mut onprem = InboundConnector::new("Lock", ConnectorType::OnPremises);
+        onprem.sender_ip_addresses = vec!["198.51.100.0/24".parse().unwrap()];
+        onprem.restrict_domains_to_ip_addresses = true;
+        let e = base().with_inbound_connector(onprem).build().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "InboundConnector[1].RestrictDomainsToIPAddresses: RestrictDomainsToIPAddresses only works on Partner connectors\n  hint: lock down with a separate Partner connector (SenderDomains [\"*\"]) beside this one (exo-semantics §2.2)"
+        );
+        let text = "[[AcceptedDomain]]\nDomainName = \"contoso.test\"\n[[InboundConnector]]\nName = \"Lock\"\nConnectorType = \"OnPremises\"\nSenderDomains = [\"*\"]\nSenderIPAddresses = [\"198.51.100.0/24\"]\nRestrictDomainsToIPAddresses = true\n";
+        let loaded = load::load(text, "t.toml").unwrap_err();
+        assert_eq!((loaded.field, loaded.message, loaded.hint), (e.field(), e.error.message, e.error.hint));
+
+        let mut wide = InboundConnector::new("Wide", ConnectorType::Partner);
+        wide.sender_ip_addresses = vec!["10.0.0.0/16".parse().unwrap()];
+        let e = base().with_inbound_connector(wide).build().unwrap_err();
+        assert_eq!(e.field(), "InboundConnector[1].SenderIPAddresses");
+        assert!(e.error.message.contains("/24 to /32"), "{e}");
+
+        let mut out = OutboundConnector::new("To gateway");
+        out.recipient_domains = vec![DomainPattern::Any];
+        out.use_mx_record = false;
+        let e = base().with_outbound_connector(out).build().unwrap_err();
+        assert_eq!(e.field(), "OutboundConnector[1].SmartHosts");
+        assert_eq!(e.error.at, "UseMXRecord");
+
+        let e = Tenant::builder().with_mailbox("bob@fabrikam.test").build().unwrap_err();
+        assert_eq!(e.field(), "Directory.Mailboxes");
+
+        let twice = base().with_inbound_connector(InboundConnector::new("A", ConnectorType::Partner));
+        let e = twice.clone().with_inbound_connector(InboundConnector::new("a", ConnectorType::Partner)).build();
+        assert_eq!(e.unwrap_err().error.message, "a connector named `a` already exists (InboundConnector[1])");
+    }
+
+    /// The same tenant, loaded or built, is the same value with the same index.
+    #[test]
+    fn loaded_and_built_tenants_agree() {
+        let text = "[[AcceptedDomain]]\nDomainName = \"contoso.test\"\n[Directory]\nMailboxes = [\"alice@contoso.test\"]\n[[InboundConnector]]\nName = \"Gateway\"\nSenderDomains = [\"*\"]\nSenderIPAddresses = [\"198.51.100.0/24\"]\nRequireTls = false\n";
+        let loaded = load::load(text, "t.toml").unwrap();
+        let mut gw = InboundConnector::new("Gateway", ConnectorType::Partner);
+        gw.sender_ip_addresses = vec!["198.51.100.0/24".parse().unwrap()];
+        let built = base().with_inbound_connector(gw).build().unwrap();
+        assert_eq!(loaded, built);
+        assert_eq!(loaded.inbound_index(), built.inbound_index());
+        // A change is a new tenant; the old one is untouched.
+        let mut b = built.to_builder();
+        b.inbound_connectors[0].enabled = false;
+        let changed = b.build().unwrap();
+        assert_ne!(changed, built);
+        assert!(built.inbound_connectors[0].enabled);
+    }
+}

@@ -195,7 +195,7 @@ async fn play_steps(
 /// Carries out one change on a running world.
 pub async fn apply(sim: &Simulation, change: &Change) -> anyhow::Result<()> {
     match change {
-        Change::Tenant { tenant, .. } => sim.set_tenant((**tenant).clone()),
+        Change::Tenant { tenant, .. } => sim.set_tenant(Arc::clone(tenant)),
         Change::MoveHost { host, address } => sim.move_host(host, *address)?,
         Change::HostCert { host, cert } => sim.set_host_cert(host, cert.clone())?,
         Change::Peer { host, script, relay_to_tenant } => {

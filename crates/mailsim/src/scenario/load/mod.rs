@@ -26,6 +26,7 @@ mod world;
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use mailsim_core::diagnostics::{ConfigError, ConfigWarning};
@@ -117,7 +118,7 @@ pub enum Change {
     /// The tenant after an admin's edit (already validated by the tenant loader).
     Tenant {
         /// The new configuration.
-        tenant: Box<Tenant>,
+        tenant: Arc<Tenant>,
         /// What was changed, for reports.
         what: String,
     },

@@ -4,6 +4,7 @@
 //! loader, so its errors are the loader's, pointed at the `set` key.
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 
 use mailsim_core::diagnostics::{ConfigError, closest};
 use mailsim_core::tenant::load::load;
@@ -458,6 +459,6 @@ impl<'t> Loader<'t> {
         })?;
         self.tenant_doc = doc;
         self.note_tenant(&tenant);
-        Ok(Change::Tenant { tenant: Box::new(tenant), what })
+        Ok(Change::Tenant { tenant: Arc::new(tenant), what })
     }
 }
