@@ -6,7 +6,7 @@ use mailsim_core::diagnostics::{ConfigError, closest};
 use mailsim_core::trace::{Event, Status};
 
 use super::Loader;
-use super::walker::{Node, Tbl, with_hint};
+use super::walker::{Node, Tbl};
 use crate::scenario::expect::{Check, Expect, NdrPlace, SendCheck, WorldCheck};
 
 const SEND_KEYS: [&str; 6] = ["reply", "reply_contains", "stage", "connector", "accepted", "rcpt_replies"];
@@ -37,10 +37,9 @@ impl<'t> Loader<'t> {
                 continue;
             }
             if !has_send {
-                return Err(with_hint(
-                    cx.err(&span, &n.field, format!("`{key}` checks the reply to a send, and this step sends nothing")),
-                    "put it in the expect of the [[step]] that has the send",
-                ));
+                return Err(cx
+                    .err(&span, &n.field, format!("`{key}` checks the reply to a send, and this step sends nothing"))
+                    .with_hint("put it in the expect of the [[step]] that has the send"));
             }
             let check = match key {
                 "reply" => SendCheck::Reply(cx.string(&n)?.to_string()),
@@ -48,10 +47,9 @@ impl<'t> Loader<'t> {
                 "stage" => {
                     let s = cx.string(&n)?.to_ascii_uppercase();
                     if !STAGES.contains(&s.as_str()) {
-                        return Err(with_hint(
-                            cx.err(&n.span, &n.field, format!("unknown stage {s:?}")),
-                            STAGES.join(", "),
-                        ));
+                        return Err(cx
+                            .err(&n.span, &n.field, format!("unknown stage {s:?}"))
+                            .with_hint(STAGES.join(", ")));
                     }
                     SendCheck::Stage(s)
                 }
@@ -72,14 +70,13 @@ impl<'t> Loader<'t> {
         }
         let kinds = t.present(&WORLD_KINDS);
         if let Some(second) = kinds.get(1) {
-            return Err(with_hint(
-                cx.err(
+            return Err(cx
+                .err(
                     &t.key_span(second),
                     &t.sub(second),
                     format!("one world expectation per table, and this one already has `{}`", kinds[0]),
-                ),
-                format!("write expect = [{{ {} = ... }}, {{ {second} = ... }}]", kinds[0]),
-            ));
+                )
+                .with_hint(format!("write expect = [{{ {} = ... }}, {{ {second} = ... }}]", kinds[0])));
         }
         let kind = kinds.first().copied();
         let companions: &[&str] = match kind {
@@ -99,20 +96,16 @@ impl<'t> Loader<'t> {
                     "data_contains" => "recipient",
                     _ => "ndr",
                 };
-                return Err(with_hint(
-                    cx.err(&t.key_span(key), &t.sub(key), format!("`{key}` has no world expectation to qualify here")),
-                    format!("`{key}` goes with {goes_with}"),
-                ));
+                return Err(cx
+                    .err(&t.key_span(key), &t.sub(key), format!("`{key}` has no world expectation to qualify here"))
+                    .with_hint(format!("`{key}` goes with {goes_with}")));
             }
         }
         let opt_str = |key: &str| t.get(key).map(|n| cx.string(&n).map(str::to_string)).transpose();
         let opt_count = |key: &str| t.get(key).map(|n| cx.count(&n)).transpose();
         let Some(kind) = kind else {
             if t.present(&SEND_KEYS).is_empty() {
-                return Err(with_hint(
-                    cx.err(&t.span, &t.field, "this expect checks nothing"),
-                    "check the send (reply, stage, connector, accepted, ...) or the world (mailbox, peer, recipient, ndr, trace, queued)",
-                ));
+                return Err(cx.err(&t.span, &t.field, "this expect checks nothing").with_hint("check the send (reply, stage, connector, accepted, ...) or the world (mailbox, peer, recipient, ndr, trace, queued)"));
             }
             return Ok(());
         };
@@ -142,10 +135,9 @@ impl<'t> Loader<'t> {
                     "failed" => Status::Failed,
                     "gettingstatus" => Status::GettingStatus,
                     _ => {
-                        return Err(with_hint(
-                            cx.err(&status_node.span, &status_node.field, format!("unknown status {text:?}")),
-                            "Delivered, Pending, Failed or GettingStatus",
-                        ));
+                        return Err(cx
+                            .err(&status_node.span, &status_node.field, format!("unknown status {text:?}"))
+                            .with_hint("Delivered, Pending, Failed or GettingStatus"));
                     }
                 };
                 WorldCheck::Recipient {
@@ -170,18 +162,16 @@ impl<'t> Loader<'t> {
                             .position(|h| h.name == host)
                             .ok_or_else(|| self.unknown_host(&n, host))?;
                         if self.hosts[i].peer.is_none() {
-                            return Err(with_hint(
-                                cx.err(&n.span, &n.field, format!("host {host:?} receives no mail: it has no peer")),
-                                "add a [host.peer] table to its [[host]]",
-                            ));
+                            return Err(cx
+                                .err(&n.span, &n.field, format!("host {host:?} receives no mail: it has no peer"))
+                                .with_hint("add a [host.peer] table to its [[host]]"));
                         }
                         NdrPlace::Peer(host.to_string())
                     }
                     _ => {
-                        return Err(with_hint(
-                            cx.err(&n.span, &n.field, format!("{text:?} names no place")),
-                            "write \"mailbox:alice@contoso.test\" or \"peer:gateway\"",
-                        ));
+                        return Err(cx
+                            .err(&n.span, &n.field, format!("{text:?} names no place"))
+                            .with_hint("write \"mailbox:alice@contoso.test\" or \"peer:gateway\""));
                     }
                 };
                 let status = match t.get("status") {
@@ -194,10 +184,9 @@ impl<'t> Loader<'t> {
                                 .iter()
                                 .all(|p| !p.is_empty() && p.len() <= 3 && p.chars().all(|c| c.is_ascii_digit()));
                         if !ok {
-                            return Err(with_hint(
-                                cx.err(&s.span, &s.field, format!("{text:?} is not an enhanced status code")),
-                                "e.g. \"5.4.1\" or \"4.4.7\"",
-                            ));
+                            return Err(cx
+                                .err(&s.span, &s.field, format!("{text:?} is not an enhanced status code"))
+                                .with_hint("e.g. \"5.4.1\" or \"4.4.7\""));
                         }
                         Some(text)
                     }
@@ -220,10 +209,9 @@ impl<'t> Loader<'t> {
                             "DSN" => Event::Dsn,
                             "TRANSFER" => Event::Transfer,
                             _ => {
-                                return Err(with_hint(
-                                    cx.err(&e.span, &e.field, format!("unknown trace event {text:?}")),
-                                    "RECEIVE, DELIVER, SEND, DEFER, FAIL, DSN or TRANSFER",
-                                ));
+                                return Err(cx
+                                    .err(&e.span, &e.field, format!("unknown trace event {text:?}"))
+                                    .with_hint("RECEIVE, DELIVER, SEND, DEFER, FAIL, DSN or TRANSFER"));
                             }
                         };
                         Some(event)
@@ -260,8 +248,8 @@ impl<'t> Loader<'t> {
         }
         let e = self.cx.err(&n.span, &n.field, format!("{address} is not a mailbox of the tenant"));
         Err(match closest(address, self.mailboxes.iter().map(String::as_str)) {
-            Some(c) => with_hint(e, format!("did you mean {c:?}?")),
-            None => with_hint(e, "add it to [Directory] Mailboxes"),
+            Some(c) => e.with_hint(format!("did you mean {c:?}?")),
+            None => e.with_hint("add it to [Directory] Mailboxes"),
         })
     }
 
@@ -273,9 +261,9 @@ impl<'t> Loader<'t> {
         let noun = if inbound { "inbound connector" } else { "connector" };
         let e = self.cx.err(&n.span, &n.field, format!("no {noun} named {name:?}"));
         Err(match closest(name, names.iter().map(String::as_str)) {
-            Some(c) => with_hint(e, format!("did you mean {c:?}?")),
-            None if names.is_empty() => with_hint(e, format!("the tenant has no {noun}s")),
-            None => with_hint(e, format!("{noun}s: {}", names.iter().cloned().collect::<Vec<_>>().join(", "))),
+            Some(c) => e.with_hint(format!("did you mean {c:?}?")),
+            None if names.is_empty() => e.with_hint(format!("the tenant has no {noun}s")),
+            None => e.with_hint(format!("{noun}s: {}", names.iter().cloned().collect::<Vec<_>>().join(", "))),
         })
     }
 }

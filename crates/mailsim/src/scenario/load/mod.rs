@@ -39,7 +39,7 @@ use toml::de::{DeTable, DeValue};
 use crate::scenario::expect::Expect;
 use crate::sim::{CertChoice, HostSpec, SendSpec, WorldSpec};
 pub use walker::parse_duration;
-use walker::{Cx, Node, Tbl, with_hint};
+use walker::{Cx, Node, Tbl};
 
 /// The tenant tables (the tenant file format), as the tenant loader knows them.
 pub const TENANT_TABLES: [&str; 5] = mailsim_core::tenant::load::TABLES;
@@ -254,7 +254,7 @@ impl<'t> Loader<'t> {
         let mut steps = Vec::new();
         if let Some(n) = root.get("step") {
             let DeValue::Array(items) = n.v else {
-                return Err(with_hint(self.cx.type_error(&n, "an array of tables"), "write each step as [[step]]"));
+                return Err(self.cx.type_error(&n, "an array of tables").with_hint("write each step as [[step]]"));
             };
             for (i, item) in items.iter().enumerate() {
                 let node = Node { v: item.get_ref(), span: item.span(), field: format!("step[{}]", i + 1) };

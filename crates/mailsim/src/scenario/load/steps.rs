@@ -12,7 +12,7 @@ use mailsim_testkit::dns::{DnsZoneSet, Fault};
 use mailsim_testkit::peer::PeerScript;
 use toml::de::DeValue;
 
-use super::walker::{Node, Tbl, to_toml, with_hint};
+use super::walker::{Node, Tbl, to_toml};
 use super::{Action, Change, HostState, Loader, Step};
 use crate::sim::{HostSpec, SendSpec, TlsUse};
 
@@ -38,20 +38,20 @@ impl<'t> Loader<'t> {
         self.cx.keys(&t, &["name", "send", "advance", "change", "expect"])?;
         let actions = t.present(&["send", "advance", "change"]);
         if actions.len() > 1 {
-            return Err(with_hint(
-                self.cx.err(
+            return Err(self
+                .cx
+                .err(
                     &t.key_span(actions[1]),
                     &t.sub(actions[1]),
                     format!("a step has exactly one action, and this one already has `{}`", actions[0]),
-                ),
-                "split it into two [[step]] tables",
-            ));
+                )
+                .with_hint("split it into two [[step]] tables"));
         }
         if actions.is_empty() && t.get("expect").is_none() {
-            return Err(with_hint(
-                self.cx.err(&t.span, &t.field, "this step does nothing"),
-                "give it one of send, advance or change, or an expect",
-            ));
+            return Err(self
+                .cx
+                .err(&t.span, &t.field, "this step does nothing")
+                .with_hint("give it one of send, advance or change, or an expect"));
         }
         let name = t.get("name").map(|n| self.cx.string(&n).map(str::to_string)).transpose()?;
         let action = match actions.first().copied() {
@@ -102,10 +102,10 @@ impl<'t> Loader<'t> {
         }
         if let Some(c) = t.get("cert") {
             if spec.tls != TlsUse::StartTls {
-                return Err(with_hint(
-                    self.cx.err(&c.span, &c.field, "a certificate is only presented over TLS"),
-                    "add tls = true to the send",
-                ));
+                return Err(self
+                    .cx
+                    .err(&c.span, &c.field, "a certificate is only presented over TLS")
+                    .with_hint("add tls = true to the send"));
             }
             spec.cert = Some(self.cx.cert(&c, true)?);
         }
@@ -126,10 +126,10 @@ impl<'t> Loader<'t> {
         }
         if let Some(e) = t.get("eml") {
             if let Some(k) = t.present(&["subject", "body", "headers"]).first() {
-                return Err(with_hint(
-                    self.cx.err(&t.key_span(k), &t.sub(k), format!("`{k}` and `eml` do not go together")),
-                    "the .eml file is the whole message: put the header or text in it",
-                ));
+                return Err(self
+                    .cx
+                    .err(&t.key_span(k), &t.sub(k), format!("`{k}` and `eml` do not go together"))
+                    .with_hint("the .eml file is the whole message: put the header or text in it"));
             }
             let relative = self.cx.string(&e)?;
             let path = self.cx.dir.join(relative);
@@ -172,20 +172,20 @@ impl<'t> Loader<'t> {
         self.cx.keys(t, &all)?;
         let kinds = t.present(&CHANGE_KINDS);
         let Some(&kind) = kinds.first() else {
-            return Err(with_hint(
-                self.cx.err(&t.span, &t.field, "this change names nothing to change"),
-                format!("a change has one of: {}", CHANGE_KINDS.join(", ")),
-            ));
+            return Err(self
+                .cx
+                .err(&t.span, &t.field, "this change names nothing to change")
+                .with_hint(format!("a change has one of: {}", CHANGE_KINDS.join(", "))));
         };
         if let Some(second) = kinds.get(1) {
-            return Err(with_hint(
-                self.cx.err(
+            return Err(self
+                .cx
+                .err(
                     &t.key_span(second),
                     &t.sub(second),
                     format!("one change per table, and this one already has `{kind}`"),
-                ),
-                "write change = [{ ... }, { ... }] to make several changes in one step",
-            ));
+                )
+                .with_hint("write change = [{ ... }, { ... }] to make several changes in one step"));
         }
         let companions: &[&str] = match kind {
             "inbound_connector" | "outbound_connector" | "accepted_domain" => &["set"],
@@ -198,14 +198,11 @@ impl<'t> Loader<'t> {
         for key in t.present(&CHANGE_COMPANIONS) {
             if !companions.contains(&key) {
                 let e = self.cx.err(&t.key_span(key), &t.sub(key), format!("`{key}` does not go with `{kind}`"));
-                return Err(with_hint(
-                    e,
-                    if companions.is_empty() {
-                        format!("`{kind}` takes nothing else")
-                    } else {
-                        format!("with `{kind}` write {}", companions.join(" or "))
-                    },
-                ));
+                return Err(e.with_hint(if companions.is_empty() {
+                    format!("`{kind}` takes nothing else")
+                } else {
+                    format!("with `{kind}` write {}", companions.join(" or "))
+                }));
             }
         }
         let required: Option<&str> = match kind {
@@ -225,10 +222,10 @@ impl<'t> Loader<'t> {
                 let domain = self.cx.string(&node)?.trim().to_string();
                 let records_node = t.get("records").expect("required");
                 let DeValue::Array(items) = records_node.v else {
-                    return Err(with_hint(
-                        self.cx.type_error(&records_node, "an array"),
-                        "records = [[10, \"mx.gateway.test\"]]",
-                    ));
+                    return Err(self
+                        .cx
+                        .type_error(&records_node, "an array")
+                        .with_hint("records = [[10, \"mx.gateway.test\"]]"));
                 };
                 let mut records = Vec::new();
                 for (i, item) in items.iter().enumerate() {
@@ -240,10 +237,10 @@ impl<'t> Loader<'t> {
                     let pair = match rn.v {
                         DeValue::Array(p) if p.len() == 2 => p,
                         _ => {
-                            return Err(with_hint(
-                                self.cx.type_error(&rn, "a [preference, exchange] pair"),
-                                "records = [[10, \"mx.gateway.test\"]]",
-                            ));
+                            return Err(self
+                                .cx
+                                .type_error(&rn, "a [preference, exchange] pair")
+                                .with_hint("records = [[10, \"mx.gateway.test\"]]"));
                         }
                     };
                     let pref_node = Node { v: pair[0].get_ref(), span: pair[0].span(), field: rn.field.clone() };
@@ -283,10 +280,10 @@ impl<'t> Loader<'t> {
                     "refused" => Some(Fault::Refused),
                     "none" => None,
                     _ => {
-                        return Err(with_hint(
-                            self.cx.err(&fault_node.span, &fault_node.field, format!("unknown fault {text:?}")),
-                            "ServFail, NxDomain, Silence, Refused or None",
-                        ));
+                        return Err(self
+                            .cx
+                            .err(&fault_node.span, &fault_node.field, format!("unknown fault {text:?}"))
+                            .with_hint("ServFail, NxDomain, Silence, Refused or None"));
                     }
                 };
                 Ok(vec![Change::DnsFault { name, fault }])
@@ -300,10 +297,10 @@ impl<'t> Loader<'t> {
         let host = self.hosts[i].name.clone();
         let mut out = Vec::new();
         if t.present(&["cert", "address", "peer", "relay_to_tenant"]).is_empty() {
-            return Err(with_hint(
-                self.cx.err(&t.span, &t.field, format!("nothing to change on host {host:?}")),
-                "write address = \"...\", cert = \"...\", peer = { ... } or relay_to_tenant = true|false",
-            ));
+            return Err(self
+                .cx
+                .err(&t.span, &t.field, format!("nothing to change on host {host:?}"))
+                .with_hint("write address = \"...\", cert = \"...\", peer = { ... } or relay_to_tenant = true|false"));
         }
         if let Some(a) = t.get("address") {
             let address = self.cx.ip(&a)?;
@@ -380,9 +377,9 @@ impl<'t> Loader<'t> {
                 }) else {
                     let e = cx.err(&node.span, &node.field, format!("no {noun} named {name:?}"));
                     return Err(match closest(name, names.iter().map(String::as_str)) {
-                        Some(c) => with_hint(e, format!("did you mean {c:?}?")),
-                        None if names.is_empty() => with_hint(e, format!("the tenant has no {noun}s at this step")),
-                        None => with_hint(e, format!("{noun}s at this step: {}", names.join(", "))),
+                        Some(c) => e.with_hint(format!("did you mean {c:?}?")),
+                        None if names.is_empty() => e.with_hint(format!("the tenant has no {noun}s at this step")),
+                        None => e.with_hint(format!("{noun}s at this step: {}", names.join(", "))),
                     });
                 };
                 let set = cx.table(&t.get("set").expect("required"))?;
@@ -421,8 +418,8 @@ impl<'t> Loader<'t> {
                 if !removed {
                     let e = cx.err(&node.span, &node.field, format!("no connector named {name:?}"));
                     return Err(match closest(name, self.all_connector_names.iter().map(String::as_str)) {
-                        Some(c) => with_hint(e, format!("did you mean {c:?}?")),
-                        None => with_hint(e, "the tenant has no connector of that name at this step"),
+                        Some(c) => e.with_hint(format!("did you mean {c:?}?")),
+                        None => e.with_hint("the tenant has no connector of that name at this step"),
                     });
                 }
                 what = format!("removed connector {name:?}");

@@ -106,11 +106,6 @@ impl<'a> Tbl<'a> {
     }
 }
 
-/// `e` with a hint.
-pub(super) fn with_hint(e: ConfigError, hint: impl Into<String>) -> ConfigError {
-    e.with_hint(hint)
-}
-
 /// The plain TOML value of a node (for the tenant document and peer scripts, which serde reads).
 pub(super) fn to_toml(v: &DeValue<'_>) -> toml::Value {
     match v {
@@ -201,13 +196,13 @@ impl Cx<'_> {
     pub(super) fn duration(&self, n: &Node<'_>) -> Result<Duration, ConfigError> {
         let text = self.string(n)?;
         parse_duration(text)
-            .ok_or_else(|| with_hint(self.err(&n.span, &n.field, format!("bad duration {text:?}")), DURATION_HINT))
+            .ok_or_else(|| self.err(&n.span, &n.field, format!("bad duration {text:?}")).with_hint(DURATION_HINT))
     }
 
     pub(super) fn ip(&self, n: &Node<'_>) -> Result<IpAddr, ConfigError> {
         let text = self.string(n)?;
         text.trim().parse().map_err(|_| {
-            with_hint(self.err(&n.span, &n.field, format!("{text:?} is not an IP address")), "e.g. \"198.51.100.7\"")
+            self.err(&n.span, &n.field, format!("{text:?} is not an IP address")).with_hint("e.g. \"198.51.100.7\"")
         })
     }
 

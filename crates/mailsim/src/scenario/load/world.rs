@@ -14,7 +14,7 @@ use mailsim_testkit::dns::DnsZoneSet;
 use mailsim_testkit::peer::PeerScript;
 use toml::de::{DeTable, DeValue};
 
-use super::walker::{Cx, DURATION_HINT, Node, Tbl, to_toml, with_hint};
+use super::walker::{Cx, DURATION_HINT, Node, Tbl, to_toml};
 use super::{HostState, Loader, SCENARIO_TABLES, TENANT_TABLES, TEST_CERTS};
 use crate::sim::{CertChoice, HostSpec};
 
@@ -49,8 +49,8 @@ impl Cx<'_> {
                 }
                 let e = self.err(&n.span, &n.field, format!("no test certificate named {s:?}"));
                 Err(match closest(&wanted, TEST_CERTS) {
-                    Some(c) => with_hint(e, format!("did you mean {c:?}?")),
-                    None => with_hint(e, if none_ok { format!("{shown}; or \"none\"") } else { shown.to_string() }),
+                    Some(c) => e.with_hint(format!("did you mean {c:?}?")),
+                    None => e.with_hint(if none_ok { format!("{shown}; or \"none\"") } else { shown.to_string() }),
                 })
             }
             DeValue::Table(_) => {
@@ -69,7 +69,7 @@ impl Cx<'_> {
                     untrusted: flag("untrusted")?,
                 }))
             }
-            _ => Err(with_hint(self.type_error(n, "a certificate name or table"), shown)),
+            _ => Err(self.type_error(n, "a certificate name or table").with_hint(shown)),
         }
     }
 }
@@ -90,14 +90,13 @@ impl<'t> Loader<'t> {
         let (tenant, warnings, tenant_doc) = match scenario.as_ref().and_then(|s| s.get("tenant_file")) {
             Some(n) => {
                 if let Some(k) = TENANT_TABLES.iter().find(|k| root.get(k).is_some()) {
-                    return Err(with_hint(
-                        cx.err(
+                    return Err(cx
+                        .err(
                             &root.key_span(k),
                             k,
                             "this scenario names a tenant_file, so it has no tenant tables of its own",
-                        ),
-                        "move the table into the tenant file, or remove tenant_file",
-                    ));
+                        )
+                        .with_hint("move the table into the tenant file, or remove tenant_file"));
                 }
                 let relative = cx.string(&n)?;
                 let path = cx.dir.join(relative);
@@ -164,11 +163,11 @@ impl<'t> Loader<'t> {
         let e = self.cx.err(&n.span, &n.field, format!("no host named {name:?}"));
         let names = self.host_names();
         match closest(name, names.iter().copied()) {
-            Some(c) => with_hint(e, format!("did you mean {c:?}?")),
+            Some(c) => e.with_hint(format!("did you mean {c:?}?")),
             None if names.is_empty() => {
-                with_hint(e, "declare it: [[host]] with name = \"...\" and address = \"...\" (no host is declared)")
+                e.with_hint("declare it: [[host]] with name = \"...\" and address = \"...\" (no host is declared)")
             }
-            None => with_hint(e, format!("declared hosts: {}", names.join(", "))),
+            None => e.with_hint(format!("declared hosts: {}", names.join(", "))),
         }
     }
 
@@ -180,14 +179,10 @@ impl<'t> Loader<'t> {
     pub(super) fn host_with_peer(&self, n: &Node<'_>) -> Result<usize, ConfigError> {
         let i = self.host_index(n)?;
         if self.hosts[i].peer.is_none() {
-            return Err(with_hint(
-                self.cx.err(
-                    &n.span,
-                    &n.field,
-                    format!("host {:?} receives no mail: it has no peer", self.hosts[i].name),
-                ),
-                "add a [host.peer] table to its [[host]] (peers start with the world)",
-            ));
+            return Err(self
+                .cx
+                .err(&n.span, &n.field, format!("host {:?} receives no mail: it has no peer", self.hosts[i].name))
+                .with_hint("add a [host.peer] table to its [[host]] (peers start with the world)"));
         }
         Ok(i)
     }
@@ -202,17 +197,17 @@ impl<'t> Loader<'t> {
             return Err(self.cx.err(&n.span, &n.field, format!("{address} is the tenant's address (tenant_address)")));
         }
         if let Some((_, h)) = self.hosts.iter().enumerate().find(|(i, h)| h.declared == address && Some(*i) != except) {
-            return Err(with_hint(
-                self.cx.err(&n.span, &n.field, format!("{address} is already host {:?}'s address", h.name)),
-                "every host has an address of its own",
-            ));
+            return Err(self
+                .cx
+                .err(&n.span, &n.field, format!("{address} is already host {:?}'s address", h.name))
+                .with_hint("every host has an address of its own"));
         }
         Ok(())
     }
 
     pub(super) fn hosts(&mut self, n: &Node<'_>) -> Result<(), ConfigError> {
         let DeValue::Array(items) = n.v else {
-            return Err(with_hint(self.cx.type_error(n, "an array of tables"), "write each host as [[host]]"));
+            return Err(self.cx.type_error(n, "an array of tables").with_hint("write each host as [[host]]"));
         };
         for (i, item) in items.iter().enumerate() {
             let node = Node { v: item.get_ref(), span: item.span(), field: format!("host[{}]", i + 1) };
@@ -221,10 +216,7 @@ impl<'t> Loader<'t> {
             let name_node = self.cx.req(&t, "name")?;
             let name = self.cx.string(&name_node)?.trim().to_string();
             if name.is_empty() || name.eq_ignore_ascii_case("tenant") || name.eq_ignore_ascii_case("dns") {
-                return Err(with_hint(
-                    self.cx.err(&name_node.span, &name_node.field, format!("{name:?} cannot name a host")),
-                    "\"tenant\" and \"dns\" are the world's own; pick a role name such as \"gateway\" or \"partner\"",
-                ));
+                return Err(self.cx.err(&name_node.span, &name_node.field, format!("{name:?} cannot name a host")).with_hint("\"tenant\" and \"dns\" are the world's own; pick a role name such as \"gateway\" or \"partner\""));
             }
             if self.hosts.iter().any(|h| h.name == name) {
                 return Err(self.cx.err(
@@ -251,10 +243,10 @@ impl<'t> Loader<'t> {
                 Some(r) => {
                     let relay = self.cx.boolean(&r)?;
                     if relay && peer.is_none() {
-                        return Err(with_hint(
-                            self.cx.err(&r.span, &r.field, "only a host that receives mail can relay it"),
-                            "add a [host.peer] table for it",
-                        ));
+                        return Err(self
+                            .cx
+                            .err(&r.span, &r.field, "only a host that receives mail can relay it")
+                            .with_hint("add a [host.peer] table for it"));
                     }
                     relay
                 }
@@ -280,10 +272,10 @@ impl<'t> Loader<'t> {
         base: Option<&toml::Table>,
     ) -> Result<(PeerScript, toml::Table), ConfigError> {
         if let Some((_, span, _)) = t.entries().into_iter().find(|(k, _, _)| *k == "forward_to") {
-            return Err(with_hint(
-                self.cx.err(&span, &t.sub("forward_to"), "unknown key `forward_to`"),
-                "write relay_to_tenant = true on the [[host]] instead",
-            ));
+            return Err(self
+                .cx
+                .err(&span, &t.sub("forward_to"), "unknown key `forward_to`")
+                .with_hint("write relay_to_tenant = true on the [[host]] instead"));
         }
         self.cx.keys(t, &PEER_KEYS)?;
         let mut table = base.cloned().unwrap_or_else(|| {
@@ -310,7 +302,7 @@ impl<'t> Loader<'t> {
                     _ => String::new(),
                 };
                 let err = self.cx.err(&node.span, &node.field, e.message().trim().to_string());
-                return Err(if hint.is_empty() { err } else { with_hint(err, hint) });
+                return Err(if hint.is_empty() { err } else { err.with_hint(hint) });
             }
             table.insert(key.to_string(), value);
         }
@@ -351,24 +343,22 @@ impl<'t> Loader<'t> {
                     directives.push('\n');
                     continue;
                 }
-                return Err(with_hint(
-                    cx.err(&at, &n.field, format!("`{}` is not supported", line.trim())),
+                return Err(cx.err(&at, &n.field, format!("`{}` is not supported", line.trim())).with_hint(
                     "write absolute names (ending with a dot); records are grouped into zones by their last two labels",
                 ));
             }
             if line.starts_with([' ', '\t']) {
                 let Some(origin) = &last_origin else {
-                    return Err(with_hint(cx.err(&at, &n.field, "a record without a name"), hint));
+                    return Err(cx.err(&at, &n.field, "a record without a name").with_hint(hint));
                 };
                 groups.entry(origin.clone()).or_default().push((offset, line.to_string()));
                 continue;
             }
             let owner = line.split_whitespace().next().unwrap_or_default();
             if owner == "@" || owner == "." || !owner.ends_with('.') {
-                return Err(with_hint(
-                    cx.err(&at, &n.field, format!("`{owner}` is not an absolute name")),
-                    format!("end it with a dot: `{}.`", owner.trim_end_matches('.')),
-                ));
+                return Err(cx
+                    .err(&at, &n.field, format!("`{owner}` is not an absolute name"))
+                    .with_hint(format!("end it with a dot: `{}.`", owner.trim_end_matches('.'))));
             }
             let labels: Vec<&str> = owner.trim_end_matches('.').split('.').collect();
             let origin = labels[labels.len().saturating_sub(2)..].join(".").to_ascii_lowercase();
@@ -383,14 +373,14 @@ impl<'t> Loader<'t> {
                 Err(e) => {
                     for (offset, l) in lines {
                         if let Err(e) = DnsZoneSet::from_zone_text(origin, &format!("{directives}{l}\n")) {
-                            return Err(with_hint(cx.err(&(*offset..*offset), &n.field, e.0), hint));
+                            return Err(cx.err(&(*offset..*offset), &n.field, e.0).with_hint(hint));
                         }
                     }
-                    return Err(with_hint(cx.err(&n.span, &n.field, e.0), hint));
+                    return Err(cx.err(&n.span, &n.field, e.0).with_hint(hint));
                 }
             }
         }
-        zones.check().map_err(|e| with_hint(cx.err(&n.span, &n.field, e.0), hint))?;
+        zones.check().map_err(|e| cx.err(&n.span, &n.field, e.0).with_hint(hint))?;
         Ok(zones)
     }
 
