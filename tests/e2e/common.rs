@@ -9,11 +9,13 @@ use mailsim_testkit::sender::ScriptedSender;
 
 /// contoso.test (Authoritative, mailboxes alice and bob), relay.contoso.test (InternalRelay).
 pub fn tenant() -> Tenant {
-    Tenant::default()
+    Tenant::builder()
         .with_domain("contoso.test", DomainType::Authoritative)
         .with_domain("relay.contoso.test", DomainType::InternalRelay)
         .with_mailbox("alice@contoso.test")
         .with_mailbox("bob@contoso.test")
+        .build()
+        .expect("a valid tenant")
 }
 
 pub async fn start(options: EndpointOptions) -> RunningEndpoint {

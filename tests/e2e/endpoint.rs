@@ -119,8 +119,9 @@ async fn pipelined_commands_get_their_replies_in_order() {
 
 #[tokio::test]
 async fn size_limit_is_enforced_at_mail_and_at_end_of_data() {
-    let mut tenant = tenant();
+    let mut tenant = tenant().to_builder();
     tenant.settings.max_message_size = 2000;
+    let tenant = tenant.build().unwrap();
     let ep = start(EndpointOptions::new(tenant)).await;
     let mut c = connect(roles::INTERNET, &ep).await;
     let reply = c.command("EHLO x.test").await.unwrap();
@@ -138,8 +139,9 @@ async fn size_limit_is_enforced_at_mail_and_at_end_of_data() {
 /// exo-semantics §6: more than MaxRecipientsPerMessage → 452 4.5.3.
 #[tokio::test]
 async fn recipient_limit_answers_452_4_5_3() {
-    let mut tenant = tenant();
+    let mut tenant = tenant().to_builder();
     tenant.settings.max_recipients = 2;
+    let tenant = tenant.build().unwrap();
     let ep = start(EndpointOptions::new(tenant)).await;
     let mut c = connect(roles::INTERNET, &ep).await;
     c.command("EHLO x.test").await.unwrap();

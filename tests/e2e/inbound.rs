@@ -266,8 +266,9 @@ async fn ip_lockdown_refuses_the_internet_role_with_exact_5_7_51_at_end_of_data(
 /// recipient is left for DATA.
 #[tokio::test]
 async fn ip_lockdown_with_rejection_stage_rcpt_to_refuses_at_rcpt() {
-    let mut tenant = tenant_file("gateway-lockdown-ip.toml");
+    let mut tenant = tenant_file("gateway-lockdown-ip.toml").to_builder();
     tenant.settings.rejection_stage = RejectionStage::RcptTo;
+    let tenant = tenant.build().unwrap();
     let ep = serve(tenant).await;
     let (mut c, id) = open(&ep, roles::INTERNET, None).await;
     assert_eq!(c.command("MAIL FROM:<a@fabrikam.test>").await.unwrap().code, 250);
@@ -642,8 +643,9 @@ async fn unattributed_relay_is_refused_with_exact_5_7_64_tenant_attribution() {
     assert_refusal_traced(&ep, "someone@elsewhere.test", TEXT_5_7_64, None, roles::INTERNET);
     assert!(ep.pipeline().queued().is_empty());
 
-    let mut tenant = tenant_file("no-connectors.toml");
+    let mut tenant = tenant_file("no-connectors.toml").to_builder();
     tenant.settings.rejection_stage = RejectionStage::RcptTo;
+    let tenant = tenant.build().unwrap();
     let ep = serve(tenant).await;
     let (mut c, _) = open(&ep, roles::INTERNET, None).await;
     assert_eq!(c.command("MAIL FROM:<a@fabrikam.test>").await.unwrap().code, 250);
@@ -762,8 +764,9 @@ async fn replies_and_trace_show_the_declared_address() {
 /// in the transaction get no FAIL event (their message is received and delivered afterwards).
 #[tokio::test]
 async fn rcpt_stage_refusal_traces_only_the_refused_recipient() {
-    let mut tenant = tenant_file("no-connectors.toml");
+    let mut tenant = tenant_file("no-connectors.toml").to_builder();
     tenant.settings.rejection_stage = RejectionStage::RcptTo;
+    let tenant = tenant.build().unwrap();
     let ep = serve(tenant).await;
     let (mut c, _) = open(&ep, roles::INTERNET, None).await;
     assert_eq!(c.command("MAIL FROM:<a@fabrikam.test>").await.unwrap().code, 250);

@@ -10,7 +10,8 @@ use std::time::Duration;
 use mail_parser::{MessageParser, MimeHeaders};
 use mailsim_core::ndr::parse_delivery_status;
 use mailsim_core::tenant::{
-    ConnectorType, DomainPattern, DomainType, InboundConnector, OutboundConnector, SmartHost, Tenant, TlsSettings,
+    ConnectorType, DomainPattern, DomainType, InboundConnector, OutboundConnector, SmartHost, Tenant, TenantBuilder,
+    TlsSettings,
 };
 use mailsim_core::trace::Event;
 use mailsim_testkit::dns::{DnsZoneSet, Fault};
@@ -28,10 +29,14 @@ const FABRIKAM_MX: &str = "203.0.113.40";
 /// inbound connector for the on-premises server, which gives its accepted-domain senders relay
 /// (exo-semantics §4.2 last rows).
 fn tenant(outbound: Vec<OutboundConnector>) -> Tenant {
+    spec(outbound).build().expect("a valid tenant")
+}
+
+fn spec(outbound: Vec<OutboundConnector>) -> TenantBuilder {
     let mut onprem = InboundConnector::new("From on-premises", ConnectorType::OnPremises);
     onprem.sender_domains = vec![DomainPattern::Any];
     onprem.sender_ip_addresses = vec![format!("{ONPREM}/32").parse().unwrap()];
-    let mut t = Tenant::default()
+    let mut t = Tenant::builder()
         .with_domain("contoso.test", DomainType::Authoritative)
         .with_domain("relay.contoso.test", DomainType::InternalRelay)
         .with_mailbox("alice@contoso.test")
@@ -362,8 +367,10 @@ async fn gateway_cutover_loop_ends_in_hop_count_exceeded() {
     let mut gateway_as_onprem = InboundConnector::new("Gateway (wrongly OnPremises)", ConnectorType::OnPremises);
     gateway_as_onprem.sender_domains = vec![DomainPattern::Any];
     gateway_as_onprem.sender_ip_addresses = vec!["198.51.100.0/24".parse().unwrap()];
-    let mut t = tenant(vec![smart_host_connector("To gateway", &["*"], GATEWAY, TlsSettings::Opportunistic, None)]);
-    t = t.with_inbound_connector(gateway_as_onprem);
+    let t = spec(vec![smart_host_connector("To gateway", &["*"], GATEWAY, TlsSettings::Opportunistic, None)])
+        .with_inbound_connector(gateway_as_onprem)
+        .build()
+        .unwrap();
     let mut gateway = PeerScript::new("smart.gateway.test");
     gateway.forward_to = World::FORWARD_TO_TENANT;
     let w =

@@ -152,8 +152,9 @@ async fn outbound_attempt_is_logged_in_the_send_log() {
     connector.use_mx_record = false;
     connector.smart_hosts = vec![SmartHost::parse("smart.gateway.test").unwrap()];
     connector.tls_settings = TlsSettings::CertificateValidation;
-    let mut t = tenant();
+    let mut t = tenant().to_builder();
     t.outbound_connectors = vec![connector];
+    let t = t.build().unwrap();
     let zones = DnsZoneSet::new().a("smart.gateway.test", "198.51.100.7".parse().unwrap());
     let dir = state.path().to_path_buf();
     let w = World::start_with_sender(
@@ -310,8 +311,9 @@ async fn transcript_of_a_send_session() {
     connector.use_mx_record = false;
     connector.smart_hosts = vec![SmartHost::parse("smart.gateway.test").unwrap()];
     connector.tls_settings = TlsSettings::CertificateValidation;
-    let mut t = tenant();
+    let mut t = tenant().to_builder();
     t.outbound_connectors = vec![connector];
+    let t = t.build().unwrap();
     let zones = DnsZoneSet::new().a("smart.gateway.test", "198.51.100.7".parse().unwrap());
     let dir = state.path().to_path_buf();
     let w = World::start_with_sender(

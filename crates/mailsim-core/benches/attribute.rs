@@ -34,7 +34,7 @@ impl Lcg {
 fn build() -> (Tenant, Vec<Vec<Ipv4Net>>) {
     let mut rng = Lcg(7);
     let mut tenant =
-        Tenant::default().with_domain("contoso.test", DomainType::Authoritative).with_mailbox("alice@contoso.test");
+        Tenant::builder().with_domain("contoso.test", DomainType::Authoritative).with_mailbox("alice@contoso.test");
     let mut all = Vec::new();
     for i in 0..CONNECTORS {
         let kind = if i < CONNECTORS / 2 { ConnectorType::Partner } else { ConnectorType::OnPremises };
@@ -57,7 +57,7 @@ fn build() -> (Tenant, Vec<Vec<Ipv4Net>>) {
         all.push(c.sender_ip_addresses.clone());
         tenant = tenant.with_inbound_connector(c);
     }
-    (tenant, all)
+    (tenant.build().expect("the bench tenant is valid"), all)
 }
 
 fn peer(ip: Ipv4Addr) -> PeerFacts {

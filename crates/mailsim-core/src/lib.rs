@@ -15,6 +15,7 @@
 #![warn(missing_docs)]
 
 pub mod addr;
+pub mod diagnostics;
 pub mod dns;
 pub mod envelope;
 pub mod header_section;

@@ -825,10 +825,10 @@ mod tests {
 
     fn tenant() -> Arc<Tenant> {
         let mut t =
-            Tenant::default().with_domain("contoso.test", DomainType::Authoritative).with_mailbox("alice@contoso.test");
+            Tenant::builder().with_domain("contoso.test", DomainType::Authoritative).with_mailbox("alice@contoso.test");
         t.settings.max_message_size = 10_000;
         t.settings.max_recipients = 3;
-        Arc::new(t)
+        Arc::new(t.build().unwrap())
     }
 
     fn session() -> Session {

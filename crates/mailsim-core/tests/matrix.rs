@@ -193,10 +193,12 @@ fn tenant(a: Attrs) -> Tenant {
     if a.has_cert {
         c.tls_sender_certificate_name = DomainPattern::parse("*.contoso.test");
     }
-    Tenant::default()
+    Tenant::builder()
         .with_domain("contoso.test", DomainType::Authoritative)
         .with_mailbox("alice@contoso.test")
         .with_inbound_connector(c)
+        .build()
+        .unwrap()
 }
 
 fn peer(c: Conn) -> PeerFacts {

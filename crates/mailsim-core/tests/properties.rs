@@ -8,7 +8,7 @@ use mailsim_core::addr::{Domain, EmailAddress};
 use mailsim_core::peer::{CertTrust, ClientCertFacts, PeerFacts, TlsFacts};
 use mailsim_core::reply::ReplyKind;
 use mailsim_core::stage::inbound::{InboundVerdict, attribute, attribute_unindexed};
-use mailsim_core::tenant::{ConnectorType, DomainPattern, DomainType, InboundConnector, Tenant};
+use mailsim_core::tenant::{ConnectorType, DomainPattern, DomainType, InboundConnector, Tenant, TenantBuilder};
 use mailsim_core::time::Timestamp;
 use proptest::prelude::*;
 
@@ -56,18 +56,23 @@ fn connector() -> impl Strategy<Value = InboundConnector> {
         })
 }
 
-fn base_tenant() -> Tenant {
-    Tenant::default()
+fn base_tenant() -> TenantBuilder {
+    Tenant::builder()
         .with_domain("contoso.test", DomainType::Authoritative)
         .with_domain("relay.test", DomainType::InternalRelay)
         .with_mailbox("alice@contoso.test")
 }
 
 fn tenant_of(connectors: Vec<InboundConnector>) -> Tenant {
-    connectors.into_iter().enumerate().fold(base_tenant(), |t, (i, mut c)| {
-        c.name = format!("c{i}");
-        t.with_inbound_connector(c)
-    })
+    connectors
+        .into_iter()
+        .enumerate()
+        .fold(base_tenant(), |t, (i, mut c)| {
+            c.name = format!("c{i}");
+            t.with_inbound_connector(c)
+        })
+        .build()
+        .unwrap()
 }
 
 #[derive(Clone, Debug)]
@@ -199,8 +204,14 @@ proptest! {
     fn disabled_connectors_never_match(connectors in proptest::collection::vec(connector(), 0..6), f in facts()) {
         let named: Vec<InboundConnector> =
             connectors.into_iter().enumerate().map(|(i, mut c)| { c.name = format!("c{i}"); c }).collect();
-        let with = named.iter().cloned().fold(base_tenant(), Tenant::with_inbound_connector);
-        let without = named.iter().filter(|c| c.enabled).cloned().fold(base_tenant(), Tenant::with_inbound_connector);
+        let with = named.iter().cloned().fold(base_tenant(), TenantBuilder::with_inbound_connector).build().unwrap();
+        let without = named
+            .iter()
+            .filter(|c| c.enabled)
+            .cloned()
+            .fold(base_tenant(), TenantBuilder::with_inbound_connector)
+            .build()
+            .unwrap();
         let v = run(&with, &f);
         prop_assert_eq!(&v, &run(&without, &f));
         if let Some(name) = v.connector() {

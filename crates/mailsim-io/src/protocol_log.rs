@@ -1202,7 +1202,11 @@ mod tests {
         use mailsim_core::tenant::{DomainType, Tenant};
         let log = Arc::new(ProtocolLog::in_memory(Arc::new(SimClock::new())));
         let tenant = Arc::new(
-            Tenant::default().with_domain("contoso.test", DomainType::Authoritative).with_mailbox("alice@contoso.test"),
+            Tenant::builder()
+                .with_domain("contoso.test", DomainType::Authoritative)
+                .with_mailbox("alice@contoso.test")
+                .build()
+                .unwrap(),
         );
         let ip: std::net::IpAddr = "127.0.0.10".parse().unwrap();
         let mut session =

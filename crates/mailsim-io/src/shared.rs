@@ -21,7 +21,7 @@ impl<T> Shared<T> {
     }
 
     /// Replaces the value; snapshots already taken keep the old one.
-    pub fn set(&self, value: T) {
-        *self.0.write().expect("shared value lock") = Arc::new(value);
+    pub fn set(&self, value: impl Into<Arc<T>>) {
+        *self.0.write().expect("shared value lock") = value.into();
     }
 }

@@ -33,7 +33,7 @@ fn tenant(outbound: bool) -> Tenant {
     let mut onprem = InboundConnector::new("From on-premises", ConnectorType::OnPremises);
     onprem.sender_domains = vec![DomainPattern::Any];
     onprem.sender_ip_addresses = vec![format!("{ONPREM}/32").parse().unwrap()];
-    let mut t = Tenant::default()
+    let mut t = Tenant::builder()
         .with_domain("contoso.test", DomainType::Authoritative)
         .with_mailbox("bench@contoso.test")
         .with_inbound_connector(onprem);
@@ -44,7 +44,7 @@ fn tenant(outbound: bool) -> Tenant {
         c.smart_hosts = vec![SmartHost::parse(SMART_HOST).unwrap()];
         t.outbound_connectors = vec![c];
     }
-    t
+    t.build().expect("the bench tenant is valid")
 }
 
 /// Sends `messages` over `sessions` parallel connections from the on-premises host; returns the

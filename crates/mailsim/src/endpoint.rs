@@ -215,7 +215,7 @@ impl RunningEndpoint {
     }
 
     /// Replaces the tenant configuration; sessions already open keep the old one.
-    pub fn set_tenant(&self, tenant: Tenant) {
+    pub fn set_tenant(&self, tenant: impl Into<Arc<Tenant>>) {
         self.tenant.set(tenant);
     }
 

@@ -10,7 +10,10 @@
 //! # async fn demo() -> anyhow::Result<()> {
 //! use mailsim::sim::{HostSpec, SendSpec, Simulation, WorldSpec};
 //! use mailsim_core::tenant::{DomainType, Tenant};
-//! let tenant = Tenant::default().with_domain("contoso.test", DomainType::Authoritative).with_mailbox("alice@contoso.test");
+//! let tenant = Tenant::builder()
+//!     .with_domain("contoso.test", DomainType::Authoritative)
+//!     .with_mailbox("alice@contoso.test")
+//!     .build()?;
 //! let mut world = WorldSpec::new(tenant);
 //! world.hosts.push(HostSpec::new("internet", "203.0.113.99"));
 //! let sim = Simulation::start(world).await?;
@@ -425,8 +428,9 @@ impl Simulation {
         self.endpoint.tenant()
     }
 
-    /// Replaces the tenant configuration (an admin saved a change); new sessions use it.
-    pub fn set_tenant(&self, tenant: Tenant) {
+    /// Replaces the tenant configuration (an admin saved a change, which builds a new tenant); new
+    /// sessions use it, sessions already open keep the one they started with.
+    pub fn set_tenant(&self, tenant: impl Into<Arc<Tenant>>) {
         self.endpoint.set_tenant(tenant);
     }
 

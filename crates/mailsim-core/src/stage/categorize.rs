@@ -35,11 +35,13 @@ mod tests {
 
     #[test]
     fn decision_table_of_section_4_2() {
-        let tenant = Tenant::default()
+        let tenant = Tenant::builder()
             .with_domain("contoso.test", DomainType::Authoritative)
             .with_domain("relay.test", DomainType::InternalRelay)
             .with_mailbox("alice@contoso.test")
-            .with_mailbox("bob@relay.test");
+            .with_mailbox("bob@relay.test")
+            .build()
+            .unwrap();
         let rows = [
             ("Alice@Contoso.TEST", Category::Mailbox),
             ("nobody@contoso.test", Category::UnknownInAuthoritative),

@@ -246,7 +246,7 @@ pub fn address_targets(host: &str, answer: &AddressAnswer) -> Result<Vec<IpAddr>
 mod tests {
     use super::*;
     use crate::dns::MxRecord;
-    use crate::tenant::DomainType;
+    use crate::tenant::{DomainType, TenantBuilder};
 
     fn connector(name: &str, domains: &[&str]) -> OutboundConnector {
         let mut c = OutboundConnector::new(name);
@@ -257,9 +257,15 @@ mod tests {
     }
 
     fn tenant() -> Tenant {
-        let mut t = Tenant::default().with_domain("contoso.test", DomainType::Authoritative);
+        spec().build().unwrap()
+    }
+
+    fn spec() -> TenantBuilder {
+        let mut t = Tenant::builder().with_domain("contoso.test", DomainType::Authoritative);
         let mut all = connector("all-accepted", &[]);
         all.all_accepted_domains = true;
+        // New-OutboundConnector refuses AllAcceptedDomains on a Partner connector (§3.1).
+        all.connector_type = crate::tenant::ConnectorType::OnPremises;
         let mut disabled = connector("disabled", &["fabrikam.test"]);
         disabled.enabled = false;
         let mut scoped = connector("rule-scoped", &["fabrikam.test"]);
@@ -336,11 +342,10 @@ mod tests {
     /// mailboxes included; mail coming back from on-premises is routed normally.
     #[test]
     fn centralized_transport_routes_through_on_premises_first() {
-        let mut t = tenant();
         let mut cmt = connector("Outbound to on-premises", &["contoso.test"]);
         cmt.connector_type = crate::tenant::ConnectorType::OnPremises;
         cmt.route_all_messages_via_on_premises = true;
-        t.outbound_connectors.push(cmt);
+        let t = spec().with_outbound_connector(cmt).build().unwrap();
         let r = |s: &str| s.parse::<EmailAddress>().unwrap();
         let rcpts = [(r("alice@contoso.test"), Category::Mailbox), (r("x@other.test"), Category::External)];
         let inbound = plan(&t, &rcpts, Source::Elsewhere);

@@ -1,18 +1,19 @@
-//! Inbound connectors (`New-InboundConnector`), exo-semantics §2.1, and the lookup index the
-//! inbound stage uses to find the few connectors a connection can concern (§2.2: Partner connectors
-//! are found by IP or certificate, and by sender domain for restrictions).
+//! Inbound connectors (`New-InboundConnector`), exo-semantics §2.1: the parameters, the rules the
+//! cmdlets enforce on one connector ([`InboundConnector::validate`], shared by the loader and the
+//! tenant builder), and the lookup index the inbound stage uses to find the few connectors a
+//! connection can concern (§2.2: Partner connectors are found by IP or certificate, and by sender
+//! domain for restrictions). The tenant builds the index once, with the tenant.
 //!
 //! The index is a candidate filter only: every decision is recomputed from the connector's own
 //! fields, so the index can make `attribute` fast but never changes its answer.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::Ipv4Addr;
-use std::sync::OnceLock;
 
 use ipnet::{Ipv4Net, Ipv4Subnets};
 
+use super::ParameterError;
 use super::pattern::DomainPattern;
 use crate::addr::Domain;
 use crate::peer::ClientCertFacts;
@@ -134,6 +135,120 @@ impl InboundConnector {
             None => self.sender_domains.iter().find(|p| **p == DomainPattern::Any),
         }
     }
+}
+
+impl InboundConnector {
+    /// The rules `New-InboundConnector` and `Set-InboundConnector` enforce on one connector
+    /// (exo-semantics §2.1, §2.2), checked in this order. The tenant builder calls it for every
+    /// connector, so a connector built in Rust passes the same checks as one loaded from a file;
+    /// rules that need the rest of the tenant (unique names, `AssociatedAcceptedDomains`) are the
+    /// builder's.
+    pub fn validate(&self) -> Result<(), ParameterError> {
+        if self.name.trim().is_empty() {
+            return Err(ParameterError::new("Name", "Name must not be empty"));
+        }
+        // SenderDomains is mandatory for New-InboundConnector (§2.1, §11: there is no "any" default).
+        if self.sender_domains.is_empty() {
+            return Err(ParameterError::new(
+                "SenderDomains",
+                "SenderDomains is required (New-InboundConnector has no default)",
+            )
+            .hint("write `SenderDomains = [\"*\"]` to cover every sender domain"));
+        }
+        for net in &self.sender_ip_addresses {
+            let refused = if net.prefix_len() < 24 {
+                Some(IpRangeError::PrefixTooShort(net.trunc()))
+            } else if net.network() != net.addr() {
+                Some(IpRangeError::HostBitsSet {
+                    given: net.to_string(),
+                    prefix: net.prefix_len(),
+                    network: net.trunc(),
+                })
+            } else {
+                None
+            };
+            if let Some(e) = refused {
+                let err = ParameterError::new("SenderIPAddresses", e.to_string());
+                return Err(match e.hint() {
+                    Some(h) => err.hint(h),
+                    None => err,
+                });
+            }
+        }
+        if self.tls_sender_certificate_name == Some(DomainPattern::Any) {
+            return Err(ParameterError::new("TlsSenderCertificateName", "`*` names no certificate")
+                .hint("write the certificate's domain: `contoso.com` or `*.contoso.com`"));
+        }
+        // Contradictions Set-InboundConnector refuses (§2.1, §2.2).
+        if self.treat_messages_as_internal && self.connector_type != ConnectorType::OnPremises {
+            return Err(ParameterError::new(
+                "TreatMessagesAsInternal",
+                "TreatMessagesAsInternal is only allowed on OnPremises connectors",
+            )
+            .hint("set ConnectorType = \"OnPremises\" or remove TreatMessagesAsInternal"));
+        }
+        if self.treat_messages_as_internal && self.cloud_services_mail_enabled {
+            return Err(ParameterError::new(
+                "TreatMessagesAsInternal",
+                "TreatMessagesAsInternal is not allowed together with CloudServicesMailEnabled",
+            )
+            .hint("keep CloudServicesMailEnabled for Exchange hybrid, TreatMessagesAsInternal for other servers"));
+        }
+        for (on, key) in [
+            (self.restrict_domains_to_ip_addresses, "RestrictDomainsToIPAddresses"),
+            (self.restrict_domains_to_certificate, "RestrictDomainsToCertificate"),
+        ] {
+            if on && self.connector_type == ConnectorType::OnPremises {
+                return Err(ParameterError::new(key, format!("{key} only works on Partner connectors")).hint(
+                    "lock down with a separate Partner connector (SenderDomains [\"*\"]) beside this one (exo-semantics §2.2)",
+                ));
+            }
+        }
+        if self.restrict_domains_to_certificate && self.tls_sender_certificate_name.is_none() {
+            return Err(ParameterError::new(
+                "RestrictDomainsToCertificate",
+                "RestrictDomainsToCertificate needs TlsSenderCertificateName",
+            )
+            .hint("add TlsSenderCertificateName = \"*.gateway.example\" (the certificate's domain)"));
+        }
+        if self.restrict_domains_to_ip_addresses && self.sender_ip_addresses.is_empty() {
+            return Err(ParameterError::new(
+                "RestrictDomainsToIPAddresses",
+                "RestrictDomainsToIPAddresses needs SenderIPAddresses",
+            )
+            .hint("add SenderIPAddresses = [\"198.51.100.0/24\"] (the gateway's ranges)"));
+        }
+        for text in &self.ef_skip_ips {
+            check_ef_skip_ip(text).map_err(|m| ParameterError::new("EFSkipIPs", m))?;
+        }
+        Ok(())
+    }
+}
+
+/// `EFSkipIPs` (§2.1, §7): a single IP, a dash range or a CIDR block; RFC 1918 addresses are
+/// refused (EXO skips them on its own).
+pub fn check_ef_skip_ip(text: &str) -> Result<(), String> {
+    use std::net::IpAddr;
+    let t = text.trim();
+    let private = |ip: IpAddr| matches!(ip, IpAddr::V4(a) if a.is_private());
+    let first: IpAddr = if let Some((a, b)) = t.split_once('-') {
+        let (a, b): (IpAddr, IpAddr) = match (a.trim().parse::<IpAddr>(), b.trim().parse::<IpAddr>()) {
+            (Ok(a), Ok(b)) if a.is_ipv4() == b.is_ipv4() && a <= b => (a, b),
+            _ => return Err(format!("`{t}` is not a valid address range")),
+        };
+        if private(b) {
+            return Err(format!("`{t}` includes RFC 1918 private addresses, which EXO skips on its own"));
+        }
+        a
+    } else if t.contains('/') {
+        t.parse::<ipnet::IpNet>().map_err(|_| format!("`{t}` is not a valid CIDR block"))?.network()
+    } else {
+        t.parse::<IpAddr>().map_err(|_| format!("`{t}` is not an IP address"))?
+    };
+    if private(first) {
+        return Err(format!("`{t}` is an RFC 1918 private address, which EXO skips on its own"));
+    }
+    Ok(())
 }
 
 /// Why a `SenderIPAddresses` entry was refused (exo-semantics §2.1: single IPv4 address or IPv4
@@ -281,9 +396,6 @@ type Map<K> = HashMap<K, Vec<u32>, BuildHasherDefault<Fnv>>;
 /// connection", a superset of the connectors whose IP, certificate name or sender domains match.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct InboundIndex {
-    /// Guard against a connector list that changed after the index was built.
-    len: usize,
-    addr: usize,
     /// Whether any enabled OnPremises connector exists.
     onprem: bool,
     /// `SenderIPAddresses`: every range (/24 to /32) lies in exactly one /24 block.
@@ -314,13 +426,12 @@ fn suffixes(name: &str) -> impl Iterator<Item = &str> {
 impl InboundIndex {
     /// Builds the index of `connectors`.
     pub fn build(connectors: &[InboundConnector]) -> Self {
-        let mut ix = Self { len: connectors.len(), addr: connectors.as_ptr() as usize, ..Self::default() };
+        let mut ix = Self::default();
         for (i, c) in connectors.iter().enumerate().filter(|(_, c)| c.enabled) {
             let i = i as u32;
             ix.onprem |= c.connector_type == ConnectorType::OnPremises;
             for net in &c.sender_ip_addresses {
-                // Prefixes shorter than /24 are refused at load; a connector built in code with one
-                // is indexed under every /24 block it spans.
+                // Prefixes shorter than /24 are refused by `validate`; the loop is kept general.
                 let first = u32::from(net.network()) >> 8;
                 let last = u32::from(net.broadcast()) >> 8;
                 for block in first..=last {
@@ -356,12 +467,6 @@ impl InboundIndex {
             }
         }
         ix
-    }
-
-    /// Whether the index was built from this very list (same buffer, same length). Edits in place
-    /// are not visible here; see [`super::Tenant::reindex`].
-    pub fn built_from(&self, connectors: &[InboundConnector]) -> bool {
-        self.len == connectors.len() && (self.len == 0 || self.addr == connectors.as_ptr() as usize)
     }
 
     /// Whether the tenant has an enabled OnPremises connector.
@@ -429,38 +534,6 @@ impl InboundIndex {
         out.sort_unstable();
         out.dedup();
         out
-    }
-}
-
-/// A lazily built [`InboundIndex`] kept inside the tenant. Cloning yields an empty cache (the clone
-/// may be edited), and it never takes part in equality.
-#[derive(Default)]
-pub struct InboundIndexCache(OnceLock<InboundIndex>);
-
-impl InboundIndexCache {
-    /// The cached index, building it from `connectors` on first use.
-    pub(crate) fn get_or_build(&self, connectors: &[InboundConnector]) -> &InboundIndex {
-        self.0.get_or_init(|| InboundIndex::build(connectors))
-    }
-}
-
-impl Clone for InboundIndexCache {
-    fn clone(&self) -> Self {
-        Self::default()
-    }
-}
-
-impl PartialEq for InboundIndexCache {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-
-impl Eq for InboundIndexCache {}
-
-impl fmt::Debug for InboundIndexCache {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.get().is_some() { "InboundIndexCache(built)" } else { "InboundIndexCache(empty)" })
     }
 }
 

@@ -1,8 +1,11 @@
-//! Outbound connectors (`New-OutboundConnector`), exo-semantics §3.1.
+//! Outbound connectors (`New-OutboundConnector`), exo-semantics §3.1, and the rules the cmdlet
+//! enforces on one connector ([`OutboundConnector::validate`]), shared by the loader and the tenant
+//! builder.
 
 use std::fmt;
 use std::net::IpAddr;
 
+use super::ParameterError;
 use super::inbound_connector::ConnectorType;
 use super::pattern::DomainPattern;
 
@@ -120,6 +123,43 @@ impl OutboundConnector {
             cloud_services_mail_enabled: false,
             comment: None,
         }
+    }
+}
+
+impl OutboundConnector {
+    /// The rules `New-OutboundConnector` enforces on one connector (exo-semantics §3.1), checked in
+    /// this order: a name of 1 to 64 characters; `UseMXRecord $false` needs `SmartHosts` and
+    /// `SmartHosts` need `UseMXRecord $false`; `AllAcceptedDomains` and
+    /// `RouteAllMessagesViaOnPremises` need `OnPremises`; the connector must cover some recipients.
+    /// Unique names are the tenant builder's rule.
+    pub fn validate(&self) -> Result<(), ParameterError> {
+        let name = self.name.trim();
+        if name.is_empty() || name.chars().count() > 64 {
+            return Err(ParameterError::new("Name", "Name must be 1 to 64 characters (New-OutboundConnector)"));
+        }
+        if !self.use_mx_record && self.smart_hosts.is_empty() {
+            return Err(ParameterError::new("SmartHosts", "UseMXRecord is $false but no SmartHosts are given")
+                .at("UseMXRecord")
+                .hint("add `SmartHosts = [\"smtp.gateway.test\"]` or set UseMXRecord = true"));
+        }
+        if self.use_mx_record && !self.smart_hosts.is_empty() {
+            return Err(ParameterError::new("UseMXRecord", "SmartHosts are only used with UseMXRecord = $false")
+                .hint("set `UseMXRecord = false`"));
+        }
+        for (on, key) in [
+            (self.all_accepted_domains, "AllAcceptedDomains"),
+            (self.route_all_messages_via_on_premises, "RouteAllMessagesViaOnPremises"),
+        ] {
+            if on && self.connector_type != ConnectorType::OnPremises {
+                return Err(ParameterError::new(key, format!("{key} requires ConnectorType OnPremises"))
+                    .hint("set ConnectorType = \"OnPremises\""));
+            }
+        }
+        if self.recipient_domains.is_empty() && !self.all_accepted_domains && !self.is_transport_rule_scoped {
+            return Err(ParameterError::new("RecipientDomains", "the connector covers no recipients")
+                .hint("write `RecipientDomains = [\"*\"]` to route every external recipient"));
+        }
+        Ok(())
     }
 }
 

@@ -654,8 +654,11 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn load_and_idle_runs_against_the_tenant_endpoint() {
-        let tenant =
-            Tenant::default().with_domain("contoso.test", DomainType::Authoritative).with_mailbox("bench@contoso.test");
+        let tenant = Tenant::builder()
+            .with_domain("contoso.test", DomainType::Authoritative)
+            .with_mailbox("bench@contoso.test")
+            .build()
+            .unwrap();
         let endpoint =
             RunningEndpoint::bind("127.0.0.1:0".parse().unwrap(), EndpointOptions::new(tenant)).await.unwrap();
         let server = endpoint.addr().to_string();

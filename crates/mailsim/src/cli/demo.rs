@@ -23,8 +23,10 @@ pub struct DemoArgs {
 /// Runs the demo; exit code 0 when the message reached the mailbox.
 pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
     let pki = TestPki::default_shared();
-    let tenant =
-        Tenant::default().with_domain("contoso.test", DomainType::Authoritative).with_mailbox("alice@contoso.test");
+    let tenant = Tenant::builder()
+        .with_domain("contoso.test", DomainType::Authoritative)
+        .with_mailbox("alice@contoso.test")
+        .build()?;
     let endpoint = RunningEndpoint::bind(args.listen, EndpointOptions::new(tenant)).await?;
     println!("tenant endpoint: {} (accepted domain contoso.test, mailbox alice@contoso.test)", endpoint.addr());
     println!("sender: the gateway, from {} presenting CN=mail.gateway.test\n", roles::GATEWAY.loopback);

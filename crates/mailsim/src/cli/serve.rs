@@ -76,7 +76,7 @@ pub struct ServeArgs {
 
 /// Builds the tenant from the file (if any) and the flags.
 pub fn tenant_from(args: &ServeArgs) -> anyhow::Result<Tenant> {
-    let mut tenant = match &args.tenant {
+    let tenant = match &args.tenant {
         Some(path) => {
             let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
             let loaded = mailsim_core::tenant::load::load_with_warnings(&text, &path.display().to_string())
@@ -88,6 +88,10 @@ pub fn tenant_from(args: &ServeArgs) -> anyhow::Result<Tenant> {
         }
         None => Tenant::default(),
     };
+    if args.accepted_domains.is_empty() && args.mailboxes.is_empty() {
+        return Ok(tenant);
+    }
+    let mut builder = tenant.to_builder();
     for spec in &args.accepted_domains {
         let (name, kind) = match spec.split_once(':') {
             None => (spec.as_str(), DomainType::Authoritative),
@@ -97,14 +101,18 @@ pub fn tenant_from(args: &ServeArgs) -> anyhow::Result<Tenant> {
                 anyhow::bail!("--accepted-domain {spec}: unknown DomainType {k:?} (Authoritative or InternalRelay)")
             }
         };
-        mailsim_core::addr::Domain::parse(name, true).map_err(|e| anyhow::anyhow!("--accepted-domain {spec}: {e}"))?;
-        tenant = tenant.with_domain(name, kind);
+        let domain = mailsim_core::addr::Domain::parse(name, true)
+            .map_err(|e| anyhow::anyhow!("--accepted-domain {spec}: {e}"))?;
+        // A domain the file already accepts keeps the file's settings.
+        if !builder.accepted_domains.iter().any(|d| d.name == domain) {
+            builder = builder.with_domain(name, kind);
+        }
     }
     for mailbox in &args.mailboxes {
         mailbox.parse::<mailsim_core::addr::EmailAddress>().map_err(|e| anyhow::anyhow!("--mailbox {mailbox}: {e}"))?;
-        tenant = tenant.with_mailbox(mailbox);
+        builder = builder.with_mailbox(mailbox);
     }
-    Ok(tenant)
+    builder.build().map_err(|e| anyhow::anyhow!("--accepted-domain/--mailbox: {e}"))
 }
 
 /// Runs `mailsim serve` until Ctrl-C (or SIGTERM).

@@ -2,9 +2,10 @@
 //! what must happen in it. One API, two front ends: a scenario compiles to the same
 //! [`Simulation`](crate::sim::Simulation) calls a Rust test makes.
 //!
-//! - [`file`](mod@file): the format; [`load_file`] reads and validates a file completely (tenant, hosts,
+//! - [`load`]: the format; [`load_file`] reads and validates a file completely (tenant, hosts,
 //!   DNS, every step and every change) before any world starts, with `file:line:col: field:
-//!   problem` errors and a hint.
+//!   problem` errors and a hint. Split by what it reads: the walker, the world, the steps, the
+//!   expectations.
 //! - [`run`]: plays a [`Scenario`] against a fresh [`Simulation`](crate::sim::Simulation), and
 //!   runs many files in parallel ([`run_paths`]).
 //! - [`expect`]: the assertions (replies, connectors, mailboxes, peer inboxes, recipient status,
@@ -21,10 +22,10 @@
 //! ```
 
 pub mod expect;
-pub mod file;
+pub mod load;
 pub mod report;
 pub mod run;
 
-pub use file::{Action, Change, Scenario, Step, load_file, parse};
+pub use load::{Action, Change, Scenario, Step, load_file, parse};
 pub use report::{ScenarioReport, Summary, Verdict};
 pub use run::{RunOptions, run_paths, run_scenario};

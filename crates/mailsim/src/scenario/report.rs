@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use mailsim_core::tenant::load::ConfigError;
+use mailsim_core::diagnostics::ConfigError;
 use serde_json::json;
 
 /// The result of one scenario file.

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use super::expect::{Check, DEFAULT_WAIT, SendRecord};
-use super::file::{Action, Change, Scenario, Step, load_file};
+use super::load::{Action, Change, Scenario, Step, load_file};
 use super::report::{Failure, ScenarioReport, Verdict};
 use crate::sim::Simulation;
 
@@ -195,7 +195,7 @@ async fn play_steps(
 /// Carries out one change on a running world.
 pub async fn apply(sim: &Simulation, change: &Change) -> anyhow::Result<()> {
     match change {
-        Change::Tenant { tenant, .. } => sim.set_tenant((**tenant).clone()),
+        Change::Tenant { tenant, .. } => sim.set_tenant(Arc::clone(tenant)),
         Change::MoveHost { host, address } => sim.move_host(host, *address)?,
         Change::HostCert { host, cert } => sim.set_host_cert(host, cert.clone())?,
         Change::Peer { host, script, relay_to_tenant } => {
