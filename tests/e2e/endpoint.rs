@@ -1,5 +1,5 @@
 //! The tenant endpoint over plain TCP: delivery, source addresses, policy refusals with EXO's exact
-//! texts, limits and pipelining (issue 2; exo-semantics §1.1, §4.2, §5).
+//! texts, limits and pipelining (issue 2; exo-behaviour §1.1, §4.2, §5).
 
 use std::time::Duration;
 
@@ -53,7 +53,7 @@ async fn ehlo_advertises_what_exo_advertises() {
     assert_eq!(reply.lines[0], format!("MAILSIM01.mail.protection.mailsim.test Hello [{}]", roles::INTERNET.loopback));
 }
 
-/// exo-semantics §4.2 / §5.2: DBEB refuses an unknown recipient of an Authoritative domain at RCPT.
+/// exo-behaviour §4.2 / §5.2: DBEB refuses an unknown recipient of an Authoritative domain at RCPT.
 #[tokio::test]
 async fn unknown_recipient_of_authoritative_domain_is_refused_at_rcpt_with_dbeb_text() {
     let ep = start_default().await;
@@ -66,7 +66,7 @@ async fn unknown_recipient_of_authoritative_domain_is_refused_at_rcpt_with_dbeb_
     assert!(ep.pipeline().refusals().iter().any(|r| r.stage == "RCPT"));
 }
 
-/// exo-semantics §5.1 and §1.2: relay that nothing attributes is refused with 5.7.64, by default
+/// exo-behaviour §5.1 and §1.2: relay that nothing attributes is refused with 5.7.64, by default
 /// at the end of DATA.
 #[tokio::test]
 async fn unattributed_relay_is_refused_with_5_7_64_at_end_of_data() {
@@ -136,7 +136,7 @@ async fn size_limit_is_enforced_at_mail_and_at_end_of_data() {
     assert_eq!(reply.code, 250);
 }
 
-/// exo-semantics §6: more than MaxRecipientsPerMessage → 452 4.5.3.
+/// exo-behaviour §6: more than MaxRecipientsPerMessage → 452 4.5.3.
 #[tokio::test]
 async fn recipient_limit_answers_452_4_5_3() {
     let mut tenant = tenant().to_builder();

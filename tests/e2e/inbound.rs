@@ -1,7 +1,7 @@
 //! Inbound connectors end to end (issue 3, "Tests that must exist" 2 and 3): a real tenant endpoint
 //! on loopback with the roles' address plan, scripted senders connecting from their own 127/8
 //! addresses with or without STARTTLS and a chosen client certificate, and the exact replies of
-//! exo-semantics §2.4 / §5.1. Every §5.1 reply the tenant can produce is pinned by one test here:
+//! exo-behaviour §2.4 / §5.1. Every §5.1 reply the tenant can produce is pinned by one test here:
 //! 5.7.51, 5.7.64 TenantAttribution, 5.7.64 ATTR36, 5.7.68, 5.7.1 Unable to relay, and 454 4.7.0
 //! (without a reason, with `CertificateExpired`, with `UntrustedRoot`).
 
@@ -9,8 +9,8 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use mailsim::endpoint::{EndpointOptions, RunningEndpoint};
+use mailsim_core::address_plan::AddressPlan;
 use mailsim_core::envelope::AcceptedMessage;
-use mailsim_core::plan::AddressPlan;
 use mailsim_core::stage::inbound::{Direction, InboundVerdict};
 use mailsim_core::tenant::load::load;
 use mailsim_core::tenant::{RejectionStage, Tenant};
@@ -724,7 +724,7 @@ async fn reject_direct_send_lets_a_connector_matched_device_through() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The address plan (ARCHITECTURE "The address plan").
+// The address plan (docs/architecture.md "The address plan").
 
 /// Replies, Received headers and the trace show the declared address, not the loopback one; an
 /// address outside the plan is shown as it is.

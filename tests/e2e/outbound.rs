@@ -1,6 +1,6 @@
 //! The outbound stage end to end (issue 4): the tenant routes by outbound connector or MX through
 //! the scripted DNS server to scripted receiving peers on their own 127/8 addresses, under each
-//! TlsSettings, with retries in simulated time, NDRs and loop detection (exo-semantics §3, §5.3,
+//! TlsSettings, with retries in simulated time, NDRs and loop detection (exo-behaviour §3, §5.3,
 //! §5.6, §10).
 
 use std::collections::BTreeMap;
@@ -27,7 +27,7 @@ const FABRIKAM_MX: &str = "203.0.113.40";
 
 /// contoso.test (Authoritative, alice), relay.contoso.test (InternalRelay), and an OnPremises
 /// inbound connector for the on-premises server, which gives its accepted-domain senders relay
-/// (exo-semantics §4.2 last rows).
+/// (exo-behaviour §4.2 last rows).
 fn tenant(outbound: Vec<OutboundConnector>) -> Tenant {
     spec(outbound).build().expect("a valid tenant")
 }

@@ -1,4 +1,4 @@
-//! The protocol log (issue 5 item 5, exo-semantics §8.3): RECV and SEND files in the Exchange CSV
+//! The protocol log (issue 5 item 5, exo-behaviour §8.3): RECV and SEND files in the Exchange CSV
 //! layout under the state directory, and `mailsim trace --transcript` turning one session into a
 //! golden transcript that replays against the pure session.
 

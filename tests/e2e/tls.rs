@@ -1,6 +1,6 @@
 //! STARTTLS at the tenant endpoint: facts recorded for every kind of client certificate, the
 //! handshake never aborted by an untrusted one, and no STARTTLS injection (RFC 3207 §4.2, §5;
-//! exo-semantics §1.1, §2.3).
+//! exo-behaviour §1.1, §2.3).
 
 use mailsim_core::peer::CertTrust;
 use mailsim_testkit::certs::TestPki;

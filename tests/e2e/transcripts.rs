@@ -1,4 +1,4 @@
-//! Every golden transcript in tests/transcripts runs twice (ARCHITECTURE habit 8): in process
+//! Every golden transcript in tests/transcripts runs twice (docs/architecture.md habit 8): in process
 //! against `core::Session` (no sockets), then over TCP from the transcript host's own 127/8
 //! address. When the first passes and the second fails, the bug is in the shell.
 

@@ -1,4 +1,4 @@
-//! EXO's header firewall (exo-semantics §8.5, \[S37]\[B2]): `X-MS-Exchange-Organization-*` headers
+//! EXO's header firewall (exo-behaviour §8.5, \[S37]\[B2]): `X-MS-Exchange-Organization-*` headers
 //! belong to the organization. They are removed when a message enters from outside, so a sender
 //! cannot forge the tenant's own stamps, and removed when it leaves, so they never reach another
 //! organization. A connector trusted for cross-premises headers (`CloudServicesMailEnabled`,

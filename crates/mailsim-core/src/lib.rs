@@ -15,6 +15,7 @@
 #![warn(missing_docs)]
 
 pub mod addr;
+pub mod address_plan;
 pub mod diagnostics;
 pub mod dns;
 pub mod envelope;
@@ -23,7 +24,6 @@ pub mod headers;
 pub mod ndr;
 pub mod peer;
 pub mod phase;
-pub mod plan;
 pub mod reply;
 pub mod session;
 pub mod stage;

@@ -4,7 +4,7 @@
 //! the tenant sends back to the original sender from the null sender `<>`. The report is a
 //! `multipart/report; report-type=delivery-status` (RFC 6522) with three parts:
 //!
-//! 1. `text/plain`: the human-readable part, modelled on Exchange Online's NDR (exo-semantics §3.3,
+//! 1. `text/plain`: the human-readable part, modelled on Exchange Online's NDR (exo-behaviour §3.3,
 //!    §5): "Your message to X couldn't be delivered.", a reason in the user's words per recipient,
 //!    then "Diagnostic information for administrators:" with the generating server, each recipient
 //!    with `Remote Server returned '<reply>'` (EXO's capitalisation) and, when known, the remote

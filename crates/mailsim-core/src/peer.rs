@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use crate::time::Timestamp;
 
 /// How the client certificate fared against the tenant's trusted CAs. The handshake never aborts
-/// for these: policy (the inbound stage) decides what they mean (exo-semantics §2.3 step 2).
+/// for these: policy (the inbound stage) decides what they mean (exo-behaviour §2.3 step 2).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CertTrust {
     /// Chains to a trusted CA and is within its validity period.
@@ -55,7 +55,7 @@ pub struct ClientCertFacts {
 
 impl ClientCertFacts {
     /// The names a connector's `TlsSenderCertificateName` is matched against: subject CN and every
-    /// DNS SAN (exo-semantics §2.3 step 3).
+    /// DNS SAN (exo-behaviour §2.3 step 3).
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.common_names.iter().chain(self.dns_sans.iter()).map(String::as_str)
     }

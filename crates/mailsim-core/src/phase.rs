@@ -1,4 +1,4 @@
-//! The SMTP phases, named once: where a session refused a message (exo-semantics §8.1: the trace
+//! The SMTP phases, named once: where a session refused a message (exo-behaviour §8.1: the trace
 //! says `Rejected at RCPT`), and where an outbound conversation failed (§3.3: a timeout at connect
 //! is not a timeout after MAIL). RFC 5321 §3 for the commands; RFC 3207 for STARTTLS; RFC 3030
 //! for BDAT.

@@ -10,7 +10,7 @@
 //! down the session's own framing instead of framing the bytes again. It never blocks, reads a clock or touches a socket: time arrives as a
 //! [`Timestamp`] argument.
 //!
-//! Policy enters at the stages where EXO applies it (exo-semantics §1.2): Directory-Based Edge
+//! Policy enters at the stages where EXO applies it (exo-behaviour §1.2): Directory-Based Edge
 //! Blocking and the recipient limit at RCPT TO, the connector and relay verdict of
 //! [`crate::stage::inbound::attribute`] at RCPT TO or end of data as the tenant's
 //! [`RejectionStage`] says.
@@ -57,7 +57,7 @@ pub enum Action {
     /// Flush the replies and close the connection.
     Close,
     /// What the session framed from the input, in order with its replies, for the protocol log
-    /// (exo-semantics §8.3). The shell records it and decides nothing on it.
+    /// (exo-behaviour §8.3). The shell records it and decides nothing on it.
     Framed(Framed),
 }
 
@@ -108,7 +108,7 @@ impl ContentVerb {
     }
 }
 
-/// A policy refusal during the session, for the message trace (exo-semantics §8.1: SMTP-time
+/// A policy refusal during the session, for the message trace (exo-behaviour §8.1: SMTP-time
 /// rejections are recorded as a FAIL with the reply text).
 #[derive(Clone, Debug)]
 pub struct Refusal {
@@ -490,7 +490,7 @@ impl Session {
         if tx.envelope.recipients.len() >= self.tenant.settings.max_recipients {
             return self.push(ReplyKind::TooManyRecipients, now, out);
         }
-        // exo-semantics §4.2: DBEB refuses unknown recipients of Authoritative domains at RCPT TO.
+        // exo-behaviour §4.2: DBEB refuses unknown recipients of Authoritative domains at RCPT TO.
         if categorize(&self.tenant, &rcpt) == Category::UnknownInAuthoritative {
             return self.refuse_recipient(rcpt, ReplyKind::RecipientNotFoundDbeb, None, now, out);
         }
@@ -757,7 +757,7 @@ impl Session {
         out.push(Action::Reply(reply));
     }
 
-    /// EXO's frontend Received header (exo-semantics §8.5), with the TLS facts when encrypted.
+    /// EXO's frontend Received header (exo-behaviour §8.5), with the TLS facts when encrypted.
     fn received_header(&self, now: Timestamp) -> String {
         let helo = self.peer.helo.as_deref().unwrap_or("unknown");
         let tls = match &self.peer.tls {

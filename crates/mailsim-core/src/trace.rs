@@ -1,4 +1,4 @@
-//! The message-trace vocabulary (exo-semantics §8.1, §8.2), and the events built from each stage's
+//! The message-trace vocabulary (exo-behaviour §8.1, §8.2), and the events built from each stage's
 //! result: the shell records what these functions return and words nothing itself. Every stage's
 //! result becomes one event; `Get-MessageTraceV2`'s status per recipient follows from its last
 //! event.

@@ -1,6 +1,6 @@
-//! Matrix (ARCHITECTURE habit 10, rustls `MultiTest` style): every combination of one inbound
+//! Matrix (docs/architecture.md habit 10, rustls `MultiTest` style): every combination of one inbound
 //! connector's attributes × the facts of a connection × a few envelopes, checked against a small
-//! oracle written from exo-semantics §1.3, §2.2–§2.4 and §4.2 independently of `stage::inbound`.
+//! oracle written from exo-behaviour §1.3, §2.2–§2.4 and §4.2 independently of `stage::inbound`.
 
 use std::borrow::Cow;
 use std::net::IpAddr;

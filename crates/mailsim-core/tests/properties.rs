@@ -1,5 +1,5 @@
-//! Property tests (ARCHITECTURE habit 10, quinn-proto style) for inbound connector matching
-//! (exo-semantics §2.2, §2.3). Any shrunk failure is pinned below as a `regression_*` test.
+//! Property tests (docs/architecture.md habit 10, quinn-proto style) for inbound connector matching
+//! (exo-behaviour §2.2, §2.3). Any shrunk failure is pinned below as a `regression_*` test.
 
 use std::net::{IpAddr, Ipv4Addr};
 

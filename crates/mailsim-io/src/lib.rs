@@ -2,7 +2,7 @@
 //!
 //! This crate owns sockets, TLS, timers and files, and decides nothing: every reply, verdict and
 //! route comes from `mailsim-core`, and the code here carries it out. A branch on a reply code or a
-//! connector field in this crate is a bug (ARCHITECTURE "How a message moves through the code").
+//! connector field in this crate is a bug (docs/architecture.md "How a message moves through the code").
 //!
 //! - [`listener`]: accept loop with a connection cap and a shutdown future.
 //! - [`smtp_conn`]: one inbound connection: bytes ↔ `core::session`, STARTTLS upgrade, timeouts.

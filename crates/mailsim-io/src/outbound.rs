@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mailsim_core::addr::EmailAddress;
+use mailsim_core::address_plan::AddressPlan;
 use mailsim_core::envelope::AcceptedMessage;
-use mailsim_core::plan::AddressPlan;
 use mailsim_core::reply::{LastAttempt, ReplyContext};
 use mailsim_core::stage::attempt::{AttemptFailure, AttemptResult, DnsFailure, failure_reply};
 use mailsim_core::stage::deliver::{TlsStep, check_server_certificate, tls_gate};

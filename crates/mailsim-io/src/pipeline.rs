@@ -254,7 +254,7 @@ impl Pipeline {
         self.accept(ndr.into_accepted(ndr_id, message, self.clock.now()));
     }
 
-    /// A refusal during the session, recorded in the trace (exo-semantics §8.1).
+    /// A refusal during the session, recorded in the trace (exo-behaviour §8.1).
     pub fn refused(&self, refusal: Refusal) {
         for ev in TraceEvent::refused(&refusal) {
             self.trace.record(ev);

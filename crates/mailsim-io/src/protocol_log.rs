@@ -1,4 +1,4 @@
-//! The SMTP protocol log in the Exchange layout (exo-semantics §8.3): one CSV line per event of a
+//! The SMTP protocol log in the Exchange layout (exo-behaviour §8.3): one CSV line per event of a
 //! connection, in `<state-dir>/protocol/RECVyyyymmdd-1.log` (sessions of the tenant endpoint) and
 //! `SENDyyyymmdd-1.log` (outbound attempts), with the Exchange header lines once per file.
 //!

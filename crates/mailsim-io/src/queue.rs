@@ -1,5 +1,5 @@
 //! The retry queue: recipients deferred by an attempt wait here until their `retry_at` in
-//! simulated time (exo-semantics §3.3; the schedule itself is the core's `RetryPolicy`). Holds the
+//! simulated time (exo-behaviour §3.3; the schedule itself is the core's `RetryPolicy`). Holds the
 //! entries, wakes when one is due or the clock is advanced, and answers whether the world has gone
 //! quiet. It decides nothing: the sequencer settles every attempt and queues what the core deferred.
 

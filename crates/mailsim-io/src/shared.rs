@@ -1,7 +1,7 @@
 //! A value every connection reads and a scenario may replace between steps (the tenant after an
 //! admin edits a connector, the address plan after a host moves). Readers take a snapshot: a
 //! session keeps the configuration it started with, as EXO keeps using the old settings until the
-//! new ones are saved (exo-semantics §2.2 "Changes").
+//! new ones are saved (exo-behaviour §2.2 "Changes").
 
 use std::sync::{Arc, RwLock};
 

@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use mailsim_core::address_plan::AddressPlan;
 use mailsim_core::peer::PeerFacts;
-use mailsim_core::plan::AddressPlan;
 use mailsim_core::reply::ReplyKind;
 use mailsim_core::session::{Action, Session, Waiting};
 use mailsim_core::tenant::Tenant;
@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use crate::pipeline::Pipeline;
 use crate::protocol_log::{ProtocolLog, SessionLog};
 
-/// Timeouts of a connection (Exchange receive connector defaults, exo-semantics §6).
+/// Timeouts of a connection (Exchange receive connector defaults, exo-behaviour §6).
 #[derive(Clone, Copy, Debug)]
 pub struct Timeouts {
     /// Waiting for a command (`ConnectionInactivityTimeout`, 5 min).

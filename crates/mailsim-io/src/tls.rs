@@ -4,7 +4,7 @@
 //! The handshake never fails because of *what* client certificate was presented: the server asks
 //! for one, accepts any (the client must still prove it holds the key), and afterwards
 //! [`tls_facts`] records whether the chain is trusted, expired or from an unknown CA. Deciding what
-//! that means for the message is the inbound stage's job (exo-semantics §2.3), not this module's.
+//! that means for the message is the inbound stage's job (exo-behaviour §2.3), not this module's.
 //!
 //! The outbound client's side is here too: [`client_config`] (roots to verify the server against,
 //! an optional client certificate) and [`opportunistic_config`] with its verifier that accepts any

@@ -1,4 +1,4 @@
-//! Golden SMTP transcripts (ARCHITECTURE "Transcript format"; Postfix `.in`/`.ref`).
+//! Golden SMTP transcripts (docs/architecture.md "Transcript format"; Postfix `.in`/`.ref`).
 //!
 //! ```text
 //! # host: internet              the sending host's role (its loopback address is the source)

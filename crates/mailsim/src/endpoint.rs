@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
-use mailsim_core::plan::AddressPlan;
+use mailsim_core::address_plan::AddressPlan;
 use mailsim_core::stage::outcome::RetryPolicy;
 use mailsim_core::tenant::Tenant;
 use mailsim_io::clock::SimClock;
@@ -143,7 +143,7 @@ impl RunningEndpoint {
             Some(dir) => ProtocolLog::with_dir(dir.join("protocol"), options.clock.clone()),
             None => ProtocolLog::disabled(options.clock.clone()),
         });
-        // EXO presents its own certificate when it sends (exo-semantics §9.1: on-premises servers
+        // EXO presents its own certificate when it sends (exo-behaviour §9.1: on-premises servers
         // check it); the tenant presents the certificate it serves STARTTLS with.
         let client_tls = match &options.tls {
             Some(m) => Some(mailsim_io::client::client_config(None, Some((m.chain.clone(), m.key.clone_key())))?),

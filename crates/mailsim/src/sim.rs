@@ -29,8 +29,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use mailsim_core::address_plan::{AddressPlan, PlanError};
 use mailsim_core::envelope::AcceptedMessage;
-use mailsim_core::plan::{AddressPlan, PlanError};
 use mailsim_core::stage::outcome::RetryPolicy;
 use mailsim_core::tenant::Tenant;
 use mailsim_core::trace::TraceEvent;

@@ -1,7 +1,7 @@
 //! Every reply mailsim can send, in one place.
 //!
 //! Tests assert on the [`ReplyKind`]; golden transcripts assert on the exact text produced here.
-//! Texts follow `shared/reference/exo-semantics.md` §1.1 (the EXO front door's wire surface) and §5
+//! Texts follow `docs/exo-behaviour.md` §1.1 (the EXO front door's wire surface) and §5
 //! (the reply catalogue). Where that reference marks a text or code **unconfirmed**, or has none, the
 //! variant's doc says "mailsim's choice" and why.
 
@@ -450,7 +450,7 @@ mod tests {
         }
     }
 
-    /// exo-semantics §5.1, §5.2: the texts admins search for, pinned exactly.
+    /// exo-behaviour §5.1, §5.2: the texts admins search for, pinned exactly.
     #[test]
     fn policy_replies_have_exo_texts() {
         let c = ctx();

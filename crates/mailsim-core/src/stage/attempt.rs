@@ -1,5 +1,5 @@
 //! Attempt: what one outbound attempt ended with, and the reply that settles each recipient
-//! (exo-semantics §3.3, §3.1 TlsSettings, §5.6). Pure; Postfix's `smtp_trouble.c` is the model.
+//! (exo-behaviour §3.3, §3.1 TlsSettings, §5.6). Pure; Postfix's `smtp_trouble.c` is the model.
 //!
 //! Contract: the shell runs the conversation and reports, without judging it, either the replies
 //! of a completed transaction ([`TransactionReplies`]) or the one thing that stopped the attempt

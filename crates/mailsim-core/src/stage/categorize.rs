@@ -1,4 +1,4 @@
-//! Categorize: what the tenant does with one recipient (exo-semantics §4.2). Pure.
+//! Categorize: what the tenant does with one recipient (exo-behaviour §4.2). Pure.
 
 use crate::addr::EmailAddress;
 use crate::tenant::{DomainType, Tenant};

@@ -1,4 +1,4 @@
-//! Deliver: the pure decisions inside one outbound attempt (exo-semantics §3.1 TlsSettings, §3.3).
+//! Deliver: the pure decisions inside one outbound attempt (exo-behaviour §3.1 TlsSettings, §3.3).
 //!
 //! The shell's client asks [`tls_gate`] after EHLO, [`check_server_certificate`] after the
 //! handshake, and [`classify_reply`] for every reply; each answer is data. Failures come back as

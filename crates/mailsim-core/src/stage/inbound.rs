@@ -1,4 +1,4 @@
-//! Inbound: tenant attribution and inbound-connector matching (exo-semantics §0, §1.3, §2.2, §2.3,
+//! Inbound: tenant attribution and inbound-connector matching (exo-behaviour §0, §1.3, §2.2, §2.3,
 //! §2.4, §4.2, §5.1).
 //!
 //! Contract: [`attribute`] takes the tenant, the peer's facts (with `ip` already translated through
@@ -163,7 +163,7 @@ impl InboundVerdict {
         self.rejection().map(|_| settings.rejection_stage)
     }
 
-    /// The headers EXO stamps for this attribution (exo-semantics §8.5).
+    /// The headers EXO stamps for this attribution (exo-behaviour §8.5).
     pub fn stamp(&self, auth_source: &str) -> Vec<(&'static str, String)> {
         match self {
             Self::Accepted { direction, internal, .. } => vec![
@@ -972,7 +972,7 @@ mod tests {
         ReplyKind::TlsChannelNotAcceptable { reason: reason.map(Cow::Borrowed) }
     }
 
-    /// exo-semantics §0, §1.3, §2.2–§2.4, §4.2, §5.1, one row per rule, hostile rows included.
+    /// exo-behaviour §0, §1.3, §2.2–§2.4, §4.2, §5.1, one row per rule, hostile rows included.
     #[test]
     fn attribution_table() {
         use CertTrust::*;

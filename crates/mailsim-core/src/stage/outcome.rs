@@ -1,4 +1,4 @@
-//! Outcome: what happens to each recipient after an attempt (exo-semantics §3.3, §5.3, §6).
+//! Outcome: what happens to each recipient after an attempt (exo-behaviour §3.3, §5.3, §6).
 //!
 //! Semantics, written down once (maddy's queue doc is the model):
 //! - Results are per recipient. A reply at RCPT decides that recipient; a failure before RCPT

@@ -1,4 +1,4 @@
-//! Route: which next hop each recipient takes (exo-semantics §3.2, §4.2). Pure.
+//! Route: which next hop each recipient takes (exo-behaviour §3.2, §4.2). Pure.
 //!
 //! `plan` groups recipients by next hop before any I/O (Postfix's qmgr queues per destination):
 //! local mailboxes, a smart-host connector, or the recipient domain's MX with the TLS policy that

@@ -1,4 +1,4 @@
-//! Accepted domains (exo-semantics §4.1).
+//! Accepted domains (exo-behaviour §4.1).
 
 use crate::addr::Domain;
 

@@ -1,4 +1,4 @@
-//! Inbound connectors (`New-InboundConnector`), exo-semantics §2.1: the parameters, the rules the
+//! Inbound connectors (`New-InboundConnector`), exo-behaviour §2.1: the parameters, the rules the
 //! cmdlets enforce on one connector ([`InboundConnector::validate`], shared by the loader and the
 //! tenant builder), and the lookup index the inbound stage uses to find the few connectors a
 //! connection can concern (§2.2: Partner connectors are found by IP or certificate, and by sender
@@ -99,7 +99,7 @@ impl InboundConnector {
         }
     }
 
-    /// Whether this is a "lock-down" Partner connector (exo-semantics §0 item 3, §2.2).
+    /// Whether this is a "lock-down" Partner connector (exo-behaviour §0 item 3, §2.2).
     pub fn is_restricting(&self) -> bool {
         self.connector_type == ConnectorType::Partner
             && (self.restrict_domains_to_ip_addresses || self.restrict_domains_to_certificate)
@@ -139,7 +139,7 @@ impl InboundConnector {
 
 impl InboundConnector {
     /// The rules `New-InboundConnector` and `Set-InboundConnector` enforce on one connector
-    /// (exo-semantics §2.1, §2.2), checked in this order. The tenant builder calls it for every
+    /// (exo-behaviour §2.1, §2.2), checked in this order. The tenant builder calls it for every
     /// connector, so a connector built in Rust passes the same checks as one loaded from a file;
     /// rules that need the rest of the tenant (unique names, `AssociatedAcceptedDomains`) are the
     /// builder's.
@@ -200,7 +200,7 @@ impl InboundConnector {
         ] {
             if on && self.connector_type == ConnectorType::OnPremises {
                 return Err(ParameterError::new(key, format!("{key} only works on Partner connectors")).hint(
-                    "lock down with a separate Partner connector (SenderDomains [\"*\"]) beside this one (exo-semantics §2.2)",
+                    "lock down with a separate Partner connector (SenderDomains [\"*\"]) beside this one (exo-behaviour §2.2)",
                 ));
             }
         }
@@ -251,7 +251,7 @@ pub fn check_ef_skip_ip(text: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Why a `SenderIPAddresses` entry was refused (exo-semantics §2.1: single IPv4 address or IPv4
+/// Why a `SenderIPAddresses` entry was refused (exo-behaviour §2.1: single IPv4 address or IPv4
 /// CIDR /24 to /32; IPv6 not supported; no dash ranges).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -328,7 +328,7 @@ fn cidr_list(nets: impl Iterator<Item = Ipv4Net>) -> String {
     }
 }
 
-/// Parses one `SenderIPAddresses` entry as EXO accepts it (exo-semantics §2.1). A single address
+/// Parses one `SenderIPAddresses` entry as EXO accepts it (exo-behaviour §2.1). A single address
 /// becomes a /32.
 pub fn parse_sender_ip(s: &str) -> Result<Ipv4Net, IpRangeError> {
     let s = s.trim();
@@ -541,7 +541,7 @@ impl InboundIndex {
 mod tests {
     use super::*;
 
-    /// exo-semantics §2.1: SenderIPAddresses takes a single IPv4 address or an IPv4 CIDR /24 to /32;
+    /// exo-behaviour §2.1: SenderIPAddresses takes a single IPv4 address or an IPv4 CIDR /24 to /32;
     /// IPv6 and dash ranges are refused.
     #[test]
     fn sender_ip_table() {

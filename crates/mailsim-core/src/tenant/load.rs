@@ -42,7 +42,7 @@
 //! - Enumerations (`ConnectorType`, `DomainType`, ...) are case-insensitive, as in PowerShell.
 //! - Keys are case-sensitive (TOML); an unknown key is an error whose hint names the key meant.
 //!
-//! Validation follows what `New-InboundConnector` and `New-AcceptedDomain` refuse (exo-semantics
+//! Validation follows what `New-InboundConnector` and `New-AcceptedDomain` refuse (exo-behaviour
 //! §2.1, §4.1). Where EXO's behaviour is unconfirmed, the choice is stated at the check.
 //!
 //! Errors carry file, 1-based line and column, and the field: `InboundConnector[2].SenderDomains`
@@ -548,7 +548,7 @@ fn build_accepted_domains(
                         field("DomainType"),
                         "ExternalRelay exists only in Exchange Server, not in Exchange Online",
                     )
-                    .with_hint("use InternalRelay (exo-semantics §4.1)"));
+                    .with_hint("use InternalRelay (exo-behaviour §4.1)"));
             }
             Some(v) => choice(
                 cx,
@@ -1344,7 +1344,7 @@ ClientHostNames = ["mail.contoso.test"]
             ),
             (
                 s("[[AcceptedDomain]]\nDomainName = \"contoso.test\"\nDomainType = \"ExternalRelay\"\n"),
-                "t.toml:3:14: AcceptedDomain[1].DomainType: ExternalRelay exists only in Exchange Server, not in Exchange Online\n  hint: use InternalRelay (exo-semantics §4.1)",
+                "t.toml:3:14: AcceptedDomain[1].DomainType: ExternalRelay exists only in Exchange Server, not in Exchange Online\n  hint: use InternalRelay (exo-behaviour §4.1)",
             ),
             (
                 format!("{DOMAINS}[Directory]\nMailboxes = [\"not an address\"]\n"),
@@ -1385,7 +1385,7 @@ ClientHostNames = ["mail.contoso.test"]
                 c(
                     "SenderDomains = [\"*\"]\nConnectorType = \"OnPremises\"\nRestrictDomainsToIPAddresses = true\nSenderIPAddresses = [\"198.51.100.7\"]",
                 ),
-                "t.toml:8:32: InboundConnector[1].RestrictDomainsToIPAddresses: RestrictDomainsToIPAddresses only works on Partner connectors\n  hint: lock down with a separate Partner connector (SenderDomains [\"*\"]) beside this one (exo-semantics §2.2)",
+                "t.toml:8:32: InboundConnector[1].RestrictDomainsToIPAddresses: RestrictDomainsToIPAddresses only works on Partner connectors\n  hint: lock down with a separate Partner connector (SenderDomains [\"*\"]) beside this one (exo-behaviour §2.2)",
             ),
             (
                 c("SenderDomains = [\"*\"]\nRestrictDomainsToCertificate = true"),
@@ -1447,7 +1447,7 @@ ClientHostNames = ["mail.contoso.test"]
             ),
             (
                 s("[[AcceptedDomain]]\nDomainName = \"contoso.test\"\nMatchSubDomains = true\n"),
-                "t.toml:3:19: AcceptedDomain[1].MatchSubDomains: MatchSubDomains is only allowed on InternalRelay domains\n  hint: set DomainType = \"InternalRelay\" (exo-semantics §4.1)",
+                "t.toml:3:19: AcceptedDomain[1].MatchSubDomains: MatchSubDomains is only allowed on InternalRelay domains\n  hint: set DomainType = \"InternalRelay\" (exo-behaviour §4.1)",
             ),
             (
                 format!("{DOMAINS}[Directory]\nMailboxes = [\"a@contoso.test\", \"b@fabrikam.test\"]\n"),

@@ -8,7 +8,7 @@
 //! built in Rust passes the same checks as one loaded from a file. A change (an admin editing a
 //! connector between scenario steps) builds a new tenant: [`Tenant::to_builder`], edit, `build`.
 //!
-//! Names follow EXO's parameters (exo-semantics §2, §3, §4) so that an admin can paste what
+//! Names follow EXO's parameters (exo-behaviour §2, §3, §4) so that an admin can paste what
 //! `Get-AcceptedDomain` and `Get-InboundConnector` show.
 
 pub mod accepted_domain;
@@ -29,7 +29,7 @@ pub use pattern::DomainPattern;
 use crate::addr::{Domain, EmailAddress};
 
 /// At which SMTP stage the connector and relay rejections (5.7.51, 5.7.64, 5.7.68, 454 4.7.0) are
-/// sent. EXO's stage is unconfirmed (exo-semantics §1.2, §12); the default follows the reference's
+/// sent. EXO's stage is unconfirmed (exo-behaviour §1.2, §12); the default follows the reference's
 /// recommendation, end of DATA, and a scenario can move it to RCPT TO.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 pub enum RejectionStage {
@@ -43,14 +43,14 @@ pub enum RejectionStage {
 /// Which text relay denial uses: EXO's current 5.7.64 or the classic `550 5.7.1 Unable to relay`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 pub enum RelayDenialText {
-    /// `550 5.7.64 TenantAttribution; Relay Access Denied` (exo-semantics §5.1).
+    /// `550 5.7.64 TenantAttribution; Relay Access Denied` (exo-behaviour §5.1).
     #[default]
     TenantAttribution,
     /// `550 5.7.1 Unable to relay` (Exchange Server and older EXO builds).
     UnableToRelay,
 }
 
-/// Transport settings of the tenant endpoint, with EXO's values as defaults (exo-semantics §6).
+/// Transport settings of the tenant endpoint, with EXO's values as defaults (exo-behaviour §6).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TransportSettings {
     /// The host name in the banner, EHLO reply and diagnostic suffixes.
@@ -67,7 +67,7 @@ pub struct TransportSettings {
     pub rejection_stage: RejectionStage,
     /// Relay denial wording.
     pub relay_denial_text: RelayDenialText,
-    /// Set-OrganizationConfig RejectDirectSend (exo-semantics §5.1, 5.7.68).
+    /// Set-OrganizationConfig RejectDirectSend (exo-behaviour §5.1, 5.7.68).
     pub reject_direct_send: bool,
 }
 
@@ -105,7 +105,7 @@ pub struct TenantConfig {
 
 impl TenantConfig {
     /// The accepted domain covering `domain`: an exact match, or a parent domain with
-    /// `MatchSubDomains` (InternalRelay only, exo-semantics §4.1).
+    /// `MatchSubDomains` (InternalRelay only, exo-behaviour §4.1).
     pub fn accepted_domain(&self, domain: &Domain) -> Option<&AcceptedDomain> {
         self.accepted_domains
             .iter()
@@ -119,7 +119,7 @@ impl TenantConfig {
     }
 
     /// `New-AcceptedDomain`'s rules for the accepted domain at position `i` (0-based), against
-    /// the ones before it (exo-semantics §4.1).
+    /// the ones before it (exo-behaviour §4.1).
     pub(crate) fn check_accepted_domain(&self, i: usize) -> Result<(), TenantError> {
         let d = &self.accepted_domains[i];
         let object = || format!("AcceptedDomain[{}]", i + 1);
@@ -133,7 +133,7 @@ impl TenantConfig {
             return Err(TenantError::new(
                 object(),
                 ParameterError::new("MatchSubDomains", "MatchSubDomains is only allowed on InternalRelay domains")
-                    .hint("set DomainType = \"InternalRelay\" (exo-semantics §4.1)"),
+                    .hint("set DomainType = \"InternalRelay\" (exo-behaviour §4.1)"),
             ));
         }
         Ok(())
@@ -417,7 +417,7 @@ mod tests {
         let e = base().with_inbound_connector(onprem).build().unwrap_err();
         assert_eq!(
             e.to_string(),
-            "InboundConnector[1].RestrictDomainsToIPAddresses: RestrictDomainsToIPAddresses only works on Partner connectors\n  hint: lock down with a separate Partner connector (SenderDomains [\"*\"]) beside this one (exo-semantics §2.2)"
+            "InboundConnector[1].RestrictDomainsToIPAddresses: RestrictDomainsToIPAddresses only works on Partner connectors\n  hint: lock down with a separate Partner connector (SenderDomains [\"*\"]) beside this one (exo-behaviour §2.2)"
         );
         let text = "[[AcceptedDomain]]\nDomainName = \"contoso.test\"\n[[InboundConnector]]\nName = \"Lock\"\nConnectorType = \"OnPremises\"\nSenderDomains = [\"*\"]\nSenderIPAddresses = [\"198.51.100.0/24\"]\nRestrictDomainsToIPAddresses = true\n";
         let loaded = load::load(text, "t.toml").unwrap_err();

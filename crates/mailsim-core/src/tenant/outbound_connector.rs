@@ -1,4 +1,4 @@
-//! Outbound connectors (`New-OutboundConnector`), exo-semantics §3.1, and the rules the cmdlet
+//! Outbound connectors (`New-OutboundConnector`), exo-behaviour §3.1, and the rules the cmdlet
 //! enforces on one connector ([`OutboundConnector::validate`]), shared by the loader and the tenant
 //! builder.
 
@@ -9,7 +9,7 @@ use super::ParameterError;
 use super::inbound_connector::ConnectorType;
 use super::pattern::DomainPattern;
 
-/// `TlsSettings` (exo-semantics §3.1, §0 item 9).
+/// `TlsSettings` (exo-behaviour §3.1, §0 item 9).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 pub enum TlsSettings {
     /// `$null`: opportunistic TLS; sends in clear when the peer does not offer STARTTLS.
@@ -127,7 +127,7 @@ impl OutboundConnector {
 }
 
 impl OutboundConnector {
-    /// The rules `New-OutboundConnector` enforces on one connector (exo-semantics §3.1), checked in
+    /// The rules `New-OutboundConnector` enforces on one connector (exo-behaviour §3.1), checked in
     /// this order: a name of 1 to 64 characters; `UseMXRecord $false` needs `SmartHosts` and
     /// `SmartHosts` need `UseMXRecord $false`; `AllAcceptedDomains` and
     /// `RouteAllMessagesViaOnPremises` need `OnPremises`; the connector must cover some recipients.

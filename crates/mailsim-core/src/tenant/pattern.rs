@@ -1,9 +1,9 @@
 //! Domain patterns as EXO writes them in `SenderDomains`, `RecipientDomains`,
 //! `TlsSenderCertificateName` and `TlsDomain`: `contoso.com`, `*.contoso.com` (the domain and all
 //! subdomains) and `*` (everything). Embedded wildcards (`a.*.contoso.com`) are refused
-//! (exo-semantics §2.1).
+//! (exo-behaviour §2.1).
 //!
-//! Certificate names follow exo-semantics §2.3: a connector value matches a certificate name (subject
+//! Certificate names follow exo-behaviour §2.3: a connector value matches a certificate name (subject
 //! CN or DNS SAN) case-insensitively; `*.contoso.com` covers contoso.com and every subdomain; a
 //! certificate that itself carries `*.contoso.com` matches the connector values `*.contoso.com` and
 //! `<one-label>.contoso.com` (the reference's recommendation, step 4; unconfirmed for EXO).
@@ -47,7 +47,7 @@ impl DomainPattern {
     }
 
     /// Parses a pattern, saying why a form is refused. Accepts the address-space form EXO stores and
-    /// `Get-InboundConnector` displays (`smtp:*;1`, `SMTP:contoso.com;1`, exo-semantics §2.1).
+    /// `Get-InboundConnector` displays (`smtp:*;1`, `SMTP:contoso.com;1`, exo-behaviour §2.1).
     pub fn parse_detailed(s: &str) -> Result<Self, PatternError> {
         let mut s = s.trim();
         if s.len() >= 5 && s[..5].eq_ignore_ascii_case("smtp:") {
@@ -93,7 +93,7 @@ impl DomainPattern {
     }
 
     /// Whether a certificate name (subject CN or DNS SAN, as presented) satisfies this pattern used
-    /// as a `TlsSenderCertificateName` (exo-semantics §2.3 steps 4 and 5). Case-insensitive; a
+    /// as a `TlsSenderCertificateName` (exo-behaviour §2.3 steps 4 and 5). Case-insensitive; a
     /// trailing dot is ignored; names with a wildcard anywhere but the first label never match.
     pub fn matches_cert_name(&self, name: &str) -> bool {
         let name = name.trim();
@@ -170,7 +170,7 @@ mod tests {
         Domain::parse(s, true).unwrap()
     }
 
-    /// exo-semantics §2.1: the forms `SenderDomains` and `TlsSenderCertificateName` accept, and the
+    /// exo-behaviour §2.1: the forms `SenderDomains` and `TlsSenderCertificateName` accept, and the
     /// ones EXO refuses.
     #[test]
     fn parse_table() {
@@ -219,7 +219,7 @@ mod tests {
         }
     }
 
-    /// exo-semantics §2.3 steps 4 and 5.
+    /// exo-behaviour §2.3 steps 4 and 5.
     #[test]
     fn cert_name_table() {
         let rows = [

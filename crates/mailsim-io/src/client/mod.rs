@@ -4,7 +4,7 @@
 //! Contract: it carries out commands and reports what the peer said (replies, capabilities, TLS
 //! facts, a transcript of every line). It decides nothing: whether STARTTLS is required, what a
 //! 4xx means for a recipient, when to retry, all belong to the caller (`core::stage::deliver` and
-//! `outcome` for the outbound stage). It only connects to loopback addresses (ARCHITECTURE, "The
+//! `outcome` for the outbound stage). It only connects to loopback addresses (docs/architecture.md "The
 //! address plan"): mailsim never sends traffic anywhere else.
 //!
 //! RFC 5321 (commands, replies, dot-stuffing), RFC 3207 (STARTTLS), RFC 2920 (PIPELINING).

@@ -10,7 +10,7 @@
 //! build it.
 //!
 //! Written from scratch on tokio and tokio-rustls: it shares no protocol code with `mailsim-io`
-//! (ARCHITECTURE habit 11), so a bug in mailsim's SMTP client cannot also hide here. It never
+//! (docs/architecture.md habit 11), so a bug in mailsim's SMTP client cannot also hide here. It never
 //! decides anything about EXO semantics; it only does what it is told, deterministically.
 //!
 //! ```no_run

@@ -7,7 +7,7 @@
 //! that yields the facts given (TLS 1.2, the client certificate described by `--cert-*`) and EHLO
 //! again; MAIL FROM; one RCPT TO per recipient; DATA with a minimal message; QUIT. Nothing here
 //! knows at which step a rule applies (DBEB and, with `RejectionStage = "RcptTo"`, the connector
-//! verdict at RCPT TO; the verdict at end of DATA, exo-semantics §1.2): the session decides, so a
+//! verdict at RCPT TO; the verdict at end of DATA, exo-behaviour §1.2): the session decides, so a
 //! scenario, a Rust test and `explain` run the same code. The clock stands at 0 and the session id
 //! is 0, so diagnostic suffixes read `1970-01-01T00:00:00.000Z 0000000000000000`.
 //!

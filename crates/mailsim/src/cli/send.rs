@@ -1,7 +1,7 @@
 //! `mailsim send`: one message, swaks-style. Prints the conversation as it happens, with swaks'
 //! markers, and exits with swaks' stage-specific status, so scripts written for swaks keep working.
 //!
-//! Only loopback servers are contacted (ARCHITECTURE, "The address plan").
+//! Only loopback servers are contacted (docs/architecture.md "The address plan").
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;

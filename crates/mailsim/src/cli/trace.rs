@@ -1,5 +1,5 @@
 //! `mailsim trace`: the message trace written under `--state-dir`, as a table in the spirit of
-//! `Get-MessageTraceV2` (exo-semantics §8.1: one row per message and recipient, status from the
+//! `Get-MessageTraceV2` (exo-behaviour §8.1: one row per message and recipient, status from the
 //! last event) or, with `--detail`, the events of each row as `Get-MessageTraceDetailV2` lists them.
 //!
 //! `--transcript SESSION` instead turns one session of the protocol log (`<state-dir>/protocol`,

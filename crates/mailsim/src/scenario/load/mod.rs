@@ -516,7 +516,7 @@ starttls = "Offer"
                 s(
                     "[[step]]\nchange = { inbound_connector = \"Lock to gateway\", set = { ConnectorType = \"OnPremises\" } }\n",
                 ),
-                "s.toml:22:10: step[1].change: after this change the tenant does not load: InboundConnector[1].RestrictDomainsToIPAddresses: RestrictDomainsToIPAddresses only works on Partner connectors\n  hint: lock down with a separate Partner connector (SenderDomains [\"*\"]) beside this one (exo-semantics §2.2)",
+                "s.toml:22:10: step[1].change: after this change the tenant does not load: InboundConnector[1].RestrictDomainsToIPAddresses: RestrictDomainsToIPAddresses only works on Partner connectors\n  hint: lock down with a separate Partner connector (SenderDomains [\"*\"]) beside this one (exo-behaviour §2.2)",
             ),
             (
                 s(

@@ -1,4 +1,4 @@
-//! The address plan (ARCHITECTURE "The address plan"): every simulated host has a declared address
+//! The address plan (docs/architecture.md "The address plan"): every simulated host has a declared address
 //! (what connectors and DNS use, e.g. `198.51.100.7`) and a distinct loopback address it really
 //! binds. The tenant translates an observed source address back to the declared one before
 //! connector matching; the outbound side translates declared addresses to loopback before it
