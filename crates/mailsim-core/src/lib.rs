@@ -21,6 +21,7 @@ pub mod dns;
 pub mod envelope;
 pub mod header_section;
 pub mod headers;
+pub mod ids;
 pub mod ndr;
 pub mod peer;
 pub mod phase;

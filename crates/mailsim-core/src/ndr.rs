@@ -349,31 +349,70 @@ fn final_recipient(addr: &EmailAddress) -> String {
     out
 }
 
-/// Writes `Name: value` CRLF, folding before spaces so no line exceeds 78 characters where the
-/// value allows it. Unfolding (removing the inserted CRLFs) gives the value back unchanged.
+/// Writes `Name: value` CRLF, folded so that every line is legal whatever the value holds (a
+/// remote server's reply text is anything up to 2,000 octets, `client.rs`):
+///
+/// - the value is cut into chunks, each a run of spaces followed by a run of other characters, and
+///   lines are filled greedily with whole chunks up to 78 octets (RFC 5322 §2.1.1 "SHOULD"); a fold
+///   goes before a chunk's spaces, so every continuation line starts with white space and holds
+///   something else too: never a whitespace-only line, which a reader takes for the blank line
+///   that ends the field group (RFC 3464 §2.1, RFC 5322 §2.2.3);
+/// - a chunk longer than the 998-octet limit (RFC 5322 §2.1.1 "MUST") is hard-wrapped into pieces
+///   of at most 997 octets plus the continuation's space, a run of spaces that long is squeezed to
+///   one space and its trailing spaces are dropped: unfolding such a value gives it back with those
+///   changes only;
+/// - the first value chunk stays on the `Name:` line.
+///
+/// Values are US-ASCII (the callers pass [`ascii_text`] or tokens); anything else is written as
+/// `?` so that octets and characters coincide. Otherwise unfolding gives the value back unchanged.
 fn push_field(out: &mut String, name: &str, value: &str) {
-    let line = format!("{name}: {value}");
+    let line = ascii_text(&format!("{name}: {}", value.trim_start()));
     let bytes = line.as_bytes();
-    let mut start = 0;
-    while bytes.len() - start > FOLD_AT {
-        // A break goes before a space that is not the one after the colon and that leaves
-        // something other than white space on the continuation line.
-        let breakable = |i: &usize| bytes[*i] == b' ' && *i > name.len() + 1 && bytes[*i..].iter().any(|b| *b != b' ');
-        let limit = start + FOLD_AT;
-        let at = (start + 1..=limit.min(bytes.len() - 1))
-            .rev()
-            .find(breakable)
-            .or_else(|| (limit + 1..bytes.len()).find(breakable));
-        match at {
-            Some(i) => {
-                out.push_str(&line[start..i]);
-                out.push_str("\r\n");
-                start = i;
-            }
-            None => break,
+    // A chunk starts at each run of spaces that follows a non-space and is followed by one, after
+    // the first value word (so `Name: word` is one chunk and trailing spaces end the last chunk).
+    let after_colon = name.len() + 1;
+    let word_start = bytes[after_colon..].iter().position(|b| *b != b' ').map_or(bytes.len(), |p| after_colon + p);
+    let mut cuts = vec![0];
+    let mut last_non_space = bytes.iter().rposition(|b| *b != b' ').unwrap_or(0);
+    last_non_space = last_non_space.max(word_start);
+    for i in word_start + 1..last_non_space {
+        if bytes[i] == b' ' && bytes[i - 1] != b' ' {
+            cuts.push(i);
         }
     }
-    out.push_str(&line[start..]);
+    cuts.push(bytes.len());
+    let chunks: Vec<&str> = cuts.windows(2).map(|w| &line[w[0]..w[1]]).collect();
+    let mut current = String::new();
+    for chunk in chunks {
+        if !current.is_empty() && current.len() + chunk.len() > FOLD_AT {
+            out.push_str(&current);
+            out.push_str("\r\n");
+            current.clear();
+        }
+        if current.len() + chunk.len() <= MAX_LINE {
+            current.push_str(chunk);
+            continue;
+        }
+        // Longer than a line may be: drop trailing spaces (readers trim them), squeeze an overlong
+        // run of leading spaces, then hard-wrap the word, which holds no space.
+        let chunk = chunk.trim_end_matches(' ');
+        let word = chunk.trim_start_matches(' ');
+        let spaces = chunk.len() - word.len();
+        let mut rest = if spaces + word.len().min(1) >= MAX_LINE { format!(" {word}") } else { chunk.to_string() };
+        while !rest.is_empty() {
+            let room = if current.is_empty() { MAX_LINE } else { MAX_LINE - current.len() };
+            if rest.len() <= room {
+                current.push_str(&rest);
+                break;
+            }
+            current.push_str(&rest[..room]);
+            out.push_str(&current);
+            out.push_str("\r\n");
+            current = String::from(" ");
+            rest = rest[room..].to_string();
+        }
+    }
+    out.push_str(&current);
     out.push_str("\r\n");
 }
 

@@ -193,6 +193,7 @@ pub struct Session {
     errors: u32,
     messages: u64,
     tx: Option<Transaction>,
+    ids: Option<Arc<crate::ids::IdSource>>,
 }
 
 impl Session {
@@ -218,7 +219,17 @@ impl Session {
             errors: 0,
             messages: 0,
             tx: None,
+            ids: None,
         }
+    }
+
+    /// Takes internal ids from the world's source (issue 14 item 3), so that they are unique
+    /// across sessions and however many messages one session carries. Without one (a pure
+    /// session in `explain` or a test), ids are `session_id << 16` plus the message count: unique
+    /// within the session only.
+    pub fn with_ids(mut self, ids: Arc<crate::ids::IdSource>) -> Self {
+        self.ids = Some(ids);
+        self
     }
 
     /// The peer as known so far.
@@ -733,7 +744,10 @@ impl Session {
             return;
         }
         self.messages += 1;
-        let internal_id = (self.session_id << 16) | (self.messages & 0xFFFF);
+        let internal_id = match &self.ids {
+            Some(ids) => ids.next_id(),
+            None => (self.session_id << 16).wrapping_add(self.messages),
+        };
         let server = &self.tenant.settings.server_name;
         let message_id = find_message_id(&tx.content).unwrap_or_else(|| format!("<{internal_id:016X}@{server}>"));
         let mut data = Vec::with_capacity(tx.content.len() + 512);

@@ -15,6 +15,7 @@
 pub mod client;
 pub mod clock;
 pub mod dns;
+pub mod ids;
 pub mod lanes;
 pub mod listener;
 pub mod outbound;

@@ -3,7 +3,6 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use mailsim_core::reply::{ReplyContext, ReplyKind};
@@ -27,10 +26,8 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let slots = Arc::new(Semaphore::new(max_connections));
     let (stop_tx, stop_rx) = watch::channel(false);
-    // Session ids only need to be unique in this process; starting from the clock (in seconds,
-    // shifted so that `Session`'s per-message ids still fit in 64 bits) keeps them distinct across
-    // runs in logs.
-    let ids = AtomicU64::new(((endpoint.pipeline.clock().now().as_millis() / 1000) as u64 & 0xFFFF_FFFF) << 12);
+    // Session ids come from the world's id source, like message ids: unique for the world's life.
+    let ids = endpoint.pipeline.ids().clone();
     let mut tasks = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
@@ -45,7 +42,7 @@ pub async fn serve(
                         continue;
                     }
                 };
-                let id = ids.fetch_add(1, Ordering::Relaxed);
+                let id = ids.next_id();
                 match slots.clone().try_acquire_owned() {
                     Ok(permit) => {
                         let endpoint = endpoint.clone();

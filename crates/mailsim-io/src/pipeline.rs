@@ -6,11 +6,11 @@
 //! every trace event is built in the core from its result; this file records it and does the I/O
 //! the result asks for. The retry queue is [`crate::queue`], the per-hop lanes [`crate::lanes`].
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use mailsim_core::addr::EmailAddress;
 use mailsim_core::envelope::AcceptedMessage;
+use mailsim_core::ids::IdSource;
 use mailsim_core::ndr::{FailedRecipient, NdrInput, compose, postmaster};
 use mailsim_core::reply::{Reply, ReplyContext};
 use mailsim_core::session::Refusal;
@@ -42,11 +42,22 @@ pub struct Pipeline {
     retry: RetryPolicy,
     queue: Queue,
     lanes: Lanes,
-    ndr_ids: AtomicU64,
-    refusals: Mutex<Vec<Refusal>>,
+    ids: Arc<IdSource>,
+    refusals: Mutex<Refusals>,
+}
+
+/// Session refusals held in memory: the latest [`Pipeline::MAX_REFUSALS`]; older ones are evicted
+/// and counted (they stay in the trace and, under a state directory, in `trace.jsonl`).
+#[derive(Debug, Default)]
+struct Refusals {
+    held: std::collections::VecDeque<Refusal>,
+    evicted: u64,
 }
 
 impl Pipeline {
+    /// Session refusals held in memory.
+    pub const MAX_REFUSALS: usize = 10_000;
+
     /// A pipeline; call [`Pipeline::run_queue`] in a task to retry deferred recipients.
     pub fn new(
         tenant: Arc<crate::shared::Shared<Tenant>>,
@@ -56,6 +67,7 @@ impl Pipeline {
         outbound: Arc<OutboundConfig>,
         retry: RetryPolicy,
     ) -> Self {
+        let ids = Arc::new(crate::ids::ephemeral(clock.now()));
         Self {
             tenant,
             store,
@@ -65,9 +77,21 @@ impl Pipeline {
             retry,
             queue: Queue::new(),
             lanes: Lanes::new(),
-            ndr_ids: AtomicU64::new(1),
-            refusals: Mutex::new(Vec::new()),
+            ids,
+            refusals: Mutex::default(),
         }
+    }
+
+    /// Takes ids from `ids` (the world's source, e.g. [`crate::ids::persistent`]) instead of the
+    /// one made from the start time.
+    pub fn with_ids(mut self, ids: Arc<IdSource>) -> Self {
+        self.ids = ids;
+        self
+    }
+
+    /// The world's id source: sessions, messages and NDRs take their ids from it.
+    pub fn ids(&self) -> &Arc<IdSource> {
+        &self.ids
     }
 
     /// The mailbox store.
@@ -126,7 +150,8 @@ impl Pipeline {
             match route.hop {
                 Hop::Mailbox => {
                     for rcpt in route.recipients {
-                        self.store.deliver(rcpt.clone(), message.clone());
+                        // A store error is logged and counted by the store; the copy stays in memory.
+                        let _ = self.store.deliver(rcpt.clone(), message.clone());
                         self.trace.record(TraceEvent::delivered_to_mailbox(&message, &rcpt, self.clock.now()));
                     }
                 }
@@ -238,7 +263,7 @@ impl Pipeline {
             failures.push(FailedRecipient { recipient: rcpt, reply, remote_mta, last_attempt: at });
         }
         let tenant = self.tenant.get();
-        let ndr_id = self.ndr_ids.fetch_add(1, Ordering::Relaxed) | (message.internal_id << 16);
+        let ndr_id = self.ids.next_id();
         let postmaster = postmaster(&tenant);
         let input = NdrInput {
             original: message,
@@ -259,12 +284,22 @@ impl Pipeline {
         for ev in TraceEvent::refused(&refusal) {
             self.trace.record(ev);
         }
-        self.refusals.lock().expect("refusals lock").push(refusal);
+        let mut refusals = self.refusals.lock().expect("refusals lock");
+        refusals.held.push_back(refusal);
+        if refusals.held.len() > Self::MAX_REFUSALS {
+            refusals.held.pop_front();
+            refusals.evicted += 1;
+        }
     }
 
-    /// Refusals so far.
+    /// Refusals held (the latest [`Pipeline::MAX_REFUSALS`]).
     pub fn refusals(&self) -> Vec<Refusal> {
-        self.refusals.lock().expect("refusals lock").clone()
+        self.refusals.lock().expect("refusals lock").held.iter().cloned().collect()
+    }
+
+    /// Refusals evicted from memory so far.
+    pub fn refusals_evicted(&self) -> u64 {
+        self.refusals.lock().expect("refusals lock").evicted
     }
 
     /// Retries deferred recipients when they are due, in simulated time. Runs until the task is

@@ -113,7 +113,8 @@ pub async fn handle(
     let tenant = endpoint.tenant.get();
     let mut log = endpoint.protocol_log.receive_session(session_id, &tenant.settings.server_name, local, peer_addr);
     log.connected(plan.entries().iter().find(|e| e.loopback == peer_addr.ip()).map(|e| (e.name.as_str(), e.declared)));
-    let session = Session::new(tenant, peer, local.ip(), session_id, endpoint.tls.is_some());
+    let session = Session::new(tenant, peer, local.ip(), session_id, endpoint.tls.is_some())
+        .with_ids(endpoint.pipeline.ids().clone());
     let span =
         tracing::info_span!("session", id = format_args!("{session_id:016X}"), peer = %peer_addr, declared = %declared);
     tracing::Instrument::instrument(run_session(endpoint, stream, session, log, shutdown), span).await;

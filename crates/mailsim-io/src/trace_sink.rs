@@ -1,6 +1,13 @@
-//! Where trace events go: kept in memory for tests and `mailsim trace`, and appended as JSON lines
-//! to `<state-dir>/trace.jsonl` when a state directory is given.
+//! Where trace events go: appended as JSON lines to `<state-dir>/trace.jsonl` when a state
+//! directory is given, and the latest ones kept in memory for tests, `mailsim trace` and listings.
+//!
+//! Memory is bounded (issue 14 item 4): at most [`TraceSink::DEFAULT_MAX_EVENTS`] events (or the
+//! cap given to [`TraceSink::with_max_events`]) are held; past it the oldest are evicted first and
+//! counted ([`TraceSink::evicted`]). Under a state directory every event stays in the file and
+//! [`TraceSink::read_back`] reads them all back on demand. Each event gets a sequence number that
+//! never repeats, for paging ([`TraceSink::page`]).
 
+use std::collections::VecDeque;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -8,15 +15,50 @@ use std::sync::Mutex;
 use mailsim_core::trace::{Status, TraceEvent};
 use tokio::sync::Notify;
 
-/// The message trace.
 #[derive(Debug, Default)]
+struct Window {
+    events: VecDeque<TraceEvent>,
+    /// Sequence number of `events[0]`.
+    first_seq: u64,
+    evicted: u64,
+}
+
+/// Observes every event as it is recorded (a soak's tally; an exporter).
+pub type Tap = Box<dyn Fn(&TraceEvent) + Send + Sync>;
+
+/// The message trace.
 pub struct TraceSink {
-    events: Mutex<Vec<TraceEvent>>,
+    window: Mutex<Window>,
+    max_events: usize,
     file: Option<Mutex<std::fs::File>>,
+    path: Option<PathBuf>,
+    tap: Mutex<Option<Tap>>,
     changed: Notify,
 }
 
+impl std::fmt::Debug for TraceSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TraceSink").field("max_events", &self.max_events).field("path", &self.path).finish()
+    }
+}
+
+impl Default for TraceSink {
+    fn default() -> Self {
+        Self {
+            window: Mutex::default(),
+            max_events: Self::DEFAULT_MAX_EVENTS,
+            file: None,
+            path: None,
+            tap: Mutex::new(None),
+            changed: Notify::new(),
+        }
+    }
+}
+
 impl TraceSink {
+    /// Events held in memory by default (about 30 MiB at most).
+    pub const DEFAULT_MAX_EVENTS: usize = 50_000;
+
     /// In memory only.
     pub fn in_memory() -> Self {
         Self::default()
@@ -25,8 +67,20 @@ impl TraceSink {
     /// Also appending to `dir/trace.jsonl`.
     pub fn with_dir(dir: PathBuf) -> std::io::Result<Self> {
         std::fs::create_dir_all(&dir)?;
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("trace.jsonl"))?;
-        Ok(Self { file: Some(Mutex::new(file)), ..Self::default() })
+        let path = dir.join("trace.jsonl");
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+        Ok(Self { file: Some(Mutex::new(file)), path: Some(path), ..Self::default() })
+    }
+
+    /// The same sink holding at most `max` events in memory (at least one).
+    pub fn with_max_events(mut self, max: usize) -> Self {
+        self.max_events = max.max(1);
+        self
+    }
+
+    /// Calls `tap` with every event recorded from now on.
+    pub fn set_tap(&self, tap: Tap) {
+        *self.tap.lock().expect("trace tap lock") = Some(tap);
     }
 
     /// Records one event.
@@ -39,19 +93,81 @@ impl TraceSink {
                 tracing::error!(error = %e, "could not append to trace.jsonl");
             }
         }
-        self.events.lock().expect("trace lock").push(event);
+        if let Some(tap) = self.tap.lock().expect("trace tap lock").as_ref() {
+            tap(&event);
+        }
+        {
+            let mut w = self.window.lock().expect("trace lock");
+            w.events.push_back(event);
+            while w.events.len() > self.max_events {
+                w.events.pop_front();
+                w.first_seq += 1;
+                w.evicted += 1;
+            }
+        }
         self.changed.notify_waiters();
     }
 
-    /// Every event so far.
+    /// The events held (the latest ones; all of them unless some were evicted).
     pub fn events(&self) -> Vec<TraceEvent> {
-        self.events.lock().expect("trace lock").clone()
+        self.window.lock().expect("trace lock").events.iter().cloned().collect()
+    }
+
+    /// Events evicted from memory so far.
+    pub fn evicted(&self) -> u64 {
+        self.window.lock().expect("trace lock").evicted
+    }
+
+    /// Events recorded since the start.
+    pub fn recorded(&self) -> u64 {
+        let w = self.window.lock().expect("trace lock");
+        w.first_seq + w.events.len() as u64
+    }
+
+    /// Up to `limit` held events after sequence number `after` (from the oldest held when `None`)
+    /// for which `filter` holds, as `(sequence number, event)`, and the `after` of the next page.
+    pub fn page(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+        filter: impl Fn(&TraceEvent) -> bool,
+    ) -> (Vec<(u64, TraceEvent)>, Option<u64>) {
+        let w = self.window.lock().expect("trace lock");
+        let skip = after.map_or(0, |a| (a + 1).saturating_sub(w.first_seq) as usize);
+        let mut items: Vec<(u64, TraceEvent)> = w
+            .events
+            .iter()
+            .enumerate()
+            .skip(skip)
+            .filter(|(_, e)| filter(e))
+            .take(limit.saturating_add(1))
+            .map(|(i, e)| (w.first_seq + i as u64, e.clone()))
+            .collect();
+        let more = items.len() > limit;
+        items.truncate(limit);
+        let next = if more { items.last().map(|(s, _)| *s) } else { None };
+        (items, next)
+    }
+
+    /// Every event recorded under the state directory (all of `trace.jsonl`, also what memory
+    /// evicted); the held events when there is none.
+    pub fn read_back(&self) -> std::io::Result<Vec<TraceEvent>> {
+        let Some(path) = &self.path else { return Ok(self.events()) };
+        if let Some(file) = &self.file {
+            file.lock().expect("trace file lock").flush()?;
+        }
+        let text = std::fs::read_to_string(path)?;
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e)))
+            .collect()
     }
 
     /// The status of one recipient of one message: its last event's.
     pub fn status(&self, message_id: &str, recipient: &str) -> Option<Status> {
         let recipient = recipient.to_ascii_lowercase();
-        self.events()
+        let w = self.window.lock().expect("trace lock");
+        w.events
             .iter()
             .rev()
             .find(|e| {
@@ -64,13 +180,14 @@ impl TraceSink {
     /// Waits until `pred` holds for the events, or `timeout` passes. Returns whether it held.
     pub async fn wait_until(&self, timeout: std::time::Duration, pred: impl Fn(&[TraceEvent]) -> bool) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
+        let holds = || pred(self.window.lock().expect("trace lock").events.make_contiguous());
         loop {
             let notified = self.changed.notified();
-            if pred(&self.events.lock().expect("trace lock")) {
+            if holds() {
                 return true;
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return pred(&self.events.lock().expect("trace lock"));
+                return holds();
             }
         }
     }

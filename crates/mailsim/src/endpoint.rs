@@ -162,14 +162,15 @@ impl RunningEndpoint {
             smtp_port: options.smtp_port,
             protocol_log: protocol_log.clone(),
         });
-        let pipeline = Arc::new(Pipeline::new(
-            tenant.clone(),
-            Arc::new(store),
-            Arc::new(trace),
-            options.clock,
-            outbound,
-            options.retry,
-        ));
+        let ids = match &options.state_dir {
+            Some(dir) => mailsim_io::ids::persistent(dir, options.clock.now())
+                .with_context(|| format!("reading the id epoch under {}", dir.display()))?,
+            None => mailsim_io::ids::ephemeral(options.clock.now()),
+        };
+        let pipeline = Arc::new(
+            Pipeline::new(tenant.clone(), Arc::new(store), Arc::new(trace), options.clock, outbound, options.retry)
+                .with_ids(Arc::new(ids)),
+        );
         let queue = tokio::spawn(pipeline.clone().run_queue());
         let tls = match options.tls {
             Some(m) => Some(EndpointTls {

@@ -10,3 +10,4 @@ pub mod cli;
 pub mod endpoint;
 pub mod scenario;
 pub mod sim;
+pub mod soak;

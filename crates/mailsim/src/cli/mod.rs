@@ -9,6 +9,7 @@ pub mod explain;
 pub mod run;
 pub mod send;
 pub mod serve;
+pub mod soak;
 pub mod trace;
 
 use std::process::ExitCode;
@@ -42,13 +43,15 @@ enum Command {
     Explain(explain::ExplainArgs),
     /// Run scenario files (default: scenarios/) in parallel, each in a world of its own.
     Run(run::RunArgs),
+    /// N messages through a world with scripted faults, then the conservation check.
+    Soak(soak::SoakArgs),
 }
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // `run` reports on stdout; the worlds' session logs would drown it.
-    let default_log = if matches!(cli.command, Command::Run(_)) { "warn" } else { "info" };
+    let default_log = if matches!(cli.command, Command::Run(_) | Command::Soak(_)) { "warn" } else { "info" };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("MAILSIM_LOG")
@@ -69,6 +72,7 @@ pub fn main() -> ExitCode {
                     Command::Send(args) => send::run(args).await,
                     Command::Bench(args) => bench::run(args).await.map(|_| 0),
                     Command::Run(args) => run::run(args).await,
+                    Command::Soak(args) => soak::run(args).await,
                     Command::Explain(_) | Command::Certs(_) | Command::Trace(_) => unreachable!("handled above"),
                 }
             })
