@@ -5,6 +5,7 @@ mod common;
 mod endpoint;
 mod explain;
 mod inbound;
+mod loader_fuzz;
 mod malformed;
 mod outbound;
 mod protocol_log;
