@@ -427,11 +427,13 @@ pub fn field_at(text: &str, offset: usize) -> String {
         }
         pos += line.len();
     }
-    match (table.is_empty(), key.is_empty()) {
+    let field = match (table.is_empty(), key.is_empty()) {
         (true, _) => key,
         (false, true) => table,
         (false, false) => format!("{table}.{key}"),
-    }
+    };
+    // A field is for reading: a key of hundreds of dotted parts is shown by its start.
+    if field.chars().count() > 80 { field.chars().take(80).chain(['…']).collect() } else { field }
 }
 
 /// For serde's "unknown field `X`, expected one of `A`, `B`": the key probably meant.

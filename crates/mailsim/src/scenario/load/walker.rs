@@ -221,7 +221,11 @@ impl Cx<'_> {
 
     pub(super) fn duration(&self, n: &Node<'_>) -> Result<Duration, ConfigError> {
         let text = self.string(n)?;
-        parse_duration_checked(text).map_err(|e| match e {
+        // A refused text is quoted, but not 20 KB of it.
+        let shown: String =
+            if text.chars().count() > 40 { text.chars().take(40).chain(['…']).collect() } else { text.to_string() };
+        let text = shown.as_str();
+        parse_duration_checked(self.string(n)?).map_err(|e| match e {
             DurationError::Malformed => {
                 self.err(&n.span, &n.field, format!("bad duration {text:?}")).with_hint(DURATION_HINT)
             }
@@ -242,13 +246,17 @@ impl Cx<'_> {
             mailsim_core::addr::Domain::parse(bare, true).ok().map(|d| d.as_str().to_string())
         };
         let label_ok = |l: &str| {
-            !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         };
         match ascii {
             Some(a) if a.len() <= 253 && a.split('.').all(label_ok) => Ok(a),
             _ => Err(self
                 .err(&n.span, &n.field, format!("{text:?} is not a DNS name"))
-                .with_hint("labels of letters, digits, `-` and `_`, 63 characters at most, separated by single dots")),
+                .with_hint("labels of letters, digits, `-` (not first or last) and `_`, 63 characters at most, separated by single dots")),
         }
     }
 

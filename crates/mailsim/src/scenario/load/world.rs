@@ -363,7 +363,8 @@ impl<'t> Loader<'t> {
                         "mailsim.test",
                         &format!("{}\nmailsim.test. A 192.0.2.1\n", line.trim()),
                     ) {
-                        return Err(cx.err(&at, &n.field, e.0).with_hint("`$TTL 3600` (seconds) or `$TTL 1h`"));
+                        let message = e.0.replace("zone text for mailsim.test: ", "");
+                        return Err(cx.err(&at, &n.field, message).with_hint("`$TTL 3600` (seconds) or `$TTL 1h`"));
                     }
                     directives.push_str(line.trim());
                     directives.push('\n');
