@@ -5,6 +5,7 @@ mod common;
 mod config_hardening;
 mod endpoint;
 mod explain;
+mod fidelity;
 mod inbound;
 mod loader_fuzz;
 mod malformed;
