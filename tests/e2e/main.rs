@@ -2,9 +2,12 @@
 //! bound to their own 127/8 addresses. One test binary (one link step).
 
 mod common;
+mod config_hardening;
 mod endpoint;
 mod explain;
+mod fidelity;
 mod inbound;
+mod loader_fuzz;
 mod malformed;
 mod outbound;
 mod protocol_log;

@@ -7,9 +7,40 @@
 use std::fmt;
 use std::net::IpAddr;
 
-/// A domain name, lower-cased, without a trailing dot. May be an address literal (`[192.0.2.1]`).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Domain(String);
+/// A domain name without a trailing dot, or an address literal (`[192.0.2.1]`).
+///
+/// Names are IDNA names (UTS #46 non-transitional processing, the `idna` crate): `straße.de`,
+/// `Straße.DE` and `xn--strae-oqa.de` are one domain. Equality, hashing, ordering and
+/// [`Self::as_str`] use the ASCII (A-label) form, so every comparison (accepted domains,
+/// `SenderDomains`, certificate names, mailbox keys) is on normalized labels; [`fmt::Display`]
+/// shows the name as it was written (lower-cased; U-labels stay U-labels for SMTPUTF8).
+#[derive(Clone, Debug)]
+pub struct Domain {
+    ascii: String,
+    text: String,
+}
+
+impl PartialEq for Domain {
+    fn eq(&self, other: &Self) -> bool {
+        self.ascii == other.ascii
+    }
+}
+impl Eq for Domain {}
+impl std::hash::Hash for Domain {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.ascii.hash(state);
+    }
+}
+impl PartialOrd for Domain {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Domain {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.ascii.cmp(&other.ascii)
+    }
+}
 
 /// Why an address or domain did not parse.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -45,49 +76,59 @@ impl Domain {
             if parsed.is_ipv6() != inner.starts_with("IPv6:") {
                 return Err(AddressError::Syntax);
             }
-            return Ok(Self(s.to_ascii_lowercase().replace("ipv6:", "IPv6:")));
+            let text = s.to_ascii_lowercase().replace("ipv6:", "IPv6:");
+            return Ok(Self { ascii: text.clone(), text });
         }
         if s.is_empty() {
             return Err(AddressError::Syntax);
         }
-        for label in s.split('.') {
-            let ok = !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || !c.is_ascii());
-            if !ok {
-                return Err(AddressError::Syntax);
-            }
+        let label_chars = |label: &str| label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || !c.is_ascii());
+        if s.split('.').any(|label| label.is_empty() || !label_chars(label)) {
+            return Err(AddressError::Syntax);
         }
         if !s.is_ascii() && !utf8 {
             return Err(AddressError::NonAscii);
         }
-        Ok(Self(s.to_lowercase()))
+        // UTS #46 mapping (case folding, width and compatibility forms) and Punycode; refuses
+        // invalid A-labels (`xn--` that does not decode) and disallowed code points.
+        let ascii = idna::domain_to_ascii(s).map_err(|_| AddressError::Syntax)?;
+        if ascii.len() > 255 {
+            return Err(AddressError::DomainTooLong);
+        }
+        for label in ascii.split('.') {
+            let ok = !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+            if !ok {
+                return Err(AddressError::Syntax);
+            }
+        }
+        let text = if s.is_ascii() { ascii.clone() } else { idna::domain_to_unicode(&ascii).0 };
+        Ok(Self { ascii, text })
     }
 
-    /// The lower-cased text.
+    /// The ASCII (A-label) form, lower-cased: the form every comparison uses.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.ascii
     }
 
-    /// True when `self` is `parent` or a subdomain of it.
+    /// True when `self` is `parent` or a subdomain of it (label-wise, on A-labels).
     pub fn is_within(&self, parent: &Domain) -> bool {
-        self.0 == parent.0
-            || (self.0.len() > parent.0.len()
-                && self.0.ends_with(&parent.0)
-                && self.0.as_bytes()[self.0.len() - parent.0.len() - 1] == b'.')
+        let (d, p) = (&self.ascii, &parent.ascii);
+        d == p || (d.len() > p.len() && d.ends_with(p.as_str()) && d.as_bytes()[d.len() - p.len() - 1] == b'.')
     }
 
     /// Number of labels (`a.b.c` has 3).
     pub fn label_count(&self) -> usize {
-        self.0.split('.').count()
+        self.ascii.split('.').count()
     }
 }
 
 impl fmt::Display for Domain {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.text)
     }
 }
 
@@ -140,9 +181,10 @@ impl EmailAddress {
     pub fn domain(&self) -> &Domain {
         &self.domain
     }
-    /// The lookup key Exchange uses for a recipient: case-folded.
+    /// The lookup key Exchange uses for a recipient: case-folded, the domain as its A-label form
+    /// (so `alice@straße.de` and `alice@xn--strae-oqa.de` are one mailbox).
     pub fn key(&self) -> String {
-        format!("{}@{}", self.local.to_lowercase(), self.domain)
+        format!("{}@{}", self.local.to_lowercase(), self.domain.as_str())
     }
 }
 

@@ -91,6 +91,56 @@ impl fmt::Display for ConfigWarning {
     }
 }
 
+/// The text of a configuration file's bytes, or an error at the line and column of the first byte
+/// that is not UTF-8 (TOML files are UTF-8, TOML 1.0 §"Spec").
+pub fn utf8_text<'b>(bytes: &'b [u8], file: &str) -> Result<&'b str, ConfigError> {
+    std::str::from_utf8(bytes).map_err(|e| {
+        let valid = std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or_default();
+        let mut err = ConfigError::at(valid, file, &(valid.len()..valid.len()), "", "");
+        err.message =
+            format!("invalid UTF-8 (byte 0x{:02X}); a configuration file is UTF-8 text", bytes[e.valid_up_to()]);
+        err
+    })
+}
+
+/// Where a TOML syntax error is, and what to say: the parser's span and message, except that its
+/// nesting limit comes without a span (`recursion limit`), which would point at 1:1. That is a key
+/// of too many dotted parts (or a header of too many): point at the line with the most dots.
+pub fn syntax_error_at(text: &str, span: Option<Range<usize>>, message: &str) -> (Range<usize>, String) {
+    if let Some(span) = span {
+        return (span, message.trim().to_string());
+    }
+    let mut best = (0, 0);
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let key = line.split('=').next().unwrap_or_default();
+        let dots = key.matches('.').count();
+        if dots > best.1 {
+            best = (offset + (line.len() - line.trim_start().len()), dots);
+        }
+        offset += line.len();
+    }
+    if best.1 == 0 {
+        return (0..0, message.trim().to_string());
+    }
+    (best.0..best.0, format!("{} (a key of {} dotted parts is nested too deeply)", message.trim(), best.1 + 1))
+}
+
+/// Refuses a document with nothing in it (empty, or only comments and blank lines): a file given
+/// to a loader that configures nothing is a mistake (a wrong path, an unsaved editor buffer), not a
+/// request for defaults. `what` names the kind of file for the message.
+pub fn refuse_empty(text: &str, file: &str, what: &str) -> Result<(), ConfigError> {
+    let has_content = text.lines().any(|l| {
+        let l = l.trim_start_matches('\u{feff}').trim();
+        !l.is_empty() && !l.starts_with('#')
+    });
+    if has_content {
+        return Ok(());
+    }
+    Err(ConfigError::at(text, file, &(0..0), "", format!("the {what} is empty: it has no tables and no keys"))
+        .with_hint(format!("a {what} names at least one table, e.g. `[[AcceptedDomain]]`")))
+}
+
 /// 1-based line and column (in characters) of byte `offset` in `text`; an offset inside a
 /// character counts as that character, one past the end as the end.
 pub fn position(text: &str, offset: usize) -> (usize, usize) {
@@ -136,6 +186,30 @@ mod tests {
         // Inside é: the character itself; past the end: the end.
         assert_eq!(position(text, 8), (2, 2));
         assert_eq!(position(text, 999), (3, 1));
+    }
+
+    /// Issue 14: invalid UTF-8 gets its line and column; empty and comment-only files are refused.
+    #[test]
+    fn invalid_utf8_and_empty_files() {
+        let e = utf8_text(b"a = 1\nb = \"x\xff\"\n", "f.toml").unwrap_err();
+        assert_eq!(e.to_string(), "f.toml:2:7: invalid UTF-8 (byte 0xFF); a configuration file is UTF-8 text");
+        assert_eq!(utf8_text("é = 1".as_bytes(), "f.toml"), Ok("é = 1"));
+        for empty in ["", "\n\n", "# nothing\n  # here\n", "\u{feff}"] {
+            let e = refuse_empty(empty, "t.toml", "tenant file").unwrap_err();
+            assert!(e.to_string().starts_with("t.toml:1:1: the tenant file is empty"), "{e}");
+        }
+        assert!(refuse_empty("# c\n[Transport]\n", "t.toml", "tenant file").is_ok());
+    }
+
+    /// Issue 14: a very long dotted key reported `1:1: recursion limit`.
+    #[test]
+    fn nesting_limit_points_at_the_key() {
+        let key = vec!["a"; 200].join(".");
+        let text = format!("[Transport]\nx = 1\n  {key} = 1\n");
+        let (span, message) = syntax_error_at(&text, None, "recursion limit");
+        assert_eq!(position(&text, span.start), (3, 3));
+        assert_eq!(message, "recursion limit (a key of 200 dotted parts is nested too deeply)");
+        assert_eq!(syntax_error_at(&text, Some(4..5), " bad "), (4..5, "bad".to_string()));
     }
 
     #[test]

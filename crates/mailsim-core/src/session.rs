@@ -338,11 +338,13 @@ impl Session {
     }
 
     /// Replies with a 5xx syntax or sequence error and counts it; past the tenant's limit the
-    /// connection is closed (Exchange `MaxProtocolErrors`).
+    /// connection is closed (Exchange `MaxProtocolErrors`, exo-behaviour §5.5 and §6): the limit
+    /// is how many errors a connection may make, so with 5 the fifth is answered and the sixth
+    /// closes it (issue 14: the fifth closed it).
     fn protocol_error(&mut self, kind: ReplyKind, now: Timestamp, out: &mut Vec<Action>) {
-        self.errors += 1;
+        self.errors = self.errors.saturating_add(1);
         self.push(kind, now, out);
-        if self.errors >= self.tenant.settings.max_protocol_errors {
+        if self.errors > self.tenant.settings.max_protocol_errors {
             self.push(ReplyKind::TooManyErrors, now, out);
             out.push(Action::Close);
             self.state = State::Closed;
@@ -1022,7 +1024,11 @@ mod tests {
         let (wire, _) =
             run(&mut s, b"MAIL FROM:<a@b.test>\r\nEHLO c\r\nRCPT TO:<alice@contoso.test>\r\nDATA\r\nFOO\r\n");
         assert_eq!(codes(&wire), ["503", "250", "503", "503", "500"]);
+        // MaxProtocolErrors 5: the fifth error is answered and the connection stays; the sixth
+        // closes it.
         let (wire, _) = run(&mut s, b"BAR\r\n");
+        assert_eq!(codes(&wire), ["500"], "{wire}");
+        let (wire, _) = run(&mut s, b"BAZ\r\n");
         assert!(
             wire.ends_with("421 4.7.0 Too many errors on this connection, closing transmission channel\r\n<close>\r\n")
         );

@@ -13,7 +13,16 @@ pub struct Timestamp(pub i64);
 const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 const WEEKDAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
 
+/// The longest duration a configuration may give (a retry interval, an expiry, an `advance`, a
+/// delay), and the most a scenario may advance its clock in total: 100 years. Loaders refuse more
+/// with an error naming the field, so simulated time stays far from [`Timestamp::MAX`].
+pub const MAX_CONFIG_DURATION: Duration = Duration::from_secs(100 * 365 * 86_400);
+
 impl Timestamp {
+    /// The latest moment simulated time reaches, 9999-12-31T23:59:59.999Z (the last an RFC 5322
+    /// date can show): arithmetic saturates here, so the clock never wraps.
+    pub const MAX: Timestamp = Timestamp(253_402_300_799_999);
+
     /// From milliseconds since the epoch.
     pub const fn from_millis(ms: i64) -> Self {
         Self(ms)
@@ -66,8 +75,10 @@ impl Timestamp {
 
 impl Add<Duration> for Timestamp {
     type Output = Timestamp;
+    /// Saturates at [`Timestamp::MAX`].
     fn add(self, rhs: Duration) -> Timestamp {
-        Timestamp(self.0.saturating_add(rhs.as_millis() as i64))
+        let ms = i64::try_from(rhs.as_millis()).unwrap_or(i64::MAX);
+        Timestamp(self.0.saturating_add(ms).min(Self::MAX.0))
     }
 }
 

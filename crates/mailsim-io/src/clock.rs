@@ -23,8 +23,9 @@ impl SimClock {
 
     /// Now, in simulated time.
     pub fn now(&self) -> Timestamp {
-        let real = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-        Timestamp::from_millis(real + self.offset_ms.load(Ordering::Relaxed))
+        Timestamp::from_millis(
+            real_millis().saturating_add(self.offset_ms.load(Ordering::Relaxed)).min(Timestamp::MAX.as_millis()),
+        )
     }
 
     /// Now in simulated time as a `SystemTime`: the moment certificates' validity periods are
@@ -33,10 +34,21 @@ impl SimClock {
         SystemTime::UNIX_EPOCH + Duration::from_millis(self.now().as_millis().max(0) as u64)
     }
 
-    /// Moves simulated time forward and wakes whoever waits on it (the queue).
+    /// Moves simulated time forward and wakes whoever waits on it (the queue). Saturates: the
+    /// clock stops at [`Timestamp::MAX`] rather than wrap (loaders refuse durations over
+    /// `MAX_CONFIG_DURATION`, so only a program can get there).
     pub fn advance(&self, by: Duration) {
-        self.offset_ms.fetch_add(by.as_millis() as i64, Ordering::Relaxed);
+        let by = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
+        let limit = Timestamp::MAX.as_millis().saturating_sub(real_millis()).max(0);
+        let _ = self
+            .offset_ms
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |o| Some(o.saturating_add(by).min(limit)));
         self.advanced.notify_waiters();
+    }
+
+    #[cfg(test)]
+    fn offset(&self) -> i64 {
+        self.offset_ms.load(Ordering::Relaxed)
     }
 
     /// Sleeps until simulated time reaches `at`, or until the clock is advanced (whichever comes
@@ -48,5 +60,29 @@ impl SimClock {
             _ = tokio::time::sleep(wait) => {}
             _ = notified => {}
         }
+    }
+}
+
+/// Real time, in milliseconds since the epoch.
+fn real_millis() -> i64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 14: `advance = "200000000000d"` wrapped the clock to 1970.
+    #[test]
+    fn the_clock_never_wraps() {
+        let clock = SimClock::new();
+        let before = clock.now();
+        clock.advance(Duration::from_secs(200_000_000_000 * 86_400));
+        assert_eq!(clock.now(), Timestamp::MAX);
+        clock.advance(Duration::MAX);
+        assert!(clock.offset() > 0);
+        assert_eq!(clock.now(), Timestamp::MAX);
+        assert!(clock.now() > before);
+        assert!(clock.now().rfc5322().contains("9999"), "{}", clock.now().rfc5322());
     }
 }

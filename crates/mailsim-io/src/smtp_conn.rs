@@ -113,7 +113,9 @@ pub async fn handle(
     let tenant = endpoint.tenant.get();
     let mut log = endpoint.protocol_log.receive_session(session_id, &tenant.settings.server_name, local, peer_addr);
     log.connected(plan.entries().iter().find(|e| e.loopback == peer_addr.ip()).map(|e| (e.name.as_str(), e.declared)));
-    let session = Session::new(tenant, peer, local.ip(), session_id, endpoint.tls.is_some())
+    // Everything the tenant writes shows declared addresses (exo-behaviour §8.5, the address
+    // plan): its own Received header names the tenant's declared address, not its loopback one.
+    let session = Session::new(tenant, peer, plan.declared_for(local.ip()), session_id, endpoint.tls.is_some())
         .with_ids(endpoint.pipeline.ids().clone());
     let span =
         tracing::info_span!("session", id = format_args!("{session_id:016X}"), peer = %peer_addr, declared = %declared);

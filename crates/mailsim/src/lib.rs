@@ -7,7 +7,9 @@
 //! `explain`, `demo`); it uses the library and the core, and the library never uses it.
 
 pub mod cli;
+pub mod config_file;
 pub mod endpoint;
+pub mod fuzz_oracle;
 pub mod scenario;
 pub mod sim;
 pub mod soak;

@@ -112,6 +112,9 @@ pub fn load_with_other_tables(text: &str, path: &str, other_tables: &[&str]) -> 
 
 fn load_inner(text: &str, path: &str, other_tables: &[&str]) -> Result<Loaded, ConfigError> {
     let mut cx = Cx { text, path, warnings: Vec::new() };
+    if other_tables.is_empty() {
+        diagnostics::refuse_empty(text, path, "tenant file")?;
+    }
     check_top_level(&cx, other_tables)?;
     let raw: RawTenant = toml::from_str(text).map_err(|e| cx.syntax_error(&e))?;
     let mut tenant = Tenant::builder().with_settings(build_transport(&cx, raw.transport)?);
@@ -365,8 +368,7 @@ impl Cx<'_> {
 
     /// A TOML syntax or shape error, with the field found from the text around it.
     fn syntax_error(&self, e: &toml::de::Error) -> ConfigError {
-        let span = e.span().unwrap_or(0..0);
-        let message = e.message().trim().to_string();
+        let (span, message) = diagnostics::syntax_error_at(self.text, e.span(), e.message());
         let mut err = self.error(&span, field_at(self.text, span.start), message.clone());
         err.hint = unknown_key_hint(&message);
         // serde lists every known key; the hint names the one meant, so keep the message short.
@@ -387,7 +389,8 @@ impl Cx<'_> {
 
 /// The dotted field an offset falls in, from the nearest table header and `Key =` line above it:
 /// `InboundConnector[2].SenderIPAddresses`.
-fn field_at(text: &str, offset: usize) -> String {
+/// The scenario loader names the field of a TOML syntax error with it too.
+pub fn field_at(text: &str, offset: usize) -> String {
     let offset = offset.min(text.len());
     let mut table = String::new();
     let mut counts: Vec<(String, usize)> = Vec::new();
@@ -424,11 +427,13 @@ fn field_at(text: &str, offset: usize) -> String {
         }
         pos += line.len();
     }
-    match (table.is_empty(), key.is_empty()) {
+    let field = match (table.is_empty(), key.is_empty()) {
         (true, _) => key,
         (false, true) => table,
         (false, false) => format!("{table}.{key}"),
-    }
+    };
+    // A field is for reading: a key of hundreds of dotted parts is shown by its start.
+    if field.chars().count() > 80 { field.chars().take(80).chain(['…']).collect() } else { field }
 }
 
 /// For serde's "unknown field `X`, expected one of `A`, `B`": the key probably meant.
@@ -880,8 +885,16 @@ ClientHostNames = ["mail.contoso.test"]
     }
 
     #[test]
-    fn empty_file_is_a_tenant_with_defaults() {
-        let t = load("", "t.toml").unwrap();
+    fn empty_file_is_refused_and_a_minimal_file_has_defaults() {
+        // Issue 14: an empty or comment-only tenant file is a mistake, not a tenant of defaults.
+        for empty in ["", "# only a comment\n\n"] {
+            let e = load(empty, "t.toml").unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                "t.toml:1:1: the tenant file is empty: it has no tables and no keys\n  hint: a tenant file names at least one table, e.g. `[[AcceptedDomain]]`"
+            );
+        }
+        let t = load("[Transport]\n", "t.toml").unwrap();
         assert_eq!(t.settings, TransportSettings::default());
         assert!(t.inbound_connectors.is_empty());
     }

@@ -61,7 +61,8 @@ pub struct TransportSettings {
     pub max_recipients: usize,
     /// Header section limit in bytes (Exchange `MaxHeaderSize` 256 KB).
     pub max_header_size: usize,
-    /// Protocol errors before `421 4.7.0` (Exchange `MaxProtocolErrors` 5).
+    /// Protocol errors a connection may make; the next one is answered with `421 4.7.0` and
+    /// closes it (Exchange `MaxProtocolErrors` 5: five answered, the sixth closes).
     pub max_protocol_errors: u32,
     /// Stage of connector and relay rejections.
     pub rejection_stage: RejectionStage,

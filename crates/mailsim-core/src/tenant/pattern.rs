@@ -50,7 +50,8 @@ impl DomainPattern {
     /// `Get-InboundConnector` displays (`smtp:*;1`, `SMTP:contoso.com;1`, exo-behaviour §2.1).
     pub fn parse_detailed(s: &str) -> Result<Self, PatternError> {
         let mut s = s.trim();
-        if s.len() >= 5 && s[..5].eq_ignore_ascii_case("smtp:") {
+        // `get`, not slicing: a value may start with a multi-byte character (`straße.de`).
+        if s.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("smtp:")) {
             s = &s[5..];
             // The address-space cost (`;1`) carries no meaning for matching.
             if let Some((value, cost)) = s.rsplit_once(';')
@@ -101,6 +102,19 @@ impl DomainPattern {
         if name.is_empty() {
             return false;
         }
+        // Compare A-labels with A-labels: a certificate may carry a U-label name.
+        let ascii;
+        let name = if name.is_ascii() {
+            name
+        } else {
+            match idna::domain_to_ascii(name) {
+                Ok(a) => {
+                    ascii = a;
+                    ascii.as_str()
+                }
+                Err(_) => return false,
+            }
+        };
         if let Some(base) = name.strip_prefix("*.") {
             if base.is_empty() || base.contains('*') {
                 return false;
@@ -198,6 +212,30 @@ mod tests {
         ];
         for (input, expected) in rows {
             assert_eq!(DomainPattern::parse_detailed(input), expected, "{input:?}");
+        }
+    }
+
+    /// Issue 14: a value starting with a multi-byte character panicked (`end byte index 5 is not a
+    /// char boundary`); IDNA makes the U-label, its A-label and any case of either one domain.
+    #[test]
+    fn idna_values_parse_and_match_their_a_labels() {
+        for value in ["straße.de", "Straße.DE", "xn--strae-oqa.de", "smtp:straße.de;1", "*.straße.de", "ß", "ßß.de"]
+        {
+            assert!(DomainPattern::parse_detailed(value).is_ok(), "{value}");
+        }
+        let p = DomainPattern::parse("straße.de").unwrap();
+        assert_eq!(p, DomainPattern::parse("xn--strae-oqa.de").unwrap());
+        assert!(p.matches(&Domain::parse("XN--STRAE-OQA.de", false).unwrap()));
+        assert!(p.matches(&Domain::parse("STRAßE.de", true).unwrap()));
+        assert!(!p.matches(&Domain::parse("strasse.de", false).unwrap()));
+        let sub = DomainPattern::parse("*.straße.de").unwrap();
+        assert!(sub.matches(&Domain::parse("mail.xn--strae-oqa.de", false).unwrap()));
+        assert!(p.matches_cert_name("xn--strae-oqa.de"));
+        assert!(p.matches_cert_name("Straße.de"));
+        assert!(sub.matches_cert_name("mx.straße.de"));
+        assert_eq!(p.to_string(), "straße.de");
+        for bad in ["xn--zz-.de", "a\u{0}.de", "straße..de"] {
+            assert!(DomainPattern::parse_detailed(bad).is_err(), "{bad}");
         }
     }
 

@@ -21,7 +21,6 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::Context as _;
 use mailsim_core::addr::EmailAddress;
 use mailsim_core::envelope::AcceptedMessage;
 use mailsim_core::header_section;
@@ -78,8 +77,7 @@ pub struct ExplainArgs {
 /// Loads the tenant, explains, prints. Exit code 0 when the message would be queued, 1 when the
 /// tenant would refuse it (or every recipient).
 pub fn run(args: &ExplainArgs) -> anyhow::Result<i32> {
-    let text = std::fs::read_to_string(&args.tenant)
-        .with_context(|| format!("cannot read tenant file {}", args.tenant.display()))?;
+    let text = crate::config_file::read(&args.tenant)?;
     let loaded = load_with_warnings(&text, &args.tenant.display().to_string())?;
     for w in &loaded.warnings {
         eprintln!("{w}");

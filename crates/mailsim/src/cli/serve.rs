@@ -78,7 +78,7 @@ pub struct ServeArgs {
 pub fn tenant_from(args: &ServeArgs) -> anyhow::Result<Tenant> {
     let tenant = match &args.tenant {
         Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let text = crate::config_file::read(path).map_err(|e| anyhow::anyhow!("{e}"))?;
             let loaded = mailsim_core::tenant::load::load_with_warnings(&text, &path.display().to_string())
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             for warning in &loaded.warnings {

@@ -221,12 +221,19 @@ pub fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for path in paths {
         if path.is_dir() {
+            // Issue 14: `mailsim run some-dir.toml/` ran nothing and printed `0 passed, 0 failed`.
+            if path.extension().is_some_and(|e| e == "toml") {
+                anyhow::bail!("{}: is a directory, not a scenario file", path.display());
+            }
             let mut found: Vec<PathBuf> = std::fs::read_dir(path)
                 .with_context(|| format!("reading {}", path.display()))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "toml"))
                 .collect();
             found.sort();
+            if found.is_empty() {
+                anyhow::bail!("{}: no scenario files (*.toml) in this directory", path.display());
+            }
             files.extend(found);
         } else if path.is_file() {
             files.push(path.clone());

@@ -170,9 +170,7 @@ pub enum Change {
 
 /// Reads and validates a scenario file (and the tenant file and `.eml` files it names).
 pub fn load_file(path: &Path) -> Result<Scenario, ConfigError> {
-    let file = path.display().to_string();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError::at("", &file, &(0..0), "", format!("cannot read the file: {e}")))?;
+    let text = crate::config_file::read(path)?;
     parse(&text, path)
 }
 
@@ -184,6 +182,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Scenario, ConfigError> {
         text,
         dir: path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(".")),
     };
+    mailsim_core::diagnostics::refuse_empty(text, &cx.file, "scenario file")?;
     let parsed = DeTable::parse(text).map_err(|e| cx.syntax(&e))?;
     let root = Tbl { t: parsed.get_ref(), span: parsed.span(), field: String::new() };
     let allowed: Vec<&str> = TENANT_TABLES.iter().chain(SCENARIO_TABLES.iter()).copied().collect();

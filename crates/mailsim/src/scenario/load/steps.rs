@@ -133,8 +133,9 @@ impl<'t> Loader<'t> {
             }
             let relative = self.cx.string(&e)?;
             let path = self.cx.dir.join(relative);
-            let data = std::fs::read_to_string(&path)
-                .map_err(|err| self.cx.err(&e.span, &e.field, format!("cannot read {}: {err}", path.display())))?;
+            let data = crate::config_file::read(&path).map_err(|err| {
+                self.cx.err(&e.span, &e.field, format!("cannot read {}: {}", path.display(), err.message))
+            })?;
             spec.data = Some(data);
         }
         Ok(spec)
@@ -219,7 +220,7 @@ impl<'t> Loader<'t> {
         match kind {
             "host" => self.change_host(t, &node),
             "mx" => {
-                let domain = self.cx.string(&node)?.trim().to_string();
+                let domain = self.cx.dns_name(&node)?;
                 let records_node = t.get("records").expect("required");
                 let DeValue::Array(items) = records_node.v else {
                     return Err(self
@@ -255,7 +256,7 @@ impl<'t> Loader<'t> {
                 Ok(vec![Change::Mx { domain, records }])
             }
             "a" => {
-                let name = self.cx.string(&node)?.trim().to_string();
+                let name = self.cx.dns_name(&node)?;
                 let addresses_node = t.get("addresses").expect("required");
                 let mut addresses = Vec::new();
                 for text in self.cx.strings(&addresses_node)? {
@@ -270,7 +271,7 @@ impl<'t> Loader<'t> {
                 Ok(vec![Change::A { name, addresses }])
             }
             "dns_fault" => {
-                let name = self.cx.string(&node)?.trim().to_string();
+                let name = self.cx.dns_name(&node)?;
                 let fault_node = t.get("fault").expect("required");
                 let text = self.cx.string(&fault_node)?;
                 let fault = match text.to_ascii_lowercase().as_str() {

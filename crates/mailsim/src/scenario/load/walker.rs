@@ -9,40 +9,61 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use mailsim_core::diagnostics::{ConfigError, key_hint, position};
+use mailsim_core::time::MAX_CONFIG_DURATION;
 use toml::de::{DeTable, DeValue};
 
 /// How a duration is written, for hints.
 pub(super) const DURATION_HINT: &str = "write a number and a unit: 250ms, 30s, 5m, 25h or 2d (or a sum such as 1h30m)";
 
-/// Parses a duration: `250ms`, `30s`, `5m`, `25h`, `2d`, or a sum of those (`1h30m`).
+/// Parses a duration: `250ms`, `30s`, `5m`, `25h`, `2d`, or a sum of those (`1h30m`). `None` for
+/// a malformed text or one longer than `MAX_CONFIG_DURATION` (100 years).
 pub fn parse_duration(text: &str) -> Option<Duration> {
+    parse_duration_checked(text).ok()
+}
+
+/// Why a duration text was refused.
+#[derive(Debug, PartialEq, Eq)]
+enum DurationError {
+    Malformed,
+    OutOfRange,
+}
+
+/// [`parse_duration`] with the reason; every step is checked arithmetic (issue 14: a sum of
+/// ~1,100 large terms overflowed `Duration`).
+fn parse_duration_checked(text: &str) -> Result<Duration, DurationError> {
     let text = text.trim();
     if text.is_empty() {
-        return None;
+        return Err(DurationError::Malformed);
     }
     let mut total = Duration::ZERO;
     let mut rest = text;
     while !rest.is_empty() {
         let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
         if digits == 0 {
-            return None;
+            return Err(DurationError::Malformed);
         }
-        let n: u64 = rest[..digits].parse().ok()?;
+        let number = &rest[..digits];
         rest = &rest[digits..];
         let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
-        let millis = match unit {
+        let millis: u64 = match unit {
             "ms" => 1,
             "s" => 1_000,
             "m" => 60_000,
             "h" => 3_600_000,
             "d" => 86_400_000,
-            _ => return None,
+            _ => return Err(DurationError::Malformed),
         };
-        total += Duration::from_millis(n.checked_mul(millis)?);
+        // Digits only: a parse failure is a number too large for u64.
+        let n: u64 = number.parse().map_err(|_| DurationError::OutOfRange)?;
+        let term = n.checked_mul(millis).map(Duration::from_millis).ok_or(DurationError::OutOfRange)?;
+        total = total.checked_add(term).ok_or(DurationError::OutOfRange)?;
+        if total > MAX_CONFIG_DURATION {
+            return Err(DurationError::OutOfRange);
+        }
     }
-    Some(total)
+    Ok(total)
 }
 
 /// The file being read: its name for errors, its text for positions, its folder for the paths
@@ -130,8 +151,13 @@ impl Cx<'_> {
         position(self.text, span.start).0
     }
 
+    /// A TOML syntax error, at its position and naming the field it is in (as the tenant loader does).
     pub(super) fn syntax(&self, e: &toml::de::Error) -> ConfigError {
-        self.err(&e.span().unwrap_or(0..0), "", e.message().trim().to_string())
+        let (span, message) = mailsim_core::diagnostics::syntax_error_at(self.text, e.span(), e.message());
+        let field = mailsim_core::tenant::load::field_at(self.text, span.start);
+        // A broken table header (`[[step]`) names no field yet.
+        let field = if field.starts_with('[') { "" } else { field.as_str() };
+        self.err(&span, field, message)
     }
 
     pub(super) fn keys(&self, t: &Tbl<'_>, allowed: &[&str]) -> Result<(), ConfigError> {
@@ -195,8 +221,43 @@ impl Cx<'_> {
 
     pub(super) fn duration(&self, n: &Node<'_>) -> Result<Duration, ConfigError> {
         let text = self.string(n)?;
-        parse_duration(text)
-            .ok_or_else(|| self.err(&n.span, &n.field, format!("bad duration {text:?}")).with_hint(DURATION_HINT))
+        // A refused text is quoted, but not 20 KB of it.
+        let shown: String =
+            if text.chars().count() > 40 { text.chars().take(40).chain(['…']).collect() } else { text.to_string() };
+        let text = shown.as_str();
+        parse_duration_checked(self.string(n)?).map_err(|e| match e {
+            DurationError::Malformed => {
+                self.err(&n.span, &n.field, format!("bad duration {text:?}")).with_hint(DURATION_HINT)
+            }
+            DurationError::OutOfRange => self
+                .err(&n.span, &n.field, format!("duration {text:?} is out of range"))
+                .with_hint("at most 100 years (36500d)"),
+        })
+    }
+
+    /// A DNS name (`mx.partner.test`, a trailing dot allowed; `_` allowed as in service names;
+    /// U-labels become A-labels, UTS #46): refused here rather than when the step runs.
+    pub(super) fn dns_name(&self, n: &Node<'_>) -> Result<String, ConfigError> {
+        let text = self.string(n)?.trim();
+        let bare = text.strip_suffix('.').unwrap_or(text);
+        let ascii = if bare.is_ascii() {
+            Some(bare.to_ascii_lowercase())
+        } else {
+            mailsim_core::addr::Domain::parse(bare, true).ok().map(|d| d.as_str().to_string())
+        };
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
+        match ascii {
+            Some(a) if a.len() <= 253 && a.split('.').all(label_ok) => Ok(a),
+            _ => Err(self
+                .err(&n.span, &n.field, format!("{text:?} is not a DNS name"))
+                .with_hint("labels of letters, digits, `-` (not first or last) and `_`, 63 characters at most, separated by single dots")),
+        }
     }
 
     pub(super) fn ip(&self, n: &Node<'_>) -> Result<IpAddr, ConfigError> {

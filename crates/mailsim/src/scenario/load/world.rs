@@ -11,7 +11,7 @@ use mailsim_core::stage::outcome::RetryPolicy;
 use mailsim_core::tenant::Tenant;
 use mailsim_core::tenant::load::{load_with_other_tables, load_with_warnings};
 use mailsim_testkit::dns::DnsZoneSet;
-use mailsim_testkit::peer::PeerScript;
+use mailsim_testkit::peer::{Behaviour, PeerScript};
 use toml::de::{DeTable, DeValue};
 
 use super::walker::{Cx, DURATION_HINT, Node, Tbl, to_toml};
@@ -100,8 +100,8 @@ impl<'t> Loader<'t> {
                 }
                 let relative = cx.string(&n)?;
                 let path = cx.dir.join(relative);
-                let text = std::fs::read_to_string(&path)
-                    .map_err(|e| cx.err(&n.span, &n.field, format!("cannot read {}: {e}", path.display())))?;
+                let text = crate::config_file::read(&path)
+                    .map_err(|e| cx.err(&n.span, &n.field, format!("cannot read {}: {}", path.display(), e.message)))?;
                 let shown = path.display().to_string();
                 let loaded = load_with_warnings(&text, &shown).map_err(|e| {
                     // The tenant loader knows only its own tables; name the scenario's for what they are.
@@ -291,7 +291,16 @@ impl<'t> Loader<'t> {
             };
             let mut single = toml::Table::new();
             single.insert(key.to_string(), value.clone());
-            if let Err(e) = toml::Value::Table(single).try_into::<PeerScript>() {
+            let parsed = toml::Value::Table(single).try_into::<PeerScript>();
+            if let Some(code) = parsed.as_ref().ok().and_then(bad_reply_code) {
+                return Err(self
+                    .cx
+                    .err(&node.span, &node.field, format!("reply code {code} is outside 200-599"))
+                    .with_hint(
+                        "an SMTP reply code is 2yz to 5yz (RFC 5321 §4.2); to drop the connection write \"Drop\"",
+                    ));
+            }
+            if let Err(e) = parsed {
                 let hint = match key {
                     "starttls" => "Offer, Require or None".to_string(),
                     "cert" => "RightName, WrongName, Expired, Untrusted or { Named = \"mail.x.test\" }".to_string(),
@@ -322,10 +331,19 @@ impl<'t> Loader<'t> {
         let mut groups: BTreeMap<String, Vec<(usize, String)>> = BTreeMap::new();
         let mut last_origin: Option<String> = None;
         let mut search_from = n.span.start;
-        for raw in text.lines() {
-            // Where this line is in the file (for errors): the next occurrence inside the string.
+        let source_lines = string_line_starts(cx.text, &n.span);
+        let decoded_lines = text.lines().count();
+        for (k, raw) in text.lines().enumerate() {
+            // Where this line is in the file (for errors): the same line of the string's source
+            // when escapes changed no line count (issue 14: after an escape, a line was reported
+            // at the string's start), else the next occurrence inside the string.
             let needle = raw.trim();
             let offset = match cx.text.get(search_from..n.span.end).and_then(|s| s.find(needle)) {
+                _ if source_lines.len() == decoded_lines => {
+                    let start = source_lines[k];
+                    let line = &cx.text[start..n.span.end.max(start)];
+                    start + (line.len() - line.trim_start_matches([' ', '\t']).len())
+                }
                 Some(p) if !needle.is_empty() => {
                     search_from += p + needle.len();
                     search_from - needle.len()
@@ -339,6 +357,15 @@ impl<'t> Loader<'t> {
             }
             if let Some(directive) = line.trim_start().strip_prefix('$') {
                 if directive.to_ascii_uppercase().starts_with("TTL") {
+                    // Checked on its own line (issue 14: a bad `$TTL` was reported at the record
+                    // after it), with a record for the parser to apply it to.
+                    if let Err(e) = DnsZoneSet::from_zone_text(
+                        "mailsim.test",
+                        &format!("{}\nmailsim.test. A 192.0.2.1\n", line.trim()),
+                    ) {
+                        let message = e.0.replace("zone text for mailsim.test: ", "");
+                        return Err(cx.err(&at, &n.field, message).with_hint("`$TTL 3600` (seconds) or `$TTL 1h`"));
+                    }
                     directives.push_str(line.trim());
                     directives.push('\n');
                     continue;
@@ -412,6 +439,45 @@ impl<'t> Loader<'t> {
         }
         Ok(policy)
     }
+}
+
+/// The first reply code of a peer script outside 200-599 (RFC 5321 §4.2.1 defines 2yz to 5yz; a
+/// `Reply = [999, ...]` once loaded and then acted as a dropped connection).
+fn bad_reply_code(script: &PeerScript) -> Option<u16> {
+    fn bad(b: &Behaviour) -> Option<u16> {
+        match b {
+            Behaviour::Reply(code, _) if !(200..=599).contains(code) => Some(*code),
+            Behaviour::Sequence(items) => items.iter().find_map(bad),
+            _ => None,
+        }
+    }
+    [&script.on_connect, &script.on_ehlo, &script.on_mail, &script.on_rcpt, &script.on_data, &script.on_end_of_data]
+        .into_iter()
+        .chain(script.on_rcpt_for.values())
+        .find_map(bad)
+}
+
+/// The byte offset in `file` where each line of the string value at `span` starts: after the
+/// opening quotes (and the newline a multi-line string trims after them), then after each newline
+/// inside the string. Empty when `span` is not a string.
+fn string_line_starts(file: &str, span: &std::ops::Range<usize>) -> Vec<usize> {
+    let Some(source) = file.get(span.clone()) else { return Vec::new() };
+    let open = if source.starts_with("\"\"\"") || source.starts_with("'''") {
+        let rest = &source[3..];
+        3 + if rest.starts_with("\r\n") { 2 } else { usize::from(rest.starts_with('\n')) }
+    } else if source.starts_with(['"', '\'']) {
+        1
+    } else {
+        return Vec::new();
+    };
+    let body_end = source.len().saturating_sub(if open >= 3 { 3 } else { 1 }).max(open);
+    let mut starts = vec![span.start + open];
+    starts.extend(source[open..body_end].match_indices('\n').map(|(i, _)| span.start + open + i + 1));
+    // `str::lines` yields no line after a final newline.
+    if source[open..body_end].ends_with('\n') {
+        starts.pop();
+    }
+    starts
 }
 
 /// A zone-file line without its `;` comment (quotes respected).
