@@ -5,6 +5,8 @@ mod common;
 mod endpoint;
 mod explain;
 mod inbound;
+mod interop_postfix;
+mod live;
 mod malformed;
 mod outbound;
 mod protocol_log;

@@ -8,5 +8,6 @@
 
 pub mod cli;
 pub mod endpoint;
+pub mod live;
 pub mod scenario;
 pub mod sim;
