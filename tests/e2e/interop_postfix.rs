@@ -619,3 +619,55 @@ mx.contoso.test. A {tenant_ip}
     assert!(sent.contains("mx.contoso.test"), "{sent}");
     sim.stop().await;
 }
+
+/// Issue 9 item 4: a scenario world honours `--tls-client-ca` (and `--tls-cert`/`--tls-key`): a
+/// Postfix gateway presenting a certificate from the admin's own CA is trusted and accepted through
+/// the certificate lock-down; before, `serve SCENARIO` ignored the flags and judged it untrusted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postfix_gateway_with_a_certificate_from_the_admins_ca_is_trusted_in_scenario_mode() {
+    if !postfix_usable("postfix_gateway_with_a_certificate_from_the_admins_ca_is_trusted_in_scenario_mode") {
+        return;
+    }
+    let text = format!("[scenario]\nname = \"interop-postfix-admin-ca\"\n{TENANT_BASE}{LOCKDOWN_BY_CERT}");
+    let scenario = mailsim::scenario::parse(&text, Path::new("interop-postfix-admin-ca.toml")).unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let admin_ca = TestCa::new("Admin Lab CA");
+    let tenant_cert = admin_ca.issue(&LeafSpec::server("tenant.lab.test").dns("tenant.lab.test"));
+    let gateway_cert = admin_ca.issue(&LeafSpec::both("mail.gateway.test").dns("mail.gateway.test"));
+    let write = |name: &str, text: &str| {
+        let p = files.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let mut args = mailsim::cli::serve::ServeArgs {
+        scenario: None,
+        listen: None,
+        tenant: None,
+        state_dir: None,
+        accepted_domains: Vec::new(),
+        mailboxes: Vec::new(),
+        tls_cert: Some(write("tenant.pem", &tenant_cert.chain_pem)),
+        tls_key: Some(write("tenant.key", &tenant_cert.key_pem)),
+        tls_client_ca: Some(write("ca.pem", admin_ca.cert_pem())),
+        tls_trust_ca: None,
+        dns: None,
+        dns_zone: None,
+        outbound_address: None,
+        no_tls: false,
+        max_connections: 100,
+        idle_timeout: 300,
+    };
+    let ip = scenario.world.tenant_loopback.unwrap();
+    args.listen = Some(SocketAddr::new(ip, std::net::TcpListener::bind((ip, 0)).unwrap().local_addr().unwrap().port()));
+    let mut world = scenario.world.clone();
+    mailsim::cli::serve::apply_live_flags(&mut world, &args).unwrap();
+    let sim = Simulation::start(world).await.unwrap();
+    let gw = sim.host_loopback("gateway").unwrap();
+    let pf = gateway(&sim, "gw-admin-ca", gw, &gateway_cert).await;
+    pf.submit(fresh_loopback(), "someone@fabrikam.test", "alice@contoso.test", "admin CA").await;
+    assert_eq!(sim.wait_for_mailbox("alice@contoso.test", 1, BOUND).await.len(), 1, "{}", pf.log());
+    let trace = sim.trace();
+    let received = trace.iter().find(|e| e.recipient.as_deref() == Some("alice@contoso.test")).unwrap();
+    assert_eq!(received.connector.as_deref(), Some("From gateway (certificate)"));
+    sim.stop().await;
+}
