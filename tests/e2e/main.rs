@@ -7,6 +7,8 @@ mod endpoint;
 mod explain;
 mod fidelity;
 mod inbound;
+mod interop_postfix;
+mod live;
 mod loader_fuzz;
 mod malformed;
 mod outbound;

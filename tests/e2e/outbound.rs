@@ -491,3 +491,28 @@ async fn centralized_mail_transport_goes_through_on_premises_first() {
     assert!(w.endpoint().settled().await);
     assert_eq!(w.peer("onprem-mx").inbox().len(), 1, "and only once");
 }
+
+/// Issue 9 item 5 (regression): `SmartHosts = ["[198.51.100.7]:PORT"]`, Postfix's bracket form, used
+/// to load and then defer with `4.4.312 DNS query failed [LastAttemptedServerName=[198.51.100.7]]`.
+/// Bracketed addresses and names are literal next hops: delivered, the name through its A record
+/// only (no MX query).
+#[tokio::test]
+async fn bracketed_smart_hosts_deliver_as_literal_next_hops() {
+    let w = world(Vec::new(), vec![("gateway", GATEWAY, PeerScript::new("smart.gateway.test"))]).await;
+    let port = w.tenant_addr().port();
+    let rows = [
+        (format!("[{GATEWAY}]:{port}"), format!("{GATEWAY}:{port}")),
+        (format!("[smart.gateway.test]:{port}"), format!("[smart.gateway.test]:{port}")),
+    ];
+    for (n, (host, shown)) in rows.into_iter().enumerate() {
+        let connector = smart_host_connector("To gateway", &["*"], &host, TlsSettings::Opportunistic, None);
+        assert_eq!(connector.smart_hosts[0].to_string(), shown);
+        w.set_tenant(tenant(vec![connector]));
+        let reply = w.send_from_onprem("alice@contoso.test", &["carol@other.test"], BODY).await;
+        assert_eq!(reply.code, 250, "{reply:?}");
+        assert!(w.endpoint().settled().await);
+        let got = w.peer("gateway").wait_for_messages(n + 1, WAIT).await;
+        assert_eq!(got.len(), n + 1, "{host}: {:#?}", w.trace());
+    }
+    assert_eq!(w.dns().queries_for("smart.gateway.test"), 1, "one A query, no MX query: {:?}", w.dns().queries());
+}

@@ -73,9 +73,61 @@ impl AddressPlan {
     }
 }
 
+/// The world's own entries besides its hosts: the tenant's listener, the tenant's outbound
+/// source address, and the DNS server.
+pub const WORLD_SLOTS: [&str; 3] = ["tenant", "tenant-out", "dns"];
+
+fn fnv1a(text: &str) -> u32 {
+    text.bytes().fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
+}
+
+/// Stable loopback addresses for a world (issue 9 item 2): a pure function of the scenario's name
+/// and its entries' names, identical on every run and on every machine, so a Postfix
+/// `relayhost`/`mynetworks` written against one run holds for the next.
+///
+/// The scenario's name picks a /24 block in `127.129.0.0`–`127.254.255.0` (away from 127.0.0.x,
+/// where the fixed test roles live, and from the blocks tests allocate per process); each name
+/// then takes `.10`–`.249` of the block by its own hash, probing upwards past taken or pinned
+/// addresses in the order given. `pinned` entries keep their address.
+pub fn stable_loopbacks(scope: &str, names: &[&str], pinned: &[IpAddr]) -> Vec<IpAddr> {
+    let h = fnv1a(scope);
+    let (b, c) = (129 + (h % 126) as u8, ((h >> 8) & 0xff) as u8);
+    let mut taken: Vec<IpAddr> = pinned.to_vec();
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        let mut slot = fnv1a(name) % 240;
+        let ip = loop {
+            let candidate = IpAddr::from([127, b, c, 10 + slot as u8]);
+            if !taken.contains(&candidate) {
+                break candidate;
+            }
+            slot = (slot + 1) % 240;
+        };
+        taken.push(ip);
+        out.push(ip);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stable_loopbacks_are_a_function_of_the_names() {
+        let a = stable_loopbacks("cutover", &["tenant", "tenant-out", "dns", "gateway", "partner"], &[]);
+        assert_eq!(a, stable_loopbacks("cutover", &["tenant", "tenant-out", "dns", "gateway", "partner"], &[]));
+        let mut unique = a.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), a.len());
+        assert!(a.iter().all(|ip| ip.is_loopback() && !matches!(ip, IpAddr::V4(v) if v.octets()[1] < 129)));
+        // Another scenario, another block.
+        assert_ne!(stable_loopbacks("other", &["tenant"], &[])[0], a[0]);
+        // A pinned address is never handed out.
+        let pinned = stable_loopbacks("cutover", &["gateway"], &[a[3]]);
+        assert_ne!(pinned[0], a[3]);
+    }
 
     #[test]
     fn translates_both_ways_and_passes_unknown_addresses_through() {

@@ -16,9 +16,10 @@ use mailsim_core::envelope::AcceptedMessage;
 use mailsim_core::reply::{LastAttempt, ReplyContext};
 use mailsim_core::stage::attempt::{AttemptFailure, AttemptResult, DnsFailure, failure_reply};
 use mailsim_core::stage::deliver::{TlsStep, check_server_certificate, tls_gate};
-use mailsim_core::stage::route::{Hop, MxDecision, TlsPolicy, address_targets, mx_targets};
+use mailsim_core::stage::route::{
+    Hop, MxDecision, SmartHostLookup, TlsPolicy, address_targets, mx_targets, smart_host_lookup,
+};
 use mailsim_core::tenant::SmartHost;
-use mailsim_core::tenant::outbound_connector::SmartHostAddr;
 
 use crate::client::{ClientError, ClientOptions, SmtpClient, Stage, TlsMode};
 use crate::clock::SimClock;
@@ -238,12 +239,20 @@ async fn smart_host_targets(cfg: &OutboundConfig, hosts: &[SmartHost]) -> Result
     let mut out = Vec::new();
     let mut failure = DnsFailure::NoHosts;
     for host in hosts {
-        match &host.host {
-            SmartHostAddr::Ip(ip) => out.push(Target::new(cfg, ip.to_string(), *ip, host.port)),
-            SmartHostAddr::Name(name) => match resolve_smart_host(cfg, name).await {
-                Ok(ips) => out.extend(ips.into_iter().map(|ip| Target::new(cfg, name.clone(), ip, host.port))),
-                Err(f) => failure = f,
-            },
+        let (name, found) = match smart_host_lookup(host) {
+            SmartHostLookup::Literal(ip) => (ip.to_string(), Ok(vec![ip])),
+            SmartHostLookup::AddressOnly(name) => {
+                let found = resolve_host(cfg, &name).await;
+                (name, found)
+            }
+            SmartHostLookup::MxThenAddress(name) => {
+                let found = resolve_smart_host(cfg, &name).await;
+                (name, found)
+            }
+        };
+        match found {
+            Ok(ips) => out.extend(ips.into_iter().map(|ip| Target::new(cfg, name.clone(), ip, host.port))),
+            Err(f) => failure = f,
         }
     }
     if out.is_empty() { Err(failure) } else { Ok(out) }

@@ -25,6 +25,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 /// Certificate material for STARTTLS.
+#[derive(Debug)]
 pub struct TlsMaterial {
     /// Server chain (leaf first).
     pub chain: Vec<CertificateDer<'static>>,
@@ -32,6 +33,12 @@ pub struct TlsMaterial {
     pub key: PrivateKeyDer<'static>,
     /// CAs a client certificate must chain to, to count as trusted.
     pub client_roots: Vec<CertificateDer<'static>>,
+}
+
+impl Clone for TlsMaterial {
+    fn clone(&self) -> Self {
+        Self { chain: self.chain.clone(), key: self.key.clone_key(), client_roots: self.client_roots.clone() }
+    }
 }
 
 impl TlsMaterial {

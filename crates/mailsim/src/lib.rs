@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config_file;
 pub mod endpoint;
 pub mod fuzz_oracle;
+pub mod live;
 pub mod scenario;
 pub mod sim;
 pub mod soak;

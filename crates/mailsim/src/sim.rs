@@ -39,8 +39,9 @@ use mailsim_testkit::dns::{DnsZoneSet, ScriptedDns};
 use mailsim_testkit::hosts::allocate_loopback;
 use mailsim_testkit::peer::{PeerScript, ScriptedPeer};
 use mailsim_testkit::sender::{ClientIdentity, RawReply, ScriptedSender, SenderError, TlsOptions};
+use rustls_pki_types::CertificateDer;
 
-use crate::endpoint::{EndpointOptions, RunningEndpoint};
+use crate::endpoint::{EndpointOptions, RunningEndpoint, TlsMaterial};
 
 /// Why a world could not be brought up, changed or sent into. The message says what was being
 /// done; the source, when there is one, says why.
@@ -182,6 +183,9 @@ pub struct HostSpec {
     pub peer: Option<PeerScript>,
     /// The peer relays what it receives to the tenant (a gateway in front of the tenant).
     pub relays_to_tenant: bool,
+    /// The loopback address it binds: pinned in the scenario (`loopback = "127.0.0.10"`) or
+    /// planned by the loader (stable across runs); `None` takes a fresh one.
+    pub loopback: Option<IpAddr>,
 }
 
 impl HostSpec {
@@ -193,8 +197,44 @@ impl HostSpec {
             cert: None,
             peer: None,
             relays_to_tenant: false,
+            loopback: None,
         }
     }
+}
+
+/// The tenant's declared outbound address unless a scenario names one
+/// (`[scenario] tenant_outbound_address`).
+pub const DEFAULT_TENANT_OUTBOUND: &str = "192.0.2.101";
+
+/// One row of a running world's address plan (printed by `serve`, served by the API).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct PlanRow {
+    /// `tenant`, `tenant-out`, `dns` or a host's name.
+    pub name: String,
+    /// The address configurations and DNS use.
+    pub declared: IpAddr,
+    /// The loopback address it binds.
+    pub loopback: IpAddr,
+    /// The port it listens on (`None` for `tenant-out`, which only connects).
+    pub port: Option<u16>,
+    /// What it is.
+    pub role: PlanRole,
+}
+
+/// What a plan row is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PlanRole {
+    /// The tenant endpoint (SMTP, STARTTLS).
+    Tenant,
+    /// The tenant's outbound source address.
+    TenantOutbound,
+    /// The world's DNS server (UDP and TCP).
+    Dns,
+    /// A host with a scripted peer: receives mail on its socket.
+    Peer,
+    /// A host that only sends (a real MTA may take its place).
+    Sender,
 }
 
 /// Everything a world is made of.
@@ -216,6 +256,29 @@ pub struct WorldSpec {
     pub tenant_bind: Option<SocketAddr>,
     /// Per-step timeout of the tenant's outbound conversations (10 s by default).
     pub outbound_timeout: Duration,
+    /// The tenant listener's loopback address (stable across runs when the loader plans it);
+    /// `None` takes a fresh one. `tenant_bind` wins over it.
+    pub tenant_loopback: Option<IpAddr>,
+    /// The declared address the tenant sends from (what partners' connectors and logs see).
+    pub tenant_outbound_declared: IpAddr,
+    /// The loopback address outbound connections bind (issue 9 item 6); `None` takes a fresh one.
+    pub tenant_outbound_loopback: Option<IpAddr>,
+    /// The DNS server's loopback address (port: a free one); `None` takes a fresh one.
+    pub dns_loopback: Option<IpAddr>,
+    /// Bind the DNS server exactly here (`serve --dns 127.0.0.53:53`); wins over `dns_loopback`.
+    pub dns_bind: Option<SocketAddr>,
+    /// The tenant's STARTTLS certificate and the CAs client certificates are judged against;
+    /// `None`: the shared test PKI.
+    pub tls: Option<TlsMaterial>,
+    /// Roots the outbound side trusts for `CertificateValidation`/`DomainValidation`
+    /// (`--tls-trust-ca`); `None`: the test PKI's CA.
+    pub server_roots: Option<Vec<CertificateDer<'static>>>,
+    /// Offer STARTTLS (`serve --no-tls` turns it off).
+    pub starttls: bool,
+    /// Concurrent connections before `421 4.3.2` (`None`: the endpoint's default).
+    pub max_connections: Option<usize>,
+    /// Idle time before `451 4.7.0` (`None`: the endpoint's default).
+    pub idle_timeout: Option<Duration>,
 }
 
 impl WorldSpec {
@@ -230,6 +293,16 @@ impl WorldSpec {
             state_dir: None,
             tenant_bind: None,
             outbound_timeout: Duration::from_secs(10),
+            tenant_loopback: None,
+            tenant_outbound_declared: DEFAULT_TENANT_OUTBOUND.parse().expect("valid"),
+            tenant_outbound_loopback: None,
+            dns_loopback: None,
+            dns_bind: None,
+            tls: None,
+            server_roots: None,
+            starttls: true,
+            max_connections: None,
+            idle_timeout: None,
         }
     }
 }
@@ -323,6 +396,7 @@ pub struct Simulation {
     hosts: Mutex<Vec<Host>>,
     tenant_loopback: IpAddr,
     tenant_declared: IpAddr,
+    outbound: (IpAddr, IpAddr),
     port: u16,
     sent: std::sync::atomic::AtomicU64,
 }
@@ -335,21 +409,23 @@ impl Simulation {
                 tokio::net::TcpListener::bind(addr).await.map_err(io(format!("binding the tenant on {addr}")))?
             }
             None => {
-                let addr = SocketAddr::new(allocate_loopback(), 0);
+                let addr = SocketAddr::new(spec.tenant_loopback.unwrap_or_else(allocate_loopback), 0);
                 tokio::net::TcpListener::bind(addr).await.map_err(io(format!("binding the tenant on {addr}")))?
             }
         };
         let tenant_addr = listener.local_addr().map_err(io("reading the tenant's address"))?;
         let (tenant_loopback, port) = (tenant_addr.ip(), tenant_addr.port());
+        let outbound = (spec.tenant_outbound_declared, spec.tenant_outbound_loopback.unwrap_or_else(allocate_loopback));
         let mut plan = AddressPlan::new();
         plan.add("tenant", spec.tenant_declared, tenant_loopback).map_err(plan_err("the tenant's address"))?;
+        plan.add("tenant-out", outbound.0, outbound.1).map_err(plan_err("the tenant's outbound address"))?;
         let mut hosts = Vec::new();
         let mut peers = BTreeMap::new();
         for host in spec.hosts {
             if hosts.iter().any(|h: &Host| h.spec.name == host.name) {
                 return Err(SimError::DuplicateHost(host.name));
             }
-            let loopback = allocate_loopback();
+            let loopback = host.loopback.unwrap_or_else(allocate_loopback);
             plan.add(&host.name, host.declared, loopback).map_err(plan_err(format!("host {:?}", host.name)))?;
             if let Some(script) = &host.peer {
                 let mut script = script.clone();
@@ -363,13 +439,32 @@ impl Simulation {
             }
             hosts.push(Host { spec: host, loopback });
         }
-        let dns = ScriptedDns::start(allocate_loopback(), spec.dns).await.map_err(io("starting the DNS server"))?;
+        let dns_addr =
+            spec.dns_bind.unwrap_or_else(|| SocketAddr::new(spec.dns_loopback.unwrap_or_else(allocate_loopback), 0));
+        let dns = ScriptedDns::start_on(dns_addr, spec.dns)
+            .await
+            .map_err(io(format!("starting the DNS server on {dns_addr}{}", crate::live::bind_hint(dns_addr))))?;
         let mut options = EndpointOptions::new(spec.tenant);
         options.plan = plan;
         options.dns = Some(dns.addr());
         options.dns_timeout = Duration::from_millis(500);
         options.smtp_port = port;
-        options.outbound_source = tenant_loopback;
+        options.outbound_source = outbound.1;
+        if let Some(tls) = spec.tls {
+            options.tls = Some(tls);
+        }
+        if let Some(roots) = spec.server_roots {
+            options.server_roots = roots;
+        }
+        if !spec.starttls {
+            options.tls = None;
+        }
+        if let Some(max) = spec.max_connections {
+            options.max_connections = max;
+        }
+        if let Some(idle) = spec.idle_timeout {
+            options.timeouts.idle = idle;
+        }
         options.outbound_timeout = spec.outbound_timeout;
         options.retry = spec.retry;
         options.state_dir = spec.state_dir;
@@ -381,6 +476,7 @@ impl Simulation {
             hosts: Mutex::new(hosts),
             tenant_loopback,
             tenant_declared: spec.tenant_declared,
+            outbound,
             port,
             sent: std::sync::atomic::AtomicU64::new(0),
         })
@@ -412,14 +508,35 @@ impl Simulation {
         hosts.iter().find(|h| h.spec.name == host).map(|h| h.loopback).ok_or_else(|| SimError::NoHost(host.to_string()))
     }
 
-    /// The address plan as a table: (host, declared, loopback socket).
+    /// The address plan as a table: (host, declared, loopback socket). The tenant's outbound
+    /// address is in [`Simulation::plan`], which also says each row's role.
     pub fn plan_table(&self) -> Vec<(String, IpAddr, SocketAddr)> {
-        let mut rows =
-            vec![("tenant".to_string(), self.tenant_declared, SocketAddr::new(self.tenant_loopback, self.port))];
+        self.plan()
+            .into_iter()
+            .filter(|r| r.port.is_some())
+            .map(|r| (r.name, r.declared, SocketAddr::new(r.loopback, r.port.unwrap_or_default())))
+            .collect()
+    }
+
+    /// The address plan: the tenant, its outbound address, every host, the DNS server.
+    pub fn plan(&self) -> Vec<PlanRow> {
+        let row = |name: &str, declared, loopback, port, role| PlanRow {
+            name: name.to_string(),
+            declared,
+            loopback,
+            port,
+            role,
+        };
+        let mut rows = vec![
+            row("tenant", self.tenant_declared, self.tenant_loopback, Some(self.port), PlanRole::Tenant),
+            row("tenant-out", self.outbound.0, self.outbound.1, None, PlanRole::TenantOutbound),
+        ];
         for h in self.hosts.lock().expect("hosts lock").iter() {
-            rows.push((h.spec.name.clone(), h.spec.declared, SocketAddr::new(h.loopback, self.port)));
+            let role = if self.peers.contains_key(&h.spec.name) { PlanRole::Peer } else { PlanRole::Sender };
+            rows.push(row(&h.spec.name, h.spec.declared, h.loopback, Some(self.port), role));
         }
-        rows.push(("dns".to_string(), self.dns.addr().ip(), self.dns.addr()));
+        let dns = self.dns.addr();
+        rows.push(row("dns", dns.ip(), dns.ip(), Some(dns.port()), PlanRole::Dns));
         rows
     }
 
@@ -441,6 +558,7 @@ impl Simulation {
         host.spec.declared = declared;
         let mut plan = AddressPlan::new();
         plan.add("tenant", self.tenant_declared, self.tenant_loopback).map_err(plan_err("the tenant's address"))?;
+        plan.add("tenant-out", self.outbound.0, self.outbound.1).map_err(plan_err("the tenant's outbound address"))?;
         for h in hosts.iter() {
             plan.add(&h.spec.name, h.spec.declared, h.loopback).map_err(plan_err(format!("host {:?}", h.spec.name)))?;
         }

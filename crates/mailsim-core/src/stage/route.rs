@@ -221,6 +221,27 @@ pub fn mx_targets(domain: &Domain, answer: &MxAnswer) -> MxDecision {
     }
 }
 
+/// How a smart host is looked up before delivery (§3.1, §12; issue 9 item 5).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SmartHostLookup {
+    /// A literal address: no DNS at all.
+    Literal(IpAddr),
+    /// A bracketed name: its own addresses only, no MX lookup (Postfix's `[name]`).
+    AddressOnly(String),
+    /// A plain FQDN: MX first, then its own addresses ([`smart_host_names`]).
+    MxThenAddress(String),
+}
+
+/// The lookup a smart host entry calls for.
+pub fn smart_host_lookup(host: &SmartHost) -> SmartHostLookup {
+    use crate::tenant::outbound_connector::SmartHostAddr;
+    match &host.host {
+        SmartHostAddr::Ip(ip) => SmartHostLookup::Literal(*ip),
+        SmartHostAddr::Exact(name) => SmartHostLookup::AddressOnly(name.clone()),
+        SmartHostAddr::Name(name) => SmartHostLookup::MxThenAddress(name.clone()),
+    }
+}
+
 /// Judges the MX answer for a smart host written as an FQDN: resolved MX-then-A (§3.1, §12), so
 /// its MX hosts in preference order, or the name itself when it has no MX. Anything that leaves
 /// no host to try defers with `450 4.4.312 DNS query failed` (§3.3): a smart host is not a
@@ -355,6 +376,23 @@ mod tests {
         let back = plan(&t, &rcpts, Source::OnPremises);
         assert_eq!(back.routes[0].hop, Hop::Mailbox);
         assert_eq!(back.routes[1].hop.connector(), Some("star"));
+    }
+
+    /// Issue 9 item 5: a bracketed next hop is never looked up as MX (`[127.0.0.20]:2602` used
+    /// to load and then defer with 4.4.312 naming `[127.0.0.20]`).
+    #[test]
+    fn bracketed_smart_hosts_are_literal_next_hops() {
+        let rows = [
+            ("[127.0.0.20]:2602", SmartHostLookup::Literal("127.0.0.20".parse().unwrap()), 2602),
+            ("127.0.0.20", SmartHostLookup::Literal("127.0.0.20".parse().unwrap()), 25),
+            ("[smtp.gateway.test]:587", SmartHostLookup::AddressOnly("smtp.gateway.test".into()), 587),
+            ("smtp.gateway.test", SmartHostLookup::MxThenAddress("smtp.gateway.test".into()), 25),
+        ];
+        for (text, lookup, port) in rows {
+            let host = SmartHost::parse(text).unwrap();
+            assert_eq!(smart_host_lookup(&host), lookup, "{text}");
+            assert_eq!(host.port, port, "{text}");
+        }
     }
 
     #[test]

@@ -613,8 +613,10 @@ fn build_outbound_connectors(
             c.recipient_domains.push(p);
         }
         for (text, span) in items(&r.smart_hosts) {
-            let host = SmartHost::parse(text).ok_or_else(|| {
-                cx.error(&span, field("SmartHosts"), format!("`{text}` is not a host name, IP address or host:port"))
+            let host = SmartHost::parse_detailed(text).map_err(|e| {
+                cx.error(&span, field("SmartHosts"), format!("`{text}`: {e}")).with_hint(
+                    "write `host`, `host:port`, `IP`, `IP:port`, or `[host]:port` for a next hop without MX lookup",
+                )
             })?;
             c.smart_hosts.push(host);
         }
@@ -1371,7 +1373,19 @@ ClientHostNames = ["mail.contoso.test"]
                 s(
                     "[[OutboundConnector]]\nName = \"x\"\nRecipientDomains = [\"*\"]\nUseMXRecord = false\nSmartHosts = [\"bad host\"]\n",
                 ),
-                "t.toml:5:15: OutboundConnector[1].SmartHosts: `bad host` is not a host name, IP address or host:port",
+                "t.toml:5:15: OutboundConnector[1].SmartHosts: `bad host`: not a host name or IP address\n  hint: write `host`, `host:port`, `IP`, `IP:port`, or `[host]:port` for a next hop without MX lookup",
+            ),
+            (
+                s(
+                    "[[OutboundConnector]]\nName = \"x\"\nRecipientDomains = [\"*\"]\nUseMXRecord = false\nSmartHosts = [\"[127.0.0.20:2602\"]\n",
+                ),
+                "t.toml:5:15: OutboundConnector[1].SmartHosts: `[127.0.0.20:2602`: a bracketed next hop is written `[host]` or `[host]:port`\n  hint: write `host`, `host:port`, `IP`, `IP:port`, or `[host]:port` for a next hop without MX lookup",
+            ),
+            (
+                s(
+                    "[[OutboundConnector]]\nName = \"x\"\nRecipientDomains = [\"*\"]\nUseMXRecord = false\nSmartHosts = [\"[127.0.0.20]:0\"]\n",
+                ),
+                "t.toml:5:15: OutboundConnector[1].SmartHosts: `[127.0.0.20]:0`: `0` is not a port (1 to 65535)\n  hint: write `host`, `host:port`, `IP`, `IP:port`, or `[host]:port` for a next hop without MX lookup",
             ),
             (
                 s("[[OutboundConnector]]\nName = \"x\"\nRecipientDomains = [\"*\"]\nTlsSettings = \"Required\"\n"),

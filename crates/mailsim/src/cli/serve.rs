@@ -20,10 +20,17 @@ use mailsim_io::smtp_conn::Timeouts;
 use mailsim_testkit::certs::TestPki;
 
 use crate::endpoint::{EndpointOptions, RunningEndpoint, TlsMaterial};
-use crate::sim::{Simulation, WorldSpec};
+use crate::sim::{PlanRole, Simulation, WorldSpec};
+use mailsim_testkit::dns::{DnsZoneSet, ScriptedDns};
 
 /// The tenant's address without a scenario.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:1025";
+/// The port of every host of a served scenario world unless `--listen` names one: stable, so a
+/// real MTA's configuration written for one run holds for the next.
+pub const DEFAULT_WORLD_PORT: u16 = 2525;
+/// The tenant's outbound address without a scenario: not its listener's, so peers and
+/// source-IP rules see the tenant's outbound side apart from local clients.
+pub const DEFAULT_OUTBOUND: &str = "127.0.0.2";
 
 /// `mailsim serve` flags.
 #[derive(clap::Args, Debug)]
@@ -32,8 +39,8 @@ pub struct ServeArgs {
     /// the tenant endpoint alone is served, from --tenant and the flags.
     #[arg(value_name = "SCENARIO", env = "MAILSIM_SCENARIO")]
     pub scenario: Option<PathBuf>,
-    /// Address the tenant listens on (loopback only). Default 127.0.0.1:1025; with a scenario, a
-    /// fresh 127/8 address and port unless given (every host of the world uses the same port).
+    /// Address the tenant listens on (loopback only). Default 127.0.0.1:1025; with a scenario, the
+    /// tenant's planned (stable) address and port 2525 (every host of the world uses the same port).
     #[arg(long, env = "MAILSIM_LISTEN")]
     pub listen: Option<SocketAddr>,
     /// Tenant configuration file (TOML, EXO parameter names). Flags below add to it.
@@ -54,15 +61,33 @@ pub struct ServeArgs {
     /// Mailbox address (repeatable).
     #[arg(long = "mailbox", env = "MAILSIM_MAILBOX", value_delimiter = ',', conflicts_with = "scenario")]
     pub mailboxes: Vec<String>,
-    /// Server certificate chain (PEM).
-    #[arg(long, env = "MAILSIM_TLS_CERT", default_value = "certs/tenant.chain.crt")]
-    pub tls_cert: PathBuf,
-    /// Server key (PEM).
-    #[arg(long, env = "MAILSIM_TLS_KEY", default_value = "certs/tenant.key")]
-    pub tls_key: PathBuf,
-    /// CA bundle that client certificates must chain to, to be trusted.
-    #[arg(long, env = "MAILSIM_TLS_CLIENT_CA", default_value = "certs/ca.crt")]
-    pub tls_client_ca: PathBuf,
+    /// Server certificate chain (PEM). Default certs/tenant.chain.crt (or, with a scenario, the
+    /// world's test PKI).
+    #[arg(long, env = "MAILSIM_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// Server key (PEM). Default certs/tenant.key (with --tls-cert).
+    #[arg(long, env = "MAILSIM_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// CA bundle that client certificates must chain to, to be trusted. Default certs/ca.crt (or
+    /// the world's test CA).
+    #[arg(long, env = "MAILSIM_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// CA bundle the tenant trusts for server certificates when it sends through a connector with
+    /// CertificateValidation or DomainValidation (default: the world's test CA).
+    #[arg(long, env = "MAILSIM_TLS_TRUST_CA")]
+    pub tls_trust_ca: Option<PathBuf>,
+    /// Bind the world's DNS server here (UDP and TCP, loopback only), e.g. 127.0.0.153:53 for a
+    /// real MTA's resolv.conf. Ports below 1024 need root or CAP_NET_BIND_SERVICE.
+    #[arg(long = "dns", env = "MAILSIM_DNS", value_name = "ADDR")]
+    pub dns: Option<SocketAddr>,
+    /// DNS records for `serve --tenant` (zone-file lines with absolute names, as a scenario's
+    /// `[dns] records`); a tenant file may hold them in a `[dns]` table instead.
+    #[arg(long = "dns-zone", env = "MAILSIM_DNS_ZONE", value_name = "FILE", conflicts_with = "scenario")]
+    pub dns_zone: Option<PathBuf>,
+    /// The loopback address the tenant sends from (every outbound connection binds it). Default:
+    /// 127.0.0.2 for `serve --tenant`, the planned `tenant-out` address with a scenario.
+    #[arg(long = "outbound-address", env = "MAILSIM_OUTBOUND_ADDRESS", value_name = "IP")]
+    pub outbound_address: Option<std::net::IpAddr>,
     /// Do not offer STARTTLS.
     #[arg(long, env = "MAILSIM_NO_TLS")]
     pub no_tls: bool,
@@ -76,18 +101,34 @@ pub struct ServeArgs {
 
 /// Builds the tenant from the file (if any) and the flags.
 pub fn tenant_from(args: &ServeArgs) -> anyhow::Result<Tenant> {
-    let tenant = match &args.tenant {
+    Ok(tenant_and_dns(args)?.0)
+}
+
+/// The tenant and the DNS records of `serve --tenant`: the tenant file's `[dns]` table or
+/// `--dns-zone` (not both).
+pub fn tenant_and_dns(args: &ServeArgs) -> anyhow::Result<(Tenant, DnsZoneSet)> {
+    let (tenant, mut zones) = match &args.tenant {
         Some(path) => {
-            let text = crate::config_file::read(path).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let loaded = mailsim_core::tenant::load::load_with_warnings(&text, &path.display().to_string())
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            for warning in &loaded.warnings {
+            let (tenant, zones, warnings) = crate::live::tenant_file(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+            for warning in &warnings {
                 eprintln!("mailsim: {warning}");
             }
-            loaded.tenant
+            (tenant, zones)
         }
-        None => Tenant::default(),
+        None => (Tenant::default(), DnsZoneSet::new()),
     };
+    if let Some(zone) = &args.dns_zone {
+        anyhow::ensure!(
+            zones.zone_names().is_empty(),
+            "--dns-zone {}: the tenant file has a [dns] table already; give the records in one place",
+            zone.display()
+        );
+        zones = crate::live::zone_file(zone).map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    Ok((with_flags(tenant, args)?, zones))
+}
+
+fn with_flags(tenant: Tenant, args: &ServeArgs) -> anyhow::Result<Tenant> {
     if args.accepted_domains.is_empty() && args.mailboxes.is_empty() {
         return Ok(tenant);
     }
@@ -161,10 +202,7 @@ async fn serve_world(path: &Path, args: &ServeArgs, shutdown: impl Future<Output
     let (mut world, steps) = scenario_world(path)?;
     let state_dir = args.state_dir.clone().unwrap_or_else(|| PathBuf::from("state"));
     world.state_dir = Some(state_dir.clone());
-    if let Some(listen) = args.listen {
-        anyhow::ensure!(listen.ip().is_loopback(), "mailsim listens on loopback addresses only, not {}", listen.ip());
-        world.tenant_bind = Some(listen);
-    }
+    apply_live_flags(&mut world, args)?;
     let sim = Simulation::start(world).await.with_context(|| format!("starting the world of {}", path.display()))?;
     print!("{}", plan_text(&sim, path, steps, &state_dir));
     shutdown.await;
@@ -173,26 +211,87 @@ async fn serve_world(path: &Path, args: &ServeArgs, shutdown: impl Future<Output
     Ok(())
 }
 
+/// The flags of a live rehearsal applied to a scenario's world (issue 9 items 2-4, 6): the
+/// tenant's socket (stable: its planned address and port 2525 unless `--listen`), the DNS
+/// server's, the tenant's outbound address, its certificate and client CAs, the outbound trust
+/// anchors, STARTTLS and the session limits. Every flag `serve` accepts applies here or is refused
+/// by clap (`--tenant`, `--accepted-domain`, `--mailbox`, `--dns-zone`): none is ignored.
+pub fn apply_live_flags(world: &mut WorldSpec, args: &ServeArgs) -> anyhow::Result<()> {
+    let listen = match args.listen {
+        Some(listen) => listen,
+        None => {
+            SocketAddr::new(world.tenant_loopback.unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()), DEFAULT_WORLD_PORT)
+        }
+    };
+    anyhow::ensure!(listen.ip().is_loopback(), "mailsim listens on loopback addresses only, not {}", listen.ip());
+    world.tenant_bind = Some(listen);
+    if let Some(dns) = args.dns {
+        anyhow::ensure!(dns.ip().is_loopback(), "--dns {dns}: the world's DNS binds loopback addresses only");
+        world.dns_bind = Some(dns);
+    } else if let Some(ip) = world.dns_loopback {
+        world.dns_bind = Some(SocketAddr::new(ip, listen.port()));
+    }
+    if let Some(ip) = args.outbound_address {
+        anyhow::ensure!(ip.is_loopback(), "--outbound-address {ip}: the tenant sends from loopback addresses only");
+        world.tenant_outbound_loopback = Some(ip);
+    }
+    if args.no_tls {
+        anyhow::ensure!(
+            args.tls_cert.is_none() && args.tls_key.is_none() && args.tls_client_ca.is_none(),
+            "--no-tls: no STARTTLS is offered, so --tls-cert, --tls-key and --tls-client-ca do not apply"
+        );
+        world.starttls = false;
+    } else if args.tls_cert.is_some() || args.tls_key.is_some() || args.tls_client_ca.is_some() {
+        let pki = TestPki::default_shared();
+        let mut material = TlsMaterial::from_pki(pki);
+        match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => {
+                material.chain =
+                    mailsim_io::tls::load_pem_chain(cert).with_context(|| format!("--tls-cert {}", cert.display()))?;
+                material.key =
+                    mailsim_io::tls::load_pem_key(key).with_context(|| format!("--tls-key {}", key.display()))?;
+            }
+            (None, None) => {}
+            (Some(_), None) => anyhow::bail!("--tls-cert needs --tls-key (the certificate's private key)"),
+            (None, Some(_)) => anyhow::bail!("--tls-key needs --tls-cert (the certificate it belongs to)"),
+        }
+        if let Some(ca) = &args.tls_client_ca {
+            material.client_roots =
+                mailsim_io::tls::load_pem_chain(ca).with_context(|| format!("--tls-client-ca {}", ca.display()))?;
+        }
+        world.tls = Some(material);
+    }
+    if let Some(ca) = &args.tls_trust_ca {
+        world.server_roots = Some(crate::live::trust_roots(ca)?);
+    }
+    world.max_connections = Some(args.max_connections);
+    world.idle_timeout = Some(Duration::from_secs(args.idle_timeout));
+    Ok(())
+}
+
 /// The address plan of a running world, as `serve` prints it.
 pub fn plan_text(sim: &Simulation, path: &Path, steps: usize, state_dir: &Path) -> String {
-    let rows = sim.plan_table();
+    let rows = sim.plan();
     let mut out = format!("mailsim world of {} is up\n\n", path.display());
     out.push_str(&format!("{:<14} {:<18} {:<24} role\n", "host", "declared", "loopback socket"));
     let tenant = sim.tenant_addr();
     let mut bind_hint = None;
-    for (name, declared, socket) in &rows {
-        let role = match name.as_str() {
-            "tenant" => "the tenant endpoint (SMTP, STARTTLS)".to_string(),
-            "dns" => "the world's DNS server (UDP and TCP)".to_string(),
-            _ if sim.peer(name).is_ok() => {
-                "scripted peer: receives mail here; send as it from this address".to_string()
-            }
-            _ => {
-                bind_hint.get_or_insert_with(|| (name.clone(), socket.ip()));
-                "sender: bind this address to send as it; listen on this socket to receive as it".to_string()
+    for row in &rows {
+        let role = match row.role {
+            PlanRole::Tenant => "the tenant endpoint (SMTP, STARTTLS)",
+            PlanRole::TenantOutbound => "the tenant's outbound source address (every connection it makes)",
+            PlanRole::Dns => "the world's DNS server (UDP and TCP)",
+            PlanRole::Peer => "scripted peer: receives mail here; send as it from this address",
+            PlanRole::Sender => {
+                bind_hint.get_or_insert_with(|| (row.name.clone(), row.loopback));
+                "sender: bind this address to send as it; listen on this socket to receive as it"
             }
         };
-        out.push_str(&format!("{name:<14} {:<18} {:<24} {role}\n", declared.to_string(), socket.to_string()));
+        let socket = match row.port {
+            Some(port) => SocketAddr::new(row.loopback, port).to_string(),
+            None => row.loopback.to_string(),
+        };
+        out.push_str(&format!("{:<14} {:<18} {socket:<24} {role}\n", row.name, row.declared.to_string()));
     }
     out.push('\n');
     out.push_str(&format!(
@@ -215,25 +314,61 @@ pub fn plan_text(sim: &Simulation, path: &Path, steps: usize, state_dir: &Path) 
 
 /// Serves the tenant endpoint alone.
 async fn serve_tenant(args: ServeArgs, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let tenant = tenant_from(&args)?;
+    let (tenant, zones) = tenant_and_dns(&args)?;
+    let tls_cert = args.tls_cert.clone().unwrap_or_else(|| PathBuf::from("certs/tenant.chain.crt"));
+    let tls_key = args.tls_key.clone().unwrap_or_else(|| PathBuf::from("certs/tenant.key"));
+    let tls_client_ca = args.tls_client_ca.clone().unwrap_or_else(|| PathBuf::from("certs/ca.crt"));
     let tls = if args.no_tls {
+        anyhow::ensure!(
+            args.tls_cert.is_none() && args.tls_key.is_none() && args.tls_client_ca.is_none(),
+            "--no-tls: no STARTTLS is offered, so --tls-cert, --tls-key and --tls-client-ca do not apply"
+        );
         None
-    } else if args.tls_cert.exists() {
-        Some(TlsMaterial::from_files(&args.tls_cert, &args.tls_key, &args.tls_client_ca)?)
+    } else if tls_cert.exists() || args.tls_cert.is_some() {
+        Some(TlsMaterial::from_files(&tls_cert, &tls_key, &tls_client_ca)?)
     } else {
-        tracing::warn!(cert = %args.tls_cert.display(), "certificate not found; using a test PKI generated in memory (run `mailsim certs` to write one)");
+        tracing::warn!(cert = %tls_cert.display(), "certificate not found; using a test PKI generated in memory (run `mailsim certs` to write one)");
         Some(TlsMaterial::from_pki(TestPki::default_shared()))
     };
+    // The world's DNS for a tenant alone: the tenant file's [dns] or --dns-zone, on --dns (or a
+    // free port on 127.0.0.1 when only records are given).
+    let dns = match (args.dns, zones.zone_names().is_empty()) {
+        (None, true) => None,
+        (bind, _) => {
+            let addr = bind.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+            anyhow::ensure!(addr.ip().is_loopback(), "--dns {addr}: the DNS server binds loopback addresses only");
+            Some(
+                ScriptedDns::start_on(addr, zones)
+                    .await
+                    .with_context(|| format!("starting the DNS server on {addr}{}", crate::live::bind_hint(addr)))?,
+            )
+        }
+    };
+    let outbound = args.outbound_address.unwrap_or_else(|| DEFAULT_OUTBOUND.parse().expect("valid"));
+    anyhow::ensure!(
+        outbound.is_loopback(),
+        "--outbound-address {outbound}: the tenant sends from loopback addresses only"
+    );
     let mut options = EndpointOptions::new(tenant);
     options.tls = tls;
     options.state_dir = args.state_dir.clone();
     options.max_connections = args.max_connections;
     options.timeouts = Timeouts { idle: Duration::from_secs(args.idle_timeout), ..Timeouts::default() };
+    options.outbound_source = outbound;
+    options.dns = dns.as_ref().map(ScriptedDns::addr);
+    if let Some(ca) = &args.tls_trust_ca {
+        options.server_roots = crate::live::trust_roots(ca)?;
+    }
     let domains: Vec<String> =
         options.tenant.accepted_domains.iter().map(|d| format!("{} ({:?})", d.name, d.domain_type)).collect();
     let listen = args.listen.unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid"));
     let endpoint = RunningEndpoint::bind(listen, options).await?;
     println!("mailsim tenant endpoint listening on {}", endpoint.addr());
+    println!("outbound connections from {outbound}");
+    match &dns {
+        Some(dns) => println!("DNS: {} (UDP and TCP), records: {}", dns.addr(), dns.zones().zone_names().join(", ")),
+        None => println!("DNS: none (give [dns] records in the tenant file or --dns-zone FILE for MX delivery)"),
+    }
     println!("accepted domains: {}", if domains.is_empty() { "(none)".to_string() } else { domains.join(", ") });
     match &args.state_dir {
         Some(dir) => println!(
@@ -245,5 +380,8 @@ async fn serve_tenant(args: ServeArgs, shutdown: impl Future<Output = ()>) -> an
     shutdown.await;
     println!("stopping");
     endpoint.stop().await;
+    if let Some(dns) = dns {
+        dns.stop().await;
+    }
     Ok(())
 }

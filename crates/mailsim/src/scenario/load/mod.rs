@@ -207,6 +207,9 @@ struct HostState {
 struct Loader<'t> {
     cx: Cx<'t>,
     tenant_declared: IpAddr,
+    /// The tenant's outbound side and the loopback addresses pinned in the file (issue 9 items 2
+    /// and 6): see `world.rs`.
+    live: world::LivePlan,
     hosts: Vec<HostState>,
     initial_hosts: Vec<HostSpec>,
     tenant_doc: toml::Table,
@@ -263,6 +266,7 @@ impl<'t> Loader<'t> {
         let mut world = WorldSpec::new(self.initial_tenant.clone());
         world.tenant_declared = self.tenant_declared;
         world.hosts = self.initial_hosts.clone();
+        self.live.apply(&name, &mut world);
         world.dns = dns;
         world.retry = retry;
         Ok(Scenario {
@@ -359,7 +363,7 @@ starttls = "Offer"
             ),
             (
                 s("[[host]]\nname = \"tenant\"\naddress = \"198.51.100.9\"\n"),
-                "s.toml:22:8: host[2].name: \"tenant\" cannot name a host\n  hint: \"tenant\" and \"dns\" are the world's own; pick a role name such as \"gateway\" or \"partner\"",
+                "s.toml:22:8: host[2].name: \"tenant\" cannot name a host\n  hint: \"tenant\", \"tenant-out\" and \"dns\" are the world's own; pick a role name such as \"gateway\" or \"partner\"",
             ),
             (
                 s("[[host]]\nname = \"gateway\"\naddress = \"198.51.100.9\"\n"),

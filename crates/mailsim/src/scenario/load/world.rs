@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
+use mailsim_core::address_plan::{WORLD_SLOTS, stable_loopbacks};
 use mailsim_core::diagnostics::{ConfigError, closest};
 use mailsim_core::stage::outcome::RetryPolicy;
 use mailsim_core::tenant::Tenant;
@@ -74,6 +75,53 @@ impl Cx<'_> {
     }
 }
 
+/// The tenant's outbound side and the loopback addresses pinned in the file: the rest of the plan
+/// is [`stable_loopbacks`] of the scenario's name, so every run of a scenario binds the same
+/// addresses (issue 9 item 2).
+pub(super) struct LivePlan {
+    /// `[scenario] tenant_outbound_address`: the declared address the tenant sends from.
+    pub(super) outbound_declared: IpAddr,
+    /// (loopback, owner): `tenant`, `tenant-out`, `dns` or a host's name.
+    pub(super) pinned: Vec<(IpAddr, String)>,
+}
+
+impl LivePlan {
+    /// A pinned loopback address (`loopback = "127.0.0.10"`): a 127/8 address nobody else pinned.
+    fn pin(&mut self, cx: &Cx<'_>, n: &Node<'_>, owner: &str) -> Result<IpAddr, ConfigError> {
+        let ip = cx.ip(n)?;
+        if !matches!(ip, IpAddr::V4(v4) if v4.is_loopback()) {
+            return Err(cx
+                .err(&n.span, &n.field, format!("{ip} is not a 127/8 address"))
+                .with_hint("every simulated host binds an address of its own in 127.0.0.0/8, e.g. \"127.0.0.10\""));
+        }
+        if let Some((_, other)) = self.pinned.iter().find(|(p, _)| *p == ip) {
+            return Err(cx
+                .err(&n.span, &n.field, format!("{ip} is already {other}'s loopback address"))
+                .with_hint("every host binds a loopback address of its own"));
+        }
+        self.pinned.push((ip, owner.to_string()));
+        Ok(ip)
+    }
+
+    /// Fills in the world's loopback addresses: pinned ones as written, the others stable.
+    pub(super) fn apply(&self, scenario: &str, world: &mut crate::sim::WorldSpec) {
+        let pinned_of = |owner: &str| self.pinned.iter().find(|(_, o)| o == owner).map(|(ip, _)| *ip);
+        let mut names: Vec<String> = WORLD_SLOTS.iter().map(|s| s.to_string()).collect();
+        names.extend(world.hosts.iter().map(|h| h.name.clone()));
+        let free: Vec<&str> = names.iter().map(String::as_str).filter(|n| pinned_of(n).is_none()).collect();
+        let pins: Vec<IpAddr> = self.pinned.iter().map(|(ip, _)| *ip).collect();
+        let planned = stable_loopbacks(scenario, &free, &pins);
+        let address = |name: &str| pinned_of(name).or_else(|| free.iter().position(|n| *n == name).map(|i| planned[i]));
+        world.tenant_loopback = address("tenant");
+        world.tenant_outbound_loopback = address("tenant-out");
+        world.tenant_outbound_declared = self.outbound_declared;
+        world.dns_loopback = address("dns");
+        for host in &mut world.hosts {
+            host.loopback = address(&host.name);
+        }
+    }
+}
+
 impl<'t> Loader<'t> {
     pub(super) fn new(cx: Cx<'t>, root: &Tbl<'_>) -> Result<Self, ConfigError> {
         let scenario = match root.get("scenario") {
@@ -81,12 +129,49 @@ impl<'t> Loader<'t> {
             None => None,
         };
         if let Some(s) = &scenario {
-            cx.keys(s, &["name", "description", "tenant_file", "tenant_address"])?;
+            cx.keys(
+                s,
+                &[
+                    "name",
+                    "description",
+                    "tenant_file",
+                    "tenant_address",
+                    "tenant_outbound_address",
+                    "tenant_loopback",
+                    "tenant_outbound_loopback",
+                    "dns_loopback",
+                ],
+            )?;
         }
         let tenant_declared = match scenario.as_ref().and_then(|s| s.get("tenant_address")) {
             Some(n) => cx.ip(&n)?,
             None => IpAddr::from([192, 0, 2, 100]),
         };
+        let mut live = LivePlan {
+            outbound_declared: crate::sim::DEFAULT_TENANT_OUTBOUND.parse().expect("valid"),
+            pinned: Vec::new(),
+        };
+        if let Some(s) = &scenario {
+            if let Some(n) = s.get("tenant_outbound_address") {
+                live.outbound_declared = cx.ip(&n)?;
+                if live.outbound_declared == tenant_declared {
+                    return Err(cx
+                        .err(
+                            &n.span,
+                            &n.field,
+                            format!("{} is the tenant's address (tenant_address)", live.outbound_declared),
+                        )
+                        .with_hint("the tenant sends from an address of its own"));
+                }
+            }
+            for (key, slot) in
+                [("tenant_loopback", "tenant"), ("tenant_outbound_loopback", "tenant-out"), ("dns_loopback", "dns")]
+            {
+                if let Some(n) = s.get(key) {
+                    live.pin(&cx, &n, slot)?;
+                }
+            }
+        }
         let (tenant, warnings, tenant_doc) = match scenario.as_ref().and_then(|s| s.get("tenant_file")) {
             Some(n) => {
                 if let Some(k) = TENANT_TABLES.iter().find(|k| root.get(k).is_some()) {
@@ -131,6 +216,7 @@ impl<'t> Loader<'t> {
         let mut loader = Loader {
             cx,
             tenant_declared,
+            live,
             hosts: Vec::new(),
             initial_hosts: Vec::new(),
             tenant_doc,
@@ -196,6 +282,15 @@ impl<'t> Loader<'t> {
         if address == self.tenant_declared {
             return Err(self.cx.err(&n.span, &n.field, format!("{address} is the tenant's address (tenant_address)")));
         }
+        if address == self.live.outbound_declared {
+            return Err(self
+                .cx
+                .err(&n.span, &n.field, format!("{address} is the tenant's outbound address (tenant_outbound_address)"))
+                .with_hint("every host has an address of its own"));
+        }
+        if let Some((_, owner)) = self.live.pinned.iter().find(|(ip, _)| *ip == address) {
+            return Err(self.cx.err(&n.span, &n.field, format!("{address} is {owner}'s loopback address")));
+        }
         if let Some((_, h)) = self.hosts.iter().enumerate().find(|(i, h)| h.declared == address && Some(*i) != except) {
             return Err(self
                 .cx
@@ -212,11 +307,11 @@ impl<'t> Loader<'t> {
         for (i, item) in items.iter().enumerate() {
             let node = Node { v: item.get_ref(), span: item.span(), field: format!("host[{}]", i + 1) };
             let t = self.cx.table(&node)?;
-            self.cx.keys(&t, &["name", "address", "cert", "relay_to_tenant", "peer"])?;
+            self.cx.keys(&t, &["name", "address", "loopback", "cert", "relay_to_tenant", "peer"])?;
             let name_node = self.cx.req(&t, "name")?;
             let name = self.cx.string(&name_node)?.trim().to_string();
-            if name.is_empty() || name.eq_ignore_ascii_case("tenant") || name.eq_ignore_ascii_case("dns") {
-                return Err(self.cx.err(&name_node.span, &name_node.field, format!("{name:?} cannot name a host")).with_hint("\"tenant\" and \"dns\" are the world's own; pick a role name such as \"gateway\" or \"partner\""));
+            if name.is_empty() || WORLD_SLOTS.iter().any(|w| name.eq_ignore_ascii_case(w)) {
+                return Err(self.cx.err(&name_node.span, &name_node.field, format!("{name:?} cannot name a host")).with_hint("\"tenant\", \"tenant-out\" and \"dns\" are the world's own; pick a role name such as \"gateway\" or \"partner\""));
             }
             if self.hosts.iter().any(|h| h.name == name) {
                 return Err(self.cx.err(
@@ -228,6 +323,10 @@ impl<'t> Loader<'t> {
             let address_node = self.cx.req(&t, "address")?;
             let declared = self.cx.ip(&address_node)?;
             self.check_address_free(&address_node, declared, None)?;
+            let loopback = match t.get("loopback") {
+                Some(n) => Some(self.live.pin(&self.cx, &n, &name)?),
+                None => None,
+            };
             let cert = match t.get("cert") {
                 Some(c) => self.cx.cert(&c, true)?,
                 None => None,
@@ -258,6 +357,7 @@ impl<'t> Loader<'t> {
                 cert,
                 peer: script,
                 relays_to_tenant: relay,
+                loopback,
             });
             self.hosts.push(HostState { name, declared, peer, relay });
         }
