@@ -22,6 +22,7 @@ pub struct Delivered {
 #[derive(Debug, Default)]
 pub struct MailStore {
     delivered: Mutex<Vec<Delivered>>,
+    quarantined: Mutex<Vec<Delivered>>,
     dir: Option<PathBuf>,
     changed: Notify,
 }
@@ -49,6 +50,25 @@ impl MailStore {
         }
         self.delivered.lock().expect("store lock").push(Delivered { mailbox, message });
         self.changed.notify_waiters();
+    }
+
+    /// Holds one copy in the hosted quarantine (a mail flow rule's `Quarantine`, exo-behaviour
+    /// §13.5), written under `<dir>/quarantine/<address>/` when the store has a directory.
+    pub fn quarantine(&self, recipient: EmailAddress, message: Arc<AcceptedMessage>) {
+        if let Some(dir) = &self.dir {
+            let folder = dir.join("quarantine").join(recipient.key());
+            let path = folder.join(format!("{:016X}.eml", message.internal_id));
+            if let Err(e) = std::fs::create_dir_all(&folder).and_then(|_| std::fs::write(&path, &message.data)) {
+                tracing::error!(path = %path.display(), error = %e, "could not write message file");
+            }
+        }
+        self.quarantined.lock().expect("store lock").push(Delivered { mailbox: recipient, message });
+        self.changed.notify_waiters();
+    }
+
+    /// Every quarantined copy, with the recipient it was for.
+    pub fn quarantined(&self) -> Vec<Delivered> {
+        self.quarantined.lock().expect("store lock").clone()
     }
 
     /// Every delivered copy, in delivery order.

@@ -42,7 +42,7 @@ pub use walker::parse_duration;
 use walker::{Cx, Node, Tbl};
 
 /// The tenant tables (the tenant file format), as the tenant loader knows them.
-pub const TENANT_TABLES: [&str; 5] = mailsim_core::tenant::load::TABLES;
+pub const TENANT_TABLES: &[&str] = &mailsim_core::tenant::load::TABLES;
 /// The tables a scenario adds; the tenant loader skips them (`load_with_other_tables`).
 pub const SCENARIO_TABLES: [&str; 5] = ["scenario", "host", "dns", "retry", "step"];
 /// The test PKI's leaf certificates, by the names scenarios use.
