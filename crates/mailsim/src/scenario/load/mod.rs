@@ -216,6 +216,8 @@ struct Loader<'t> {
     inbound_names: BTreeSet<String>,
     all_connector_names: BTreeSet<String>,
     mailboxes: BTreeSet<String>,
+    /// Mail flow rule names, for `trace = { rule = ... }`.
+    rule_names: BTreeSet<String>,
 }
 
 impl<'t> Loader<'t> {
@@ -472,7 +474,7 @@ starttls = "Offer"
             // Steps: change.
             (
                 s("[[step]]\nchange = { }\n"),
-                "s.toml:22:10: step[1].change: this change names nothing to change\n  hint: a change has one of: inbound_connector, outbound_connector, add_inbound_connector, add_outbound_connector, remove_connector, accepted_domain, transport, host, mx, a, dns_fault",
+                "s.toml:22:10: step[1].change: this change names nothing to change\n  hint: a change has one of: inbound_connector, outbound_connector, add_inbound_connector, add_outbound_connector, remove_connector, accepted_domain, transport, host, mx, a, dns_fault, transport_rule",
             ),
             (
                 s("[[step]]\nchange = { mx = \"partner.test\", a = \"x.test\" }\n"),
@@ -559,7 +561,7 @@ starttls = "Offer"
             ),
             (
                 format!("{SEND}expect = {{ recipient = \"alice@contoso.test\", status = \"Sent\" }}\n"),
-                "s.toml:23:55: step[1].expect.status: unknown status \"Sent\"\n  hint: Delivered, Pending, Failed or GettingStatus",
+                "s.toml:23:55: step[1].expect.status: unknown status \"Sent\"\n  hint: Delivered, Pending, Failed, Quarantined or GettingStatus",
             ),
             (
                 format!("{SEND}expect = {{ ndr = \"inbox:alice@contoso.test\" }}\n"),
@@ -571,7 +573,7 @@ starttls = "Offer"
             ),
             (
                 format!("{SEND}expect = {{ trace = {{ event = \"BOUNCE\" }} }}\n"),
-                "s.toml:23:30: step[1].expect.trace.event: unknown trace event \"BOUNCE\"\n  hint: RECEIVE, DELIVER, SEND, DEFER, FAIL, DSN or TRANSFER",
+                "s.toml:23:30: step[1].expect.trace.event: unknown trace event \"BOUNCE\"\n  hint: RECEIVE, DELIVER, SEND, DEFER, FAIL, DSN, TRANSFER, TRANSPORT RULE, DROP, QUARANTINE or REDIRECT",
             ),
             (
                 format!("{SEND}expect = {{ trace = {{ connector = \"Nope\" }} }}\n"),
