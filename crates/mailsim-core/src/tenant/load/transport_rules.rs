@@ -34,7 +34,7 @@ use crate::diagnostics::{self, ConfigError};
 use crate::tenant::TenantBuilder;
 use crate::tenant::transport_rule::{
     Action, Condition, DisclaimerFallback, DisclaimerLocation, DistributionGroup, Importance, IpRange, Patterns,
-    RuleErrorAction, RuleMode, Scope, SenderAddressLocation, TransportRule, Words, guid_for,
+    RuleErrorAction, RuleMode, Scope, SenderAddressLocation, TransportRule, Words, guid_for, parse_date,
 };
 use crate::time::Timestamp;
 
@@ -304,26 +304,6 @@ impl Val<'_, '_, '_> {
                 .with_hint("write \"2026-12-08T09:00:00Z\" or \"2026-12-08\" (UTC)")
         })
     }
-}
-
-/// `2026-12-08T09:00:00Z`, `2026-12-08 09:00`, `2026-12-08T09:00:00` or `2026-12-08`, as UTC.
-pub(crate) fn parse_date(text: &str) -> Option<Timestamp> {
-    let t = text.trim();
-    let rfc3339 = time::format_description::well_known::Rfc3339;
-    if let Ok(d) = time::OffsetDateTime::parse(t, &rfc3339) {
-        return Some(Timestamp::from_millis((d.unix_timestamp_nanos() / 1_000_000) as i64));
-    }
-    let (date, clock) = match t.split_once(['T', ' ']) {
-        Some((d, c)) => (d, c.trim_end_matches('Z')),
-        None => (t, "00:00:00"),
-    };
-    let fd = time::macros::format_description!("[year]-[month]-[day]");
-    let date = time::Date::parse(date, &fd).ok()?;
-    let parts: Vec<&str> = clock.split(':').collect();
-    let num = |i: usize| parts.get(i).map_or(Some(0), |p| p.parse::<u8>().ok());
-    let clock = time::Time::from_hms(num(0)?, num(1)?, num(2)?).ok()?;
-    let at = time::PrimitiveDateTime::new(date, clock).assume_utc();
-    Some(Timestamp::from_millis((at.unix_timestamp_nanos() / 1_000_000) as i64))
 }
 
 /// Reads the rules into the builder, one at a time, each checked against the ones before it.
