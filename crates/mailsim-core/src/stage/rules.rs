@@ -365,6 +365,17 @@ fn rewrite(work: &mut Work, data: Vec<u8>) {
     work.content = Rc::new(Content { data: Some(data), view: std::cell::OnceCell::new() });
 }
 
+/// [`rewrite`] for an edit whose effect on the view is known: the view is patched, not re-read
+/// from the new bytes (a rule set with many content conditions parses the message once).
+fn rewrite_with(work: &mut Work, data: Vec<u8>, patch: impl FnOnce(&View) -> View) {
+    let view = work.content.view.get().map(patch);
+    let cell = std::cell::OnceCell::new();
+    if let Some(v) = view {
+        let _ = cell.set(v);
+    }
+    work.content = Rc::new(Content { data: Some(data), view: cell });
+}
+
 /// Applies `rule`'s actions to `work` (already narrowed to the matched recipients); forks of added
 /// recipients go to `queue`.
 fn apply(
@@ -403,14 +414,14 @@ fn apply(
             Action::SetHeader { name, value } => {
                 if enforce {
                     let data = content::set_header(work.content.bytes(&facts.message.data), name, value);
-                    rewrite(work, data);
+                    rewrite_with(work, data, |v| v.with_header_set(name, value));
                 }
                 format!("set header {name}: {value}")
             }
             Action::RemoveHeader(name) => {
                 if enforce {
                     let data = content::remove_header(work.content.bytes(&facts.message.data), name);
-                    rewrite(work, data);
+                    rewrite_with(work, data, |v| v.with_header_removed(name));
                 }
                 format!("remove header {name}")
             }
@@ -418,7 +429,8 @@ fn apply(
                 if enforce {
                     let subject = view(work, facts).subject.clone();
                     let data = content::prepend_subject(work.content.bytes(&facts.message.data), &subject, prefix);
-                    rewrite(work, data);
+                    let new = format!("{prefix}{subject}");
+                    rewrite_with(work, data, |v| v.with_header_set("Subject", &new));
                 }
                 format!("prepend {prefix:?} to the subject")
             }
@@ -427,7 +439,7 @@ fn apply(
                 match content::add_disclaimer(bytes, text, *location) {
                     Ok(data) => {
                         if enforce {
-                            rewrite(work, data);
+                            rewrite_with(work, data, |v| v.with_disclaimer(text, *location));
                         }
                         format!("{location:?} the disclaimer")
                     }

@@ -147,30 +147,75 @@ pub enum DisclaimerFallback {
     Reject,
 }
 
-/// Whole words or phrases, case-insensitive (§13.3 "Words").
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Words(Vec<String>);
+/// Whole words or phrases, case-insensitive (§13.3 "Words"). ASCII words are searched all at
+/// once with an Aho-Corasick automaton (ASCII case-insensitive) built at load, so a rule set
+/// reads a message body once per condition rather than once per word; words with other
+/// characters are compared after Unicode lower-casing.
+#[derive(Clone)]
+pub struct Words {
+    words: Vec<String>,
+    ascii: Option<aho_corasick::AhoCorasick>,
+    ascii_index: Vec<usize>,
+    unicode: Vec<usize>,
+}
 
 impl Words {
     /// The words, as written; empty entries are dropped.
     pub fn new<S: AsRef<str>>(words: impl IntoIterator<Item = S>) -> Self {
-        Words(words.into_iter().map(|w| w.as_ref().trim().to_lowercase()).filter(|w| !w.is_empty()).collect())
+        let words: Vec<String> =
+            words.into_iter().map(|w| w.as_ref().trim().to_lowercase()).filter(|w| !w.is_empty()).collect();
+        let (ascii_index, unicode): (Vec<usize>, Vec<usize>) = (0..words.len()).partition(|&i| words[i].is_ascii());
+        let ascii = (!ascii_index.is_empty())
+            .then(|| {
+                aho_corasick::AhoCorasick::builder()
+                    .ascii_case_insensitive(true)
+                    .build(ascii_index.iter().map(|&i| words[i].as_bytes()))
+                    .ok()
+            })
+            .flatten();
+        Words { words, ascii, ascii_index, unicode }
     }
 
     /// The words (lower-cased).
     pub fn list(&self) -> &[String] {
-        &self.0
+        &self.words
     }
 
     /// The first word found in `text` as a whole word, if any.
     pub fn find(&self, text: &str) -> Option<&str> {
-        if self.0.is_empty() {
+        if let Some(ac) = &self.ascii {
+            let bytes = text.as_bytes();
+            for m in ac.find_overlapping_iter(bytes) {
+                // An ASCII match starts and ends on character boundaries (UTF-8 continuation
+                // bytes are never ASCII).
+                let before = text[..m.start()].chars().next_back();
+                let after = text[m.end()..].chars().next();
+                if !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphanumeric) {
+                    return Some(self.words[self.ascii_index[m.pattern().as_usize()]].as_str());
+                }
+            }
+        }
+        if self.unicode.is_empty() {
             return None;
         }
         let lower = text.to_lowercase();
-        self.0.iter().find(|w| contains_word(&lower, w)).map(String::as_str)
+        self.unicode.iter().map(|&i| self.words[i].as_str()).find(|w| contains_word(&lower, w))
     }
 }
+
+impl fmt::Debug for Words {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Words").field(&self.words).finish()
+    }
+}
+
+impl PartialEq for Words {
+    fn eq(&self, other: &Self) -> bool {
+        self.words == other.words
+    }
+}
+
+impl Eq for Words {}
 
 /// Whether `word` occurs in `text` (both lower-cased) with no letter or digit on either side.
 fn contains_word(text: &str, word: &str) -> bool {

@@ -38,8 +38,42 @@ pub struct View {
     pub body: String,
 }
 
-fn parser() -> MessageParser {
-    MessageParser::new().with_mime_headers().with_address_headers().default_header_text()
+impl View {
+    /// The view of the message after [`set_header`]: the first instance replaced, or one added.
+    pub fn with_header_set(&self, name: &str, value: &str) -> View {
+        let mut v = self.clone();
+        match v.headers.iter().position(|(n, _)| n.eq_ignore_ascii_case(name)) {
+            Some(i) => v.headers[i].1 = value.to_string(),
+            None => v.headers.push((name.to_string(), value.to_string())),
+        }
+        if name.eq_ignore_ascii_case("Subject") {
+            v.subject = value.to_string();
+        }
+        v
+    }
+
+    /// The view after [`remove_header`].
+    pub fn with_header_removed(&self, name: &str) -> View {
+        let mut v = self.clone();
+        v.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        if name.eq_ignore_ascii_case("Subject") {
+            v.subject.clear();
+        }
+        v
+    }
+
+    /// The view after [`add_disclaimer`]: the disclaimer's text in the body.
+    pub fn with_disclaimer(&self, html: &str, location: DisclaimerLocation) -> View {
+        let mut v = self.clone();
+        v.body = join_text(&v.body, &strip_tags(html), location);
+        v
+    }
+}
+
+/// The parser, configured once (its header table is a hash map built on each `new`).
+fn parser() -> &'static MessageParser {
+    static PARSER: std::sync::OnceLock<MessageParser> = std::sync::OnceLock::new();
+    PARSER.get_or_init(|| MessageParser::new().with_mime_headers().with_address_headers().default_header_text())
 }
 
 fn addresses(v: Option<&mail_parser::Address<'_>>) -> Vec<EmailAddress> {
