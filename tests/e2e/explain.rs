@@ -20,6 +20,8 @@ fn args(source: &str, rcpts: &[&str]) -> ExplainArgs {
         mail_from: "a@fabrikam.test".to_string(),
         rcpt_to: rcpts.iter().map(|s| s.to_string()).collect(),
         helo: None,
+        headers: None,
+        at: None,
     }
 }
 

@@ -8,9 +8,11 @@ use std::net::IpAddr;
 use crate::addr::EmailAddress;
 use crate::envelope::AcceptedMessage;
 use crate::reply::{LastAttempt, Reply};
+use crate::reply::{ReplyContext, ReplyKind};
 use crate::session::Refusal;
 use crate::stage::inbound::{Direction, InboundVerdict};
 use crate::stage::outcome::Outcome;
+use crate::stage::rules::{Fate, RulesOutcome};
 use crate::time::Timestamp;
 
 /// Message-trace detail events (§8.2), named as EXO names them.
@@ -29,8 +31,20 @@ pub enum Event {
     Fail,
     /// An NDR (DSN) was generated for failed recipients.
     Dsn,
-    /// Recipients split to a forked copy per next hop.
+    /// Recipients split to a forked copy per next hop, or by mail flow rules (§13.3).
     Transfer,
+    /// A mail flow rule matched (§13.6 `Transport rule`): the rule's name and id in the detail,
+    /// `S:TRA=ETR|ruleId=…|action=…|mode=…` in the data.
+    #[serde(rename = "TRANSPORT RULE", alias = "TRANSPORTRULE")]
+    TransportRule,
+    /// Dropped by a rule's `DeleteMessage` (§13.6 recommendation: status Failed).
+    Drop,
+    /// Held in quarantine by a rule (§13.6 recommendation: status Quarantined; mailsim names the
+    /// event for what happened rather than EXO's `Deliver` to the quarantine).
+    Quarantine,
+    /// Redirected by a rule's `RedirectMessageTo` to other recipients (§13.6 recommendation:
+    /// delivered, to someone else).
+    Redirect,
 }
 
 /// Status per recipient as `Get-MessageTraceV2` shows it (§8.1).
@@ -44,16 +58,19 @@ pub enum Status {
     Failed,
     /// Only received so far.
     GettingStatus,
+    /// Held in quarantine (§13.6).
+    Quarantined,
 }
 
 impl Event {
     /// The status this event leaves the recipient in.
     pub fn status(self) -> Status {
         match self {
-            Event::Deliver | Event::Send => Status::Delivered,
+            Event::Deliver | Event::Send | Event::Redirect => Status::Delivered,
             Event::Defer => Status::Pending,
-            Event::Fail | Event::Dsn => Status::Failed,
-            Event::Receive | Event::Transfer => Status::GettingStatus,
+            Event::Fail | Event::Dsn | Event::Drop => Status::Failed,
+            Event::Quarantine => Status::Quarantined,
+            Event::Receive | Event::Transfer | Event::TransportRule => Status::GettingStatus,
         }
     }
 }
@@ -206,6 +223,128 @@ impl TraceEvent {
                 data: Some(reply.clone()),
             })
             .collect()
+    }
+}
+
+/// `7/17/2017 12:31:25 AM`, the `st=` of `AGENTINFO` (§13.6).
+fn agent_time(at: Timestamp) -> String {
+    let d = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(at.as_millis()) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let (h, pm) = match d.hour() {
+        0 => (12, false),
+        h @ 1..=11 => (h, false),
+        12 => (12, true),
+        h => (h - 12, true),
+    };
+    format!(
+        "{}/{}/{} {h}:{:02}:{:02} {}",
+        d.month() as u8,
+        d.day(),
+        d.year(),
+        d.minute(),
+        d.second(),
+        if pm { "PM" } else { "AM" }
+    )
+}
+
+impl TraceEvent {
+    /// The evidence of the rules stage (§13.6), in order: per matched rule, recipient and action a
+    /// `Transport rule` event (`Transport rule: '<name>', ID: ('<guid>'), ...` with
+    /// `S:TRA=ETR|ruleId=<guid>|st=<time>|action=<Action>|sev=1|mode=<Mode>`); `REDIRECT` for
+    /// recipients a rule redirected; `TRANSFER` when rules forked the message; `RECEIVE` for
+    /// recipients a rule added. What happens to each fork afterwards has its own events
+    /// ([`TraceEvent::rule_fate`]).
+    pub fn rules_applied(message: &AcceptedMessage, outcome: &RulesOutcome, at: Timestamp) -> Vec<Self> {
+        let mut out = Vec::new();
+        for hit in &outcome.hits {
+            let detail = format!(
+                "Transport rule: '{}', ID: ('{}'), DLP policy: '', ID: (00000000-0000-0000-0000-000000000000).",
+                hit.rule, hit.guid
+            );
+            for rcpt in &hit.recipients {
+                for a in &hit.actions {
+                    let mut ev = Self::of_message(message, at, Event::TransportRule, Some(rcpt), detail.clone());
+                    ev.data = Some(format!(
+                        "S:TRA=ETR|ruleId={}|st={}|action={}|sev=1|mode={}",
+                        hit.guid,
+                        agent_time(at),
+                        a.action,
+                        hit.mode
+                    ));
+                    out.push(ev);
+                }
+                if hit.mode.enforces()
+                    && let Some(redirect) = hit.actions.iter().find(|a| a.action == "RedirectMessage")
+                    && !redirect.effect.contains("5.7.128")
+                {
+                    out.push(Self::of_message(
+                        message,
+                        at,
+                        Event::Redirect,
+                        Some(rcpt),
+                        format!("Transport rule '{}': {}", hit.rule, redirect.effect),
+                    ));
+                }
+            }
+        }
+        let original = outcome.forks.iter().filter(|f| f.added_by.is_none()).count();
+        for fork in &outcome.forks {
+            for rcpt in &fork.recipients {
+                match &fork.added_by {
+                    Some((rule, action)) => out.push(Self::of_message(
+                        message,
+                        at,
+                        Event::Receive,
+                        Some(rcpt),
+                        format!("Added by transport rule '{rule}' ({action})"),
+                    )),
+                    None if original > 1 => out.push(Self::of_message(
+                        message,
+                        at,
+                        Event::Transfer,
+                        Some(rcpt),
+                        format!("Forked by transport rules into {original} copies"),
+                    )),
+                    None => {}
+                }
+            }
+        }
+        out
+    }
+
+    /// The end of a fork the rules decided: `FAIL` for a reject (data: what trace shows,
+    /// `550 5.7.1 TRANSPORT.RULES.RejectMessage; ...`, whatever the rule's text, §13.6 \[O32]; the
+    /// loop's own 5.7.128), `DROP` for a delete, `QUARANTINE` for quarantine. `None` for a fork
+    /// that is routed.
+    pub fn rule_fate(
+        message: &AcceptedMessage,
+        rcpt: &EmailAddress,
+        fate: &Fate,
+        ctx: &ReplyContext<'_>,
+    ) -> Option<Self> {
+        let at = ctx.now;
+        let (event, detail, data) = match fate {
+            Fate::Route { .. } => return None,
+            Fate::Reject(ReplyKind::TransportRuleRejected { code, .. }) => (
+                Event::Fail,
+                "Rejected by a transport rule",
+                Some(format!(
+                    "550 5.7.{code} TRANSPORT.RULES.RejectMessage; the message was rejected by organization policy"
+                )),
+            ),
+            Fate::Reject(kind) => (Event::Fail, "Rejected by transport rules", Some(kind.reply(ctx).to_string())),
+            Fate::Delete => (Event::Drop, "Message deleted by a transport rule", None),
+            Fate::Quarantine => (Event::Quarantine, "Message quarantined by a transport rule", None),
+        };
+        let mut ev = Self::of_message(message, at, event, Some(rcpt), detail.to_string());
+        ev.data = data;
+        Some(ev)
+    }
+
+    /// A rule's routing that could not be honoured (§13.5: the connector is disabled or missing;
+    /// the fork is routed normally).
+    pub fn rule_route_warning(message: &AcceptedMessage, rcpt: &EmailAddress, warning: &str, at: Timestamp) -> Self {
+        Self::of_message(message, at, Event::Transfer, Some(rcpt), warning.to_string())
     }
 }
 

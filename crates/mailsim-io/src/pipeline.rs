@@ -1,6 +1,7 @@
 //! The only sequencer: what happens to a message after the tenant accepted it.
 //!
-//! accept → loop check → categorize → plan → per route: deliver locally, fail (unroutable), or
+//! accept → loop check → mail flow rules (per fork: reject, delete, quarantine, or on) →
+//! categorize → plan → per route: deliver locally, fail (unroutable), or
 //! attempt over SMTP on the hop's lane → settle each recipient → queue the deferred ones, bounce
 //! the failed ones with an NDR that travels the same pipeline. Every decision is a core call and
 //! every trace event is built in the core from its result; this file records it and does the I/O
@@ -17,7 +18,8 @@ use mailsim_core::session::Refusal;
 use mailsim_core::stage::attempt::recipient_replies;
 use mailsim_core::stage::categorize::categorize;
 use mailsim_core::stage::outcome::{Outcome, RetryPolicy, check_loop, settle};
-use mailsim_core::stage::route::{Hop, Source, plan};
+use mailsim_core::stage::route::{Hop, RuleRoute, Source, plan_routed};
+use mailsim_core::stage::rules::{Fate, evaluate};
 use mailsim_core::tenant::Tenant;
 use mailsim_core::time::Timestamp;
 use mailsim_core::trace::TraceEvent;
@@ -142,23 +144,74 @@ impl Pipeline {
             let failed = message.envelope.recipients.iter().map(|r| (r.clone(), reply.clone(), None)).collect();
             return self.fail(&message, failed, None);
         }
-        let categorized: Vec<_> =
-            message.envelope.recipients.iter().map(|r| (r.clone(), categorize(&tenant, r))).collect();
-        let from_on_premises = mailsim_core::stage::inbound::from_on_premises(&tenant, &message.peer);
+        // §13.1: mail flow rules between acceptance and categorize; the shell carries out each fork.
+        let now = self.clock.now();
+        let rules = evaluate(&message, &tenant, now);
+        for ev in TraceEvent::rules_applied(&message, &rules, now) {
+            self.trace.record(ev);
+        }
+        for fork in rules.forks {
+            let copy = match fork.data {
+                Some(data) => Arc::new(with_data(&message, data)),
+                None => message.clone(),
+            };
+            let ctx = self.ctx(&tenant, message.internal_id);
+            for rcpt in &fork.recipients {
+                if let Some(ev) = TraceEvent::rule_fate(&copy, rcpt, &fork.fate, &ctx) {
+                    self.trace.record(ev);
+                }
+            }
+            match fork.fate {
+                Fate::Route { connector, require_tls } => {
+                    self.route(&tenant, &copy, fork.recipients, &RuleRoute { connector, require_tls })
+                }
+                // The sender's NDR returns the message as it was sent, not a rule's rewrite.
+                Fate::Reject(kind) => {
+                    let reply = kind.reply(&ctx);
+                    let failed = fork.recipients.into_iter().map(|r| (r, reply.clone(), None)).collect();
+                    self.fail(&message, failed, Some(now));
+                }
+                Fate::Delete => {}
+                Fate::Quarantine => {
+                    for rcpt in fork.recipients {
+                        self.store.quarantine(rcpt, copy.clone());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Categorizes and routes `recipients` of `message` (one fork), as a rule asked (§3.2 step 0).
+    fn route(
+        self: &Arc<Self>,
+        tenant: &Tenant,
+        message: &Arc<AcceptedMessage>,
+        recipients: Vec<EmailAddress>,
+        rule: &RuleRoute,
+    ) {
+        let categorized: Vec<_> = recipients.iter().map(|r| (r.clone(), categorize(tenant, r))).collect();
+        let from_on_premises = mailsim_core::stage::inbound::from_on_premises(tenant, &message.peer);
         let source = if from_on_premises { Source::OnPremises } else { Source::Elsewhere };
-        for route in plan(&tenant, &categorized, source).routes {
+        let plan = plan_routed(tenant, &categorized, source, rule);
+        for warning in &plan.warnings {
+            tracing::warn!(%warning, "transport rule routing");
+            for rcpt in &recipients {
+                self.trace.record(TraceEvent::rule_route_warning(message, rcpt, warning, self.clock.now()));
+            }
+        }
+        for route in plan.routes {
             match route.hop {
                 Hop::Mailbox => {
                     for rcpt in route.recipients {
                         // A store error is logged and counted by the store; the copy stays in memory.
                         let _ = self.store.deliver(rcpt.clone(), message.clone());
-                        self.trace.record(TraceEvent::delivered_to_mailbox(&message, &rcpt, self.clock.now()));
+                        self.trace.record(TraceEvent::delivered_to_mailbox(message, &rcpt, self.clock.now()));
                     }
                 }
                 Hop::Unroutable(kind) => {
-                    let reply = kind.reply(&self.ctx(&tenant, message.internal_id));
+                    let reply = kind.reply(&self.ctx(tenant, message.internal_id));
                     let failed = route.recipients.into_iter().map(|r| (r, reply.clone(), None)).collect();
-                    self.fail(&message, failed, None);
+                    self.fail(message, failed, None);
                 }
                 hop => {
                     let entry = QueueEntry {
@@ -313,6 +366,19 @@ impl Pipeline {
     /// due, or `timeout` passes. Returns whether the pipeline went quiet.
     pub async fn settled(&self, timeout: std::time::Duration) -> bool {
         self.queue.settled(&self.clock, || self.lanes.idle(), timeout).await
+    }
+}
+
+/// A fork's copy of `m` with the content a rule rewrote.
+fn with_data(m: &AcceptedMessage, data: Vec<u8>) -> AcceptedMessage {
+    AcceptedMessage {
+        internal_id: m.internal_id,
+        message_id: m.message_id.clone(),
+        envelope: m.envelope.clone(),
+        peer: m.peer.clone(),
+        verdict: m.verdict.clone(),
+        data,
+        received_at: m.received_at,
     }
 }
 

@@ -114,6 +114,7 @@ pub struct Page {
 pub struct MailStore {
     inner: Mutex<Inner>,
     limits: StoreLimits,
+    quarantined: Mutex<Vec<Delivered>>,
     dir: Option<PathBuf>,
     changed: Notify,
 }
@@ -189,6 +190,26 @@ impl MailStore {
         }
         self.changed.notify_waiters();
         result
+    }
+
+    /// Holds one copy in the hosted quarantine (a mail flow rule's `Quarantine`, exo-behaviour
+    /// §13.5), written under `<dir>/quarantine/<address>/` (created new, never overwritten) when the
+    /// store has a directory.
+    pub fn quarantine(&self, recipient: EmailAddress, message: Arc<AcceptedMessage>) {
+        if let Some(dir) = &self.dir {
+            let folder = dir.join("quarantine").join(recipient.key());
+            let path = folder.join(format!("{:016X}.eml", message.internal_id));
+            if let Err(e) = write_new(&folder, &path, &message.data) {
+                tracing::error!(error = %e, "could not store a quarantined message");
+            }
+        }
+        self.quarantined.lock().expect("store lock").push(Delivered { mailbox: recipient, message });
+        self.changed.notify_waiters();
+    }
+
+    /// Every quarantined copy, with the recipient it was for.
+    pub fn quarantined(&self) -> Vec<Delivered> {
+        self.quarantined.lock().expect("store lock").clone()
     }
 
     /// Every copy held, in delivery order, content included (read back from disk under a state

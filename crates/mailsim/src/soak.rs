@@ -173,7 +173,11 @@ impl Tally {
                 }
             }
             Event::Defer => r.deferrals += 1,
-            Event::Dsn | Event::Transfer => {}
+            // A mail flow rule ended the recipient here (the soak's tenant has no rules).
+            Event::Drop | Event::Quarantine | Event::Redirect => {
+                open.remove(&key);
+            }
+            Event::Dsn | Event::Transfer | Event::TransportRule => {}
         }
     }
 }

@@ -260,6 +260,21 @@ pub enum ReplyKind {
     NullMx,
     /// Neither MX nor address records, or no usable route (§5.3, `Unable to route`).
     UnableToRoute,
+    /// A mail flow rule rejected the message (`RejectMessageReasonText` /
+    /// `RejectMessageEnhancedStatusCode`, exo-behaviour §13.5): an NDR after acceptance, never an
+    /// SMTP reply. `code` is the detail of `5.7.x` (1 or 900–999); without text the default is
+    /// `Delivery not authorized, message refused` (§13.5, confirmed by \[S72]). The NDR's exact
+    /// diagnostic line is **unconfirmed**; mailsim's choice is the recommended `550 <code> <text>`.
+    TransportRuleRejected {
+        /// The detail number of `5.7.<code>`.
+        code: u16,
+        /// The rule's text, if it has one.
+        text: Option<String>,
+    },
+    /// A message already redirected or expanded once by rules was redirected or expanded again
+    /// (exo-behaviour §13.5, \[B6]): `550 5.7.128 TRANSPORT.RULES.RejectMessage; Transport rules loop
+    /// count exceeded and message rejected.`
+    TransportRulesLoop,
     /// The connector that applies needs a TLS channel this session does not have (§2.4). `reason`
     /// is EXO's reason word (`UntrustedRoot`, `CertificateExpired`, ...), or `None` when the
     /// session is not encrypted at all (mailsim's choice for RequireTls, as §2.4 recommends).
@@ -418,6 +433,12 @@ impl ReplyKind {
             }
             Self::NullMx => fixed(556, status(P, 1, 10), "Recipient address has null MX"),
             Self::UnableToRoute => fixed(554, status(P, 4, 4), "Unable to route"),
+            Self::TransportRuleRejected { code, .. } => one(550, status(P, 7, *code), self.rule_reject_text()),
+            Self::TransportRulesLoop => fixed(
+                550,
+                status(P, 7, 128),
+                "TRANSPORT.RULES.RejectMessage; Transport rules loop count exceeded and message rejected.",
+            ),
             Self::TlsChannelNotAcceptable { reason } => one(
                 454,
                 status(T, 7, 0),
@@ -427,6 +448,20 @@ impl ReplyKind {
                 },
             ),
         }
+    }
+
+    /// The text of a rule reject: the rule's own, or EXO's default (§13.5).
+    pub fn rule_reject_text(&self) -> String {
+        match self {
+            Self::TransportRuleRejected { text: Some(t), .. } => t.clone(),
+            _ => "Delivery not authorized, message refused".to_string(),
+        }
+    }
+
+    /// What message trace shows for a rule reject whatever the rule's text (§13.6, \[O32] obs):
+    /// `550 5.7.1 TRANSPORT.RULES.RejectMessage; the message was rejected by organization policy`.
+    pub fn rule_reject_trace_text() -> &'static str {
+        "550 5.7.1 TRANSPORT.RULES.RejectMessage; the message was rejected by organization policy"
     }
 
     /// Whether the server closes the connection after sending this reply.

@@ -90,6 +90,31 @@ pub struct Route {
 pub struct DeliveryPlan {
     /// Routes.
     pub routes: Vec<Route>,
+    /// Why a mail flow rule's connector was not used (disabled or missing, §13.5), for the trace.
+    pub warnings: Vec<String>,
+}
+
+/// What a mail flow rule asked of routing for a fork (exo-behaviour §3.2 step 0, §13.5).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RuleRoute {
+    /// `RouteMessageOutboundConnector`: the connector's name.
+    pub connector: Option<String>,
+    /// `RouteMessageOutboundRequireTls`.
+    pub require_tls: bool,
+}
+
+/// The connector a rule names, if it can be used: enabled and present. Its `RecipientDomains`
+/// are not checked, and `IsTransportRuleScoped` connectors are used exactly this way (§13.5
+/// recommendation; unconfirmed in EXO). Otherwise the reason, and routing goes on as if no rule
+/// had chosen (§13.5 recommendation: route normally and log a warning).
+pub fn rule_connector<'t>(tenant: &'t Tenant, name: &str) -> Result<&'t OutboundConnector, String> {
+    match tenant.outbound_connectors.iter().find(|c| c.name.trim().eq_ignore_ascii_case(name.trim())) {
+        Some(c) if c.enabled => Ok(c),
+        Some(c) => {
+            Err(format!("Transport rule chose outbound connector '{}', which is disabled; routed normally", c.name))
+        }
+        None => Err(format!("Transport rule chose outbound connector '{name}', which does not exist; routed normally")),
+    }
 }
 
 /// Connector selection, most specific match wins (§3.2 recommendation, which also satisfies
@@ -175,13 +200,41 @@ fn connector_hop(c: &OutboundConnector, rcpt: &EmailAddress) -> Hop {
 /// come from on-premises goes to on-premises first, mailboxes included; what comes back from
 /// on-premises is routed normally.
 pub fn plan(tenant: &Tenant, recipients: &[(EmailAddress, Category)], source: Source) -> DeliveryPlan {
+    plan_routed(tenant, recipients, source, &RuleRoute::default())
+}
+
+/// [`plan`] for a fork a mail flow rule routed (§3.2 step 0): the rule's connector, when usable
+/// ([`rule_connector`]), takes every recipient a route exists for, before centralized transport
+/// and domain-based selection; `require_tls` turns opportunistic TLS into required TLS
+/// (`EncryptionOnly`) on hops outside the organization.
+pub fn plan_routed(
+    tenant: &Tenant,
+    recipients: &[(EmailAddress, Category)],
+    source: Source,
+    rule: &RuleRoute,
+) -> DeliveryPlan {
     let mut plan = DeliveryPlan::default();
+    let chosen = match rule.connector.as_deref().map(|name| rule_connector(tenant, name)) {
+        Some(Ok(c)) => Some(c),
+        Some(Err(warning)) => {
+            plan.warnings.push(warning);
+            None
+        }
+        None => None,
+    };
     let cmt = centralized_transport(tenant).filter(|_| source == Source::Elsewhere);
     for (rcpt, category) in recipients {
-        let hop = match cmt {
-            Some(c) => connector_hop(c, rcpt),
-            None => hop_for(tenant, rcpt, *category),
+        let mut hop = match (chosen, cmt) {
+            (Some(c), _) if *category != Category::UnknownInAuthoritative => connector_hop(c, rcpt),
+            (_, Some(c)) => connector_hop(c, rcpt),
+            _ => hop_for(tenant, rcpt, *category),
         };
+        if rule.require_tls
+            && let Hop::SmartHost { tls, .. } | Hop::Mx { tls, .. } = &mut hop
+            && tls.settings == TlsSettings::Opportunistic
+        {
+            tls.settings = TlsSettings::EncryptionOnly;
+        }
         match plan.routes.iter_mut().find(|r| r.hop == hop) {
             Some(route) => route.recipients.push(rcpt.clone()),
             None => plan.routes.push(Route { hop, recipients: vec![rcpt.clone()] }),

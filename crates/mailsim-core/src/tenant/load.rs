@@ -82,7 +82,10 @@ use crate::diagnostics;
 pub use crate::diagnostics::{ConfigError, ConfigWarning};
 
 /// The tenant's top-level tables, in the order an admin writes them.
-pub const TABLES: [&str; 5] = ["Transport", "AcceptedDomain", "Directory", "InboundConnector", "OutboundConnector"];
+pub const TABLES: [&str; 6] =
+    ["Transport", "AcceptedDomain", "Directory", "InboundConnector", "OutboundConnector", "TransportRule"];
+
+mod transport_rules;
 
 /// A loaded tenant and the warnings found on the way.
 #[derive(Debug)]
@@ -116,12 +119,15 @@ fn load_inner(text: &str, path: &str, other_tables: &[&str]) -> Result<Loaded, C
         diagnostics::refuse_empty(text, path, "tenant file")?;
     }
     check_top_level(&cx, other_tables)?;
-    let raw: RawTenant = toml::from_str(text).map_err(|e| cx.syntax_error(&e))?;
+    let mut raw: RawTenant = toml::from_str(text).map_err(|e| cx.syntax_error(&e))?;
     let mut tenant = Tenant::builder().with_settings(build_transport(&cx, raw.transport)?);
     build_accepted_domains(&cx, raw.accepted_domain, &mut tenant)?;
+    let groups = raw.directory.as_mut().map(|d| std::mem::take(&mut d.distribution_group)).unwrap_or_default();
     build_directory(&cx, raw.directory, &mut tenant)?;
+    transport_rules::build_groups(&cx, groups, &mut tenant)?;
     build_inbound_connectors(&mut cx, raw.inbound_connector, &mut tenant)?;
     build_outbound_connectors(&mut cx, raw.outbound_connector, &mut tenant)?;
+    transport_rules::build_rules(&mut cx, raw.transport_rule, &mut tenant)?;
     // Every object was checked as it was read, where its text is known; `build` checks them again
     // (cheaply) and builds the lookup index.
     let tenant = tenant.build().map_err(|e| cx.tenant_error(&(0..0), e))?;
@@ -159,6 +165,8 @@ struct RawTenant {
     inbound_connector: Vec<Spanned<RawInboundConnector>>,
     #[serde(rename = "OutboundConnector", default)]
     outbound_connector: Vec<Spanned<RawOutboundConnector>>,
+    #[serde(rename = "TransportRule", default)]
+    transport_rule: Vec<Spanned<transport_rules::RawTransportRule>>,
 }
 
 #[derive(Deserialize)]
@@ -221,6 +229,8 @@ struct RawAcceptedDomain {
 #[serde(deny_unknown_fields, rename_all = "PascalCase")]
 struct RawDirectory {
     mailboxes: Option<Spanned<StrList>>,
+    #[serde(default)]
+    distribution_group: Vec<Spanned<transport_rules::RawGroup>>,
 }
 
 #[derive(Deserialize)]
@@ -1262,15 +1272,15 @@ ClientHostNames = ["mail.contoso.test"]
             (s("[Transprt]\n"), "t.toml:1:1: Transprt: unknown key `Transprt`\n  hint: did you mean `Transport`?"),
             (
                 s("Bogus = 1\n"),
-                "t.toml:1:1: Bogus: unknown key `Bogus`\n  hint: known tables: Transport, AcceptedDomain, Directory, InboundConnector, OutboundConnector",
+                "t.toml:1:1: Bogus: unknown key `Bogus`\n  hint: known tables: Transport, AcceptedDomain, Directory, InboundConnector, OutboundConnector, TransportRule",
             ),
             (
                 s("[scenario]\nname = \"x\"\n"),
-                "t.toml:1:1: scenario: unknown key `scenario`\n  hint: known tables: Transport, AcceptedDomain, Directory, InboundConnector, OutboundConnector",
+                "t.toml:1:1: scenario: unknown key `scenario`\n  hint: known tables: Transport, AcceptedDomain, Directory, InboundConnector, OutboundConnector, TransportRule",
             ),
             (
                 s("[[step]]\nadvance = \"1h\"\n"),
-                "t.toml:1:1: step: unknown key `step`\n  hint: known tables: Transport, AcceptedDomain, Directory, InboundConnector, OutboundConnector",
+                "t.toml:1:1: step: unknown key `step`\n  hint: known tables: Transport, AcceptedDomain, Directory, InboundConnector, OutboundConnector, TransportRule",
             ),
             (
                 c("SenderDomains = [\"*\"]\nSenderIpAddresses = [\"198.51.100.7\"]"),

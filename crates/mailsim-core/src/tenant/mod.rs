@@ -16,6 +16,7 @@ pub mod inbound_connector;
 pub mod load;
 pub mod outbound_connector;
 pub mod pattern;
+pub mod transport_rule;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -25,6 +26,7 @@ pub use accepted_domain::{AcceptedDomain, DomainType};
 pub use inbound_connector::{ConnectorType, InboundConnector, InboundIndex};
 pub use outbound_connector::{OutboundConnector, SmartHost, TlsSettings};
 pub use pattern::DomainPattern;
+pub use transport_rule::{DistributionGroup, TransportRule};
 
 use crate::addr::{Domain, EmailAddress};
 
@@ -102,6 +104,10 @@ pub struct TenantConfig {
     pub inbound_connectors: Vec<InboundConnector>,
     /// Outbound connectors, in configuration order.
     pub outbound_connectors: Vec<OutboundConnector>,
+    /// Distribution groups of `[Directory]` (for `FromMemberOf`/`SentToMemberOf`, §13.4).
+    pub distribution_groups: Vec<DistributionGroup>,
+    /// Mail flow rules, in configuration order (evaluated by priority, [`Tenant::rules`]).
+    pub transport_rules: Vec<TransportRule>,
 }
 
 impl TenantConfig {
@@ -227,7 +233,50 @@ impl TenantConfig {
         for i in 0..self.outbound_connectors.len() {
             self.check_outbound_connector(i)?;
         }
-        Ok(())
+        self.check_transport_rules()
+    }
+
+    /// The group whose address is `address`, if any.
+    pub fn distribution_group(&self, address: &EmailAddress) -> Option<&DistributionGroup> {
+        let key = address.key();
+        self.distribution_groups.iter().find(|g| g.address.key() == key)
+    }
+
+    /// Whether `address` is a member of `group`, directly or through nested groups (§13.4).
+    pub fn is_member_of(&self, address: &EmailAddress, group: &EmailAddress) -> bool {
+        let key = address.key();
+        let mut seen: Vec<String> = Vec::new();
+        let mut todo = vec![group.key()];
+        while let Some(g) = todo.pop() {
+            if seen.contains(&g) {
+                continue;
+            }
+            let Some(found) = self.distribution_groups.iter().find(|d| d.address.key() == g) else { continue };
+            for m in &found.members {
+                let k = m.key();
+                if k == key {
+                    return true;
+                }
+                todo.push(k);
+            }
+            seen.push(g);
+        }
+        false
+    }
+
+    /// The rules across the set (§13.2: limits, unique names and priorities) and the groups
+    /// (addresses unique, members well-formed).
+    pub(crate) fn check_transport_rules(&self) -> Result<(), TenantError> {
+        for (i, g) in self.distribution_groups.iter().enumerate() {
+            if self.distribution_groups[..i].iter().any(|o| o.address.key() == g.address.key()) {
+                return Err(TenantError::new(
+                    format!("Directory.DistributionGroup[{}]", i + 1),
+                    ParameterError::new("PrimarySmtpAddress", format!("{} is listed twice", g.address)),
+                ));
+            }
+        }
+        transport_rule::check_rules(&self.transport_rules)
+            .map_err(|(i, e)| TenantError::new(format!("TransportRule[{}]", i + 1), e))
     }
 }
 
@@ -337,12 +386,28 @@ impl TenantBuilder {
         self
     }
 
+    /// Adds a mail flow rule.
+    pub fn with_transport_rule(mut self, rule: TransportRule) -> Self {
+        self.0.transport_rules.push(rule);
+        self
+    }
+
+    /// Adds a distribution group. Panics on a malformed address.
+    pub fn with_group(mut self, address: &str, members: &[&str]) -> Self {
+        let address = address.parse().expect("valid address");
+        let members = members.iter().map(|m| m.parse().expect("valid address")).collect();
+        self.0.distribution_groups.push(DistributionGroup { address, members });
+        self
+    }
+
     /// Validates every part (the loader's rules, [`TenantError`] on the first broken one) and
     /// builds the connector lookup index.
     pub fn build(self) -> Result<Tenant, TenantError> {
         self.0.check()?;
         let inbound_index = InboundIndex::build(&self.0.inbound_connectors);
-        Ok(Tenant { config: self.0, inbound_index })
+        let mut rule_order: Vec<usize> = (0..self.0.transport_rules.len()).collect();
+        rule_order.sort_by_key(|&i| self.0.transport_rules[i].priority);
+        Ok(Tenant { config: self.0, inbound_index, rule_order })
     }
 }
 
@@ -366,6 +431,8 @@ pub struct Tenant {
     config: TenantConfig,
     /// Built from `config.inbound_connectors` by `build`, never out of date since neither changes.
     inbound_index: InboundIndex,
+    /// Indexes of `config.transport_rules` by priority, 0 first.
+    rule_order: Vec<usize>,
 }
 
 impl Tenant {
@@ -377,6 +444,11 @@ impl Tenant {
     /// A builder holding a copy of this tenant's parts: how a changed tenant is made.
     pub fn to_builder(&self) -> TenantBuilder {
         TenantBuilder(self.config.clone())
+    }
+
+    /// The mail flow rules in priority order, 0 first (§13.2).
+    pub fn rules(&self) -> impl Iterator<Item = &TransportRule> {
+        self.rule_order.iter().map(|&i| &self.config.transport_rules[i])
     }
 
     /// The connector lookup index.

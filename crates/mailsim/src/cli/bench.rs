@@ -684,7 +684,11 @@ mod tests {
         let args = parse(&[&base[..], &["--messages", "6", "--to", "nobody@contoso.test"]].concat());
         let (opts, timeout) = client_options(&args).await.unwrap();
         let report = load(&args, opts, timeout).await.unwrap();
-        assert_eq!((report.accepted, report.failed, report.sessions_opened), (0, 6, 4), "{report}");
+        // Sessions start as work is handed out: with every message refused at RCPT, the first
+        // sessions can finish all six before the last one opens (seen under load), so only the
+        // bounds are fixed.
+        assert_eq!((report.accepted, report.failed), (0, 6), "{report}");
+        assert!((1..=4).contains(&report.sessions_opened), "{report}");
         assert_eq!(report.error_kinds.get("rcpt refused: 550 5.4.1"), Some(&6), "{report}");
 
         let pid = std::process::id().to_string();

@@ -15,6 +15,12 @@
 //! carries its rejection (connector, reason, reply) but not the list of rules checked, so that list
 //! is read back from [`attribute`] (pure) with exactly the inputs the session judged: its peer,
 //! the sender and the recipients of the refused transaction.
+//!
+//! Mail flow rules (exo-behaviour §13): when the message would be queued and the tenant has rules,
+//! the accepted message (with `--headers`' content, and the tenant's stamps) goes through the same
+//! pure rules stage the pipeline runs ([`mailsim_core::stage::rules::evaluate`]) at `--at`; the
+//! report lists every rule in priority order with the recipients it matches, what each action
+//! would do, where processing stops, and the forks that result.
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -72,6 +78,14 @@ pub struct ExplainArgs {
     /// The EHLO name the client gives.
     #[arg(long, env = "MAILSIM_EXPLAIN_HELO", value_name = "NAME")]
     pub helo: Option<String>,
+    /// A file with the message's header section (a whole message may follow it): sent as the
+    /// message content, and read by the mail flow rules.
+    #[arg(long, env = "MAILSIM_EXPLAIN_HEADERS", value_name = "FILE")]
+    pub headers: Option<PathBuf>,
+    /// The time the mail flow rules are judged at (ActivationDate/ExpiryDate), UTC:
+    /// `2026-12-08T09:00:00Z` or `2026-12-08`; default: now.
+    #[arg(long, env = "MAILSIM_EXPLAIN_AT", value_name = "TIME")]
+    pub at: Option<String>,
 }
 
 /// Loads the tenant, explains, prints. Exit code 0 when the message would be queued, 1 when the
@@ -82,7 +96,21 @@ pub fn run(args: &ExplainArgs) -> anyhow::Result<i32> {
     for w in &loaded.warnings {
         eprintln!("{w}");
     }
-    let (report, accepted) = explain(&loaded.tenant, &args.tenant.display().to_string(), args)?;
+    let content = match &args.headers {
+        Some(path) => {
+            Some(std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read headers file {}: {e}", path.display()))?)
+        }
+        None => None,
+    };
+    let at = match &args.at {
+        Some(text) => mailsim_core::tenant::transport_rule::parse_date(text)
+            .ok_or_else(|| anyhow::anyhow!("--at {text:?}: write 2026-12-08T09:00:00Z or 2026-12-08 (UTC)"))?,
+        None => Timestamp::from_millis(
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64),
+        ),
+    };
+    let (report, accepted) =
+        explain_with(&loaded.tenant, &args.tenant.display().to_string(), args, content.as_deref(), at)?;
     print!("{report}");
     Ok(if accepted { 0 } else { 1 })
 }
@@ -207,6 +235,41 @@ enum Ending {
 
 /// The report and whether the message would be queued. Runs the session; no network, no clock.
 pub fn explain(tenant: &Tenant, tenant_path: &str, args: &ExplainArgs) -> anyhow::Result<(String, bool)> {
+    explain_with(tenant, tenant_path, args, None, Timestamp(0))
+}
+
+/// The message content sent after DATA: the given headers file (line ends made CRLF, dot-stuffed,
+/// a body added when it has none), or a minimal message.
+fn content_bytes(content: Option<&[u8]>) -> Vec<u8> {
+    let Some(raw) = content else { return MESSAGE.to_vec() };
+    let text = String::from_utf8_lossy(raw).replace("\r\n", "\n").replace('\r', "\n");
+    let mut out = String::new();
+    let has_body = text.contains("\n\n");
+    for line in text.trim_end_matches('\n').split('\n') {
+        if line.starts_with('.') {
+            out.push('.');
+        }
+        out.push_str(line);
+        out.push_str("\r\n");
+    }
+    if !has_body {
+        out.push_str("\r\nmailsim explain\r\n");
+    }
+    out.push_str(".\r\n");
+    out.into_bytes()
+}
+
+/// [`explain`] with a message content (`--headers`) and the time the mail flow rules are judged
+/// at: after the session, the rules section lists, in priority order, which rules match which
+/// recipients, what each action would do, where processing stops, and the resulting forks.
+pub fn explain_with(
+    tenant: &Tenant,
+    tenant_path: &str,
+    args: &ExplainArgs,
+    content: Option<&[u8]>,
+    at: Timestamp,
+) -> anyhow::Result<(String, bool)> {
+    let message_content = content_bytes(content);
     let sender = parse_sender(&args.mail_from)?;
     let rcpts = args.rcpt_to.iter().map(|r| parse_rcpt(r)).collect::<anyhow::Result<Vec<_>>>()?;
     let cert = client_cert(args);
@@ -302,7 +365,7 @@ pub fn explain(tenant: &Tenant, tenant_path: &str, args: &ExplainArgs) -> anyhow
         let data = d.say(b"DATA\r\n");
         replies.push(("DATA".to_string(), data.reply().cloned()));
         if data.reply().is_some_and(|r| r.code.get() == 354) {
-            let end = d.say(MESSAGE);
+            let end = d.say(&message_content);
             replies.push(("end of DATA".to_string(), end.reply().cloned()));
             ending = Some(match (end.accepted, end.refusal) {
                 (Some(m), _) => Ending::Queued(Box::new(m)),
@@ -387,6 +450,7 @@ pub fn explain(tenant: &Tenant, tenant_path: &str, args: &ExplainArgs) -> anyhow
                     let _ = writeln!(out, "  stamped {}: {}", String::from_utf8_lossy(name), value.trim());
                 }
             }
+            rules_report(&mut out, tenant, m, at);
             let _ = writeln!(out, "\nResult      queued for {} recipient(s)", m.envelope.recipients.len());
             true
         }
@@ -404,6 +468,78 @@ pub fn explain(tenant: &Tenant, tenant_path: &str, args: &ExplainArgs) -> anyhow
         }
     };
     Ok((out, queued))
+}
+
+/// The mail flow rules section (exo-behaviour §13): every rule in priority order with what it
+/// matched and did, then the forks.
+fn rules_report(out: &mut String, tenant: &Tenant, m: &AcceptedMessage, at: Timestamp) {
+    use mailsim_core::stage::route::rule_connector;
+    use mailsim_core::stage::rules::{Fate, evaluate};
+    if tenant.transport_rules.is_empty() {
+        return;
+    }
+    let outcome = evaluate(m, tenant, at);
+    let _ = writeln!(out, "\nRules       in priority order, judged at {}", at.iso8601());
+    for rule in tenant.rules() {
+        let _ = writeln!(out, "  {} \"{}\"  ({})", rule.priority, rule.name, rule.mode);
+        let hits: Vec<_> = outcome.hits.iter().filter(|h| h.rule == rule.name).collect();
+        if hits.is_empty() {
+            let why = if !rule.enabled {
+                "disabled".to_string()
+            } else if !rule.active_at(at) {
+                match (rule.activation_date, rule.expiry_date) {
+                    (Some(a), _) if at < a => format!("not in force before ActivationDate {}", a.iso8601()),
+                    (_, Some(e)) => format!("not in force since ExpiryDate {}", e.iso8601()),
+                    _ => "not in force".to_string(),
+                }
+            } else if m.envelope.sender.is_none() {
+                "not evaluated: messages from the null sender (NDRs) skip rules".to_string()
+            } else {
+                "no match (or every recipient's processing stopped earlier)".to_string()
+            };
+            let _ = writeln!(out, "      {why}");
+        }
+        for hit in hits {
+            let who: Vec<String> = hit.recipients.iter().map(ToString::to_string).collect();
+            let _ = writeln!(out, "      matches {}", who.join(", "));
+            let test = if hit.mode.enforces() { "" } else { " (test mode: would)" };
+            for a in &hit.actions {
+                let _ = writeln!(out, "      {}{test}: {}", a.action, a.effect);
+            }
+            if hit.stops {
+                let _ = writeln!(out, "      stop: later rules are skipped for these recipients");
+            }
+        }
+    }
+    let _ = writeln!(out, "Forks");
+    for fork in &outcome.forks {
+        let who: Vec<String> = fork.recipients.iter().map(ToString::to_string).collect();
+        let what = match &fork.fate {
+            Fate::Route { connector: None, require_tls } => {
+                format!("routed normally{}", if *require_tls { ", TLS required" } else { "" })
+            }
+            Fate::Route { connector: Some(c), require_tls } => {
+                let tls = if *require_tls { ", TLS required" } else { "" };
+                match rule_connector(tenant, c) {
+                    Ok(_) => format!("routed through outbound connector \"{c}\"{tls}"),
+                    Err(warning) => format!("{warning}{tls}"),
+                }
+            }
+            Fate::Reject(kind) => {
+                let ctx =
+                    mailsim_core::reply::ReplyContext { host: &tenant.settings.server_name, now: at, session_id: 0 };
+                format!("rejected: the sender gets an NDR with {}", kind.reply(&ctx))
+            }
+            Fate::Delete => "deleted silently".to_string(),
+            Fate::Quarantine => "held in quarantine".to_string(),
+        };
+        let added = match &fork.added_by {
+            Some((rule, action)) => format!(" (added by \"{rule}\", {action})"),
+            None => String::new(),
+        };
+        let edited = if fork.data.is_some() { ", content changed" } else { "" };
+        let _ = writeln!(out, "  {}{added}: {what}{edited}", who.join(", "));
+    }
 }
 
 #[cfg(test)]
@@ -437,6 +573,8 @@ RequireTls = false
             cert_untrusted: false,
             cert_expired: false,
             helo: None,
+            headers: None,
+            at: None,
         }
     }
 
@@ -512,5 +650,78 @@ RequireTls = false
         assert!(report.contains("(a client certificate implies TLS)"), "{report}");
         assert!(report.contains("RCPT TO:<alice@contoso.test>  →  550 5.7.51"), "{report}");
         assert!(report.contains("DATA  →  503 5.5.2 Need rcpt command"), "{report}");
+    }
+
+    /// The rules section: priority order, matched recipients, effects, stop points, forks.
+    #[test]
+    fn rules_are_explained_in_priority_order_with_stop_points() {
+        let tenant_text = r#"
+[[AcceptedDomain]]
+DomainName = "contoso.test"
+
+[Directory]
+Mailboxes = ["alice@contoso.test"]
+
+[[Directory.DistributionGroup]]
+PrimarySmtpAddress = "NoSpecialRouting@contoso.test"
+Members = ["exempt@partner-x.test"]
+
+[[InboundConnector]]
+Name = "On-premises relay"
+ConnectorType = "OnPremises"
+SenderDomains = ["*"]
+SenderIPAddresses = ["192.0.2.10"]
+RequireTls = false
+
+[[OutboundConnector]]
+Name = "Route to Partner X"
+UseMXRecord = false
+SmartHosts = ["mx.partner-x.test"]
+IsTransportRuleScoped = true
+
+[[TransportRule]]
+Name = "Force Partner X via dedicated connector"
+Priority = 0
+RecipientDomainIs = "partner-x.test"
+ExceptIfSentToMemberOf = "NoSpecialRouting@contoso.test"
+RouteMessageOutboundConnector = "Route to Partner X"
+StopRuleProcessing = true
+
+[[TransportRule]]
+Name = "Tag confidential"
+Priority = 1
+SubjectContainsWords = "confidential"
+PrependSubject = "[Confidential] "
+
+[[TransportRule]]
+Name = "Later"
+Priority = 2
+ActivationDate = "2100-01-01"
+DeleteMessage = true
+"#;
+        let tenant = mailsim_core::tenant::load::load(tenant_text, "t.toml").unwrap();
+        let mut a = args("192.0.2.10", &["a@partner-x.test", "c@other.test", "exempt@partner-x.test"]);
+        a.mail_from = "alice@contoso.test".into();
+        let headers = b"From: alice@contoso.test\nSubject: Confidential plans\n";
+        let at = Timestamp::from_secs(1_800_000_000);
+        let (report, accepted) = explain_with(&tenant, "t.toml", &a, Some(headers), at).unwrap();
+        assert!(accepted, "{report}");
+        let rules = &report[report.find("Rules").expect("a rules section")..];
+        let expected = "Rules       in priority order, judged at 2027-01-15T08:00:00.000Z
+  0 \"Force Partner X via dedicated connector\"  (Enforce)
+      matches a@partner-x.test
+      RouteMessageOutboundConnector: route through outbound connector `Route to Partner X`
+      StopRuleProcessing: stop processing more rules
+      stop: later rules are skipped for these recipients
+  1 \"Tag confidential\"  (Enforce)
+      matches c@other.test, exempt@partner-x.test
+      PrependSubject: prepend \"[Confidential] \" to the subject
+  2 \"Later\"  (Enforce)
+      not in force before ActivationDate 2100-01-01T00:00:00.000Z
+Forks
+  a@partner-x.test: routed through outbound connector \"Route to Partner X\"
+  c@other.test, exempt@partner-x.test: routed normally, content changed
+";
+        assert!(rules.starts_with(expected), "{rules}");
     }
 }

@@ -149,6 +149,11 @@ pub enum WorldCheck {
         contains: Option<String>,
         /// Exact number of such events; `None`: at least one.
         count: Option<usize>,
+        /// A `TRANSPORT RULE` event of this rule (by name, exo-behaviour §13.6).
+        rule: Option<String>,
+        /// The rule's mode in the event's `S:TRA=ETR|...|mode=` data (`Enforce`, `Audit`,
+        /// `AuditAndNotify`).
+        rule_mode: Option<String>,
     },
     /// Recipients waiting for a retry.
     Queued(usize),
@@ -390,6 +395,11 @@ pub fn trace_line(e: &TraceEvent) -> String {
     line
 }
 
+/// The rule a `TRANSPORT RULE` event names (`Transport rule: '<name>', ID: ...`, §13.6).
+pub fn rule_of(e: &TraceEvent) -> Option<&str> {
+    e.detail.strip_prefix("Transport rule: '")?.split_once("', ID: (").map(|(name, _)| name)
+}
+
 fn last_events(events: &[TraceEvent], filter: impl Fn(&TraceEvent) -> bool) -> Vec<String> {
     let mine: Vec<&TraceEvent> = events.iter().filter(|e| filter(e)).collect();
     let skip = mine.len().saturating_sub(TRACE_EVENTS_SHOWN);
@@ -542,7 +552,11 @@ impl WorldCheck {
                 }
                 s
             }
-            WorldCheck::Trace { event, recipient, connector, contains, count } => {
+            WorldCheck::Trace { event, recipient, connector, contains, count, rule, rule_mode } => {
+                let event = match (event, rule.is_some() || rule_mode.is_some()) {
+                    (None, true) => &Some(Event::TransportRule),
+                    _ => event,
+                };
                 let mut s = format!(
                     "{} trace event(s) {}",
                     count_words(*count),
@@ -553,6 +567,12 @@ impl WorldCheck {
                 }
                 if let Some(c) = connector {
                     s.push_str(&format!(" via connector {c:?}"));
+                }
+                if let Some(r) = rule {
+                    s.push_str(&format!(" of rule {r:?}"));
+                }
+                if let Some(m) = rule_mode {
+                    s.push_str(&format!(" in mode {m}"));
                 }
                 if let Some(t) = contains {
                     s.push_str(&format!(" containing {t:?}"));
@@ -698,10 +718,20 @@ impl WorldCheck {
                 };
                 Err((m, true))
             }
-            WorldCheck::Trace { event, recipient, connector, contains, count } => {
+            WorldCheck::Trace { event, recipient, connector, contains, count, rule, rule_mode } => {
+                let event = match (event, rule.is_some() || rule_mode.is_some()) {
+                    (None, true) => Some(Event::TransportRule),
+                    _ => *event,
+                };
                 let n = trace
                     .iter()
                     .filter(|e| event.is_none_or(|ev| e.event == ev))
+                    .filter(|e| rule.as_ref().is_none_or(|r| rule_of(e).is_some_and(|n| n.eq_ignore_ascii_case(r))))
+                    .filter(|e| {
+                        rule_mode.as_ref().is_none_or(|m| {
+                            e.data.as_deref().and_then(|d| d.rsplit_once("|mode=")).is_some_and(|(_, x)| x == m)
+                        })
+                    })
                     .filter(|e| {
                         recipient
                             .as_ref()

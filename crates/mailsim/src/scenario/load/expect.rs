@@ -134,10 +134,11 @@ impl<'t> Loader<'t> {
                     "pending" => Status::Pending,
                     "failed" => Status::Failed,
                     "gettingstatus" => Status::GettingStatus,
+                    "quarantined" => Status::Quarantined,
                     _ => {
                         return Err(cx
                             .err(&status_node.span, &status_node.field, format!("unknown status {text:?}"))
-                            .with_hint("Delivered, Pending, Failed or GettingStatus"));
+                            .with_hint("Delivered, Pending, Failed, Quarantined or GettingStatus"));
                     }
                 };
                 WorldCheck::Recipient {
@@ -196,7 +197,7 @@ impl<'t> Loader<'t> {
             }
             "trace" => {
                 let tt = cx.table(&n)?;
-                cx.keys(&tt, &["event", "recipient", "connector", "contains", "count"])?;
+                cx.keys(&tt, &["event", "recipient", "connector", "contains", "count", "rule", "rule_mode"])?;
                 let event = match tt.get("event") {
                     Some(e) => {
                         let text = cx.string(&e)?;
@@ -208,10 +209,14 @@ impl<'t> Loader<'t> {
                             "FAIL" => Event::Fail,
                             "DSN" => Event::Dsn,
                             "TRANSFER" => Event::Transfer,
+                            "TRANSPORT RULE" | "TRANSPORTRULE" => Event::TransportRule,
+                            "DROP" => Event::Drop,
+                            "QUARANTINE" => Event::Quarantine,
+                            "REDIRECT" => Event::Redirect,
                             _ => {
                                 return Err(cx
                                     .err(&e.span, &e.field, format!("unknown trace event {text:?}"))
-                                    .with_hint("RECEIVE, DELIVER, SEND, DEFER, FAIL, DSN or TRANSFER"));
+                                    .with_hint("RECEIVE, DELIVER, SEND, DEFER, FAIL, DSN, TRANSFER, TRANSPORT RULE, DROP, QUARANTINE or REDIRECT"));
                             }
                         };
                         Some(event)
@@ -227,7 +232,37 @@ impl<'t> Loader<'t> {
                     None => None,
                 };
                 let get = |k: &str| tt.get(k).map(|n| cx.string(&n).map(|s| s.trim().to_string())).transpose();
+                let rule = match tt.get("rule") {
+                    Some(r) => {
+                        let name = cx.string(&r)?.trim().to_string();
+                        self.check_rule(&r, &name)?;
+                        Some(name)
+                    }
+                    None => None,
+                };
+                let rule_mode = match tt.get("rule_mode") {
+                    Some(m) => {
+                        let text = cx.string(&m)?.trim();
+                        let mode = ["Enforce", "Audit", "AuditAndNotify"]
+                            .into_iter()
+                            .find(|k| k.eq_ignore_ascii_case(text))
+                            .ok_or_else(|| {
+                                cx.err(&m.span, &m.field, format!("unknown rule mode {text:?}"))
+                                    .with_hint("Enforce, Audit or AuditAndNotify")
+                            })?;
+                        Some(mode.to_string())
+                    }
+                    None => None,
+                };
+                if (rule.is_some() || rule_mode.is_some()) && event.is_some_and(|e| e != Event::TransportRule) {
+                    let n = tt.get("event").expect("present");
+                    return Err(cx
+                        .err(&n.span, &n.field, "`rule` and `rule_mode` qualify TRANSPORT RULE events")
+                        .with_hint("leave `event` out, or write event = \"TRANSPORT RULE\""));
+                }
                 WorldCheck::Trace {
+                    rule,
+                    rule_mode,
                     event,
                     recipient: get("recipient")?,
                     connector,
@@ -250,6 +285,18 @@ impl<'t> Loader<'t> {
         Err(match closest(address, self.mailboxes.iter().map(String::as_str)) {
             Some(c) => e.with_hint(format!("did you mean {c:?}?")),
             None => e.with_hint("add it to [Directory] Mailboxes"),
+        })
+    }
+
+    pub(super) fn check_rule(&self, n: &Node<'_>, name: &str) -> Result<(), ConfigError> {
+        if self.rule_names.iter().any(|r| r.eq_ignore_ascii_case(name)) {
+            return Ok(());
+        }
+        let e = self.cx.err(&n.span, &n.field, format!("no transport rule named {name:?}"));
+        Err(match closest(name, self.rule_names.iter().map(String::as_str)) {
+            Some(c) => e.with_hint(format!("did you mean {c:?}?")),
+            None if self.rule_names.is_empty() => e.with_hint("the tenant has no [[TransportRule]]"),
+            None => e.with_hint(format!("rules: {}", self.rule_names.iter().cloned().collect::<Vec<_>>().join(", "))),
         })
     }
 

@@ -42,7 +42,7 @@ pub use walker::parse_duration;
 use walker::{Cx, Node, Tbl};
 
 /// The tenant tables (the tenant file format), as the tenant loader knows them.
-pub const TENANT_TABLES: [&str; 5] = mailsim_core::tenant::load::TABLES;
+pub const TENANT_TABLES: &[&str] = &mailsim_core::tenant::load::TABLES;
 /// The tables a scenario adds; the tenant loader skips them (`load_with_other_tables`).
 pub const SCENARIO_TABLES: [&str; 5] = ["scenario", "host", "dns", "retry", "step"];
 /// The test PKI's leaf certificates, by the names scenarios use.
@@ -218,6 +218,8 @@ struct Loader<'t> {
     inbound_names: BTreeSet<String>,
     all_connector_names: BTreeSet<String>,
     mailboxes: BTreeSet<String>,
+    /// Mail flow rule names, for `trace = { rule = ... }`.
+    rule_names: BTreeSet<String>,
 }
 
 impl<'t> Loader<'t> {
@@ -475,7 +477,7 @@ starttls = "Offer"
             // Steps: change.
             (
                 s("[[step]]\nchange = { }\n"),
-                "s.toml:22:10: step[1].change: this change names nothing to change\n  hint: a change has one of: inbound_connector, outbound_connector, add_inbound_connector, add_outbound_connector, remove_connector, accepted_domain, transport, host, mx, a, dns_fault",
+                "s.toml:22:10: step[1].change: this change names nothing to change\n  hint: a change has one of: inbound_connector, outbound_connector, add_inbound_connector, add_outbound_connector, remove_connector, accepted_domain, transport, host, mx, a, dns_fault, transport_rule",
             ),
             (
                 s("[[step]]\nchange = { mx = \"partner.test\", a = \"x.test\" }\n"),
@@ -562,7 +564,7 @@ starttls = "Offer"
             ),
             (
                 format!("{SEND}expect = {{ recipient = \"alice@contoso.test\", status = \"Sent\" }}\n"),
-                "s.toml:23:55: step[1].expect.status: unknown status \"Sent\"\n  hint: Delivered, Pending, Failed or GettingStatus",
+                "s.toml:23:55: step[1].expect.status: unknown status \"Sent\"\n  hint: Delivered, Pending, Failed, Quarantined or GettingStatus",
             ),
             (
                 format!("{SEND}expect = {{ ndr = \"inbox:alice@contoso.test\" }}\n"),
@@ -574,7 +576,7 @@ starttls = "Offer"
             ),
             (
                 format!("{SEND}expect = {{ trace = {{ event = \"BOUNCE\" }} }}\n"),
-                "s.toml:23:30: step[1].expect.trace.event: unknown trace event \"BOUNCE\"\n  hint: RECEIVE, DELIVER, SEND, DEFER, FAIL, DSN or TRANSFER",
+                "s.toml:23:30: step[1].expect.trace.event: unknown trace event \"BOUNCE\"\n  hint: RECEIVE, DELIVER, SEND, DEFER, FAIL, DSN, TRANSFER, TRANSPORT RULE, DROP, QUARANTINE or REDIRECT",
             ),
             (
                 format!("{SEND}expect = {{ trace = {{ connector = \"Nope\" }} }}\n"),

@@ -16,7 +16,7 @@ use super::walker::{Node, Tbl, to_toml};
 use super::{Action, Change, HostState, Loader, Step};
 use crate::sim::{HostSpec, SendSpec, TlsUse};
 
-pub(super) const CHANGE_KINDS: [&str; 11] = [
+pub(super) const CHANGE_KINDS: [&str; 12] = [
     "inbound_connector",
     "outbound_connector",
     "add_inbound_connector",
@@ -28,6 +28,7 @@ pub(super) const CHANGE_KINDS: [&str; 11] = [
     "mx",
     "a",
     "dns_fault",
+    "transport_rule",
 ];
 pub(super) const CHANGE_COMPANIONS: [&str; 8] =
     ["set", "cert", "address", "peer", "relay_to_tenant", "records", "addresses", "fault"];
@@ -189,7 +190,7 @@ impl<'t> Loader<'t> {
                 .with_hint("write change = [{ ... }, { ... }] to make several changes in one step"));
         }
         let companions: &[&str] = match kind {
-            "inbound_connector" | "outbound_connector" | "accepted_domain" => &["set"],
+            "inbound_connector" | "outbound_connector" | "accepted_domain" | "transport_rule" => &["set"],
             "host" => &["cert", "address", "peer", "relay_to_tenant"],
             "mx" => &["records"],
             "a" => &["addresses"],
@@ -207,7 +208,7 @@ impl<'t> Loader<'t> {
             }
         }
         let required: Option<&str> = match kind {
-            "inbound_connector" | "outbound_connector" | "accepted_domain" => Some("set"),
+            "inbound_connector" | "outbound_connector" | "accepted_domain" | "transport_rule" => Some("set"),
             "mx" => Some("records"),
             "a" => Some("addresses"),
             "dns_fault" => Some("fault"),
@@ -355,10 +356,11 @@ impl<'t> Loader<'t> {
             }
         };
         match kind {
-            "inbound_connector" | "outbound_connector" | "accepted_domain" => {
+            "inbound_connector" | "outbound_connector" | "accepted_domain" | "transport_rule" => {
                 let name = cx.string(node)?;
                 let (array_key, name_key, noun) = match kind {
                     "inbound_connector" => ("InboundConnector", "Name", "inbound connector"),
+                    "transport_rule" => ("TransportRule", "Name", "transport rule"),
                     "outbound_connector" => ("OutboundConnector", "Name", "outbound connector"),
                     _ => ("AcceptedDomain", "DomainName", "accepted domain"),
                 };

@@ -225,6 +225,7 @@ impl<'t> Loader<'t> {
             inbound_names: BTreeSet::new(),
             all_connector_names: BTreeSet::new(),
             mailboxes: BTreeSet::new(),
+            rule_names: BTreeSet::new(),
         };
         loader.note_tenant(&tenant);
         Ok(loader)
@@ -239,6 +240,7 @@ impl<'t> Loader<'t> {
             self.all_connector_names.insert(c.name.clone());
         }
         self.mailboxes.extend(tenant.mailboxes.iter().map(|m| m.to_ascii_lowercase()));
+        self.rule_names.extend(tenant.transport_rules.iter().map(|r| r.name.clone()));
     }
 
     pub(super) fn host_names(&self) -> Vec<&str> {
