@@ -14,7 +14,7 @@ use std::net::IpAddr;
 /// [`Self::as_str`] use the ASCII (A-label) form, so every comparison (accepted domains,
 /// `SenderDomains`, certificate names, mailbox keys) is on normalized labels; [`fmt::Display`]
 /// shows the name as it was written (lower-cased; U-labels stay U-labels for SMTPUTF8).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Domain {
     ascii: String,
     text: String,
@@ -133,7 +133,7 @@ impl fmt::Display for Domain {
 }
 
 /// A mailbox address `local@domain`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct EmailAddress {
     local: String,
     domain: Domain,
@@ -245,5 +245,19 @@ mod tests {
         assert!(d("a.contoso.com").is_within(&d("contoso.com")));
         assert!(d("contoso.com").is_within(&d("contoso.com")));
         assert!(!d("notcontoso.com").is_within(&d("contoso.com")));
+    }
+}
+
+// Debug shows what an admin wrote (`Domain("straße.de")`), not the two normalized forms: rule
+// sizes are estimated from it (`tenant::transport_rule`, the §13.2 8 KB limit).
+impl fmt::Debug for Domain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Domain").field(&self.text).finish()
+    }
+}
+
+impl fmt::Debug for EmailAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("EmailAddress").field(&format_args!("{self}")).finish()
     }
 }
