@@ -201,6 +201,20 @@ impl std::str::FromStr for EmailAddress {
     }
 }
 
+// Debug shows what an admin wrote (`Domain("straße.de")`), not the two normalized forms: rule
+// sizes are estimated from it (`tenant::transport_rule`, the §13.2 8 KB limit).
+impl fmt::Debug for Domain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Domain").field(&self.text).finish()
+    }
+}
+
+impl fmt::Debug for EmailAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("EmailAddress").field(&format_args!("{self}")).finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,19 +259,5 @@ mod tests {
         assert!(d("a.contoso.com").is_within(&d("contoso.com")));
         assert!(d("contoso.com").is_within(&d("contoso.com")));
         assert!(!d("notcontoso.com").is_within(&d("contoso.com")));
-    }
-}
-
-// Debug shows what an admin wrote (`Domain("straße.de")`), not the two normalized forms: rule
-// sizes are estimated from it (`tenant::transport_rule`, the §13.2 8 KB limit).
-impl fmt::Debug for Domain {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("Domain").field(&self.text).finish()
-    }
-}
-
-impl fmt::Debug for EmailAddress {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("EmailAddress").field(&format_args!("{self}")).finish()
     }
 }
