@@ -56,6 +56,27 @@ impl MailStore {
         self.delivered.lock().expect("store lock").clone()
     }
 
+    /// Reads the delivered copies in place, in delivery order (the HTTP API's listing: no copy of
+    /// the whole store per request).
+    pub fn with_delivered<R>(&self, read: impl FnOnce(&[Delivered]) -> R) -> R {
+        read(&self.delivered.lock().expect("store lock"))
+    }
+
+    /// Deletes the copy of message `internal_id` in `mailbox` (and its `.eml` file); returns
+    /// whether there was one.
+    pub fn remove(&self, internal_id: u64, mailbox: &EmailAddress) -> bool {
+        let key = mailbox.key();
+        let mut delivered = self.delivered.lock().expect("store lock");
+        let before = delivered.len();
+        delivered.retain(|d| !(d.message.internal_id == internal_id && d.mailbox.key() == key));
+        let removed = delivered.len() != before;
+        drop(delivered);
+        if removed && let Some(dir) = &self.dir {
+            let _ = std::fs::remove_file(dir.join("mailboxes").join(&key).join(format!("{internal_id:016X}.eml")));
+        }
+        removed
+    }
+
     /// The copies in one mailbox (case-insensitive).
     pub fn mailbox(&self, address: &str) -> Vec<Arc<AcceptedMessage>> {
         let key = address.parse::<EmailAddress>().map(|a| a.key()).unwrap_or_default();

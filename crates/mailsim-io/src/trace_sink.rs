@@ -48,6 +48,11 @@ impl TraceSink {
         self.events.lock().expect("trace lock").clone()
     }
 
+    /// Reads the events in place, in order (the HTTP API indexes them without copying the trace).
+    pub fn with_events<R>(&self, read: impl FnOnce(&[TraceEvent]) -> R) -> R {
+        read(&self.events.lock().expect("trace lock"))
+    }
+
     /// The status of one recipient of one message: its last event's.
     pub fn status(&self, message_id: &str, recipient: &str) -> Option<Status> {
         let recipient = recipient.to_ascii_lowercase();
