@@ -12,8 +12,31 @@ use crate::api::{Api, DEFAULT_HTTP, Reload, ReloadError, RunningApi, ScenarioDoc
 use crate::endpoint::RunningEndpoint;
 use crate::sim::Simulation;
 
+/// The routes, for `mailsim serve --help`.
+pub const HTTP_HELP: &str = "\
+HTTP API (JSON; loopback only; a Host or Origin that is not loopback is refused; errors are
+RFC 9457 application/problem+json):
+  GET    /livez, /readyz
+  GET    /api/v1/world                       address plan, tenant endpoint, DNS server, simulated time, tenant source
+  GET    /api/v1/messages                    mailboxes and peers' inboxes, newest first
+                                             ?where=ADDRESS|HOST|mailbox|peer &q= &sender= &recipient= &subject= &start= &limit=
+  GET    /api/v1/messages/ID[/raw]           one message: summary and headers; raw source
+  DELETE /api/v1/messages/ID
+  GET    /api/v1/trace                       rows as `mailsim trace`: ?sender= &recipient= &status= &message_id= &start= &limit=
+  GET    /api/v1/trace/MESSAGE-ID            one message's events (Message-ID or 16-hex internal id)
+  GET    /api/v1/queue                       deferred recipients, next attempt, last error
+  POST   /api/v1/queue/retry                 retry now: {} or {\"message_id\": \"...\"}
+  POST   /api/v1/clock/advance               {\"by\": \"25h\"}: as a scenario's advance step
+  GET    /api/v1/tenant
+  PUT    /api/v1/tenant                      a tenant file as the body (TOML); 422 with file:line:col if invalid
+  POST   /api/v1/tenant/reload               re-read the tenant from disk (SIGHUP does the same)
+  POST   /api/v1/steps                       [[step]] tables (send, expect, change, advance) played in order
+  PUT    /api/v1/dns/NAME/fault              {\"fault\": \"NXDOMAIN\"|\"SERVFAIL\"|\"silence\"|\"REFUSED\"}; DELETE clears
+Example: curl -s 127.0.0.1:8025/api/v1/trace?status=Pending";
+
 /// The HTTP API's flags.
 #[derive(clap::Args, Debug, Clone)]
+#[command(after_long_help = HTTP_HELP)]
 pub struct HttpArgs {
     /// Address of the HTTP API (loopback only): JSON views of the world (address plan, messages,
     /// trace, queue) and live control (tenant, clock, steps, DNS faults). See README, "The HTTP
