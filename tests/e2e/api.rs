@@ -415,6 +415,88 @@ async fn clock_advance_retries_a_deferred_message_and_expires_a_failing_one() {
     let ndr = get(a, "/api/v1/messages?where=alice@contoso.test").await.json();
     assert_eq!(ndr["total"], 1, "{ndr:#}");
     assert_eq!(ndr["messages"][0]["mail_from"], "");
+
+    // A peer re-scripted live (a change step): the failing host now accepts.
+    let rescript =
+        "[[step]]\nchange = { host = \"failing\", peer = { host_name = \"mx.failing.test\", on_rcpt = \"Accept\" } }\n";
+    assert_eq!(post(a, "/api/v1/steps", rescript).await.json()["passed"], true);
+    assert_eq!(post(a, "/api/v1/steps", &send("dave@failing.test")).await.json()["passed"], true);
+    assert_eq!(get(a, "/api/v1/messages?where=failing").await.json()["total"], 1);
+
+    // A DNS fault per name: NXDOMAIN for the partner's domain fails the next message at once.
+    let nx = call(a, "PUT", "/api/v1/dns/partner.test/fault", None, &[], br#"{"fault":"NXDOMAIN"}"#).await;
+    assert_eq!(nx.status, 200, "{}", nx.text());
+    assert_eq!(post(a, "/api/v1/steps", &send("erin@partner.test")).await.json()["passed"], true);
+    let erin = get(a, "/api/v1/trace?recipient=erin@partner.test").await.json();
+    assert_eq!(erin["rows"][0]["status"], "Failed", "{erin:#}");
+    assert_eq!(get(a, "/api/v1/messages?where=partner").await.json()["total"], 1);
+}
+
+#[tokio::test]
+async fn the_tenant_endpoint_alone_has_the_api_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tenant.toml");
+    std::fs::write(
+        &file,
+        "[[AcceptedDomain]]\nDomainName = \"contoso.test\"\n\n[Directory]\nMailboxes = [\"alice@contoso.test\"]\n",
+    )
+    .unwrap();
+    let tenant = mailsim_core::tenant::load::load(&std::fs::read_to_string(&file).unwrap(), "t").unwrap();
+    let endpoint = Arc::new(
+        mailsim::endpoint::RunningEndpoint::bind(
+            "127.0.0.1:0".parse().unwrap(),
+            mailsim::endpoint::EndpointOptions::new(tenant),
+        )
+        .await
+        .unwrap(),
+    );
+    let path = file.clone();
+    let reload: Reload = Arc::new(move || {
+        let text = std::fs::read_to_string(&path).map_err(|e| ReloadError::Other(e.to_string()))?;
+        let t = mailsim_core::tenant::load::load(&text, &path.display().to_string()).map_err(ReloadError::Invalid)?;
+        Ok((t, path.display().to_string()))
+    });
+    let args = mailsim::cli::serve_http::HttpArgs { http: "127.0.0.1:0".parse().unwrap(), ..Default::default() };
+    let live =
+        mailsim::cli::serve_http::start_tenant(&args, endpoint.clone(), file.display().to_string(), Some(reload))
+            .await
+            .unwrap();
+    let a = live.addr().unwrap();
+    assert_eq!(get(a, "/readyz").await.json()["mode"], "tenant");
+    let world = get(a, "/api/v1/world").await.json();
+    assert_eq!(world["tenant_endpoint"], endpoint.addr().to_string());
+    assert_eq!(world["hosts"].as_array().unwrap().len(), 1);
+
+    // Mail from a real client shows in the API.
+    let (mut c, _) = mailsim_testkit::sender::ScriptedSender::connect(crate::common::fresh_loopback(), endpoint.addr())
+        .await
+        .unwrap();
+    c.command("EHLO client.test").await.unwrap();
+    assert_eq!(
+        c.transaction("a@fabrikam.test", &["alice@contoso.test"], "Subject: live\r\n\r\nhi\r\n").await.unwrap().code,
+        250
+    );
+    let _ = c.command("QUIT").await;
+    assert!(endpoint.settled().await);
+    assert_eq!(get(a, "/api/v1/messages?subject=live").await.json()["total"], 1);
+
+    // Steps and DNS need a scenario world.
+    assert_problem(&post(a, "/api/v1/steps", SEND_INTERNET).await, 409, "scenario");
+    assert_problem(
+        &call(a, "PUT", "/api/v1/dns/x.test/fault", None, &[], br#"{"fault":"SERVFAIL"}"#).await,
+        409,
+        "no hosts",
+    );
+
+    // The file is edited on disk, then re-read (as SIGHUP does); a broken file is refused whole.
+    std::fs::write(&file, "[[AcceptedDomain]]\nDomainName = \"fabrikam.test\"\n").unwrap();
+    assert_eq!(post(a, "/api/v1/tenant/reload", "").await.status, 200);
+    assert_eq!(get(a, "/api/v1/world").await.json()["tenant"]["accepted_domains"][0]["name"], "fabrikam.test");
+    std::fs::write(&file, "[[AcceptedDomain]]\nDomainNme = \"x.test\"\n").unwrap();
+    let refused = post(a, "/api/v1/tenant/reload", "").await;
+    assert_problem(&refused, 422, "tenant.toml:2:1: AcceptedDomain[1].DomainNme");
+    assert_eq!(get(a, "/api/v1/world").await.json()["tenant"]["accepted_domains"][0]["name"], "fabrikam.test");
+    live.stop().await;
 }
 
 #[tokio::test]

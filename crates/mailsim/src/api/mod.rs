@@ -506,7 +506,9 @@ async fn delete_message(State(api): State<Arc<Api>>, Path(id): Path<String>) -> 
             match ids.iter().position(|x| *x == id) {
                 Some(at) => {
                     let target = peer.with_inbox(|inbox| inbox[at].clone());
-                    peer.remove_messages(|m| *m == target) > 0
+                    // Only the first equal one: the same message twice in one connection stays once.
+                    let once = std::cell::Cell::new(false);
+                    peer.remove_messages(|m| *m == target && !once.replace(true)) > 0
                 }
                 None => false,
             }
