@@ -326,11 +326,14 @@ impl MessageIndex {
     /// A page of the messages `f` selects, newest first.
     pub fn page(&self, f: &Filter) -> Page {
         let low = |o: &Option<String>| o.as_ref().map(|s| s.to_ascii_lowercase());
-        let (q, sender, recipient, subject) = (low(&f.q), low(&f.sender), low(&f.recipient), low(&f.subject));
+        let finder =
+            |o: &Option<String>| o.as_ref().map(|s| memchr::memmem::Finder::new(&s.to_ascii_lowercase()).into_owned());
+        let (sender, recipient, subject) = (low(&f.sender), low(&f.recipient), low(&f.subject));
+        let q = finder(&f.q);
         let location = low(&f.location);
         let matches = |s: &Summary| {
             location.as_ref().is_none_or(|l| l == s.kind || s.location.eq_ignore_ascii_case(l))
-                && q.as_ref().is_none_or(|q| s.lower.contains(q.as_str()))
+                && q.as_ref().is_none_or(|q| q.find(s.lower.as_bytes()).is_some())
                 && sender.as_ref().is_none_or(|x| {
                     s.mail_from.to_ascii_lowercase().contains(x.as_str())
                         || s.from.to_ascii_lowercase().contains(x.as_str())

@@ -120,15 +120,26 @@ impl TraceIndex {
 
     /// A page of the rows `f` selects, newest first.
     pub fn page(&self, f: &Filter) -> Page {
-        let low = |o: &Option<String>| o.as_ref().map(|s| s.to_ascii_lowercase());
-        let (sender, recipient) = (low(&f.sender), low(&f.recipient));
+        let finder =
+            |o: &Option<String>| o.as_ref().map(|s| memchr::memmem::Finder::new(&s.to_ascii_lowercase()).into_owned());
+        let (sender, recipient) = (finder(&f.sender), finder(&f.recipient));
         let start = f.start.unwrap_or(0);
         let limit = f.limit.unwrap_or(100).min(1000);
+        let wanted = |status: Status| f.status.as_ref().is_none_or(|x| format!("{status:?}").eq_ignore_ascii_case(x));
+        // The status filter once per status, not once per row.
+        let (delivered, pending, failed, getting) =
+            (wanted(Status::Delivered), wanted(Status::Pending), wanted(Status::Failed), wanted(Status::GettingStatus));
+        let status_hit = |s: Status| match s {
+            Status::Delivered => delivered,
+            Status::Pending => pending,
+            Status::Failed => failed,
+            Status::GettingStatus => getting,
+        };
         let (mut total, mut rows) = (0, Vec::new());
         for (row, (s, r)) in self.rows.iter().zip(&self.lower).rev() {
-            let hit = sender.as_ref().is_none_or(|x| s.contains(x.as_str()))
-                && recipient.as_ref().is_none_or(|x| r.contains(x.as_str()))
-                && f.status.as_ref().is_none_or(|x| format!("{:?}", row.status).eq_ignore_ascii_case(x))
+            let hit = status_hit(row.status)
+                && sender.as_ref().is_none_or(|x| x.find(s.as_bytes()).is_some())
+                && recipient.as_ref().is_none_or(|x| x.find(r.as_bytes()).is_some())
                 && f.message_id.as_ref().is_none_or(|m| &row.message_id == m);
             if hit {
                 if total >= start && rows.len() < limit {
