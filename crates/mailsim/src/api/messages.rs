@@ -3,7 +3,8 @@
 //! each under a stable id, newest first.
 //!
 //! Ids: `mbx:<INTERNAL-ID>:<mailbox>` for a tenant copy (the 16-hex internal id of the 250 reply)
-//! and `peer:<host>:<connection>:<n>` for the `n`th message of a peer's connection. The index keeps
+//! and `peer:<host>:<connection>:<DIGEST>` for a peer's message (its connection and a 16-hex digest
+//! of its envelope and content, so the id stays when older messages are dropped or deleted). The index keeps
 //! a parsed summary of each (From, To, Subject come from the headers once, not per request) and
 //! catches up with the stores by what was appended since it last looked; when a store shrank or
 //! changed under it (a delete, a cap), it rebuilds, reusing the summaries it has.
@@ -111,7 +112,6 @@ struct Source {
 struct PeerSource {
     seen: usize,
     last_peer: Option<(usize, usize, String)>,
-    per_connection: HashMap<usize, usize>,
 }
 
 /// Summaries in the order first seen, and where each store was read up to.
@@ -128,9 +128,17 @@ pub fn mailbox_id(d: &Delivered) -> String {
     format!("mbx:{:016X}:{}", d.message.internal_id, d.mailbox.key())
 }
 
-/// The id of a peer's message; `nth` counts the messages of its connection before it.
-pub fn peer_id(host: &str, m: &ReceivedMessage, nth: usize) -> String {
-    format!("peer:{host}:{}:{nth}", m.connection)
+/// The digest of a peer's message in its id (stable within a run).
+pub fn peer_digest(m: &ReceivedMessage) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    (&m.mail_from, &m.rcpt_to, &m.data).hash(&mut h);
+    h.finish()
+}
+
+/// The id of a peer's message.
+pub fn peer_id(host: &str, m: &ReceivedMessage) -> String {
+    format!("peer:{host}:{}:{:016X}", m.connection, peer_digest(m))
 }
 
 /// A parsed id.
@@ -148,8 +156,8 @@ pub enum Id<'a> {
         host: &'a str,
         /// Connection.
         connection: usize,
-        /// Position among the connection's messages.
-        nth: usize,
+        /// Digest of envelope and content.
+        digest: u64,
     },
 }
 
@@ -162,9 +170,9 @@ impl<'a> Id<'a> {
         }
         let rest = id.strip_prefix("peer:")?;
         let mut parts = rest.rsplitn(3, ':');
-        let nth = parts.next()?.parse().ok()?;
+        let digest = u64::from_str_radix(parts.next()?, 16).ok()?;
         let connection = parts.next()?.parse().ok()?;
-        Some(Id::Peer { host: parts.next()?, connection, nth })
+        Some(Id::Peer { host: parts.next()?, connection, digest })
     }
 }
 
@@ -213,10 +221,10 @@ fn of_delivered(d: &Delivered) -> Summary {
     })
 }
 
-fn of_received(host: &str, m: &ReceivedMessage, nth: usize, now: Timestamp) -> Summary {
+fn of_received(host: &str, m: &ReceivedMessage, now: Timestamp) -> Summary {
     let (from, to, subject, message_id) = headers(&m.data);
     finish(Summary {
-        id: peer_id(host, m, nth),
+        id: peer_id(host, m),
         kind: "peer",
         location: host.to_string(),
         mail_from: m.mail_from.clone(),
@@ -239,18 +247,9 @@ fn of_received(host: &str, m: &ReceivedMessage, nth: usize, now: Timestamp) -> S
     })
 }
 
-/// The ids of a peer's inbox, in order.
-pub fn peer_ids(host: &str, inbox: &[ReceivedMessage]) -> Vec<String> {
-    let mut per_connection: HashMap<usize, usize> = HashMap::new();
-    inbox
-        .iter()
-        .map(|m| {
-            let nth = per_connection.entry(m.connection).or_default();
-            let id = peer_id(host, m, *nth);
-            *nth += 1;
-            id
-        })
-        .collect()
+/// The position in a peer's inbox of the message with this connection and digest.
+pub fn peer_position(inbox: &[ReceivedMessage], connection: usize, digest: u64) -> Option<usize> {
+    inbox.iter().position(|m| m.connection == connection && peer_digest(m) == digest)
 }
 
 impl MessageIndex {
@@ -288,16 +287,13 @@ impl MessageIndex {
             src
         } else {
             let prefix = format!("peer:{host}:");
-            self.prune(|s| s.id.starts_with(&prefix), peer_ids(host, inbox).into_iter().collect());
+            self.prune(|s| s.id.starts_with(&prefix), inbox.iter().map(|m| peer_id(host, m)).collect());
             PeerSource::default()
         };
         for m in &inbox[src.seen..] {
-            let nth = src.per_connection.entry(m.connection).or_default();
-            let id = peer_id(host, m, *nth);
-            if !self.by_id.contains_key(&id) {
-                self.add(of_received(host, m, *nth, now));
+            if !self.by_id.contains_key(&peer_id(host, m)) {
+                self.add(of_received(host, m, now));
             }
-            *nth += 1;
         }
         src.seen = inbox.len();
         src.last_peer = inbox.last().map(fingerprint);
@@ -356,5 +352,64 @@ impl MessageIndex {
             }
         }
         Page { total, start, count: messages.len(), messages }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn received(connection: usize, subject: &str) -> ReceivedMessage {
+        ReceivedMessage {
+            mail_from: "a@contoso.test".into(),
+            rcpt_to: vec!["bob@partner.test".into()],
+            data: format!("From: <a@contoso.test>\r\nTo: <bob@partner.test>\r\nSubject: {subject}\r\n\r\nhi\r\n")
+                .into_bytes(),
+            tls: None,
+            client_ip: "127.0.0.1".parse().unwrap(),
+            helo: None,
+            connection,
+        }
+    }
+
+    #[test]
+    fn ids_round_trip() {
+        assert!(matches!(
+            Id::parse("mbx:00000000000000FF:alice@contoso.test"),
+            Some(Id::Mailbox { internal_id: 255, mailbox: "alice@contoso.test" })
+        ));
+        assert!(matches!(
+            Id::parse("peer:partner:3:00000000000000A1"),
+            Some(Id::Peer { host: "partner", connection: 3, digest: 0xA1 })
+        ));
+        for bad in ["", "mbx:", "mbx:zz:a@b", "peer:partner:x:1", "peer:1", "other:1"] {
+            assert!(Id::parse(bad).is_none(), "{bad}");
+        }
+    }
+
+    /// Appends are taken in as they come; a store that lost its oldest (a cap) or one message (a
+    /// delete) is re-read, keeping the ids of the messages still there.
+    #[test]
+    fn a_peer_inbox_is_followed_through_appends_caps_and_deletes() {
+        let now = Timestamp(0);
+        let mut index = MessageIndex::default();
+        let mut inbox = vec![received(0, "one"), received(0, "two"), received(1, "three")];
+        index.sync_peer("partner", &inbox, now);
+        let ids = |index: &MessageIndex| {
+            index.page(&Filter::default()).messages.into_iter().map(|m| m.id).collect::<Vec<_>>()
+        };
+        let id = |m: &ReceivedMessage| peer_id("partner", m);
+        assert_eq!(ids(&index), [id(&inbox[2]), id(&inbox[1]), id(&inbox[0])]);
+        assert!(id(&inbox[1]).starts_with("peer:partner:0:"));
+        inbox.push(received(1, "four"));
+        index.sync_peer("partner", &inbox, now);
+        assert_eq!(ids(&index)[0], id(&inbox[3]));
+        let before = ids(&index);
+        inbox.remove(0);
+        index.sync_peer("partner", &inbox, now);
+        assert_eq!(ids(&index), before[..3]);
+        assert_eq!(peer_position(&inbox, 1, peer_digest(&inbox[2])), Some(2));
+        let page = index.page(&Filter { subject: Some("THREE".into()), ..Filter::default() });
+        assert_eq!((page.total, page.messages[0].subject.as_str()), (1, "three"));
     }
 }

@@ -465,11 +465,10 @@ fn raw_of(api: &Api, id: &str) -> Result<Vec<u8>, Problem> {
                     .map(|d| d.message.data.clone())
             })
             .ok_or_else(missing),
-        messages::Id::Peer { host, .. } => {
+        messages::Id::Peer { host, connection, digest } => {
             let peer = api.world.sim().ok().and_then(|s| s.peer(host).ok()).ok_or_else(missing)?;
-            let ids = peer.with_inbox(|inbox| messages::peer_ids(host, inbox));
-            let at = ids.iter().position(|x| x == id).ok_or_else(missing)?;
-            peer.with_inbox(|inbox| inbox.get(at).map(|m| m.data.clone())).ok_or_else(missing)
+            peer.with_inbox(|inbox| messages::peer_position(inbox, connection, digest).map(|at| inbox[at].data.clone()))
+                .ok_or_else(missing)
         }
     }
 }
@@ -500,18 +499,13 @@ async fn delete_message(State(api): State<Arc<Api>>, Path(id): Path<String>) -> 
             let mailbox = mailbox.parse().map_err(|_| missing())?;
             api.endpoint().store().remove(internal_id, &mailbox)
         }
-        messages::Id::Peer { host, .. } => {
+        messages::Id::Peer { host, connection, digest } => {
             let peer = api.world.sim().ok().and_then(|s| s.peer(host).ok()).ok_or_else(missing)?;
-            let ids = peer.with_inbox(|inbox| messages::peer_ids(host, inbox));
-            match ids.iter().position(|x| *x == id) {
-                Some(at) => {
-                    let target = peer.with_inbox(|inbox| inbox[at].clone());
-                    // Only the first equal one: the same message twice in one connection stays once.
-                    let once = std::cell::Cell::new(false);
-                    peer.remove_messages(|m| *m == target && !once.replace(true)) > 0
-                }
-                None => false,
-            }
+            // Only the first match: the same message twice in one connection stays once.
+            let once = std::cell::Cell::new(false);
+            peer.remove_messages(|m| {
+                m.connection == connection && !once.get() && messages::peer_digest(m) == digest && !once.replace(true)
+            }) > 0
         }
     };
     if !removed {
