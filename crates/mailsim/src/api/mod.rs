@@ -545,8 +545,7 @@ fn hop_label(hop: &Hop) -> String {
             Some(c) => format!("MX of {domain} (connector {c:?})"),
             None => format!("MX of {domain}"),
         },
-        #[allow(unreachable_patterns)]
-        other => format!("{other:?}"),
+        Hop::Unroutable(kind) => format!("unroutable ({kind:?})"),
     }
 }
 
