@@ -27,6 +27,8 @@ TO=bench@contoso.test
 MAILSIM=$ROOT/target/release/mailsim
 WORK=$(mktemp -d /tmp/mailsim-compare.XXXXXX)
 cd "$ROOT" || exit 2  # `mailsim serve` finds its certificates under certs/
+# The benchmark measures SMTP: no HTTP API (port 8025 may be taken by a running `mailsim serve`).
+export MAILSIM_NO_HTTP=${MAILSIM_NO_HTTP:-true}
 
 for a in "$MAILSIM_ADDR" "$SINK_ADDR"; do
     [[ $a == 127.* ]] || { echo "refusing $a: loopback (127/8) addresses only" >&2; exit 2; }

@@ -656,6 +656,7 @@ async fn postfix_gateway_with_a_certificate_from_the_admins_ca_is_trusted_in_sce
         no_tls: false,
         max_connections: 100,
         idle_timeout: 300,
+        http: mailsim::cli::serve_http::HttpArgs { no_http: true, ..Default::default() },
     };
     let ip = scenario.world.tenant_loopback.unwrap();
     args.listen = Some(SocketAddr::new(ip, std::net::TcpListener::bind((ip, 0)).unwrap().local_addr().unwrap().port()));

@@ -98,6 +98,7 @@ fn serve_args(tenant: &Path, listen: SocketAddr) -> ServeArgs {
         no_tls: true,
         max_connections: 10,
         idle_timeout: 300,
+        http: mailsim::cli::serve_http::HttpArgs { no_http: true, ..Default::default() },
     }
 }
 

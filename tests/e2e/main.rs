@@ -1,6 +1,7 @@
 //! End-to-end tests: a real tenant endpoint on loopback, real SMTP and TLS from scripted senders
 //! bound to their own 127/8 addresses. One test binary (one link step).
 
+mod api;
 mod common;
 mod config_hardening;
 mod endpoint;

@@ -455,6 +455,7 @@ send = { from = "gateway", mail_from = "a@fabrikam.test", rcpt_to = ["alice@cont
         no_tls: false,
         max_connections: 10,
         idle_timeout: 300,
+        http: mailsim::cli::serve_http::HttpArgs { no_http: true, ..Default::default() },
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(mailsim::cli::serve::run_until(args, async {

@@ -122,6 +122,12 @@ impl Pipeline {
         self.queue.defer(entry);
     }
 
+    /// Makes the queued entries `which` selects due now (the HTTP API's retry); returns how many.
+    /// The queue then attempts them as it would any due entry.
+    pub fn retry_now(&self, which: impl Fn(&QueueEntry) -> bool) -> usize {
+        self.queue.retry_now(self.clock.now(), which)
+    }
+
     /// Attempts running right now.
     pub fn in_flight(&self) -> u64 {
         self.lanes.in_flight()

@@ -58,6 +58,17 @@ impl Queue {
         self.entries.lock().expect("queue lock").clone()
     }
 
+    /// Makes the entries `which` selects due at `now` (an admin's "retry now"); returns how many.
+    pub fn retry_now(&self, now: Timestamp, which: impl Fn(&QueueEntry) -> bool) -> usize {
+        let mut n = 0;
+        for entry in self.entries.lock().expect("queue lock").iter_mut().filter(|e| which(e)) {
+            entry.retry_at = entry.retry_at.min(now);
+            n += 1;
+        }
+        self.changed.notify_waiters();
+        n
+    }
+
     /// Wakes whoever waits for a change (the schedule, [`Queue::settled`]).
     pub fn notify(&self) {
         self.changed.notify_waiters();

@@ -248,6 +248,39 @@ impl MailStore {
         self.list(None, seq.checked_sub(1), 1).items.into_iter().find(|(s, _)| *s == seq).map(|(_, d)| d)
     }
 
+    /// Reads the copies held, in delivery order, content included (the HTTP API's listing). Under a
+    /// state directory the held copies' content is read back from disk for the call; the caps
+    /// bound how much that is.
+    pub fn with_delivered<R>(&self, read: impl FnOnce(&[Delivered]) -> R) -> R {
+        read(&self.delivered())
+    }
+
+    /// Deletes the held copy of message `internal_id` in `mailbox` (and its `.eml` file); returns
+    /// whether there was one.
+    pub fn remove(&self, internal_id: u64, mailbox: &EmailAddress) -> bool {
+        let key = mailbox.key();
+        let removed = {
+            let mut inner = self.inner.lock().expect("store lock");
+            let at = inner.held.iter().position(|h| h.message.internal_id == internal_id && h.mailbox.key() == key);
+            let removed = at.and_then(|i| inner.held.remove(i));
+            if let Some(h) = &removed {
+                inner.stats.held_bytes -= h.bytes;
+                inner.stats.held = inner.held.len();
+            }
+            removed
+        };
+        match removed {
+            Some(h) => {
+                if let Some(path) = h.path {
+                    let _ = std::fs::remove_file(path);
+                }
+                self.changed.notify_waiters();
+                true
+            }
+            None => false,
+        }
+    }
+
     /// The copies held for one mailbox (case-insensitive), content included.
     pub fn mailbox(&self, address: &str) -> Vec<Arc<AcceptedMessage>> {
         self.list(Some(address), None, usize::MAX).items.into_iter().map(|(_, d)| d.message).collect()

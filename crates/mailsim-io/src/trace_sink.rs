@@ -163,6 +163,15 @@ impl TraceSink {
             .collect()
     }
 
+    /// Reads the held events in place, in order, with the sequence number of the first one (the
+    /// HTTP API indexes them without copying the trace; a first number that moved means older
+    /// events were evicted).
+    pub fn with_events<R>(&self, read: impl FnOnce(u64, &[TraceEvent]) -> R) -> R {
+        let mut w = self.window.lock().expect("trace lock");
+        let first = w.first_seq;
+        read(first, w.events.make_contiguous())
+    }
+
     /// The status of one recipient of one message: its last event's.
     pub fn status(&self, message_id: &str, recipient: &str) -> Option<Status> {
         let recipient = recipient.to_ascii_lowercase();

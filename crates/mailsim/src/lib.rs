@@ -6,6 +6,7 @@
 //! [`cli`], one module per subcommand (`run`, `serve`, `send`, `bench`, `certs`, `trace`,
 //! `explain`, `demo`); it uses the library and the core, and the library never uses it.
 
+pub mod api;
 pub mod cli;
 pub mod config_file;
 pub mod endpoint;

@@ -502,6 +502,11 @@ impl Simulation {
         self.peers.get(host).ok_or_else(|| SimError::NoPeer(host.to_string()))
     }
 
+    /// The hosts that receive mail, with their peers, by name.
+    pub fn peers(&self) -> impl Iterator<Item = (&str, &ScriptedPeer)> {
+        self.peers.iter().map(|(name, peer)| (name.as_str(), peer))
+    }
+
     /// A host's loopback address (where its sessions come from and its peer listens).
     pub fn host_loopback(&self, host: &str) -> Result<IpAddr, SimError> {
         let hosts = self.hosts.lock().expect("hosts lock");

@@ -180,6 +180,19 @@ impl ScriptedPeer {
         self.shared.lock().inbox.clone()
     }
 
+    /// Reads the inbox in place (no copy of every message), in order.
+    pub fn with_inbox<R>(&self, read: impl FnOnce(&[ReceivedMessage]) -> R) -> R {
+        read(&self.shared.lock().inbox)
+    }
+
+    /// Deletes the messages `which` selects from the inbox; returns how many.
+    pub fn remove_messages(&self, which: impl Fn(&ReceivedMessage) -> bool) -> usize {
+        let mut state = self.shared.lock();
+        let before = state.inbox.len();
+        state.inbox.retain(|m| !which(m));
+        before - state.inbox.len()
+    }
+
     /// Waits until at least `n` messages are in the inbox or `timeout` passes, and returns the
     /// inbox as it is then (the caller asserts on its length).
     pub async fn wait_for_messages(&self, n: usize, timeout: Duration) -> Vec<ReceivedMessage> {

@@ -9,6 +9,7 @@ pub mod explain;
 pub mod run;
 pub mod send;
 pub mod serve;
+pub mod serve_http;
 pub mod soak;
 pub mod trace;
 

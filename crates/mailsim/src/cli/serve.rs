@@ -33,7 +33,7 @@ pub const DEFAULT_WORLD_PORT: u16 = 2525;
 pub const DEFAULT_OUTBOUND: &str = "127.0.0.2";
 
 /// `mailsim serve` flags.
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct ServeArgs {
     /// A scenario file: bring up its world (tenant, hosts, DNS) and keep it running. Without one,
     /// the tenant endpoint alone is served, from --tenant and the flags.
@@ -97,6 +97,9 @@ pub struct ServeArgs {
     /// Seconds without a command before `451 4.7.0 Timeout waiting for client input`.
     #[arg(long, env = "MAILSIM_IDLE_TIMEOUT", default_value_t = 300)]
     pub idle_timeout: u64,
+    /// The HTTP API (`--http`, `--no-http`) and `--play`.
+    #[command(flatten)]
+    pub http: super::serve_http::HttpArgs,
 }
 
 /// Builds the tenant from the file (if any) and the flags.
@@ -204,10 +207,16 @@ async fn serve_world(path: &Path, args: &ServeArgs, shutdown: impl Future<Output
     world.state_dir = Some(state_dir.clone());
     apply_live_flags(&mut world, args)?;
     let sim = Simulation::start(world).await.with_context(|| format!("starting the world of {}", path.display()))?;
-    print!("{}", plan_text(&sim, path, steps, &state_dir));
+    print!("{}", plan_text(&sim, path, if args.http.play { 0 } else { steps }, &state_dir));
+    let sim = std::sync::Arc::new(sim);
+    let live = super::serve_http::start_scenario(&args.http, path, sim.clone()).await?;
     shutdown.await;
     println!("stopping");
-    sim.stop().await;
+    live.stop().await;
+    match std::sync::Arc::try_unwrap(sim) {
+        Ok(sim) => sim.stop().await,
+        Err(sim) => sim.endpoint().protocol_log().flush(),
+    }
     Ok(())
 }
 
@@ -298,9 +307,11 @@ pub fn plan_text(sim: &Simulation, path: &Path, steps: usize, state_dir: &Path) 
         "state: {dir}/trace.jsonl, {dir}/mailboxes/, {dir}/protocol/RECV*.log and SEND*.log\n",
         dir = state_dir.display()
     ));
-    out.push_str(&format!(
-        "{steps} scenario step(s) not played: serve brings the world up for live clients (`mailsim run` plays them)\n"
+    if steps > 0 {
+        out.push_str(&format!(
+        "{steps} scenario step(s) not played: serve brings the world up for live clients (`--play` plays them, as does POST /api/v1/steps)\n"
     ));
+    }
     if let Some((name, ip)) = bind_hint {
         out.push_str(&format!(
             "e.g. Postfix as {name}: smtp_bind_address = {ip}, relayhost = [{}]:{}\n",
@@ -362,7 +373,7 @@ async fn serve_tenant(args: ServeArgs, shutdown: impl Future<Output = ()>) -> an
     let domains: Vec<String> =
         options.tenant.accepted_domains.iter().map(|d| format!("{} ({:?})", d.name, d.domain_type)).collect();
     let listen = args.listen.unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid"));
-    let endpoint = RunningEndpoint::bind(listen, options).await?;
+    let endpoint = std::sync::Arc::new(RunningEndpoint::bind(listen, options).await?);
     println!("mailsim tenant endpoint listening on {}", endpoint.addr());
     println!("outbound connections from {outbound}");
     match &dns {
@@ -377,9 +388,23 @@ async fn serve_tenant(args: ServeArgs, shutdown: impl Future<Output = ()>) -> an
         ),
         None => println!("state: in memory (give --state-dir DIR to keep the trace, mailboxes and protocol log)"),
     }
+    let source = args.tenant.as_ref().map_or_else(|| "flags".to_string(), |p| p.display().to_string());
+    let reload: Option<crate::api::Reload> = args.tenant.as_ref().map(|_| {
+        let (args, source) = (args.clone(), source.clone());
+        std::sync::Arc::new(move || {
+            tenant_from(&args)
+                .map(|t| (t, source.clone()))
+                .map_err(|e| crate::api::ReloadError::Other(format!("{e:#}")))
+        }) as crate::api::Reload
+    });
+    let live = super::serve_http::start_tenant(&args.http, endpoint.clone(), source, reload).await?;
     shutdown.await;
     println!("stopping");
-    endpoint.stop().await;
+    live.stop().await;
+    match std::sync::Arc::try_unwrap(endpoint) {
+        Ok(endpoint) => endpoint.stop().await,
+        Err(endpoint) => endpoint.protocol_log().flush(),
+    }
     if let Some(dns) = dns {
         dns.stop().await;
     }

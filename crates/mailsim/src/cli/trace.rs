@@ -67,10 +67,13 @@ pub struct Row {
 /// group by sender and time instead).
 pub fn rows(events: &[TraceEvent]) -> Vec<Row> {
     let mut rows: Vec<Row> = Vec::new();
+    // Rows by (message, recipient): a trace of 100,000 messages groups in one pass.
+    let mut index: std::collections::HashMap<(String, String), usize> = std::collections::HashMap::new();
     for e in events {
         let Some(recipient) = e.recipient.clone() else { continue };
         let key_id = if e.message_id.is_empty() { format!("refused@{}", e.at) } else { e.message_id.clone() };
-        match rows.iter_mut().find(|r| r.message_id == key_id && r.recipient.eq_ignore_ascii_case(&recipient)) {
+        let key = (key_id.clone(), recipient.to_ascii_lowercase());
+        match index.get(&key).map(|&i| &mut rows[i]) {
             Some(row) => {
                 row.status = e.event.status();
                 if let Some(to) = &e.to_ip {
@@ -78,16 +81,19 @@ pub fn rows(events: &[TraceEvent]) -> Vec<Row> {
                 }
                 row.events.push(e.clone());
             }
-            None => rows.push(Row {
-                received: e.at.iso8601(),
-                sender: e.sender.clone(),
-                recipient,
-                status: e.event.status(),
-                to_ip: e.to_ip.clone().unwrap_or_default(),
-                from_ip: e.from_ip.map(|ip| ip.to_string()).unwrap_or_default(),
-                message_id: key_id,
-                events: vec![e.clone()],
-            }),
+            None => {
+                index.insert(key, rows.len());
+                rows.push(Row {
+                    received: e.at.iso8601(),
+                    sender: e.sender.clone(),
+                    recipient,
+                    status: e.event.status(),
+                    to_ip: e.to_ip.clone().unwrap_or_default(),
+                    from_ip: e.from_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+                    message_id: key_id,
+                    events: vec![e.clone()],
+                })
+            }
         }
     }
     rows

@@ -192,6 +192,12 @@ async fn play_steps(
     Ok(())
 }
 
+/// Plays `scenario`'s steps on a world that is already running (the HTTP API's steps, `serve
+/// SCENARIO --play`), exactly as [`run_scenario`] plays them, stopping at the first failure.
+pub async fn play_on(sim: &Simulation, scenario: &Scenario, options: &RunOptions) -> Result<(), Failure> {
+    play_steps(sim, scenario, options, &AtomicUsize::new(0)).await
+}
+
 /// Carries out one change on a running world.
 pub async fn apply(sim: &Simulation, change: &Change) -> anyhow::Result<()> {
     match change {

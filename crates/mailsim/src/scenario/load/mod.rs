@@ -191,6 +191,40 @@ pub fn parse(text: &str, path: &Path) -> Result<Scenario, ConfigError> {
     loader.scenario(&root)
 }
 
+/// Steps written apart from their scenario (the HTTP API's `POST /api/v1/steps`): `steps` holds
+/// only `[[step]]` tables, checked as if they followed `world_text` (the scenario file, and the
+/// steps already played after it), so they name its hosts and edit the tenant as those steps left
+/// it. Errors inside `steps` name `steps_name` and the line in `steps`; the steps keep their
+/// numbers after the world's own (`step[8]` follows seven).
+pub fn parse_appended_steps(
+    world_text: &str,
+    path: &Path,
+    steps: &str,
+    steps_name: &str,
+) -> Result<Vec<Step>, ConfigError> {
+    let alone = Cx { file: steps_name.to_string(), text: steps, dir: PathBuf::new() };
+    let parsed = DeTable::parse(steps).map_err(|e| alone.syntax(&e))?;
+    let root = Tbl { t: parsed.get_ref(), span: parsed.span(), field: String::new() };
+    if let Some((key, span, _)) = root.entries().into_iter().find(|(k, _, _)| *k != "step") {
+        return Err(alone
+            .err(&span, key, format!("only steps can be played here, not `{key}`"))
+            .with_hint("send [[step]] tables with send, advance, change or expect"));
+    }
+    let played = parse(world_text, path)?.steps.len();
+    let sep = if world_text.is_empty() || world_text.ends_with('\n') { "" } else { "\n" };
+    let offset = world_text.matches('\n').count() + sep.len();
+    let whole = format!("{world_text}{sep}{steps}");
+    match parse(&whole, path) {
+        Ok(scenario) => Ok(scenario.steps.into_iter().skip(played).collect()),
+        Err(mut e) if e.line > offset => {
+            e.line -= offset;
+            e.file = steps_name.to_string();
+            Err(e)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The state the rooms share.
 
