@@ -58,7 +58,7 @@ struct Refusals {
 
 impl Pipeline {
     /// Session refusals held in memory.
-    pub const MAX_REFUSALS: usize = 10_000;
+    pub const MAX_REFUSALS: usize = 1_000;
 
     /// A pipeline; call [`Pipeline::run_queue`] in a task to retry deferred recipients.
     pub fn new(

@@ -38,16 +38,16 @@ pub struct Delivered {
 /// Caps on what the store holds in memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StoreLimits {
-    /// Copies held (default 10,000).
+    /// Copies held (default 2,000).
     pub max_messages: usize,
-    /// Octets of message content held (default 16 MiB); under a state directory content is on
+    /// Octets of message content held (default 8 MiB); under a state directory content is on
     /// disk and this counts nothing.
     pub max_bytes: usize,
 }
 
 impl Default for StoreLimits {
     fn default() -> Self {
-        Self { max_messages: 10_000, max_bytes: 16 << 20 }
+        Self { max_messages: 2_000, max_bytes: 8 << 20 }
     }
 }
 

@@ -56,8 +56,8 @@ impl Default for TraceSink {
 }
 
 impl TraceSink {
-    /// Events held in memory by default (about 30 MiB at most).
-    pub const DEFAULT_MAX_EVENTS: usize = 50_000;
+    /// Events held in memory by default (an event takes about 0.5 KiB: 5 MiB at most).
+    pub const DEFAULT_MAX_EVENTS: usize = 10_000;
 
     /// In memory only.
     pub fn in_memory() -> Self {
