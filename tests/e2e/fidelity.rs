@@ -28,3 +28,33 @@ async fn the_tenants_received_header_shows_declared_addresses() {
     assert!(!received.contains("(127."), "a loopback address in {received}");
     sim.stop().await;
 }
+
+/// §1.3: a non-wildcard `TlsSenderCertificateName` on an OnPremises connector that is not itself an
+/// accepted domain loads with a warning saying why mail from on-premises will be refused (the
+/// refusal itself, 5.7.51, is in the core's attribution table).
+#[test]
+fn hybrid_certificate_name_rule_warns_at_load() {
+    let text = "[[AcceptedDomain]]\nDomainName = \"contoso.test\"\nDomainType = \"Authoritative\"\n\n\
+        [[InboundConnector]]\nName = \"hcw\"\nConnectorType = \"OnPremises\"\nSenderDomains = [\"*\"]\n\
+        TlsSenderCertificateName = \"mail.contoso.test\"\nRequireTls = true\n";
+    let loaded = mailsim_core::tenant::load::load_with_warnings(text, "t.toml").unwrap();
+    let warnings: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        warnings,
+        [
+            "t.toml:9: warning: InboundConnector[1].TlsSenderCertificateName: mail.contoso.test is not itself an accepted domain: mail from on-premises matched by this certificate is refused with 5.7.51 (exo-behaviour §1.3); write `*.contoso.test` or add mail.contoso.test as an accepted domain"
+        ]
+    );
+    for fixed in ["*.contoso.test", "contoso.test"] {
+        let text = text.replace("\"mail.contoso.test\"", &format!("\"{fixed}\""));
+        assert!(
+            mailsim_core::tenant::load::load_with_warnings(&text, "t.toml").unwrap().warnings.is_empty(),
+            "{fixed}"
+        );
+    }
+    let accepted = text.replace(
+        "\n\n[[InboundConnector]]",
+        "\n\n[[AcceptedDomain]]\nDomainName = \"mail.contoso.test\"\nDomainType = \"Authoritative\"\n\n[[InboundConnector]]",
+    );
+    assert!(mailsim_core::tenant::load::load_with_warnings(&accepted, "t.toml").unwrap().warnings.is_empty());
+}
