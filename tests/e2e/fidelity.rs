@@ -58,3 +58,35 @@ fn hybrid_certificate_name_rule_warns_at_load() {
     );
     assert!(mailsim_core::tenant::load::load_with_warnings(&accepted, "t.toml").unwrap().warnings.is_empty());
 }
+
+/// Item 1 on the wire: with SMTPUTF8 the U-label address, and without it the A-label address (any
+/// case), reach the one mailbox declared as `alice@straße.test` (`strasse.test` is another domain).
+#[tokio::test]
+async fn idna_addresses_on_the_wire_reach_one_mailbox() {
+    use crate::common::{connect, start};
+    use mailsim::endpoint::EndpointOptions;
+    use mailsim_testkit::hosts::roles;
+    let tenant = Tenant::builder()
+        .with_domain("straße.test", DomainType::Authoritative)
+        .with_mailbox("alice@straße.test")
+        .build()
+        .unwrap();
+    let ep = start(EndpointOptions::new(tenant)).await;
+    let mut c = connect(roles::INTERNET, &ep).await;
+    c.command("EHLO client.test").await.unwrap();
+    let body = "Subject: x\r\n\r\nhello\r\n";
+    for (mail, rcpt) in [
+        ("MAIL FROM:<a@bücher.test> SMTPUTF8", "RCPT TO:<alice@Straße.test>"),
+        ("MAIL FROM:<a@fabrikam.test>", "RCPT TO:<Alice@XN--STRAE-OQA.test>"),
+    ] {
+        assert_eq!(c.command(mail).await.unwrap().code, 250, "{mail}");
+        assert_eq!(c.command(rcpt).await.unwrap().code, 250, "{rcpt}");
+        assert_eq!(c.command("DATA").await.unwrap().code, 354);
+        c.send_raw(format!("{body}.\r\n").as_bytes()).await.unwrap();
+        assert_eq!(c.read_reply().await.unwrap().code, 250, "{rcpt}");
+    }
+    let store = ep.store();
+    assert!(store.mailbox("alice@strasse.test").is_empty());
+    assert_eq!(store.mailbox("alice@xn--strae-oqa.test").len(), 2);
+    assert_eq!(store.mailbox("ALICE@straße.test").len(), 2);
+}
