@@ -28,3 +28,65 @@ async fn the_tenants_received_header_shows_declared_addresses() {
     assert!(!received.contains("(127."), "a loopback address in {received}");
     sim.stop().await;
 }
+
+/// §1.3: a non-wildcard `TlsSenderCertificateName` on an OnPremises connector that is not itself an
+/// accepted domain loads with a warning saying why mail from on-premises will be refused (the
+/// refusal itself, 5.7.51, is in the core's attribution table).
+#[test]
+fn hybrid_certificate_name_rule_warns_at_load() {
+    let text = "[[AcceptedDomain]]\nDomainName = \"contoso.test\"\nDomainType = \"Authoritative\"\n\n\
+        [[InboundConnector]]\nName = \"hcw\"\nConnectorType = \"OnPremises\"\nSenderDomains = [\"*\"]\n\
+        TlsSenderCertificateName = \"mail.contoso.test\"\nRequireTls = true\n";
+    let loaded = mailsim_core::tenant::load::load_with_warnings(text, "t.toml").unwrap();
+    let warnings: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        warnings,
+        [
+            "t.toml:9: warning: InboundConnector[1].TlsSenderCertificateName: mail.contoso.test is not itself an accepted domain: mail from on-premises matched by this certificate is refused with 5.7.51 (exo-behaviour §1.3); write `*.contoso.test` or add mail.contoso.test as an accepted domain"
+        ]
+    );
+    for fixed in ["*.contoso.test", "contoso.test"] {
+        let text = text.replace("\"mail.contoso.test\"", &format!("\"{fixed}\""));
+        assert!(
+            mailsim_core::tenant::load::load_with_warnings(&text, "t.toml").unwrap().warnings.is_empty(),
+            "{fixed}"
+        );
+    }
+    let accepted = text.replace(
+        "\n\n[[InboundConnector]]",
+        "\n\n[[AcceptedDomain]]\nDomainName = \"mail.contoso.test\"\nDomainType = \"Authoritative\"\n\n[[InboundConnector]]",
+    );
+    assert!(mailsim_core::tenant::load::load_with_warnings(&accepted, "t.toml").unwrap().warnings.is_empty());
+}
+
+/// Item 1 on the wire: with SMTPUTF8 the U-label address, and without it the A-label address (any
+/// case), reach the one mailbox declared as `alice@straße.test` (`strasse.test` is another domain).
+#[tokio::test]
+async fn idna_addresses_on_the_wire_reach_one_mailbox() {
+    use crate::common::{connect, start};
+    use mailsim::endpoint::EndpointOptions;
+    use mailsim_testkit::hosts::roles;
+    let tenant = Tenant::builder()
+        .with_domain("straße.test", DomainType::Authoritative)
+        .with_mailbox("alice@straße.test")
+        .build()
+        .unwrap();
+    let ep = start(EndpointOptions::new(tenant)).await;
+    let mut c = connect(roles::INTERNET, &ep).await;
+    c.command("EHLO client.test").await.unwrap();
+    let body = "Subject: x\r\n\r\nhello\r\n";
+    for (mail, rcpt) in [
+        ("MAIL FROM:<a@bücher.test> SMTPUTF8", "RCPT TO:<alice@Straße.test>"),
+        ("MAIL FROM:<a@fabrikam.test>", "RCPT TO:<Alice@XN--STRAE-OQA.test>"),
+    ] {
+        assert_eq!(c.command(mail).await.unwrap().code, 250, "{mail}");
+        assert_eq!(c.command(rcpt).await.unwrap().code, 250, "{rcpt}");
+        assert_eq!(c.command("DATA").await.unwrap().code, 354);
+        c.send_raw(format!("{body}.\r\n").as_bytes()).await.unwrap();
+        assert_eq!(c.read_reply().await.unwrap().code, 250, "{rcpt}");
+    }
+    let store = ep.store();
+    assert!(store.mailbox("alice@strasse.test").is_empty());
+    assert_eq!(store.mailbox("alice@xn--strae-oqa.test").len(), 2);
+    assert_eq!(store.mailbox("ALICE@straße.test").len(), 2);
+}

@@ -211,6 +211,11 @@ pub enum ReplyKind {
     UnableToRelay,
     /// A restricting Partner connector was not satisfied (§2.4, §5.1, 5.7.51).
     PartnerConnectorRestricted,
+    /// Hybrid (§1.3): mail from on-premises attributed by an OnPremises connector whose
+    /// non-wildcard `TlsSenderCertificateName` is not itself an accepted domain (5.7.51). The text
+    /// is the short form seen in tests (§4, `5.7.51 TenantInboundAttribution; Rejecting`); the
+    /// long form EXO sends here is unconfirmed.
+    OnPremisesCertificateNameNotAccepted,
     /// RejectDirectSend (§5.1, 5.7.68).
     DirectSendNotAllowed,
     /// Outbound: the smart host or MX name did not resolve (§3.3, deferral).
@@ -392,6 +397,9 @@ impl ReplyKind {
                     ctx.suffix()
                 ),
             ),
+            Self::OnPremisesCertificateNameNotAccepted => {
+                one(550, status(P, 7, 51), format!("TenantInboundAttribution; Rejecting {}", ctx.suffix()))
+            }
             Self::DirectSendNotAllowed => fixed(
                 550,
                 status(P, 7, 68),

@@ -582,7 +582,30 @@ fn originating<'c, 'a>(f: &Facts<'a>, onprem: &'c [Conn<'a>], log: &mut Log) -> 
         .filter(|c| c.cert_ok(f) && aad_ok(c))
         .max_by_key(|c| (c.c.tls_sender_certificate_name.as_ref().map(|p| p.specificity()), std::cmp::Reverse(c.pos)));
     if let Some(conn) = by_cert {
-        log.tls_check(conn, f);
+        let tls_ok = log.tls_check(conn, f);
+        // §1.3 (hybrid): a non-wildcard TlsSenderCertificateName must itself be an accepted domain
+        // (a subdomain of one is not enough), otherwise mail from on-premises is refused (5.7.51).
+        // A certificate the TLS gate refuses keeps its 454 (checked first, as certificate
+        // validation comes before attribution).
+        if tls_ok && let Some(crate::tenant::DomainPattern::Exact(d)) = &conn.c.tls_sender_certificate_name {
+            let accepted = f.tenant.accepted_domains.iter().any(|a| a.name == *d);
+            log.add(
+                Some(conn),
+                "Certificate name is an accepted domain",
+                accepted,
+                format!(
+                    "TlsSenderCertificateName {d} {} itself an accepted domain",
+                    if accepted { "is" } else { "is not" }
+                ),
+            );
+            if !accepted {
+                let reason = format!(
+                    "connector {}'s TlsSenderCertificateName {d} is not itself an accepted domain: hybrid mail from on-premises is refused (exo-behaviour §1.3)",
+                    conn.c.name
+                );
+                return Some(Decision::Reject(Some(conn), ReplyKind::OnPremisesCertificateNameNotAccepted, reason));
+            }
+        }
         if !accepted_sender && has_external {
             // §4.2 [S51]: relaying for a foreign sender needs a certificate connector whose
             // certificate domain is a domain of the tenant; otherwise 5.7.64 ATTR36.
@@ -911,9 +934,10 @@ mod tests {
                 .with_inbound_connector(conn("cert", Partner, |c| {
                     c.tls_sender_certificate_name = DomainPattern::parse("*.gateway.test")
                 })),
+            // §1.3: a wildcard certificate name (or one that is itself an accepted domain).
             "hybrid" => t
                 .with_inbound_connector(conn("hcw", OnPremises, |c| {
-                    c.tls_sender_certificate_name = DomainPattern::parse("mail.contoso.test");
+                    c.tls_sender_certificate_name = DomainPattern::parse("*.contoso.test");
                     c.require_tls = true;
                     c.cloud_services_mail_enabled = true;
                 }))
@@ -928,6 +952,12 @@ mod tests {
                 .with_inbound_connector(conn("foreign-cert", OnPremises, |c| {
                     c.tls_sender_certificate_name = DomainPattern::parse("*.hoster.test");
                 })),
+            "hybrid-exact" => t.with_inbound_connector(conn("hcw", OnPremises, |c| {
+                c.tls_sender_certificate_name = DomainPattern::parse("mail.contoso.test");
+                c.require_tls = true;
+                c.cloud_services_mail_enabled = true;
+            })),
+            "hybrid-exact-accepted" => spec("hybrid-exact").with_domain("mail.contoso.test", DomainType::Authoritative),
             "aad" => t
                 .with_inbound_connector(conn("lock-contoso", Partner, |c| {
                     c.sender_ip_addresses = nets(&["198.51.100.0/24"]);
@@ -1028,6 +1058,11 @@ mod tests {
             ("hybrid certificate relays", "hybrid", peer("203.0.113.9", true, onprem_cert(Trusted)), "user@contoso.test", &["y@example.test"], Accept(Some("hcw"), ORIG, true)),
             ("hybrid certificate relays a foreign sender", "hybrid", peer("203.0.113.9", true, onprem_cert(Trusted)), "list@lists.example.test", &["y@example.test"], Accept(Some("hcw"), ORIG, true)),
             ("hybrid certificate relays an NDR", "hybrid", peer("203.0.113.9", true, onprem_cert(Trusted)), "<>", &["y@example.test"], Accept(Some("hcw"), ORIG, true)),
+            // §1.3 hybrid rule (issue 14): a non-wildcard certificate name must itself be accepted.
+            ("non-wildcard certificate name not an accepted domain: 5.7.51", "hybrid-exact", peer("203.0.113.9", true, onprem_cert(Trusted)), "user@contoso.test", &["y@example.test"], Reject(Some("hcw"), ReplyKind::OnPremisesCertificateNameNotAccepted)),
+            ("non-wildcard certificate name not accepted, internal recipient: 5.7.51", "hybrid-exact", peer("203.0.113.9", true, onprem_cert(Trusted)), "user@contoso.test", &["alice@contoso.test"], Reject(Some("hcw"), ReplyKind::OnPremisesCertificateNameNotAccepted)),
+            ("non-wildcard certificate name that is an accepted domain relays", "hybrid-exact-accepted", peer("203.0.113.9", true, onprem_cert(Trusted)), "user@contoso.test", &["y@example.test"], Accept(Some("hcw"), ORIG, true)),
+            ("non-wildcard certificate name not accepted, untrusted: 454 first", "hybrid-exact", peer("203.0.113.9", true, onprem_cert(UntrustedRoot)), "user@contoso.test", &["y@example.test"], Reject(Some("hcw"), tls454(Some("UntrustedRoot")))),
             ("hybrid certificate untrusted", "hybrid", peer("203.0.113.9", true, onprem_cert(UntrustedRoot)), "user@contoso.test", &["y@example.test"], Reject(Some("hcw"), tls454(Some("UntrustedRoot")))),
             ("hybrid certificate expired, internal recipient", "hybrid", peer("203.0.113.9", true, onprem_cert(Expired)), "user@contoso.test", &["alice@contoso.test"], Reject(Some("hcw"), tls454(Some("CertificateExpired")))),
             ("foreign certificate domain cannot relay foreign senders", "hybrid", peer("203.0.113.9", true, Some(cert("smtp.hoster.test", &[], Trusted))), "x@fabrikam.test", &["y@example.test"], Reject(Some("foreign-cert"), ReplyKind::RelayDeniedAttr36)),

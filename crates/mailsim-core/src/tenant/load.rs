@@ -797,6 +797,21 @@ fn build_inbound_connectors(
                 format!("{d} is not an accepted domain: relaying foreign senders will be refused (5.7.64 ATTR36)"),
             );
         }
+        // §1.3 (hybrid): a non-wildcard certificate name must itself be an accepted domain, or mail
+        // from on-premises attributed by it is refused with 5.7.51.
+        if c.connector_type == ConnectorType::OnPremises
+            && let Some(DomainPattern::Exact(d)) = &c.tls_sender_certificate_name
+            && !tenant.accepted_domains.iter().any(|a| a.name == *d)
+        {
+            let parent = d.as_str().split_once('.').map_or(d.as_str(), |(_, p)| p);
+            cx.warn(
+                &r.tls_sender_certificate_name.as_ref().map_or_else(|| table_span.clone(), Spanned::span),
+                field("TlsSenderCertificateName"),
+                format!(
+                    "{d} is not itself an accepted domain: mail from on-premises matched by this certificate is refused with 5.7.51 (exo-behaviour §1.3); write `*.{parent}` or add {d} as an accepted domain"
+                ),
+            );
+        }
         tenant.inbound_connectors.push(c);
         tenant
             .check_inbound_connector(n)

@@ -440,17 +440,18 @@ impl<'t> Loader<'t> {
             // when escapes changed no line count (issue 14: after an escape, a line was reported
             // at the string's start), else the next occurrence inside the string.
             let needle = raw.trim();
-            let offset = match cx.text.get(search_from..n.span.end).and_then(|s| s.find(needle)) {
-                _ if source_lines.len() == decoded_lines => {
-                    let start = source_lines[k];
-                    let line = &cx.text[start..n.span.end.max(start)];
-                    start + (line.len() - line.trim_start_matches([' ', '\t']).len())
+            let offset = if source_lines.len() == decoded_lines {
+                let start = source_lines[k];
+                let line = &cx.text[start..n.span.end.max(start)];
+                start + (line.len() - line.trim_start_matches([' ', '\t']).len())
+            } else {
+                match cx.text.get(search_from..n.span.end).and_then(|s| s.find(needle)) {
+                    Some(p) if !needle.is_empty() => {
+                        search_from += p + needle.len();
+                        search_from - needle.len()
+                    }
+                    _ => n.span.start,
                 }
-                Some(p) if !needle.is_empty() => {
-                    search_from += p + needle.len();
-                    search_from - needle.len()
-                }
-                _ => n.span.start,
             };
             let at = offset..offset;
             let line = strip_zone_comment(raw);
