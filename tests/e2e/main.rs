@@ -8,6 +8,7 @@ mod inbound;
 mod malformed;
 mod outbound;
 mod protocol_log;
+mod rules;
 mod scenarios;
 mod tls;
 mod transcripts;
