@@ -14,6 +14,7 @@ mod loader_fuzz;
 mod malformed;
 mod outbound;
 mod protocol_log;
+mod rules;
 mod scenarios;
 mod tls;
 mod transcripts;

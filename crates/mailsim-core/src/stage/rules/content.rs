@@ -198,21 +198,19 @@ fn field_is(line: &[u8], name: &str) -> bool {
 /// `SetHeaderName`/`SetHeaderValue`: replaces the first instance, or adds the header (§13.5
 /// recommendation: replace the first instance).
 pub fn set_header(data: &[u8], name: &str, value: &str) -> Vec<u8> {
-    let mut done = false;
     let new = field(name, value);
-    let out = edit_headers(
+    if header_section::count(data, name) == 0 {
+        return edit_headers(data, |_| Edit::Keep, Some(new));
+    }
+    let mut new = Some(new);
+    edit_headers(
         data,
-        |line| {
-            if !done && field_is(line, name) {
-                done = true;
-                Edit::Replace(new.clone())
-            } else {
-                Edit::Keep
-            }
+        |line| match new.take_if(|_| field_is(line, name)) {
+            Some(bytes) => Edit::Replace(bytes),
+            None => Edit::Keep,
         },
         None,
-    );
-    if done { out } else { edit_headers(data, |_| Edit::Keep, Some(new)) }
+    )
 }
 
 /// `RemoveHeader`: every instance.

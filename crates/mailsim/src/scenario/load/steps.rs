@@ -388,6 +388,9 @@ impl<'t> Loader<'t> {
                 let set = cx.table(&t.get("set").expect("required"))?;
                 let toml::Value::Table(target) = target else { unreachable!("array of tables") };
                 merge(target, &set);
+                if kind == "transport_rule" && set.get("Priority").is_some() {
+                    shift_priorities(&mut doc, name);
+                }
                 let keys: Vec<&str> = set.entries().into_iter().map(|(k, _, _)| k).collect();
                 what = format!("{noun} {name:?}: set {}", keys.join(", "));
                 edited = Some(set);
@@ -460,5 +463,39 @@ impl<'t> Loader<'t> {
         self.tenant_doc = doc;
         self.note_tenant(&tenant);
         Ok(Change::Tenant { tenant: Arc::new(tenant), what })
+    }
+}
+
+/// `Set-TransportRule -Priority` on a taken value (exo-behaviour §13.2): the rule named `name`
+/// goes to its new priority, the rule there and every later one move down by one, and the rules
+/// are renumbered 0..N-1 (a priority past the end makes it the last).
+fn shift_priorities(doc: &mut toml::Table, name: &str) {
+    let Some(rules) = doc.get_mut("TransportRule").and_then(toml::Value::as_array_mut) else { return };
+    let priority = |v: &toml::Value| v.get("Priority").and_then(toml::Value::as_integer);
+    let is_it =
+        |v: &toml::Value| v.get("Name").and_then(toml::Value::as_str).is_some_and(|n| n.eq_ignore_ascii_case(name));
+    let Some(at) = rules.iter().position(is_it) else { return };
+    let moved = rules.remove(at);
+    let wanted = priority(&moved).unwrap_or(i64::MAX).max(0);
+    // The others in their current order: by priority, unnumbered ones after, file order on ties.
+    let mut order: Vec<usize> = (0..rules.len()).collect();
+    order.sort_by_key(|&i| (priority(&rules[i]).unwrap_or(i64::MAX), i));
+    let mut ranked: Vec<toml::Value> = order.into_iter().map(|i| rules[i].clone()).collect();
+    let index = usize::try_from(wanted).unwrap_or(usize::MAX).min(ranked.len());
+    ranked.insert(index, moved);
+    for (i, r) in ranked.iter_mut().enumerate() {
+        if let Some(t) = r.as_table_mut() {
+            t.insert("Priority".to_string(), toml::Value::Integer(i as i64));
+        }
+    }
+    // File order is kept; only the priorities change.
+    let by_name = |v: &toml::Value| v.get("Name").and_then(toml::Value::as_str).map(str::to_ascii_lowercase);
+    rules.insert(at, ranked.iter().find(|r| is_it(r)).cloned().expect("the moved rule"));
+    for r in rules.iter_mut() {
+        if let Some(new) = ranked.iter().find(|x| by_name(x) == by_name(r)).and_then(priority)
+            && let Some(t) = r.as_table_mut()
+        {
+            t.insert("Priority".to_string(), toml::Value::Integer(new));
+        }
     }
 }
