@@ -2,6 +2,7 @@
 //! bound to their own 127/8 addresses. One test binary (one link step).
 
 mod common;
+mod durable;
 mod endpoint;
 mod explain;
 mod inbound;

@@ -167,9 +167,14 @@ async fn serve_world(path: &Path, args: &ServeArgs, shutdown: impl Future<Output
     }
     let sim = Simulation::start(world).await.with_context(|| format!("starting the world of {}", path.display()))?;
     print!("{}", plan_text(&sim, path, steps, &state_dir));
+    if let Some(line) = resumed_text(sim.endpoint()) {
+        println!("{line}");
+    }
     shutdown.await;
     println!("stopping");
+    let left = stop_text(sim.endpoint());
     sim.stop().await;
+    println!("{left}");
     Ok(())
 }
 
@@ -242,8 +247,45 @@ async fn serve_tenant(args: ServeArgs, shutdown: impl Future<Output = ()>) -> an
         ),
         None => println!("state: in memory (give --state-dir DIR to keep the trace, mailboxes and protocol log)"),
     }
+    if let Some(line) = resumed_text(&endpoint) {
+        println!("{line}");
+    }
     shutdown.await;
     println!("stopping");
+    let left = stop_text(&endpoint);
     endpoint.stop().await;
+    println!("{left}");
     Ok(())
+}
+
+/// What the durable queue took back at start, when it took anything.
+pub fn resumed_text(endpoint: &RunningEndpoint) -> Option<String> {
+    let r = endpoint.resumed()?;
+    let mut line = format!(
+        "queue: resumed {} recipient(s) of {} message(s) from {}",
+        r.recipients,
+        r.messages,
+        endpoint.pipeline().spool()?.dir().display()
+    );
+    if r.reconciled > 0 {
+        line.push_str(&format!("; {} already done by the trace", r.reconciled));
+    }
+    if r.torn_bytes > 0 {
+        line.push_str(&format!("; {} byte(s) of an unacknowledged record discarded", r.torn_bytes));
+    }
+    Some(line)
+}
+
+/// What stopping leaves behind: kept in the durable queue, or dropped without one.
+pub fn stop_text(endpoint: &RunningEndpoint) -> String {
+    let (queued, in_flight) = endpoint.pipeline().unfinished();
+    match endpoint.pipeline().spool() {
+        Some(spool) => format!(
+            "queue: {queued} queued recipient(s) and {in_flight} attempt(s) in flight kept in {} for the next start",
+            spool.dir().display()
+        ),
+        None => format!(
+            "queue: {queued} queued recipient(s) and {in_flight} attempt(s) in flight dropped (no --state-dir: the queue is in memory)"
+        ),
+    }
 }
