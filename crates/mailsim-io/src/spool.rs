@@ -6,9 +6,10 @@
 //! Contract (the fsync policy):
 //! - **Before the end-of-data `250`**, the message's `Accept` record (envelope, ids, times, content)
 //!   is appended to `spool/journal` and the file is `fdatasync`ed: [`Spool::accept`] resolves only
-//!   then. Records are written by one writer thread that takes everything queued while it was busy
-//!   and commits it with one `fdatasync` (group commit): many sessions ending their DATA at the same
-//!   time share one disk flush.
+//!   then. One writer thread appends everything queued while it was busy in one `write` (group
+//!   commit: many sessions ending their DATA at the same time share one disk flush) and hands the
+//!   flush to a few flusher threads; a flush answers every batch written before it started, so
+//!   flushes overlap instead of queueing behind each other.
 //! - State changes (`Deferred` with attempts, next retry and last error; `Finished` for recipients
 //!   delivered or failed) are appended by the same thread in the order they were made and flushed
 //!   with the next commit, without anyone waiting for them. A kill loses at most the last batch of
@@ -35,7 +36,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 
 use mailsim_core::addr::EmailAddress;
 use mailsim_core::envelope::{AcceptedMessage, Body, Envelope, MailParams};
@@ -324,7 +325,7 @@ impl Spool {
         let (file, live) = replay.compact(dir)?;
         let recovery = replay.recovery(reconciled, torn_bytes)?;
         let (tx, rx) = mpsc::channel();
-        let writer = Writer { dir: dir.to_path_buf(), file, live, compact_at, _lock: lock };
+        let writer = Writer::new(dir.to_path_buf(), file, live, compact_at, lock)?;
         std::thread::Builder::new().name("mailsim-spool".into()).spawn(move || writer.run(rx))?;
         Ok((Spool { tx: std::sync::Mutex::new(Some(tx)), dir: dir.to_path_buf() }, recovery))
     }
@@ -660,19 +661,90 @@ struct Live {
     live_bytes: u64,
 }
 
+/// Threads flushing the journal: a flush covers everything written before it started, so several
+/// in flight at once let a batch written while another is being flushed start its own flush at
+/// once instead of waiting for the next turn (on the project's virtual disk, flushes issued together
+/// complete together).
+const FLUSHERS: usize = 4;
+
+type Ack = oneshot::Sender<io::Result<()>>;
+
+/// Acknowledgements waiting for their batch to be flushed, in batch order.
+#[derive(Default)]
+struct Waiting {
+    batches: std::sync::Mutex<std::collections::VecDeque<(u64, Vec<Ack>)>>,
+}
+
+impl Waiting {
+    fn push(&self, seq: u64, acks: Vec<Ack>) {
+        if !acks.is_empty() {
+            self.batches.lock().expect("spool acks lock").push_back((seq, acks));
+        }
+    }
+
+    /// Every batch up to `seq` was flushed (or the flush failed): answer its senders.
+    fn settle(&self, seq: u64, result: &io::Result<()>) {
+        let done: Vec<_> = {
+            let mut batches = self.batches.lock().expect("spool acks lock");
+            let n = batches.iter().take_while(|(s, _)| *s <= seq).count();
+            batches.drain(..n).collect()
+        };
+        for ack in done.into_iter().flat_map(|(_, acks)| acks) {
+            let _ = ack.send(result.as_ref().map(|_| ()).map_err(|e| io::Error::new(e.kind(), e.to_string())));
+        }
+    }
+}
+
+type FlushQueue = std::sync::Mutex<mpsc::Receiver<(u64, Arc<File>)>>;
+
+/// Flushes the journal up to the newest batch asked for, and answers the batches it covers.
+fn flusher(queue: Arc<FlushQueue>, waiting: Arc<Waiting>) {
+    loop {
+        let (seq, file) = {
+            let rx = queue.lock().expect("spool flush lock");
+            let Ok(mut newest) = rx.recv() else { return };
+            while let Ok(next) = rx.try_recv() {
+                newest = next;
+            }
+            newest
+        };
+        let result = file.sync_data();
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "could not flush the spool journal");
+        }
+        waiting.settle(seq, &result);
+    }
+}
+
 struct Writer {
     dir: PathBuf,
-    file: File,
+    file: Arc<File>,
     live: Live,
     compact_at: u64,
+    waiting: Arc<Waiting>,
+    flush: mpsc::Sender<(u64, Arc<File>)>,
     _lock: File,
 }
 
 impl Writer {
+    fn new(dir: PathBuf, file: File, live: Live, compact_at: u64, lock: File) -> io::Result<Writer> {
+        let waiting = Arc::new(Waiting::default());
+        let (flush, queue) = mpsc::channel();
+        let queue = Arc::new(std::sync::Mutex::new(queue));
+        for n in 0..FLUSHERS {
+            let (queue, waiting) = (queue.clone(), waiting.clone());
+            std::thread::Builder::new()
+                .name(format!("mailsim-spool-flush-{n}"))
+                .spawn(move || flusher(queue, waiting))?;
+        }
+        Ok(Writer { dir, file: Arc::new(file), live, compact_at, waiting, flush, _lock: lock })
+    }
+
     fn run(mut self, rx: mpsc::Receiver<Op>) {
         let mut batch = Vec::new();
         let mut acks = Vec::new();
         let mut closing = None;
+        let mut seq = 0u64;
         while let Ok(first) = rx.recv() {
             let mut next = Some(first);
             while let Some(op) = next.take().or_else(|| rx.try_recv().ok()) {
@@ -688,15 +760,24 @@ impl Writer {
                     break;
                 }
             }
-            let result = self.commit(&batch);
+            match self.write(&batch) {
+                Ok(()) if !batch.is_empty() => {
+                    seq += 1;
+                    self.waiting.push(seq, std::mem::take(&mut acks));
+                    let _ = self.flush.send((seq, self.file.clone()));
+                }
+                Ok(()) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, dir = %self.dir.display(), "could not write the spool journal");
+                    for ack in acks.drain(..) {
+                        let _ = ack.send(Err(io::Error::new(e.kind(), e.to_string())));
+                    }
+                }
+            }
             batch.clear();
-            for ack in acks.drain(..) {
-                let _ = ack.send(result.as_ref().map(|_| ()).map_err(|e| io::Error::new(e.kind(), e.to_string())));
-            }
-            if let Err(e) = result {
-                tracing::error!(error = %e, dir = %self.dir.display(), "could not write the spool journal");
-            }
             if let Some(done) = closing.take() {
+                let result = self.file.sync_data();
+                self.waiting.settle(u64::MAX, &result);
                 // The journal and the directory lock are released before the closer hears of it,
                 // so a new spool can open the directory at once.
                 drop(self);
@@ -704,17 +785,24 @@ impl Writer {
                 return;
             }
             let grown = self.live.size > self.compact_at && self.live.size > 2 * self.live.live_bytes;
-            if grown && let Err(e) = self.compact() {
-                tracing::error!(error = %e, dir = %self.dir.display(), "could not compact the spool journal");
+            if grown {
+                match self.compact() {
+                    // The live records, those waiting for a flush included, are in the new journal,
+                    // flushed: everything written so far is answered.
+                    Ok(()) => self.waiting.settle(seq, &Ok(())),
+                    Err(e) => {
+                        tracing::error!(error = %e, dir = %self.dir.display(), "could not compact the spool journal")
+                    }
+                }
             }
         }
     }
 
-    fn commit(&mut self, batch: &[u8]) -> io::Result<()> {
+    fn write(&mut self, batch: &[u8]) -> io::Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
-        let written = self.file.write_all(batch).and_then(|_| self.file.sync_data());
+        let written = (&*self.file).write_all(batch);
         if written.is_err() {
             // Whatever part of the batch reached the file was not acknowledged: cut it off, so the
             // offsets tracked stay true and the next batch starts on a frame boundary.
@@ -770,7 +858,7 @@ impl Writer {
             let mut frames = Vec::with_capacity(m.frames.len());
             for &(offset, len) in &m.frames {
                 buf.resize(len, 0);
-                std::os::unix::fs::FileExt::read_exact_at(&self.file, &mut buf, offset)?;
+                std::os::unix::fs::FileExt::read_exact_at(&*self.file, &mut buf, offset)?;
                 out.write_all(&buf)?;
                 frames.push((size, len));
                 size += len as u64;
@@ -782,7 +870,7 @@ impl Writer {
         drop(file);
         std::fs::rename(&tmp, self.dir.join(JOURNAL))?;
         File::open(&self.dir)?.sync_all()?;
-        self.file = OpenOptions::new().append(true).read(true).open(self.dir.join(JOURNAL))?;
+        self.file = Arc::new(OpenOptions::new().append(true).read(true).open(self.dir.join(JOURNAL))?);
         for (id, frames) in moved {
             self.live.messages.get_mut(&id).expect("live").frames = frames;
         }

@@ -161,15 +161,18 @@ impl ScriptedPeer {
     }
 
     /// Like [`ScriptedPeer::start_with_pki`], keeping what it receives as `inbox` says (the
-    /// directory is created).
+    /// directory is created; numbering continues after the messages already in it, so a restarted
+    /// world never overwrites what its peers received before).
     pub async fn start_with_inbox(
         bind: SocketAddr,
         script: PeerScript,
         pki: &TestPki,
         inbox: InboxOptions,
     ) -> io::Result<ScriptedPeer> {
+        let mut received = 0;
         if let Some(dir) = &inbox.dir {
             std::fs::create_dir_all(dir)?;
+            received = stored_ids(dir)?.last().copied().unwrap_or(0);
         }
         if !bind.ip().is_loopback() {
             return Err(io::Error::new(
@@ -188,7 +191,7 @@ impl ScriptedPeer {
                 certs,
                 counters: HashMap::new(),
                 inbox: VecDeque::new(),
-                received: 0,
+                received,
                 dropped: 0,
                 inbox_options: InboxOptions { cap: inbox.cap.max(1), ..inbox },
                 transcripts: Vec::new(),
@@ -261,16 +264,10 @@ impl ScriptedPeer {
 
     /// The ids of the messages in the inbox directory, ascending (empty without one).
     pub fn stored_ids(&self) -> io::Result<Vec<u64>> {
-        let Some(dir) = self.inbox_dir() else { return Ok(Vec::new()) };
-        let mut ids = Vec::new();
-        for entry in std::fs::read_dir(dir)? {
-            let name = entry?.file_name();
-            if let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".eml")).and_then(|n| n.parse().ok()) {
-                ids.push(id);
-            }
+        match self.inbox_dir() {
+            Some(dir) => stored_ids(&dir),
+            None => Ok(Vec::new()),
         }
-        ids.sort_unstable();
-        Ok(ids)
     }
 
     /// Waits until at least `n` messages have been accepted or `timeout` passes, and returns the
@@ -425,6 +422,19 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
     }
     drop(listener);
     tasks.shutdown().await;
+}
+
+/// The ids of the `.eml` files in `dir`, ascending.
+fn stored_ids(dir: &std::path::Path) -> io::Result<Vec<u64>> {
+    let mut ids = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        if let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".eml")).and_then(|n| n.parse().ok()) {
+            ids.push(id);
+        }
+    }
+    ids.sort_unstable();
+    Ok(ids)
 }
 
 /// Counts a connection as open until its task ends or is aborted.

@@ -291,4 +291,17 @@ async fn the_inbox_keeps_the_newest_in_memory_and_every_message_on_disk() {
     assert_eq!(peer.stored_ids().unwrap(), [1, 2, 3, 4, 5]);
     assert!(dir.path().join("peers/partner/0000000003.eml").exists());
     assert_eq!(peer.stored(9).unwrap(), None);
+    drop(s);
+    drop(peer);
+    // A peer started again on the same directory numbers on from there.
+    let inbox = InboxOptions { dir: Some(dir.path().join("peers").join("partner")), cap: 2 };
+    let script = PeerScript { starttls: StartTls::None, ..PeerScript::new("mx.partner.test") };
+    let peer = ScriptedPeer::start_with_inbox(roles::PARTNER.socket(0), script, TestPki::default_shared(), inbox)
+        .await
+        .unwrap();
+    let mut s = connect(&peer).await;
+    s.command("EHLO tenant.mailsim.test").await.unwrap();
+    let reply = s.transaction("a@tenant.test", &["b@partner.test"], "Subject: 6\r\n\r\nbody\r\n").await.unwrap();
+    assert_eq!(reply.last_line(), "250 2.6.0 Message 6 accepted");
+    assert_eq!(peer.stored_ids().unwrap(), [1, 2, 3, 4, 5, 6]);
 }
