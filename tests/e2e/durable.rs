@@ -178,3 +178,16 @@ async fn peers_keep_what_they_received_on_disk_and_a_bounded_inbox_in_memory() {
     assert!(w.peer_message("nobody", 1).is_err());
     w.stop().await;
 }
+
+/// A message the durable queue cannot store is not accepted: the client gets the catalogue's
+/// temporary failure instead of the `250`, and nothing is delivered (exo-behaviour §2.4 wording).
+#[tokio::test]
+async fn a_message_the_spool_cannot_store_gets_451_not_250() {
+    let state = tempfile::tempdir().unwrap();
+    let w = world(state.path(), PeerScript::new("onprem.contoso.test")).await;
+    w.endpoint().pipeline().spool().expect("a state directory brings a spool").close().await;
+    let reply = w.send("someone@fabrikam.test", &["alice@contoso.test"], "Subject: lost?\r\n\r\nhi\r\n").await;
+    assert_eq!(reply.last_line(), "451 4.3.2 Temporary server error. Please try again later");
+    assert!(w.mailbox("alice@contoso.test").is_empty());
+    w.stop().await;
+}
