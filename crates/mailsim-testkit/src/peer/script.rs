@@ -41,7 +41,7 @@ pub enum ClientCertRequest {
 /// Every generated certificate carries both `serverAuth` and `clientAuth`, so a client that
 /// rejects it does so for the reason the variant names (name, expiry, issuer) and not for its key
 /// usage. (`TestPki::wrong_subject`, `expired` and `untrusted` are client-only certificates, which
-/// is why they are not used here as they are.) Certificates are issued by the peer's [`TestPki`]
+/// is why they are not used here as they are.) Certificates are issued by the peer's [`TestPki`](crate::certs::TestPki)
 /// (or its rogue CA) when the script is set.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub enum PeerCert {
@@ -49,7 +49,7 @@ pub enum PeerCert {
     /// `mx.partner.test`, `mail.gateway.test` and `tenant.mailsim.test` this is the PKI's own leaf.
     #[default]
     RightName,
-    /// Trusted and valid, but for [`WRONG_NAME`] (`mail.wrong.test`).
+    /// Trusted and valid, but for [`WRONG_NAME`](super::WRONG_NAME) (`mail.wrong.test`).
     WrongName,
     /// Trusted and for the host's name, but expired (2020–2021).
     Expired,
@@ -87,7 +87,7 @@ impl Behaviour {
     }
 }
 
-/// Everything a [`ScriptedPeer`] does, as plain data.
+/// Everything a [`ScriptedPeer`](super::ScriptedPeer) does, as plain data.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
 pub struct PeerScript {
