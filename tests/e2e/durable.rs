@@ -191,3 +191,33 @@ async fn a_message_the_spool_cannot_store_gets_451_not_250() {
     assert!(w.mailbox("alice@contoso.test").is_empty());
     w.stop().await;
 }
+
+/// A recipient whose delivery was in flight when the process died (simulated: the spool stops
+/// recording while the peer still holds the attempt) is attempted again at once by the next start,
+/// and recorded sent once.
+#[tokio::test]
+async fn a_delivery_in_flight_when_the_process_died_is_retried_at_once() {
+    let state = tempfile::tempdir().unwrap();
+    let mut slow = PeerScript::new("onprem.contoso.test");
+    slow.on_rcpt = Behaviour::Delay(Duration::from_secs(10));
+    let first = world(state.path(), slow).await;
+    let reply =
+        first.send("someone@fabrikam.test", &["user@relay.contoso.test"], "Subject: flight\r\n\r\nhi\r\n").await;
+    assert_eq!(reply.code, 250);
+    assert_eq!(first.peer("onprem").wait_for_connections(1, WAIT).await, 1, "the attempt is under way");
+    first.endpoint().pipeline().spool().unwrap().close().await;
+    first.stop().await;
+
+    let second = world(state.path(), PeerScript::new("onprem.contoso.test")).await;
+    assert_eq!(second.endpoint().resumed().unwrap().recipients, 1);
+    let inbox = second.peer("onprem").wait_for_messages(1, WAIT).await;
+    assert_eq!(inbox.len(), 1, "attempted at once, without advancing the clock");
+    assert!(second.endpoint().settled().await);
+    assert!(second.endpoint().pipeline().queued().is_empty());
+    second.stop().await;
+    let sent = trace_file(state.path())
+        .into_iter()
+        .filter(|e| e.recipient.as_deref() == Some("user@relay.contoso.test") && e.event == Event::Send)
+        .count();
+    assert_eq!(sent, 1);
+}
