@@ -5,7 +5,7 @@
 # See benches/README.md ("Durable queue"). Usage: benches/durable.sh
 #
 # Knobs (environment): PORT, MEM_ADDR, DISK_ADDR, POSTFIX_ADDR, MESSAGES, SESSIONS, SIZE,
-# STEP_TIMEOUT, SKIP_BUILD=1, NO_POSTFIX=1.
+# STEP_TIMEOUT, SKIP_BUILD=1, NO_POSTFIX=1, KEEP=1 (keep the work directory: logs, state, Postfix).
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -42,7 +42,7 @@ cleanup() {
         [[ -n $master ]] && kill "$master" 2>/dev/null
         for _ in $(seq 1 50); do [[ -n $master ]] && kill -0 "$master" 2>/dev/null || break; sleep 0.1; done
     fi
-    rm -rf "$WORK"
+    if [[ ${KEEP:-0} == 1 ]]; then log "kept $WORK"; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
