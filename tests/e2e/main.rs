@@ -4,6 +4,7 @@
 mod api;
 mod common;
 mod config_hardening;
+mod durable;
 mod endpoint;
 mod explain;
 mod fidelity;

@@ -10,6 +10,7 @@
 //! - [`pipeline`]: the only sequencer after acceptance: route, attempt, settle, queue, bounce;
 //!   [`queue`]: deferred recipients and their schedule; [`lanes`]: per-next-hop workers.
 //! - [`outbound`]: one delivery attempt over SMTP under the connector's TLS policy.
+//! - [`spool`]: the durable queue under the state directory (journal, group commit, recovery).
 //! - [`clock`]: simulated time the queue runs on; [`trace_sink`]: the message trace.
 
 pub mod client;
@@ -24,6 +25,7 @@ pub mod protocol_log;
 pub mod queue;
 pub mod shared;
 pub mod smtp_conn;
+pub mod spool;
 pub mod store;
 pub mod tls;
 pub mod trace_sink;

@@ -6,6 +6,9 @@
 //! the failed ones with an NDR that travels the same pipeline. Every decision is a core call and
 //! every trace event is built in the core from its result; this file records it and does the I/O
 //! the result asks for. The retry queue is [`crate::queue`], the per-hop lanes [`crate::lanes`].
+//! With a [`Spool`] (the durable queue), each point where a recipient's state changes (accepted,
+//! deferred, finished) is journaled there, and [`Pipeline::resume`] takes back what a previous run
+//! left unfinished.
 
 use std::sync::{Arc, Mutex};
 
@@ -30,6 +33,7 @@ pub use crate::lanes::MAX_CONNECTIONS_PER_HOP;
 use crate::outbound::{Attempt, OutboundConfig, attempt};
 use crate::queue::Queue;
 pub use crate::queue::QueueEntry;
+use crate::spool::{MessageMeta, Recovered, Spool, SpoolError};
 use crate::store::MailStore;
 use crate::trace_sink::TraceSink;
 
@@ -46,6 +50,7 @@ pub struct Pipeline {
     lanes: Lanes,
     ids: Arc<IdSource>,
     refusals: Mutex<Refusals>,
+    spool: Option<Arc<Spool>>,
 }
 
 /// Session refusals held in memory: the latest [`Pipeline::MAX_REFUSALS`]; older ones are evicted
@@ -81,7 +86,25 @@ impl Pipeline {
             lanes: Lanes::new(),
             ids,
             refusals: Mutex::default(),
+            spool: None,
         }
+    }
+
+    /// Journals every recipient's state in `spool` (the durable queue).
+    pub fn with_spool(mut self, spool: Arc<Spool>) -> Self {
+        self.spool = Some(spool);
+        self
+    }
+
+    /// The durable queue, when there is one.
+    pub fn spool(&self) -> Option<&Arc<Spool>> {
+        self.spool.as_ref()
+    }
+
+    /// Recipients waiting in the retry queue, and attempts queued or running on a lane: what a
+    /// stop without a spool drops.
+    pub fn unfinished(&self) -> (usize, u64) {
+        (self.queue.entries().iter().map(|e| e.recipients.len()).sum(), self.lanes.in_flight())
     }
 
     /// Takes ids from `ids` (the world's source, e.g. [`crate::ids::persistent`]) instead of the
@@ -137,8 +160,81 @@ impl Pipeline {
         ReplyContext { host: &tenant.settings.server_name, now: self.clock.now(), session_id }
     }
 
-    /// A message the session answered 250 for.
+    /// A message the session answered 250 for. With a spool, it is journaled without waiting for
+    /// the disk; the listener uses [`Pipeline::accept_durable`].
     pub fn accept(self: &Arc<Self>, message: AcceptedMessage) {
+        if let Some(spool) = &self.spool {
+            spool.accept_nowait(
+                &MessageMeta::of(&message, self.planned_from_on_premises(&message), None),
+                &message.data,
+            );
+        }
+        self.route_accepted(message);
+    }
+
+    /// A message the session is about to answer 250 for: on disk first when there is a spool (the
+    /// `250` is sent once this returns `Ok`), then routed as [`Pipeline::accept`] does. On `Err`
+    /// nothing happened to the message and the session must not answer 250.
+    pub async fn accept_durable(self: &Arc<Self>, message: AcceptedMessage) -> Result<(), SpoolError> {
+        if let Some(spool) = &self.spool {
+            spool
+                .accept(&MessageMeta::of(&message, self.planned_from_on_premises(&message), None), &message.data)
+                .await?;
+        }
+        self.route_accepted(message);
+        Ok(())
+    }
+
+    fn planned_from_on_premises(&self, message: &AcceptedMessage) -> bool {
+        mailsim_core::stage::inbound::from_on_premises(&self.tenant.get(), &message.peer)
+    }
+
+    /// Journals recipients done (no-op without a spool).
+    fn finished<'a>(&self, id: u64, recipients: impl IntoIterator<Item = &'a EmailAddress>) {
+        if let Some(spool) = &self.spool {
+            spool.finished(id, recipients);
+        }
+    }
+
+    /// Takes back what a previous run left unfinished (from [`Spool::open`]): each recipient is
+    /// routed again with the tenant as it is now and queued with its attempts, next retry and last
+    /// error; one that was in flight is attempted at once. Mail flow rules are not run again: the
+    /// journal holds the message as accepted, and its recipients route as if no rule chose.
+    pub fn resume(self: &Arc<Self>, recovered: Vec<Recovered>) {
+        let tenant = self.tenant.get();
+        let now = self.clock.now();
+        for r in recovered {
+            let message = Arc::new(r.message);
+            let source = if r.from_on_premises { Source::OnPremises } else { Source::Elsewhere };
+            let recipients: Vec<_> = r.pending.iter().map(|(rcpt, _)| rcpt.clone()).collect();
+            self.route(&tenant, &message, recipients, source, &RuleRoute::default(), |hop, recipients| {
+                // Recipients of one route that share a state travel together, as they did before.
+                let mut groups: Vec<QueueEntry> = Vec::new();
+                for rcpt in recipients {
+                    let Some((_, state)) = r.pending.iter().find(|(p, _)| p == &rcpt) else { continue };
+                    let retry_at = state.retry_at.unwrap_or(now);
+                    match groups.iter_mut().find(|g| {
+                        g.attempts == state.attempts && g.retry_at == retry_at && g.last_error == state.last_error
+                    }) {
+                        Some(g) => g.recipients.push(rcpt),
+                        None => groups.push(QueueEntry {
+                            message: message.clone(),
+                            hop: hop.clone(),
+                            recipients: vec![rcpt],
+                            attempts: state.attempts,
+                            retry_at,
+                            last_error: state.last_error.clone(),
+                        }),
+                    }
+                }
+                for entry in groups {
+                    self.queue.defer(entry);
+                }
+            });
+        }
+    }
+
+    fn route_accepted(self: &Arc<Self>, message: AcceptedMessage) {
         let tenant = self.tenant.get();
         let message = Arc::new(message);
         for rcpt in &message.envelope.recipients {
@@ -148,8 +244,14 @@ impl Pipeline {
         if let Some(kind) = check_loop(&message.data, &self.retry) {
             let reply = kind.reply(&self.ctx(&tenant, message.internal_id));
             let failed = message.envelope.recipients.iter().map(|r| (r.clone(), reply.clone(), None)).collect();
-            return self.fail(&message, failed, None);
+            self.fail(&message, failed, None);
+            return self.finished(message.internal_id, &message.envelope.recipients);
         }
+        let source = if mailsim_core::stage::inbound::from_on_premises(&tenant, &message.peer) {
+            Source::OnPremises
+        } else {
+            Source::Elsewhere
+        };
         // §13.1: mail flow rules between acceptance and categorize; the shell carries out each fork.
         let now = self.clock.now();
         let rules = evaluate(&message, &tenant, now);
@@ -169,35 +271,50 @@ impl Pipeline {
             }
             match fork.fate {
                 Fate::Route { connector, require_tls } => {
-                    self.route(&tenant, &copy, fork.recipients, &RuleRoute { connector, require_tls })
+                    let rule = RuleRoute { connector, require_tls };
+                    self.route(&tenant, &copy, fork.recipients, source, &rule, |hop, recipients| {
+                        let entry = QueueEntry {
+                            message: copy.clone(),
+                            hop,
+                            recipients,
+                            attempts: 0,
+                            retry_at: self.clock.now(),
+                            last_error: None,
+                        };
+                        self.spawn_attempt(entry);
+                    })
                 }
                 // The sender's NDR returns the message as it was sent, not a rule's rewrite.
                 Fate::Reject(kind) => {
                     let reply = kind.reply(&ctx);
-                    let failed = fork.recipients.into_iter().map(|r| (r, reply.clone(), None)).collect();
+                    let failed = fork.recipients.iter().map(|r| (r.clone(), reply.clone(), None)).collect();
                     self.fail(&message, failed, Some(now));
+                    self.finished(message.internal_id, &fork.recipients);
                 }
-                Fate::Delete => {}
+                Fate::Delete => self.finished(message.internal_id, &fork.recipients),
                 Fate::Quarantine => {
-                    for rcpt in fork.recipients {
-                        self.store.quarantine(rcpt, copy.clone());
+                    for rcpt in &fork.recipients {
+                        self.store.quarantine(rcpt.clone(), copy.clone());
                     }
+                    self.finished(message.internal_id, &fork.recipients);
                 }
             }
         }
     }
 
-    /// Categorizes and routes `recipients` of `message` (one fork), as a rule asked (§3.2 step 0).
+    /// Categorizes and routes `recipients` of `message` (one fork), as a rule asked (§3.2 step 0),
+    /// and carries out the local routes (mailbox, unroutable); the routes that need an SMTP attempt
+    /// go to `remote`.
     fn route(
         self: &Arc<Self>,
         tenant: &Tenant,
         message: &Arc<AcceptedMessage>,
         recipients: Vec<EmailAddress>,
+        source: Source,
         rule: &RuleRoute,
+        mut remote: impl FnMut(Hop, Vec<EmailAddress>),
     ) {
         let categorized: Vec<_> = recipients.iter().map(|r| (r.clone(), categorize(tenant, r))).collect();
-        let from_on_premises = mailsim_core::stage::inbound::from_on_premises(tenant, &message.peer);
-        let source = if from_on_premises { Source::OnPremises } else { Source::Elsewhere };
         let plan = plan_routed(tenant, &categorized, source, rule);
         for warning in &plan.warnings {
             tracing::warn!(%warning, "transport rule routing");
@@ -208,28 +325,20 @@ impl Pipeline {
         for route in plan.routes {
             match route.hop {
                 Hop::Mailbox => {
-                    for rcpt in route.recipients {
+                    for rcpt in &route.recipients {
                         // A store error is logged and counted by the store; the copy stays in memory.
                         let _ = self.store.deliver(rcpt.clone(), message.clone());
-                        self.trace.record(TraceEvent::delivered_to_mailbox(message, &rcpt, self.clock.now()));
+                        self.trace.record(TraceEvent::delivered_to_mailbox(message, rcpt, self.clock.now()));
                     }
+                    self.finished(message.internal_id, &route.recipients);
                 }
                 Hop::Unroutable(kind) => {
                     let reply = kind.reply(&self.ctx(tenant, message.internal_id));
-                    let failed = route.recipients.into_iter().map(|r| (r, reply.clone(), None)).collect();
+                    let failed = route.recipients.iter().map(|r| (r.clone(), reply.clone(), None)).collect();
                     self.fail(message, failed, None);
+                    self.finished(message.internal_id, &route.recipients);
                 }
-                hop => {
-                    let entry = QueueEntry {
-                        message: message.clone(),
-                        hop,
-                        recipients: route.recipients,
-                        attempts: 0,
-                        retry_at: self.clock.now(),
-                        last_error: None,
-                    };
-                    self.spawn_attempt(entry);
-                }
+                hop => remote(hop, route.recipients),
             }
         }
     }
@@ -269,6 +378,7 @@ impl Pipeline {
         let replies = recipient_replies(&result.result, result.last.as_ref(), entry.recipients.len(), &ctx);
         let mut deferred = Vec::new();
         let mut failed = Vec::new();
+        let mut done = Vec::new();
         let mut last_error = None;
         for (rcpt, reply) in entry.recipients.iter().zip(replies) {
             let ctx = self.ctx(&tenant, message.internal_id);
@@ -283,13 +393,14 @@ impl Pipeline {
                 ctx.now,
             ));
             match outcome {
-                Outcome::Delivered { .. } => {}
+                Outcome::Delivered { .. } => done.push(rcpt.clone()),
                 Outcome::Deferred { retry_at, reply } => {
                     entry.retry_at = retry_at;
                     last_error = Some(reply);
                     deferred.push(rcpt.clone());
                 }
                 Outcome::Failed { reply, .. } => {
+                    done.push(rcpt.clone());
                     failed.push((rcpt.clone(), reply, result.last.as_ref().map(|l| l.server.clone())))
                 }
             }
@@ -300,11 +411,23 @@ impl Pipeline {
         if !deferred.is_empty() {
             entry.recipients = deferred;
             entry.last_error = last_error;
+            if let Some(spool) = &self.spool {
+                spool.deferred(
+                    message.internal_id,
+                    &entry.recipients,
+                    entry.attempts,
+                    entry.retry_at,
+                    now,
+                    entry.last_error.as_ref(),
+                );
+            }
             self.defer(entry);
         }
         if !failed.is_empty() {
             self.fail(&message, failed, Some(now));
         }
+        // After the NDR was journaled (in `fail`), so that a kill in between loses neither.
+        self.finished(message.internal_id, &done);
     }
 
     /// Fails recipients (already traced or not) and sends the sender an NDR through the pipeline.
@@ -335,7 +458,14 @@ impl Pipeline {
         // RFC 3461 §6.2: never an NDR for a message from the null sender (compose returns None).
         let Some(ndr) = compose(&input) else { return };
         self.trace.record(TraceEvent::ndr_generated(message, &ndr.message_id, &ndr.recipient, self.clock.now()));
-        self.accept(ndr.into_accepted(ndr_id, message, self.clock.now()));
+        let ndr = ndr.into_accepted(ndr_id, message, self.clock.now());
+        if let Some(spool) = &self.spool {
+            spool.accept_nowait(
+                &MessageMeta::of(&ndr, self.planned_from_on_premises(&ndr), Some(message.internal_id)),
+                &ndr.data,
+            );
+        }
+        self.route_accepted(ndr);
     }
 
     /// A refusal during the session, recorded in the trace (exo-behaviour §8.1).

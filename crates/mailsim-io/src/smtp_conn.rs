@@ -213,10 +213,23 @@ async fn run_phase<S: AsyncRead + AsyncWrite + Unpin + Ready>(
         log.input(&buf[..used], &out);
         buf.drain(..used);
         let mut end = None;
+        // Set when the durable queue could not store a message: its 250 (the next reply) is not
+        // sent, the catalogue's temporary failure is.
+        let mut not_stored = false;
         for action in out.drain(..) {
             match action {
+                Action::Reply(_) if std::mem::take(&mut not_stored) => {
+                    let reply = session.shell_reply(ReplyKind::TemporaryServerError, endpoint.pipeline.clock().now());
+                    log.replied(&reply);
+                    wire.push_str(&reply.to_wire());
+                }
                 Action::Reply(r) => wire.push_str(&r.to_wire()),
-                Action::Accept(message) => endpoint.pipeline.accept(*message),
+                Action::Accept(message) => {
+                    if let Err(e) = endpoint.pipeline.accept_durable(*message).await {
+                        tracing::error!(error = %e, "message not stored");
+                        not_stored = true;
+                    }
+                }
                 Action::Refused(refusal) => endpoint.pipeline.refused(*refusal),
                 Action::StartTls => end = Some(PhaseEnd::StartTls),
                 Action::Close => end = Some(PhaseEnd::Closed),

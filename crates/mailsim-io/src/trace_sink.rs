@@ -68,7 +68,12 @@ impl TraceSink {
     pub fn with_dir(dir: PathBuf) -> std::io::Result<Self> {
         std::fs::create_dir_all(&dir)?;
         let path = dir.join("trace.jsonl");
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).read(true).open(&path)?;
+        // A line cut short by a kill (the durable queue resumes after one) is ended, so that the
+        // next event starts a line of its own.
+        if ends_torn(&mut file)? {
+            file.write_all(b"\n")?;
+        }
         Ok(Self { file: Some(Mutex::new(file)), path: Some(path), ..Self::default() })
     }
 
@@ -87,9 +92,11 @@ impl TraceSink {
     pub fn record(&self, event: TraceEvent) {
         tracing::info!(event = ?event.event, message_id = %event.message_id, recipient = ?event.recipient, detail = %event.detail, "trace");
         if let Some(file) = &self.file {
-            let line = serde_json::to_string(&event).expect("trace events serialize");
+            let mut line = serde_json::to_string(&event).expect("trace events serialize");
+            line.push('\n');
             let mut f = file.lock().expect("trace file lock");
-            if let Err(e) = writeln!(f, "{line}") {
+            // One write per line: a kill leaves whole lines and at most one torn last line.
+            if let Err(e) = f.write_all(line.as_bytes()) {
                 tracing::error!(error = %e, "could not append to trace.jsonl");
             }
         }
@@ -200,4 +207,16 @@ impl TraceSink {
             }
         }
     }
+}
+
+/// Whether `file` is non-empty and does not end with a newline.
+fn ends_torn(file: &mut std::fs::File) -> std::io::Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    if file.metadata()?.len() == 0 {
+        return Ok(false);
+    }
+    file.seek(SeekFrom::End(-1))?;
+    let mut last = [0u8];
+    file.read_exact(&mut last)?;
+    Ok(last[0] != b'\n')
 }

@@ -122,6 +122,21 @@ pub struct RunningEndpoint {
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     queue: tokio::task::JoinHandle<()>,
     protocol_log: Arc<ProtocolLog>,
+    resumed: Option<Resumed>,
+}
+
+/// What an endpoint started on a state directory took back from the durable queue.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Resumed {
+    /// Messages with unfinished recipients.
+    pub messages: usize,
+    /// Their unfinished recipients, queued again.
+    pub recipients: usize,
+    /// Recipients the journal had unfinished but the trace showed done.
+    pub reconciled: usize,
+    /// Bytes at the journal's end that were not a whole record (a write cut short by a kill; never
+    /// acknowledged).
+    pub torn_bytes: u64,
 }
 
 impl RunningEndpoint {
@@ -174,10 +189,43 @@ impl RunningEndpoint {
                 .with_context(|| format!("reading the id epoch under {}", dir.display()))?,
             None => mailsim_io::ids::ephemeral(options.clock.now()),
         };
-        let pipeline = Arc::new(
+        // The durable queue (mailsim_io::spool): with a state directory, every accepted message is
+        // on disk before its 250, and what a previous run left unfinished is taken back.
+        let spool = match &options.state_dir {
+            Some(dir) => Some(
+                mailsim_io::spool::Spool::open(&dir.join("spool"), Some(&dir.join("trace.jsonl")))
+                    .with_context(|| format!("opening the durable queue in {}", dir.join("spool").display()))?,
+            ),
+            None => None,
+        };
+        let clock = options.clock.clone();
+        let mut pipeline =
             Pipeline::new(tenant.clone(), Arc::new(store), Arc::new(trace), options.clock, outbound, options.retry)
-                .with_ids(Arc::new(ids)),
-        );
+                .with_ids(Arc::new(ids));
+        let mut recovered = None;
+        if let Some((spool, recovery)) = spool {
+            pipeline = pipeline.with_spool(Arc::new(spool));
+            recovered = Some(recovery);
+        }
+        let pipeline = Arc::new(pipeline);
+        let resumed = recovered.map(|recovery| {
+            // Simulated time does not run backwards across a restart: retry times and expiry stay
+            // where the last run put them.
+            if let Some(latest) = recovery.latest {
+                let now = clock.now();
+                if latest > now {
+                    clock.advance(latest - now);
+                }
+            }
+            let resumed = Resumed {
+                messages: recovery.messages.len(),
+                recipients: recovery.recipients(),
+                reconciled: recovery.reconciled,
+                torn_bytes: recovery.torn_bytes,
+            };
+            pipeline.resume(recovery.messages);
+            resumed
+        });
         let queue = tokio::spawn(pipeline.clone().run_queue());
         let tls = match options.tls {
             Some(m) => Some(EndpointTls {
@@ -199,7 +247,7 @@ impl RunningEndpoint {
         let task = tokio::spawn(mailsim_io::listener::serve(listener, endpoint, options.max_connections, async {
             let _ = stopped.await;
         }));
-        Ok(Self { addr, pipeline, tenant, plan, stop: Some(stop), task: Some(task), queue, protocol_log })
+        Ok(Self { addr, pipeline, tenant, plan, stop: Some(stop), task: Some(task), queue, protocol_log, resumed })
     }
 
     /// The address it listens on.
@@ -237,6 +285,11 @@ impl RunningEndpoint {
         self.plan.set(plan);
     }
 
+    /// What was taken back from the durable queue at start (`None` without a state directory).
+    pub fn resumed(&self) -> Option<&Resumed> {
+        self.resumed.as_ref()
+    }
+
     /// The protocol log (RECV and SEND).
     pub fn protocol_log(&self) -> &Arc<ProtocolLog> {
         &self.protocol_log
@@ -269,12 +322,18 @@ impl RunningEndpoint {
         }
         self.queue.abort();
         self.protocol_log.flush();
+        if let Some(spool) = self.pipeline.spool() {
+            spool.close().await;
+        }
     }
 }
 
 impl Drop for RunningEndpoint {
     fn drop(&mut self) {
         self.queue.abort();
+        if let Some(spool) = self.pipeline.spool() {
+            spool.close_now();
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

@@ -37,7 +37,7 @@ use mailsim_core::trace::TraceEvent;
 use mailsim_testkit::certs::{CertError, LeafCert, LeafSpec, TestPki};
 use mailsim_testkit::dns::{DnsZoneSet, ScriptedDns};
 use mailsim_testkit::hosts::allocate_loopback;
-use mailsim_testkit::peer::{PeerScript, ScriptedPeer};
+use mailsim_testkit::peer::{PeerScript, ReceivedMessage, ScriptedPeer};
 use mailsim_testkit::sender::{ClientIdentity, RawReply, ScriptedSender, SenderError, TlsOptions};
 use rustls_pki_types::CertificateDer;
 
@@ -237,6 +237,17 @@ pub enum PlanRole {
     Sender,
 }
 
+/// A message a scripted peer received, as [`Simulation::peer_message`] finds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerMessage {
+    /// The peer's id for it (1, 2, ...).
+    pub id: u64,
+    /// The content as received.
+    pub data: Vec<u8>,
+    /// Envelope, TLS and client facts, while the message is still in memory.
+    pub received: Option<ReceivedMessage>,
+}
+
 /// Everything a world is made of.
 #[derive(Clone, Debug)]
 pub struct WorldSpec {
@@ -279,6 +290,9 @@ pub struct WorldSpec {
     pub max_connections: Option<usize>,
     /// Idle time before `451 4.7.0` (`None`: the endpoint's default).
     pub idle_timeout: Option<Duration>,
+    /// Messages each scripted peer keeps in memory (oldest dropped first, counted); with a state
+    /// directory every message is also written to `peers/<host>/<id>.eml`.
+    pub peer_inbox_cap: usize,
 }
 
 impl WorldSpec {
@@ -303,6 +317,7 @@ impl WorldSpec {
             starttls: true,
             max_connections: None,
             idle_timeout: None,
+            peer_inbox_cap: mailsim_testkit::peer::DEFAULT_INBOX_CAP,
         }
     }
 }
@@ -402,6 +417,26 @@ pub struct Simulation {
 }
 
 impl Simulation {
+    /// The messages host `host`'s scripted peer received and still keeps in memory, oldest first,
+    /// and how many older ones it dropped from memory (those are on disk under a state directory:
+    /// [`Simulation::peer_message`] reads them).
+    pub fn peer_messages(&self, host: &str) -> Result<(Vec<ReceivedMessage>, u64), SimError> {
+        let peer = self.peer(host)?;
+        Ok((peer.inbox(), peer.dropped()))
+    }
+
+    /// One message host `host`'s peer received, by its id: from memory (envelope and content), or
+    /// from `peers/<host>/<id>.eml` under the state directory (content only). `Ok(None)`: no such
+    /// message.
+    pub fn peer_message(&self, host: &str, id: u64) -> Result<Option<PeerMessage>, SimError> {
+        let peer = self.peer(host)?;
+        if let Some(m) = peer.message(id) {
+            return Ok(Some(PeerMessage { id, data: m.data.clone(), received: Some(m) }));
+        }
+        let data = peer.stored(id).map_err(io(format!("reading message {id} of host {host:?}")))?;
+        Ok(data.map(|data| PeerMessage { id, data, received: None }))
+    }
+
     /// Brings the world up: certificates, DNS, peers, tenant.
     pub async fn start(spec: WorldSpec) -> Result<Self, SimError> {
         let listener = match spec.tenant_bind {
@@ -432,7 +467,12 @@ impl Simulation {
                 if host.relays_to_tenant {
                     script.forward_to = Some(tenant_addr);
                 }
-                let peer = ScriptedPeer::start(SocketAddr::new(loopback, port), script)
+                let inbox = mailsim_testkit::peer::InboxOptions {
+                    dir: spec.state_dir.as_ref().map(|d| d.join("peers").join(&host.name)),
+                    cap: spec.peer_inbox_cap,
+                };
+                let pki = TestPki::default_shared();
+                let peer = ScriptedPeer::start_with_inbox(SocketAddr::new(loopback, port), script, pki, inbox)
                     .await
                     .map_err(io(format!("starting the peer of host {:?}", host.name)))?;
                 peers.insert(host.name.clone(), peer);

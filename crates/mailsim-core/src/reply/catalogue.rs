@@ -194,6 +194,10 @@ pub enum ReplyKind {
     TooManyConnections,
     /// The endpoint is shutting down (RFC 5321 §3.8).
     ShuttingDown,
+    /// The message could not be stored (the durable queue failed to write it): nothing was
+    /// accepted, the client should retry. exo-behaviour §2.4 gives EXO's wording for a transient
+    /// server-side failure; mailsim uses it for its own storage failure.
+    TemporaryServerError,
     /// SIZE at MAIL or the real size at end of data exceeds the limit (§5.5).
     MessageTooLarge,
     /// Header section over the limit (§5.5).
@@ -376,6 +380,7 @@ impl ReplyKind {
                 "The maximum number of concurrent connections has exceeded a limit, closing transmission channel",
             ),
             Self::ShuttingDown => fixed(421, status(T, 3, 2), "Service not available, closing transmission channel"),
+            Self::TemporaryServerError => fixed(451, status(T, 3, 2), "Temporary server error. Please try again later"),
             Self::MessageTooLarge => fixed(552, status(P, 3, 4), "Message size exceeds fixed maximum message size"),
             Self::HeaderTooLarge => fixed(552, status(P, 3, 4), "Header size exceeds fixed maximum size"),
             Self::TooManyRecipients => fixed(452, status(T, 5, 3), "Too many recipients"),

@@ -535,6 +535,7 @@ impl Conn {
         };
         if reply.2 {
             let message = ReceivedMessage {
+                id: 0,
                 mail_from: txn.mail_from,
                 rcpt_to: txn.rcpt_to,
                 data,
@@ -554,11 +555,13 @@ impl Conn {
                     shared.log(id, format!("! forwarded to {target}: {outcome}"));
                 });
             }
-            let n = {
-                let mut state = self.shared.lock();
-                state.inbox.push(message);
-                state.inbox.len()
-            };
+            let (n, file) = self.shared.lock().receive(message);
+            if let Some((path, data)) = file {
+                // Written before the reply, so that a 250 means the file is there.
+                if let Err(e) = tokio::fs::write(&path, &data).await {
+                    self.log(format!("! could not write {}: {e}", path.display()));
+                }
+            }
             self.shared.changed.notify_waiters();
             if reply.1.is_empty() {
                 self.send(250, &format!("2.6.0 Message {n} accepted")).await?;

@@ -5,7 +5,9 @@
 //! presents (right name, wrong name, expired, untrusted), whether it asks for a client certificate,
 //! and for every stage (connect, EHLO, MAIL, RCPT, DATA, end of data) a [`Behaviour`]: the default
 //! reply, a scripted reply, a delay, a dropped connection, or a sequence of those that advances
-//! each time the stage is reached, across connections. Accepted messages land in an inbox; every
+//! each time the stage is reached, across connections. Accepted messages land in an inbox, numbered
+//! from 1, that keeps the newest [`InboxOptions::cap`] in memory (older ones are dropped from memory
+//! and counted) and, with [`InboxOptions::dir`], writes each one as `<dir>/<id>.eml`; every
 //! connection keeps a `C:`/`S:` transcript. The script is data (serde), so scenario files can
 //! build it.
 //!
@@ -34,9 +36,10 @@
 //! `forward` (relay mode: passing a received message on). This file holds the running peer
 //! ([`ScriptedPeer`]), what it shares between connections, and what it records.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -66,6 +69,31 @@ pub const MAX_COMMAND_LINE: usize = 4096;
 pub const MAX_RECIPIENTS: usize = 1000;
 /// The trusted name [`PeerCert::WrongName`] certificates carry.
 pub const WRONG_NAME: &str = "mail.wrong.test";
+/// Messages a peer keeps in memory unless told otherwise ([`InboxOptions::cap`]).
+pub const DEFAULT_INBOX_CAP: usize = 10_000;
+
+/// Where a peer keeps what it received.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InboxOptions {
+    /// Write every accepted message's content to `<dir>/<id>.eml` (`id` zero-padded to 10 digits).
+    pub dir: Option<PathBuf>,
+    /// Messages kept in memory; the oldest is dropped (and counted) when a new one would exceed it.
+    /// At least 1.
+    pub cap: usize,
+}
+
+impl Default for InboxOptions {
+    fn default() -> Self {
+        Self { dir: None, cap: DEFAULT_INBOX_CAP }
+    }
+}
+
+impl InboxOptions {
+    /// The file of message `id` under `dir`.
+    pub fn path(dir: &std::path::Path, id: u64) -> PathBuf {
+        dir.join(format!("{id:010}.eml"))
+    }
+}
 
 /// The TLS session a message arrived over.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -83,6 +111,8 @@ pub struct PeerTlsInfo {
 /// A message the peer accepted.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReceivedMessage {
+    /// The peer's number for it: 1 for the first message accepted, then 2, ... (also in its `250`).
+    pub id: u64,
     /// The MAIL FROM address, without brackets (empty for the null sender).
     pub mail_from: String,
     /// Accepted RCPT TO addresses, in order, without brackets.
@@ -127,6 +157,23 @@ impl ScriptedPeer {
     /// Like [`ScriptedPeer::start`], issuing certificates from `pki` (e.g. the checked-in one).
     /// Refuses a non-loopback `bind` with `InvalidInput`.
     pub async fn start_with_pki(bind: SocketAddr, script: PeerScript, pki: &TestPki) -> io::Result<ScriptedPeer> {
+        Self::start_with_inbox(bind, script, pki, InboxOptions::default()).await
+    }
+
+    /// Like [`ScriptedPeer::start_with_pki`], keeping what it receives as `inbox` says (the
+    /// directory is created; numbering continues after the messages already in it, so a restarted
+    /// world never overwrites what its peers received before).
+    pub async fn start_with_inbox(
+        bind: SocketAddr,
+        script: PeerScript,
+        pki: &TestPki,
+        inbox: InboxOptions,
+    ) -> io::Result<ScriptedPeer> {
+        let mut received = 0;
+        if let Some(dir) = &inbox.dir {
+            std::fs::create_dir_all(dir)?;
+            received = stored_ids(dir)?.last().copied().unwrap_or(0);
+        }
         if !bind.ip().is_loopback() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -143,7 +190,10 @@ impl ScriptedPeer {
                 tls,
                 certs,
                 counters: HashMap::new(),
-                inbox: Vec::new(),
+                inbox: VecDeque::new(),
+                received,
+                dropped: 0,
+                inbox_options: InboxOptions { cap: inbox.cap.max(1), ..inbox },
                 transcripts: Vec::new(),
             }),
             changed: Notify::new(),
@@ -175,14 +225,14 @@ impl ScriptedPeer {
         Ok(())
     }
 
-    /// Messages accepted so far, in order.
+    /// Messages accepted so far and still in memory (the newest [`InboxOptions::cap`]), in order.
     pub fn inbox(&self) -> Vec<ReceivedMessage> {
-        self.shared.lock().inbox.clone()
+        self.shared.lock().inbox.iter().cloned().collect()
     }
 
     /// Reads the inbox in place (no copy of every message), in order.
     pub fn with_inbox<R>(&self, read: impl FnOnce(&[ReceivedMessage]) -> R) -> R {
-        read(&self.shared.lock().inbox)
+        read(self.shared.lock().inbox.make_contiguous())
     }
 
     /// Deletes the messages `which` selects from the inbox; returns how many.
@@ -193,10 +243,50 @@ impl ScriptedPeer {
         before - state.inbox.len()
     }
 
-    /// Waits until at least `n` messages are in the inbox or `timeout` passes, and returns the
+    /// Messages accepted since the start (in memory or not).
+    pub fn received(&self) -> u64 {
+        self.shared.lock().received
+    }
+
+    /// Messages dropped from memory to stay within [`InboxOptions::cap`] (still on disk when the
+    /// inbox has a directory).
+    pub fn dropped(&self) -> u64 {
+        self.shared.lock().dropped
+    }
+
+    /// Where messages are written, if anywhere.
+    pub fn inbox_dir(&self) -> Option<PathBuf> {
+        self.shared.lock().inbox_options.dir.clone()
+    }
+
+    /// Message `id`, if still in memory.
+    pub fn message(&self, id: u64) -> Option<ReceivedMessage> {
+        self.shared.lock().inbox.iter().find(|m| m.id == id).cloned()
+    }
+
+    /// Message `id`'s content as written to the inbox directory (`None` without a directory or
+    /// such a file).
+    pub fn stored(&self, id: u64) -> io::Result<Option<Vec<u8>>> {
+        let Some(dir) = self.inbox_dir() else { return Ok(None) };
+        match std::fs::read(InboxOptions::path(&dir, id)) {
+            Ok(data) => Ok(Some(data)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The ids of the messages in the inbox directory, ascending (empty without one).
+    pub fn stored_ids(&self) -> io::Result<Vec<u64>> {
+        match self.inbox_dir() {
+            Some(dir) => stored_ids(&dir),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Waits until at least `n` messages have been accepted or `timeout` passes, and returns the
     /// inbox as it is then (the caller asserts on its length).
     pub async fn wait_for_messages(&self, n: usize, timeout: Duration) -> Vec<ReceivedMessage> {
-        self.wait_until(timeout, |s| s.lock().inbox.len() >= n).await;
+        self.wait_until(timeout, |s| s.lock().received >= n as u64).await;
         self.inbox()
     }
 
@@ -295,8 +385,28 @@ struct State {
     tls: Option<Arc<ServerConfig>>,
     certs: PeerPki,
     counters: HashMap<String, usize>,
-    inbox: Vec<ReceivedMessage>,
+    inbox: VecDeque<ReceivedMessage>,
+    /// Messages accepted since the start: the last id given.
+    received: u64,
+    /// Messages dropped from memory for the cap.
+    dropped: u64,
+    inbox_options: InboxOptions,
     transcripts: Vec<Vec<String>>,
+}
+
+impl State {
+    /// Numbers `message`, keeps it within the cap, and says where to write it (if anywhere).
+    fn receive(&mut self, mut message: ReceivedMessage) -> (u64, Option<(PathBuf, Vec<u8>)>) {
+        self.received += 1;
+        message.id = self.received;
+        let file = self.inbox_options.dir.as_ref().map(|d| (InboxOptions::path(d, message.id), message.data.clone()));
+        while self.inbox.len() >= self.inbox_options.cap {
+            self.inbox.pop_front();
+            self.dropped += 1;
+        }
+        self.inbox.push_back(message);
+        (self.received, file)
+    }
 }
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
@@ -325,6 +435,19 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
     }
     drop(listener);
     tasks.shutdown().await;
+}
+
+/// The ids of the `.eml` files in `dir`, ascending.
+fn stored_ids(dir: &std::path::Path) -> io::Result<Vec<u64>> {
+    let mut ids = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        if let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".eml")).and_then(|n| n.parse().ok()) {
+            ids.push(id);
+        }
+    }
+    ids.sort_unstable();
+    Ok(ids)
 }
 
 /// Counts a connection as open until its task ends or is aborted.

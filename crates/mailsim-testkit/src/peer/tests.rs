@@ -266,3 +266,42 @@ fn parse_path_rows() {
     assert_eq!(parse_path("FROM <a@b>", "FROM:"), None);
     assert_eq!(parse_path("", "TO:"), None);
 }
+
+/// A long rehearsal does not grow the inbox without bound: the newest `cap` stay in memory, older
+/// ones are dropped first and counted, and every one is on disk under the inbox directory.
+#[tokio::test]
+async fn the_inbox_keeps_the_newest_in_memory_and_every_message_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = InboxOptions { dir: Some(dir.path().join("peers").join("partner")), cap: 2 };
+    let script = PeerScript { starttls: StartTls::None, ..PeerScript::new("mx.partner.test") };
+    let peer = ScriptedPeer::start_with_inbox(roles::PARTNER.socket(0), script, TestPki::default_shared(), inbox)
+        .await
+        .unwrap();
+    let mut s = connect(&peer).await;
+    s.command("EHLO tenant.mailsim.test").await.unwrap();
+    for n in 1..=5 {
+        let reply = s.transaction("a@tenant.test", &["b@partner.test"], &format!("Subject: {n}\r\n\r\nbody\r\n")).await;
+        assert_eq!(reply.unwrap().last_line(), format!("250 2.6.0 Message {n} accepted"));
+    }
+    assert_eq!(peer.wait_for_messages(5, WAIT).await.iter().map(|m| m.id).collect::<Vec<_>>(), [4, 5]);
+    assert_eq!((peer.received(), peer.dropped()), (5, 3));
+    assert_eq!(peer.message(5).unwrap().rcpt_to, ["b@partner.test"]);
+    assert_eq!(peer.message(1), None, "dropped from memory");
+    assert_eq!(peer.stored(1).unwrap().unwrap(), b"Subject: 1\r\n\r\nbody\r\n");
+    assert_eq!(peer.stored_ids().unwrap(), [1, 2, 3, 4, 5]);
+    assert!(dir.path().join("peers/partner/0000000003.eml").exists());
+    assert_eq!(peer.stored(9).unwrap(), None);
+    drop(s);
+    drop(peer);
+    // A peer started again on the same directory numbers on from there.
+    let inbox = InboxOptions { dir: Some(dir.path().join("peers").join("partner")), cap: 2 };
+    let script = PeerScript { starttls: StartTls::None, ..PeerScript::new("mx.partner.test") };
+    let peer = ScriptedPeer::start_with_inbox(roles::PARTNER.socket(0), script, TestPki::default_shared(), inbox)
+        .await
+        .unwrap();
+    let mut s = connect(&peer).await;
+    s.command("EHLO tenant.mailsim.test").await.unwrap();
+    let reply = s.transaction("a@tenant.test", &["b@partner.test"], "Subject: 6\r\n\r\nbody\r\n").await.unwrap();
+    assert_eq!(reply.last_line(), "250 2.6.0 Message 6 accepted");
+    assert_eq!(peer.stored_ids().unwrap(), [1, 2, 3, 4, 5, 6]);
+}

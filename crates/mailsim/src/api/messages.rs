@@ -369,6 +369,7 @@ mod tests {
             client_ip: "127.0.0.1".parse().unwrap(),
             helo: None,
             connection,
+            id: connection as u64,
         }
     }
 

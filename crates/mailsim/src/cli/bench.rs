@@ -673,9 +673,12 @@ mod tests {
             let args = parse(&[&base[..], &["--messages", "40", "--size", "3000"], extra].concat());
             let (opts, timeout) = client_options(&args).await.unwrap();
             let report = load(&args, opts, timeout).await.unwrap();
-            assert_eq!(
-                (report.accepted, report.errors, report.sessions_opened),
-                (40, 0, sessions),
+            assert_eq!((report.accepted, report.errors), (40, 0), "{extra:?}\n{report}");
+            // Persistent sessions open as work is handed out: under load the first ones can take
+            // every message before the last connects, so only the upper bound is fixed for them.
+            assert!(
+                report.sessions_opened == sessions
+                    || (sessions < 40 && (1..sessions).contains(&report.sessions_opened)),
                 "{extra:?}\n{report}"
             );
             assert!(report.latency_ms.p50 <= report.latency_ms.p99 && report.latency_ms.p99 <= report.latency_ms.max);

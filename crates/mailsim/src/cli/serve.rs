@@ -208,15 +208,20 @@ async fn serve_world(path: &Path, args: &ServeArgs, shutdown: impl Future<Output
     apply_live_flags(&mut world, args)?;
     let sim = Simulation::start(world).await.with_context(|| format!("starting the world of {}", path.display()))?;
     print!("{}", plan_text(&sim, path, if args.http.play { 0 } else { steps }, &state_dir));
+    if let Some(line) = resumed_text(sim.endpoint()) {
+        println!("{line}");
+    }
     let sim = std::sync::Arc::new(sim);
     let live = super::serve_http::start_scenario(&args.http, path, sim.clone()).await?;
     shutdown.await;
     println!("stopping");
     live.stop().await;
+    let left = stop_text(sim.endpoint());
     match std::sync::Arc::try_unwrap(sim) {
         Ok(sim) => sim.stop().await,
         Err(sim) => sim.endpoint().protocol_log().flush(),
     }
+    println!("{left}");
     Ok(())
 }
 
@@ -398,15 +403,52 @@ async fn serve_tenant(args: ServeArgs, shutdown: impl Future<Output = ()>) -> an
         }) as crate::api::Reload
     });
     let live = super::serve_http::start_tenant(&args.http, endpoint.clone(), source, reload).await?;
+    if let Some(line) = resumed_text(&endpoint) {
+        println!("{line}");
+    }
     shutdown.await;
     println!("stopping");
     live.stop().await;
+    let left = stop_text(&endpoint);
     match std::sync::Arc::try_unwrap(endpoint) {
         Ok(endpoint) => endpoint.stop().await,
         Err(endpoint) => endpoint.protocol_log().flush(),
     }
+    println!("{left}");
     if let Some(dns) = dns {
         dns.stop().await;
     }
     Ok(())
+}
+
+/// What the durable queue took back at start, when it took anything.
+pub fn resumed_text(endpoint: &RunningEndpoint) -> Option<String> {
+    let r = endpoint.resumed()?;
+    let mut line = format!(
+        "queue: resumed {} recipient(s) of {} message(s) from {}",
+        r.recipients,
+        r.messages,
+        endpoint.pipeline().spool()?.dir().display()
+    );
+    if r.reconciled > 0 {
+        line.push_str(&format!("; {} already done by the trace", r.reconciled));
+    }
+    if r.torn_bytes > 0 {
+        line.push_str(&format!("; {} byte(s) of an unacknowledged record discarded", r.torn_bytes));
+    }
+    Some(line)
+}
+
+/// What stopping leaves behind: kept in the durable queue, or dropped without one.
+pub fn stop_text(endpoint: &RunningEndpoint) -> String {
+    let (queued, in_flight) = endpoint.pipeline().unfinished();
+    match endpoint.pipeline().spool() {
+        Some(spool) => format!(
+            "queue: {queued} queued recipient(s) and {in_flight} attempt(s) in flight kept in {} for the next start",
+            spool.dir().display()
+        ),
+        None => format!(
+            "queue: {queued} queued recipient(s) and {in_flight} attempt(s) in flight dropped (no --state-dir: the queue is in memory)"
+        ),
+    }
 }

@@ -1,0 +1,898 @@
+//! The durable queue: every accepted message and what became of each of its recipients, on disk
+//! under `<state-dir>/spool/`, so that a `serve` restarted on the same state directory resumes the
+//! queue (exo-behaviour §3.3: an accepted message is retried until it expires, whatever happens to
+//! the process).
+//!
+//! Contract (the fsync policy):
+//! - **Before the end-of-data `250`**, the message's `Accept` record (envelope, ids, times, content)
+//!   is appended to `spool/journal` and the file is `fdatasync`ed: [`Spool::accept`] resolves only
+//!   then. One writer thread appends everything queued while it was busy in one `write` (group
+//!   commit: many sessions ending their DATA at the same time share one disk flush) and hands the
+//!   flush to a few flusher threads; a flush answers every batch written before it started, so
+//!   flushes overlap instead of queueing behind each other.
+//! - State changes (`Deferred` with attempts, next retry and last error; `Finished` for recipients
+//!   delivered or failed) are appended by the same thread in the order they were made and flushed
+//!   with the next commit, without anyone waiting for them. A kill loses at most the last batch of
+//!   them: those recipients are retried (at-least-once towards peers, never lost). An NDR's `Accept`
+//!   record is queued before the `Finished` record of the recipients it reports, so it is never lost
+//!   either.
+//! - The journal is compacted (live records copied to `journal.new`, fsynced, renamed over
+//!   `journal`, directory fsynced) when it is opened and whenever it has grown past
+//!   [`COMPACT_AT`] bytes and twice its live size.
+//!
+//! Recovery (`Spool::open`): records are read up to the first torn or corrupt one (its tail was
+//! never acknowledged); recipients the trace already shows delivered or failed (with the NDR on
+//! disk) are finished without another attempt, so no recipient is recorded delivered twice.
+//!
+//! Record format, version 1: the file starts with `MAILSIM-SPOOL 1\n`; then frames
+//! `len: u32 LE | check: first 8 bytes of SHA-256(body) | body`, body = one kind byte (`A`, `D`,
+//! `F`) and its payload: `A` = `u32 LE` length of a JSON [`MessageMeta`], the JSON, the content;
+//! `D` = JSON [`DeferredRecord`]; `F` = JSON [`FinishedRecord`].
+//!
+//! The spool decides nothing: what state a recipient is in is the core's outcome, recorded here by
+//! the pipeline at the point it changes.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, mpsc};
+
+use mailsim_core::addr::EmailAddress;
+use mailsim_core::envelope::{AcceptedMessage, Body, Envelope, MailParams};
+use mailsim_core::peer::PeerFacts;
+use mailsim_core::reply::Reply;
+use mailsim_core::stage::inbound::{Direction, InboundVerdict};
+use mailsim_core::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+/// The journal's first line: the format and its version.
+pub const MAGIC: &[u8] = b"MAILSIM-SPOOL 1\n";
+/// The journal is compacted once it is this large and twice its live content.
+pub const COMPACT_AT: u64 = 64 << 20;
+
+const JOURNAL: &str = "journal";
+const CHECK_LEN: usize = 8;
+
+/// What the spool keeps of an accepted message besides its content: enough to route its
+/// recipients again and to trace them as the first run did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageMeta {
+    /// Record version (1).
+    pub v: u32,
+    /// The tenant's internal id.
+    pub id: u64,
+    /// The Message-ID.
+    pub message_id: String,
+    /// MAIL FROM; `None` for the null sender.
+    pub sender: Option<String>,
+    /// RCPT TO, in order.
+    pub recipients: Vec<String>,
+    /// SIZE=.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// BODY=: `7BIT`, `8BITMIME` or `BINARYMIME`.
+    pub body: String,
+    /// SMTPUTF8.
+    #[serde(default)]
+    pub smtputf8: bool,
+    /// RET=FULL (true) or HDRS (false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ret_full: Option<bool>,
+    /// ENVID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub envid: Option<String>,
+    /// The peer's declared address (`FromIP`).
+    pub peer_ip: std::net::IpAddr,
+    /// The peer's loopback address.
+    pub observed_ip: std::net::IpAddr,
+    /// The EHLO name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub helo: Option<String>,
+    /// The inbound connector of record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connector: Option<String>,
+    /// Originating (true) or Incoming.
+    pub originating: bool,
+    /// `AuthAs Internal`.
+    pub internal: bool,
+    /// Relay granted.
+    pub relay_allowed: bool,
+    /// The connector of record's `CloudServicesMailEnabled`.
+    pub cross_premises: bool,
+    /// The route source the pipeline planned with (the message came from on-premises).
+    pub from_on_premises: bool,
+    /// Accepted at (simulated ms).
+    pub received_at: i64,
+    /// For an NDR: the internal id of the message it reports on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ndr_for: Option<u64>,
+}
+
+impl MessageMeta {
+    /// The record of `message`, planned from on-premises or not, an NDR for `ndr_for` or not.
+    pub fn of(message: &AcceptedMessage, from_on_premises: bool, ndr_for: Option<u64>) -> Self {
+        let (connector, originating, internal, relay_allowed, cross_premises) = match &message.verdict {
+            InboundVerdict::Accepted { connector, direction, internal, relay_allowed, cross_premises, .. } => {
+                (connector.clone(), *direction == Direction::Originating, *internal, *relay_allowed, *cross_premises)
+            }
+            InboundVerdict::Rejected { .. } => {
+                (message.verdict.connector().map(str::to_string), false, false, false, false)
+            }
+        };
+        let p = &message.envelope.params;
+        MessageMeta {
+            v: 1,
+            id: message.internal_id,
+            message_id: message.message_id.clone(),
+            sender: message.envelope.sender.as_ref().map(|s| s.to_string()),
+            recipients: message.envelope.recipients.iter().map(|r| r.to_string()).collect(),
+            size: p.size,
+            body: match p.body {
+                Body::SevenBit => "7BIT",
+                Body::EightBitMime => "8BITMIME",
+                Body::BinaryMime => "BINARYMIME",
+            }
+            .to_string(),
+            smtputf8: p.smtputf8,
+            ret_full: p.ret_full,
+            envid: p.envid.clone(),
+            peer_ip: message.peer.ip,
+            observed_ip: message.peer.observed_ip,
+            helo: message.peer.helo.clone(),
+            connector,
+            originating,
+            internal,
+            relay_allowed,
+            cross_premises,
+            from_on_premises,
+            received_at: message.received_at.as_millis(),
+            ndr_for,
+        }
+    }
+
+    /// The message again, with `data` as its content. The inbound verdict's list of checks and the
+    /// peer's TLS facts are not kept: routing uses [`MessageMeta::from_on_premises`] instead.
+    pub fn message(&self, data: Vec<u8>) -> io::Result<AcceptedMessage> {
+        let bad = |what: &str, e: String| io::Error::new(io::ErrorKind::InvalidData, format!("{what}: {e}"));
+        let sender = match &self.sender {
+            Some(s) => Some(s.parse::<EmailAddress>().map_err(|e| bad("sender", e.to_string()))?),
+            None => None,
+        };
+        let recipients = self
+            .recipients
+            .iter()
+            .map(|r| r.parse::<EmailAddress>().map_err(|e| bad("recipient", e.to_string())))
+            .collect::<io::Result<Vec<_>>>()?;
+        let body = match self.body.as_str() {
+            "8BITMIME" => Body::EightBitMime,
+            "BINARYMIME" => Body::BinaryMime,
+            _ => Body::SevenBit,
+        };
+        let mut peer = PeerFacts::new(self.observed_ip, 0, self.peer_ip);
+        peer.helo = self.helo.clone();
+        Ok(AcceptedMessage {
+            internal_id: self.id,
+            message_id: self.message_id.clone(),
+            envelope: Envelope {
+                sender,
+                params: MailParams {
+                    size: self.size,
+                    body,
+                    smtputf8: self.smtputf8,
+                    ret_full: self.ret_full,
+                    envid: self.envid.clone(),
+                },
+                recipients,
+            },
+            peer,
+            verdict: InboundVerdict::Accepted {
+                connector: self.connector.clone(),
+                direction: if self.originating { Direction::Originating } else { Direction::Incoming },
+                internal: self.internal,
+                relay_allowed: self.relay_allowed,
+                cross_premises: self.cross_premises,
+                checks: Vec::new(),
+            },
+            data,
+            received_at: Timestamp::from_millis(self.received_at),
+        })
+    }
+}
+
+/// Recipients of a message deferred by an attempt.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeferredRecord {
+    /// The message's internal id.
+    pub id: u64,
+    /// The recipients.
+    pub recipients: Vec<String>,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// Next attempt (simulated ms).
+    pub retry_at: i64,
+    /// When this was recorded (simulated ms).
+    pub at: i64,
+    /// The last error, wire form.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// Recipients of a message that are done: delivered, or failed (their NDR queued before this).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FinishedRecord {
+    /// The message's internal id.
+    pub id: u64,
+    /// The recipients.
+    pub recipients: Vec<String>,
+}
+
+/// Where a recovered recipient stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecipientState {
+    /// Attempts made (0: never attempted, or in flight when the process stopped).
+    pub attempts: u32,
+    /// When the next attempt is due; `None`: at once.
+    pub retry_at: Option<Timestamp>,
+    /// The last error.
+    pub last_error: Option<Reply>,
+}
+
+/// A message found in the spool with recipients still to deliver.
+#[derive(Clone, Debug)]
+pub struct Recovered {
+    /// The message.
+    pub message: AcceptedMessage,
+    /// Whether it was planned from on-premises.
+    pub from_on_premises: bool,
+    /// Its unfinished recipients.
+    pub pending: Vec<(EmailAddress, RecipientState)>,
+}
+
+/// What [`Spool::open`] found.
+#[derive(Debug, Default)]
+pub struct Recovery {
+    /// Messages with unfinished recipients, in acceptance order.
+    pub messages: Vec<Recovered>,
+    /// Recipients the journal had unfinished but the trace shows done (finished now).
+    pub reconciled: usize,
+    /// Bytes at the end of the journal that did not form a whole record (a write cut short).
+    pub torn_bytes: u64,
+    /// The latest simulated time recorded: the clock should not restart before it.
+    pub latest: Option<Timestamp>,
+}
+
+impl Recovery {
+    /// Unfinished recipients.
+    pub fn recipients(&self) -> usize {
+        self.messages.iter().map(|m| m.pending.len()).sum()
+    }
+}
+
+enum Op {
+    Record { id: u64, kind: Kind, frame: Vec<u8>, ack: Option<oneshot::Sender<io::Result<()>>> },
+    Close(oneshot::Sender<()>),
+}
+
+#[derive(Clone)]
+enum Kind {
+    Accept(Vec<String>),
+    Deferred,
+    Finished(Vec<String>),
+}
+
+/// The durable queue's writer. Cheap to share; records go to one writer thread.
+#[derive(Debug)]
+pub struct Spool {
+    tx: std::sync::Mutex<Option<mpsc::Sender<Op>>>,
+    dir: PathBuf,
+}
+
+/// The spool could not take the message (disk full, I/O error, writer gone).
+#[derive(Debug, thiserror::Error)]
+#[error("spool: {0}")]
+pub struct SpoolError(#[from] pub io::Error);
+
+impl Spool {
+    /// Opens (creating) `dir`, locks it against a second process, recovers what it holds
+    /// (reconciled with `trace`, the trace's JSON-lines file, when given), compacts the journal and
+    /// starts the writer.
+    pub fn open(dir: &Path, trace: Option<&Path>) -> io::Result<(Spool, Recovery)> {
+        Self::open_compacting_at(dir, trace, COMPACT_AT)
+    }
+
+    fn open_compacting_at(dir: &Path, trace: Option<&Path>, compact_at: u64) -> io::Result<(Spool, Recovery)> {
+        std::fs::create_dir_all(dir)?;
+        let lock = OpenOptions::new().create(true).truncate(false).write(true).open(dir.join("lock"))?;
+        if let Err(e) = lock.try_lock() {
+            return Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!("{} is in use by another mailsim ({e})", dir.display()),
+            ));
+        }
+        let path = dir.join(JOURNAL);
+        let mut replay = Replay::default();
+        let mut torn_bytes = 0;
+        if path.exists() {
+            let bytes = std::fs::read(&path)?;
+            torn_bytes = replay.read(&bytes)?;
+        }
+        let reconciled = match trace {
+            Some(t) if t.exists() => replay.reconcile(t)?,
+            _ => 0,
+        };
+        let (file, live) = replay.compact(dir)?;
+        let recovery = replay.recovery(reconciled, torn_bytes)?;
+        let (tx, rx) = mpsc::channel();
+        let writer = Writer::new(dir.to_path_buf(), file, live, compact_at, lock)?;
+        std::thread::Builder::new().name("mailsim-spool".into()).spawn(move || writer.run(rx))?;
+        Ok((Spool { tx: std::sync::Mutex::new(Some(tx)), dir: dir.to_path_buf() }, recovery))
+    }
+
+    /// The spool's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn send(&self, op: Op) -> bool {
+        match &*self.tx.lock().expect("spool lock") {
+            Some(tx) => tx.send(op).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Journals an accepted message; resolves once it is on disk (the `250` may then be sent).
+    pub async fn accept(&self, meta: &MessageMeta, data: &[u8]) -> Result<(), SpoolError> {
+        let (ack, done) = oneshot::channel();
+        let op = Op::Record {
+            id: meta.id,
+            kind: Kind::Accept(keys(&meta.recipients)),
+            frame: accept_frame(meta, data),
+            ack: Some(ack),
+        };
+        if !self.send(op) {
+            return Err(io::Error::other("the spool is closed").into());
+        }
+        match done.await {
+            Ok(r) => r.map_err(SpoolError),
+            Err(_) => Err(io::Error::other("the spool writer stopped").into()),
+        }
+    }
+
+    /// Journals a message without waiting for the disk (an NDR, generated inside).
+    pub fn accept_nowait(&self, meta: &MessageMeta, data: &[u8]) {
+        let frame = accept_frame(meta, data);
+        self.send(Op::Record { id: meta.id, kind: Kind::Accept(keys(&meta.recipients)), frame, ack: None });
+    }
+
+    /// Journals recipients deferred after `attempts` attempts.
+    pub fn deferred(
+        &self,
+        id: u64,
+        recipients: &[EmailAddress],
+        attempts: u32,
+        retry_at: Timestamp,
+        at: Timestamp,
+        last_error: Option<&Reply>,
+    ) {
+        let record = DeferredRecord {
+            id,
+            recipients: recipients.iter().map(|r| r.to_string()).collect(),
+            attempts,
+            retry_at: retry_at.as_millis(),
+            at: at.as_millis(),
+            last_error: last_error.map(|r| r.to_wire()),
+        };
+        let frame = frame(b'D', &serde_json::to_vec(&record).expect("records serialize"));
+        self.send(Op::Record { id, kind: Kind::Deferred, frame, ack: None });
+    }
+
+    /// Journals recipients done (delivered, or failed with their NDR already journaled).
+    pub fn finished<'a>(&self, id: u64, recipients: impl IntoIterator<Item = &'a EmailAddress>) {
+        let record = FinishedRecord { id, recipients: recipients.into_iter().map(|r| r.to_string()).collect() };
+        if record.recipients.is_empty() {
+            return;
+        }
+        let frame = frame(b'F', &serde_json::to_vec(&record).expect("records serialize"));
+        self.send(Op::Record { id, kind: Kind::Finished(keys(&record.recipients)), frame, ack: None });
+    }
+
+    /// Stops taking records without waiting: the writer commits what it has and releases the
+    /// directory shortly after (for `Drop`).
+    pub fn close_now(&self) {
+        self.tx.lock().expect("spool lock").take();
+    }
+
+    /// Commits what is queued, stops the writer and releases the directory. Records sent afterwards
+    /// are dropped (a stopped world's late attempts are retried by the next start).
+    pub async fn close(&self) {
+        let tx = self.tx.lock().expect("spool lock").take();
+        if let Some(tx) = tx {
+            let (done, closed) = oneshot::channel();
+            if tx.send(Op::Close(done)).is_ok() {
+                let _ = closed.await;
+            }
+        }
+    }
+}
+
+fn keys(recipients: &[String]) -> Vec<String> {
+    recipients.iter().map(|r| r.to_ascii_lowercase()).collect()
+}
+
+fn accept_frame(meta: &MessageMeta, data: &[u8]) -> Vec<u8> {
+    let json = serde_json::to_vec(meta).expect("records serialize");
+    let mut payload = Vec::with_capacity(4 + json.len() + data.len());
+    payload.extend_from_slice(&(json.len() as u32).to_le_bytes());
+    payload.extend_from_slice(&json);
+    payload.extend_from_slice(data);
+    frame(b'A', &payload)
+}
+
+fn frame(kind: u8, payload: &[u8]) -> Vec<u8> {
+    let len = 1 + payload.len();
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(&[kind]);
+    ctx.update(payload);
+    let check = ctx.finish();
+    let mut out = Vec::with_capacity(4 + CHECK_LEN + len);
+    out.extend_from_slice(&(len as u32).to_le_bytes());
+    out.extend_from_slice(&check.as_ref()[..CHECK_LEN]);
+    out.push(kind);
+    out.extend_from_slice(payload);
+    out
+}
+
+/// One whole frame at the start of `bytes`: (kind, payload, frame length), or `None` when what is
+/// there is cut short or does not check.
+fn next_frame(bytes: &[u8]) -> Option<(u8, &[u8], usize)> {
+    let head = 4 + CHECK_LEN;
+    let len = u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
+    let body = bytes.get(head..head.checked_add(len)?)?;
+    let check = ring::digest::digest(&ring::digest::SHA256, body);
+    if len == 0 || check.as_ref()[..CHECK_LEN] != bytes[4..head] {
+        return None;
+    }
+    Some((body[0], &body[1..], head + len))
+}
+
+/// One message's state, as replayed.
+#[derive(Default)]
+struct Entry {
+    /// The `A` frame, whole.
+    accept: Vec<u8>,
+    /// Recipient keys not finished, each with its latest `D` record (index into `deferred`).
+    pending: BTreeMap<String, Option<usize>>,
+    /// Recipient keys finished.
+    finished: BTreeSet<String>,
+    deferred: Vec<DeferredRecord>,
+    meta: Option<MessageMeta>,
+}
+
+#[derive(Default)]
+struct Replay {
+    order: Vec<u64>,
+    entries: HashMap<u64, Entry>,
+    /// Messages an NDR on disk reports on.
+    ndr_for: HashSet<u64>,
+    latest: i64,
+}
+
+impl Replay {
+    /// Replays a journal; returns how many bytes at its end were not a whole record.
+    fn read(&mut self, bytes: &[u8]) -> io::Result<u64> {
+        let Some(mut rest) = bytes.strip_prefix(MAGIC) else {
+            return if bytes.is_empty() {
+                Ok(0)
+            } else {
+                Err(io::Error::new(io::ErrorKind::InvalidData, "not a mailsim spool journal (or another version)"))
+            };
+        };
+        while let Some((kind, payload, used)) = next_frame(rest) {
+            let bad = |e: serde_json::Error| io::Error::new(io::ErrorKind::InvalidData, e);
+            match kind {
+                b'A' => {
+                    let meta_len = u32::from_le_bytes(payload[..4].try_into().expect("4 bytes")) as usize;
+                    let meta: MessageMeta = serde_json::from_slice(&payload[4..4 + meta_len]).map_err(bad)?;
+                    self.latest = self.latest.max(meta.received_at);
+                    if let Some(of) = meta.ndr_for {
+                        self.ndr_for.insert(of);
+                    }
+                    let entry = self.entries.entry(meta.id).or_insert_with(|| {
+                        self.order.push(meta.id);
+                        Entry::default()
+                    });
+                    entry.accept = rest[..used].to_vec();
+                    entry.pending = keys(&meta.recipients).into_iter().map(|k| (k, None)).collect();
+                    entry.finished.clear();
+                    entry.meta = Some(meta);
+                }
+                b'D' => {
+                    let d: DeferredRecord = serde_json::from_slice(payload).map_err(bad)?;
+                    self.latest = self.latest.max(d.at);
+                    if let Some(entry) = self.entries.get_mut(&d.id) {
+                        let at = entry.deferred.len();
+                        for k in keys(&d.recipients) {
+                            if let Some(slot) = entry.pending.get_mut(&k) {
+                                *slot = Some(at);
+                            }
+                        }
+                        entry.deferred.push(d);
+                    }
+                }
+                b'F' => {
+                    let f: FinishedRecord = serde_json::from_slice(payload).map_err(bad)?;
+                    if let Some(entry) = self.entries.get_mut(&f.id) {
+                        for k in keys(&f.recipients) {
+                            if entry.pending.remove(&k).is_some() {
+                                entry.finished.insert(k);
+                            }
+                        }
+                    }
+                }
+                _ => break,
+            }
+            rest = &rest[used..];
+        }
+        Ok(rest.len() as u64)
+    }
+
+    /// Finishes recipients the trace shows delivered, or failed with their NDR journaled (or
+    /// none due, the sender being null). Returns how many.
+    fn reconcile(&mut self, trace: &Path) -> io::Result<usize> {
+        use mailsim_core::trace::{Event, TraceEvent};
+        let text = std::fs::read(trace)?;
+        let mut done = 0;
+        // A line cut short by a kill, or glued to the next, does not parse: skip it.
+        for line in text.split(|b| *b == b'\n') {
+            let Ok(ev) = serde_json::from_slice::<TraceEvent>(line) else { continue };
+            let (Some(id), Some(rcpt)) = (ev.internal_id, ev.recipient.as_deref()) else { continue };
+            let Some(entry) = self.entries.get_mut(&id) else { continue };
+            let null_sender = entry.meta.as_ref().is_some_and(|m| m.sender.is_none());
+            let finished = match ev.event {
+                Event::Deliver | Event::Send => true,
+                Event::Fail => null_sender || self.ndr_for.contains(&id),
+                _ => false,
+            };
+            let key = rcpt.to_ascii_lowercase();
+            if finished && entry.pending.remove(&key).is_some() {
+                entry.finished.insert(key);
+                done += 1;
+            }
+        }
+        Ok(done)
+    }
+
+    /// Writes the live records to a new journal that replaces the old one; returns it open for
+    /// appending, and the live state the writer tracks.
+    fn compact(&mut self, dir: &Path) -> io::Result<(File, Live)> {
+        let mut live = Live::default();
+        let tmp = dir.join("journal.new");
+        let mut out = BufWriter::new(File::create(&tmp)?);
+        out.write_all(MAGIC)?;
+        let mut size = MAGIC.len() as u64;
+        for id in &self.order {
+            let entry = &self.entries[id];
+            if entry.pending.is_empty() {
+                continue;
+            }
+            let mut frames = vec![entry.accept.clone()];
+            let mut written = BTreeSet::new();
+            for slot in entry.pending.values().flatten() {
+                if written.insert(*slot) {
+                    let json = serde_json::to_vec(&entry.deferred[*slot]).expect("records serialize");
+                    frames.push(frame(b'D', &json));
+                }
+            }
+            if !entry.finished.is_empty() {
+                let f = FinishedRecord { id: *id, recipients: entry.finished.iter().cloned().collect() };
+                frames.push(frame(b'F', &serde_json::to_vec(&f).expect("records serialize")));
+            }
+            let mut state = LiveMessage { pending: entry.pending.keys().cloned().collect(), frames: Vec::new() };
+            for f in frames {
+                out.write_all(&f)?;
+                state.frames.push((size, f.len()));
+                live.live_bytes += f.len() as u64;
+                size += f.len() as u64;
+            }
+            live.messages.insert(*id, state);
+        }
+        let file = out.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&tmp, dir.join(JOURNAL))?;
+        File::open(dir)?.sync_all()?;
+        live.size = size;
+        let mut file = OpenOptions::new().append(true).read(true).open(dir.join(JOURNAL))?;
+        file.seek(SeekFrom::End(0))?;
+        Ok((file, live))
+    }
+
+    fn recovery(&self, reconciled: usize, torn_bytes: u64) -> io::Result<Recovery> {
+        let mut messages = Vec::new();
+        for id in &self.order {
+            let entry = &self.entries[id];
+            if entry.pending.is_empty() {
+                continue;
+            }
+            let meta = entry.meta.as_ref().expect("accepted entries have their meta");
+            let (_, payload, _) = next_frame(&entry.accept).expect("frames read back");
+            let meta_len = u32::from_le_bytes(payload[..4].try_into().expect("4 bytes")) as usize;
+            let message = meta.message(payload[4 + meta_len..].to_vec())?;
+            let pending = message
+                .envelope
+                .recipients
+                .iter()
+                .filter_map(|r| {
+                    let slot = entry.pending.get(&r.to_string().to_ascii_lowercase())?;
+                    let state = match slot.map(|i| &entry.deferred[i]) {
+                        Some(d) => RecipientState {
+                            attempts: d.attempts,
+                            retry_at: Some(Timestamp::from_millis(d.retry_at)),
+                            last_error: d.last_error.as_deref().and_then(Reply::parse),
+                        },
+                        None => RecipientState { attempts: 0, retry_at: None, last_error: None },
+                    };
+                    Some((r.clone(), state))
+                })
+                .collect();
+            messages.push(Recovered { message, from_on_premises: meta.from_on_premises, pending });
+        }
+        let latest = (self.latest > 0).then(|| Timestamp::from_millis(self.latest));
+        Ok(Recovery { messages, reconciled, torn_bytes, latest })
+    }
+}
+
+/// A live message as the writer tracks it: its unfinished recipients and where in the journal the
+/// frames that say so are (offset, length): compaction copies them from there, so the writer keeps
+/// no message content in memory.
+struct LiveMessage {
+    pending: BTreeSet<String>,
+    frames: Vec<(u64, usize)>,
+}
+
+#[derive(Default)]
+struct Live {
+    messages: BTreeMap<u64, LiveMessage>,
+    /// Bytes in the journal file.
+    size: u64,
+    /// Bytes of the live messages' frames.
+    live_bytes: u64,
+}
+
+/// Threads flushing the journal: a flush covers everything written before it started, so several
+/// in flight at once let a batch written while another is being flushed start its own flush at
+/// once instead of waiting for the next turn (on the project's virtual disk, flushes issued together
+/// complete together).
+const FLUSHERS: usize = 4;
+
+type Ack = oneshot::Sender<io::Result<()>>;
+
+/// Acknowledgements waiting for their batch to be flushed, in batch order.
+#[derive(Default)]
+struct Waiting {
+    batches: std::sync::Mutex<std::collections::VecDeque<(u64, Vec<Ack>)>>,
+}
+
+impl Waiting {
+    fn push(&self, seq: u64, acks: Vec<Ack>) {
+        if !acks.is_empty() {
+            self.batches.lock().expect("spool acks lock").push_back((seq, acks));
+        }
+    }
+
+    /// Every batch up to `seq` was flushed (or the flush failed): answer its senders.
+    fn settle(&self, seq: u64, result: &io::Result<()>) {
+        let done: Vec<_> = {
+            let mut batches = self.batches.lock().expect("spool acks lock");
+            let n = batches.iter().take_while(|(s, _)| *s <= seq).count();
+            batches.drain(..n).collect()
+        };
+        for ack in done.into_iter().flat_map(|(_, acks)| acks) {
+            let _ = ack.send(result.as_ref().map(|_| ()).map_err(|e| io::Error::new(e.kind(), e.to_string())));
+        }
+    }
+}
+
+type FlushQueue = std::sync::Mutex<mpsc::Receiver<(u64, Arc<File>)>>;
+
+/// Flushes the journal up to the newest batch asked for, and answers the batches it covers.
+fn flusher(queue: Arc<FlushQueue>, waiting: Arc<Waiting>) {
+    loop {
+        let (seq, file) = {
+            let rx = queue.lock().expect("spool flush lock");
+            let Ok(mut newest) = rx.recv() else { return };
+            while let Ok(next) = rx.try_recv() {
+                newest = next;
+            }
+            newest
+        };
+        let result = file.sync_data();
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "could not flush the spool journal");
+        }
+        waiting.settle(seq, &result);
+    }
+}
+
+struct Writer {
+    dir: PathBuf,
+    file: Arc<File>,
+    live: Live,
+    compact_at: u64,
+    waiting: Arc<Waiting>,
+    flush: mpsc::Sender<(u64, Arc<File>)>,
+    _lock: File,
+}
+
+impl Writer {
+    fn new(dir: PathBuf, file: File, live: Live, compact_at: u64, lock: File) -> io::Result<Writer> {
+        let waiting = Arc::new(Waiting::default());
+        let (flush, queue) = mpsc::channel();
+        let queue = Arc::new(std::sync::Mutex::new(queue));
+        for n in 0..FLUSHERS {
+            let (queue, waiting) = (queue.clone(), waiting.clone());
+            std::thread::Builder::new()
+                .name(format!("mailsim-spool-flush-{n}"))
+                .spawn(move || flusher(queue, waiting))?;
+        }
+        Ok(Writer { dir, file: Arc::new(file), live, compact_at, waiting, flush, _lock: lock })
+    }
+
+    fn run(mut self, rx: mpsc::Receiver<Op>) {
+        let mut batch = Vec::new();
+        let mut acks = Vec::new();
+        let mut closing = None;
+        let mut seq = 0u64;
+        while let Ok(first) = rx.recv() {
+            let mut next = Some(first);
+            while let Some(op) = next.take().or_else(|| rx.try_recv().ok()) {
+                match op {
+                    Op::Record { id, kind, frame, ack } => {
+                        self.track(id, kind, self.live.size + batch.len() as u64, frame.len());
+                        batch.extend_from_slice(&frame);
+                        acks.extend(ack);
+                    }
+                    Op::Close(done) => closing = Some(done),
+                }
+                if closing.is_some() {
+                    break;
+                }
+            }
+            match self.write(&batch) {
+                Ok(()) if !batch.is_empty() => {
+                    seq += 1;
+                    self.waiting.push(seq, std::mem::take(&mut acks));
+                    let _ = self.flush.send((seq, self.file.clone()));
+                }
+                Ok(()) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, dir = %self.dir.display(), "could not write the spool journal");
+                    for ack in acks.drain(..) {
+                        let _ = ack.send(Err(io::Error::new(e.kind(), e.to_string())));
+                    }
+                }
+            }
+            batch.clear();
+            if let Some(done) = closing.take() {
+                let result = self.file.sync_data();
+                self.waiting.settle(u64::MAX, &result);
+                // The journal and the directory lock are released before the closer hears of it,
+                // so a new spool can open the directory at once.
+                drop(self);
+                let _ = done.send(());
+                return;
+            }
+            let grown = self.live.size > self.compact_at && self.live.size > 2 * self.live.live_bytes;
+            if grown {
+                match self.compact() {
+                    // The live records, those waiting for a flush included, are in the new journal,
+                    // flushed: everything written so far is answered.
+                    Ok(()) => self.waiting.settle(seq, &Ok(())),
+                    Err(e) => {
+                        tracing::error!(error = %e, dir = %self.dir.display(), "could not compact the spool journal")
+                    }
+                }
+            }
+        }
+    }
+
+    fn write(&mut self, batch: &[u8]) -> io::Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let written = (&*self.file).write_all(batch);
+        if written.is_err() {
+            // Whatever part of the batch reached the file was not acknowledged: cut it off, so the
+            // offsets tracked stay true and the next batch starts on a frame boundary.
+            let _ = self.file.set_len(self.live.size);
+            return written;
+        }
+        self.live.size += batch.len() as u64;
+        Ok(())
+    }
+
+    fn track(&mut self, id: u64, kind: Kind, offset: u64, len: usize) {
+        let live = &mut self.live;
+        match kind {
+            Kind::Accept(rcpts) => {
+                let m = LiveMessage { pending: rcpts.into_iter().collect(), frames: vec![(offset, len)] };
+                live.live_bytes += len as u64;
+                if let Some(old) = live.messages.insert(id, m) {
+                    live.live_bytes -= old.frames.iter().map(|f| f.1 as u64).sum::<u64>();
+                }
+            }
+            Kind::Deferred => {
+                if let Some(m) = live.messages.get_mut(&id) {
+                    m.frames.push((offset, len));
+                    live.live_bytes += len as u64;
+                }
+            }
+            Kind::Finished(rcpts) => {
+                if let Some(m) = live.messages.get_mut(&id) {
+                    for r in &rcpts {
+                        m.pending.remove(r);
+                    }
+                    if m.pending.is_empty() {
+                        let gone = live.messages.remove(&id).expect("just found");
+                        live.live_bytes -= gone.frames.iter().map(|f| f.1 as u64).sum::<u64>();
+                    } else {
+                        m.frames.push((offset, len));
+                        live.live_bytes += len as u64;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Rewrites the journal with the live messages' frames only.
+    fn compact(&mut self) -> io::Result<()> {
+        let tmp = self.dir.join("journal.new");
+        let mut out = BufWriter::new(File::create(&tmp)?);
+        out.write_all(MAGIC)?;
+        let mut size = MAGIC.len() as u64;
+        let mut moved = Vec::new();
+        let mut buf = Vec::new();
+        for (id, m) in &self.live.messages {
+            let mut frames = Vec::with_capacity(m.frames.len());
+            for &(offset, len) in &m.frames {
+                buf.resize(len, 0);
+                std::os::unix::fs::FileExt::read_exact_at(&*self.file, &mut buf, offset)?;
+                out.write_all(&buf)?;
+                frames.push((size, len));
+                size += len as u64;
+            }
+            moved.push((*id, frames));
+        }
+        let file = out.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&tmp, self.dir.join(JOURNAL))?;
+        File::open(&self.dir)?.sync_all()?;
+        self.file = Arc::new(OpenOptions::new().append(true).read(true).open(self.dir.join(JOURNAL))?);
+        for (id, frames) in moved {
+            self.live.messages.get_mut(&id).expect("live").frames = frames;
+        }
+        self.live.size = size;
+        Ok(())
+    }
+}
+
+/// Reads a journal without opening it for writing: for tools and tests.
+pub fn inspect(dir: &Path) -> io::Result<Recovery> {
+    let mut replay = Replay::default();
+    let mut bytes = Vec::new();
+    match File::open(dir.join(JOURNAL)) {
+        Ok(mut f) => {
+            f.read_to_end(&mut bytes)?;
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let torn = replay.read(&bytes)?;
+    replay.recovery(0, torn)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,195 @@
+//! The journal's contract: what was acknowledged comes back, state changes replay in order, a torn
+//! tail is dropped, the trace finishes what it shows done, a second process is refused.
+
+use super::*;
+use mailsim_core::envelope::{AcceptedMessage, Envelope};
+use mailsim_core::peer::PeerFacts;
+
+fn message(id: u64, sender: Option<&str>, rcpts: &[&str]) -> AcceptedMessage {
+    AcceptedMessage {
+        internal_id: id,
+        message_id: format!("<{id}@test>"),
+        envelope: Envelope {
+            sender: sender.map(|s| s.parse().unwrap()),
+            recipients: rcpts.iter().map(|r| r.parse().unwrap()).collect(),
+            ..Envelope::default()
+        },
+        peer: PeerFacts::new("127.0.0.9".parse().unwrap(), 2525, "203.0.113.9".parse().unwrap()),
+        verdict: InboundVerdict::Accepted {
+            connector: Some("Partner".into()),
+            direction: Direction::Incoming,
+            internal: false,
+            relay_allowed: false,
+            cross_premises: false,
+            checks: Vec::new(),
+        },
+        data: format!("Subject: {id}\r\n\r\nbody\r\n").into_bytes(),
+        received_at: Timestamp::from_millis(1_700_000_000_000),
+    }
+}
+
+fn addr(s: &str) -> EmailAddress {
+    s.parse().unwrap()
+}
+
+async fn accept(spool: &Spool, m: &AcceptedMessage) {
+    spool.accept(&MessageMeta::of(m, false, None), &m.data).await.unwrap();
+}
+
+#[tokio::test]
+async fn accepted_deferred_and_finished_recipients_come_back_as_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, recovery) = Spool::open(dir.path(), None).unwrap();
+    assert_eq!(recovery.recipients(), 0);
+    let m1 = message(1, Some("a@fabrikam.test"), &["x@partner.test", "y@partner.test", "z@partner.test"]);
+    let m2 = message(2, Some("a@fabrikam.test"), &["done@partner.test"]);
+    accept(&spool, &m1).await;
+    accept(&spool, &m2).await;
+    let err = Reply::parse("451 4.3.0 Try again later\r\n").unwrap();
+    spool.deferred(
+        1,
+        &[addr("y@partner.test")],
+        3,
+        Timestamp::from_millis(1_700_000_900_000),
+        Timestamp::from_millis(1_700_000_100_000),
+        Some(&err),
+    );
+    spool.finished(1, &[addr("X@partner.test")]);
+    spool.finished(2, &[addr("done@partner.test")]);
+    spool.close().await;
+
+    let (spool, recovery) = Spool::open(dir.path(), None).unwrap();
+    assert_eq!(recovery.messages.len(), 1, "message 2 is finished");
+    let r = &recovery.messages[0];
+    assert_eq!(r.message.internal_id, 1);
+    assert_eq!(r.message.data, m1.data);
+    assert_eq!(r.message.envelope, m1.envelope);
+    assert_eq!(r.message.peer.ip, m1.peer.ip);
+    assert_eq!(r.message.verdict.connector(), Some("Partner"));
+    let pending: Vec<_> = r.pending.iter().map(|(a, s)| (a.to_string(), s.clone())).collect();
+    assert_eq!(
+        pending,
+        vec![
+            (
+                "y@partner.test".to_string(),
+                RecipientState {
+                    attempts: 3,
+                    retry_at: Some(Timestamp::from_millis(1_700_000_900_000)),
+                    last_error: Some(err.clone())
+                }
+            ),
+            ("z@partner.test".to_string(), RecipientState { attempts: 0, retry_at: None, last_error: None }),
+        ]
+    );
+    assert_eq!(recovery.latest, Some(Timestamp::from_millis(1_700_000_100_000)));
+    spool.close().await;
+    // Compaction kept exactly the live state.
+    let again = inspect(dir.path()).unwrap();
+    assert_eq!(again.recipients(), 2);
+    assert_eq!(again.torn_bytes, 0);
+}
+
+#[tokio::test]
+async fn a_torn_last_record_is_dropped_and_everything_before_it_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, _) = Spool::open(dir.path(), None).unwrap();
+    accept(&spool, &message(7, Some("a@fabrikam.test"), &["x@partner.test"])).await;
+    spool.close().await;
+    let journal = dir.path().join(JOURNAL);
+    let whole = std::fs::read(&journal).unwrap();
+    // A second record cut short, as a kill in the middle of a write leaves it.
+    let second = accept_frame(&MessageMeta::of(&message(8, None, &["y@partner.test"]), false, None), b"data");
+    let mut torn = whole.clone();
+    torn.extend_from_slice(&second[..second.len() - 3]);
+    std::fs::write(&journal, &torn).unwrap();
+    let (spool, recovery) = Spool::open(dir.path(), None).unwrap();
+    assert_eq!(recovery.messages.len(), 1);
+    assert_eq!(recovery.messages[0].message.internal_id, 7);
+    assert_eq!(recovery.torn_bytes, (second.len() - 3) as u64);
+    spool.close().await;
+    // A corrupted byte inside a record stops the replay there too.
+    let mut corrupt = whole;
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 0xFF;
+    std::fs::write(&journal, &corrupt).unwrap();
+    assert_eq!(inspect(dir.path()).unwrap().recipients(), 0);
+}
+
+#[tokio::test]
+async fn the_trace_finishes_recipients_it_shows_delivered_and_failed_with_their_ndr() {
+    use mailsim_core::trace::TraceEvent;
+    let dir = tempfile::tempdir().unwrap();
+    let spool_dir = dir.path().join("spool");
+    let (spool, _) = Spool::open(&spool_dir, None).unwrap();
+    let m = message(5, Some("a@fabrikam.test"), &["d@partner.test", "f@partner.test", "g@partner.test"]);
+    accept(&spool, &m).await;
+    // f failed and its NDR reached the journal; g failed but the NDR did not.
+    let ndr = message(6, None, &["a@fabrikam.test"]);
+    spool.accept_nowait(&MessageMeta::of(&ndr, false, Some(5)), &ndr.data);
+    spool.close().await;
+    let at = Timestamp::from_millis(1_700_000_000_500);
+    let delivered = TraceEvent::delivered_to_mailbox(&m, &addr("D@partner.test"), at);
+    let reply = Reply::parse("550 5.4.1 no\r\n").unwrap();
+    let failed = TraceEvent::failed(&m, &addr("f@partner.test"), &reply, at);
+    let mut text = String::new();
+    for ev in [&delivered, &failed] {
+        text.push_str(&serde_json::to_string(ev).unwrap());
+        text.push('\n');
+    }
+    text.push_str("{\"cut short");
+    std::fs::write(dir.path().join("trace.jsonl"), text).unwrap();
+    let (spool, recovery) = Spool::open(&spool_dir, Some(&dir.path().join("trace.jsonl"))).unwrap();
+    assert_eq!(recovery.reconciled, 2);
+    let original = recovery.messages.iter().find(|r| r.message.internal_id == 5).unwrap();
+    let left: Vec<String> = original.pending.iter().map(|(a, _)| a.to_string()).collect();
+    assert_eq!(left, vec!["g@partner.test"]);
+    spool.close().await;
+}
+
+#[tokio::test]
+async fn a_second_process_on_the_same_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, _) = Spool::open(dir.path(), None).unwrap();
+    let err = Spool::open(dir.path(), None).unwrap_err();
+    assert!(err.to_string().contains("in use by another mailsim"), "{err}");
+    spool.close().await;
+    Spool::open(dir.path(), None).unwrap().0.close().await;
+}
+
+#[test]
+fn a_journal_of_another_format_is_an_error_not_an_empty_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(JOURNAL), b"MAILSIM-SPOOL 9\n...").unwrap();
+    let err = Spool::open(dir.path(), None).unwrap_err();
+    assert!(err.to_string().contains("not a mailsim spool journal"), "{err}");
+}
+
+/// A long run does not grow the journal without bound: past the threshold, finished messages are
+/// compacted away while the writer runs, and what is live survives it (and a restart).
+#[tokio::test]
+async fn the_journal_is_compacted_while_running_and_keeps_the_live_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, _) = Spool::open_compacting_at(dir.path(), None, 4096).unwrap();
+    let err = Reply::parse("451 4.3.0 later\r\n").unwrap();
+    let t = Timestamp::from_millis(1_700_000_000_000);
+    for id in 1..=60u64 {
+        let m = message(id, Some("a@fabrikam.test"), &["x@partner.test"]);
+        accept(&spool, &m).await;
+        if id % 20 == 0 {
+            spool.deferred(id, &[addr("x@partner.test")], 1, t, t, Some(&err));
+        } else {
+            spool.finished(id, &[addr("x@partner.test")]);
+        }
+    }
+    // One more acknowledged record: everything above has been committed (and compacted) by then.
+    accept(&spool, &message(61, None, &["y@partner.test"])).await;
+    let size = std::fs::metadata(dir.path().join(JOURNAL)).unwrap().len();
+    assert!(size < 8192, "compacted, {size} bytes");
+    spool.close().await;
+    let (spool, recovery) = Spool::open(dir.path(), None).unwrap();
+    let ids: Vec<u64> = recovery.messages.iter().map(|m| m.message.internal_id).collect();
+    assert_eq!(ids, [20, 40, 60, 61]);
+    assert_eq!(recovery.messages[0].pending[0].1.attempts, 1);
+    assert_eq!(recovery.messages[0].message.data, message(20, None, &[]).data);
+    spool.close().await;
+}
