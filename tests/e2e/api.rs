@@ -15,24 +15,24 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// An answer.
-struct Answer {
-    status: u16,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
     content_type: String,
     body: Vec<u8>,
 }
 
 impl Answer {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).to_string()
     }
 }
 
 /// One HTTP/1.1 request on a fresh connection; `host` overrides the Host header.
-async fn call(
+pub(crate) async fn call(
     addr: SocketAddr,
     method: &str,
     path: &str,
@@ -83,11 +83,11 @@ async fn call(
     Answer { status, content_type: header("content-type").unwrap_or_default(), body: rest }
 }
 
-async fn get(addr: SocketAddr, path: &str) -> Answer {
+pub(crate) async fn get(addr: SocketAddr, path: &str) -> Answer {
     call(addr, "GET", path, None, &[], b"").await
 }
 
-async fn post(addr: SocketAddr, path: &str, body: &str) -> Answer {
+pub(crate) async fn post(addr: SocketAddr, path: &str, body: &str) -> Answer {
     call(addr, "POST", path, None, &[], body.as_bytes()).await
 }
 
@@ -100,13 +100,13 @@ fn assert_problem(a: &Answer, status: u16, contains: &str) {
 }
 
 /// A scenario's world with the API over it.
-struct Live {
-    api: RunningApi,
+pub(crate) struct Live {
+    pub(crate) api: RunningApi,
     _state: Arc<Api>,
     _dir: tempfile::TempDir,
 }
 
-async fn live(scenario: &str) -> Live {
+pub(crate) async fn live(scenario: &str) -> Live {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("world.toml");
     std::fs::write(&path, scenario).unwrap();

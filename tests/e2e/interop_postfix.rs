@@ -17,6 +17,7 @@ use mailsim::sim::{SendSpec, Simulation};
 use mailsim_testkit::certs::{LeafCert, LeafSpec, TestCa, TestPki};
 use mailsim_testkit::sender::ScriptedSender;
 
+use crate::api::{call, get as api_get, live, post as api_post};
 use crate::common::fresh_loopback;
 
 const POSTFIX: &str = "/usr/sbin/postfix";
@@ -279,8 +280,12 @@ address = "198.51.100.7"
 /// A Postfix gateway in front of the world's tenant: smtpd on the gateway's loopback address,
 /// relaying everything to the tenant from `source` with `cert`.
 async fn gateway(sim: &Simulation, name: &str, source: IpAddr, cert: &LeafCert) -> Postfix {
-    let tenant = sim.tenant_addr();
-    let listen = SocketAddr::new(sim.host_loopback("gateway").unwrap(), tenant.port());
+    gateway_to(sim.tenant_addr(), sim.host_loopback("gateway").unwrap(), name, source, cert).await
+}
+
+/// As [`gateway`], for a tenant at `tenant` with the gateway's smtpd on `listen_ip`.
+async fn gateway_to(tenant: SocketAddr, listen_ip: IpAddr, name: &str, source: IpAddr, cert: &LeafCert) -> Postfix {
+    let listen = SocketAddr::new(listen_ip, tenant.port());
     let pf = Postfix::start(
         name,
         listen,
@@ -671,4 +676,214 @@ async fn postfix_gateway_with_a_certificate_from_the_admins_ca_is_trusted_in_sce
     let received = trace.iter().find(|e| e.recipient.as_deref() == Some("alice@contoso.test")).unwrap();
     assert_eq!(received.connector.as_deref(), Some("From gateway (certificate)"));
     sim.stop().await;
+}
+
+// ---- Issue 9: the API driving a live world against real Postfix ----
+
+/// The loopback address of `host` and the tenant's endpoint, as `GET /api/v1/world` serves them.
+async fn world_addrs(api: SocketAddr, host: &str) -> (IpAddr, SocketAddr) {
+    let world = api_get(api, "/api/v1/world").await.json();
+    let hosts = world["hosts"].as_array().unwrap();
+    let h = hosts.iter().find(|h| h["name"] == host).unwrap_or_else(|| panic!("no host {host}: {world:#}"));
+    let ip = h["loopback"].as_str().unwrap().parse().unwrap();
+    (ip, world["tenant_endpoint"].as_str().unwrap().parse().unwrap())
+}
+
+/// Waits until `GET /api/v1/messages?where=WHERE` lists `n` messages; returns the page.
+async fn wait_messages(api: SocketAddr, wh: &str, n: u64, log: impl Fn() -> String) -> serde_json::Value {
+    let deadline = Instant::now() + BOUND;
+    loop {
+        let page = api_get(api, &format!("/api/v1/messages?where={wh}")).await.json();
+        if page["total"].as_u64().unwrap_or(0) >= n {
+            return page;
+        }
+        assert!(Instant::now() < deadline, "{n} message(s) never reached {wh}: {page:#}\n{}", log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+const API_TENANT: &str = r#"[[AcceptedDomain]]
+DomainName = "contoso.test"
+
+[Directory]
+Mailboxes = ["alice@contoso.test"]
+"#;
+
+const API_GATEWAY_HOSTS: &str = r#"
+[[host]]
+name = "gateway"
+address = "198.51.100.7"
+
+[[host]]
+name = "internet"
+address = "203.0.113.99"
+"#;
+
+/// A tenant change over the API (P1 → P2 lock-down, exo-behaviour §10) flips the outcome for the
+/// next message: a host that is not the gateway gets EXO's 5.7.51 while the Postfix gateway is
+/// still accepted, now through the lock-down connector.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_tenant_change_p1_to_p2_refuses_others_and_keeps_the_postfix_gateway() {
+    if !postfix_usable("api_tenant_change_p1_to_p2_refuses_others_and_keeps_the_postfix_gateway") {
+        return;
+    }
+    let w = live(&format!("{API_TENANT}{API_GATEWAY_HOSTS}")).await;
+    let a = w.api.addr();
+    let (gw, tenant) = world_addrs(a, "gateway").await;
+    let pf = gateway_to(tenant, gw, "gw-api", gw, &TestPki::default_shared().gateway).await;
+    let internet = |expect: &str| {
+        format!(
+            "[[step]]\nsend = {{ from = \"internet\", mail_from = \"spam@bulk.example.test\", rcpt_to = [\"alice@contoso.test\"] }}\nexpect = {expect}\n"
+        )
+    };
+
+    // P1: no lock-down; the gateway and the internet are both accepted.
+    pf.submit(fresh_loopback(), "someone@fabrikam.test", "alice@contoso.test", "P1 via gateway").await;
+    wait_messages(a, "alice@contoso.test", 1, || pf.log()).await;
+    let p1 = api_post(a, "/api/v1/steps", &internet("{ accepted = true }")).await.json();
+    assert_eq!(p1["passed"], true, "{p1:#}");
+
+    // P2: the admin locks the tenant down to the gateway's range over the API.
+    let p2 = format!(
+        "{API_TENANT}\n[[InboundConnector]]\nName = \"From gateway\"\nConnectorType = \"Partner\"\nSenderDomains = [\"*\"]\nSenderIPAddresses = [\"198.51.100.0/24\"]\nRestrictDomainsToIPAddresses = true\nRequireTls = false\n"
+    );
+    let applied = call(a, "PUT", "/api/v1/tenant", None, &[], p2.as_bytes()).await;
+    assert_eq!(applied.status, 200, "{}", applied.text());
+
+    let refused =
+        api_post(a, "/api/v1/steps", &internet(&format!("{{ reply = \"{REFUSED_5751}\", accepted = false }}"))).await;
+    assert_eq!(refused.json()["passed"], true, "{}", refused.text());
+
+    pf.submit(fresh_loopback(), "someone@fabrikam.test", "alice@contoso.test", "P2 via gateway").await;
+    let page = wait_messages(a, "alice@contoso.test", 3, || pf.log()).await;
+    assert_eq!(page["total"], 3, "P1 gateway, P1 internet, P2 gateway: {page:#}");
+    let rows = api_get(a, "/api/v1/trace?recipient=alice&status=Delivered").await.json();
+    // Newest first: the P2 gateway message, from the plan's gateway address, through the lock-down.
+    assert_eq!(rows["rows"][0]["from_ip"], "198.51.100.7", "{rows:#}");
+    let id = rows["rows"][0]["internal_id"].as_str().unwrap();
+    let events = api_get(a, &format!("/api/v1/trace/{id}")).await.json();
+    assert!(events.to_string().contains("From gateway"), "the lock-down connector: {events:#}");
+    let sent: Vec<String> = pf.log().lines().filter(|l| l.contains("status=sent")).map(str::to_string).collect();
+    assert_eq!(sent.len(), 2, "both gateway messages relayed:\n{}", pf.log());
+    let failed = api_get(a, "/api/v1/trace?sender=bulk.example&status=Failed").await.json();
+    assert_eq!(failed["total"], 1, "{failed:#}");
+}
+
+/// The tenant's outbound side through a connector to a Postfix partner as smart host; the partner
+/// refuses recipients with `450 4.2.0` while its access map says so (`check_recipient_access`).
+async fn refusing_partner(name: &str) -> (crate::api::Live, Postfix) {
+    let partner_ip = fresh_loopback();
+    let port = std::net::TcpListener::bind((partner_ip, 0)).unwrap().local_addr().unwrap().port();
+    let scenario = format!(
+        r#"{API_TENANT}
+[[InboundConnector]]
+Name = "On-premises relay"
+ConnectorType = "OnPremises"
+SenderDomains = ["*"]
+SenderIPAddresses = ["192.0.2.10"]
+RequireTls = false
+
+[[OutboundConnector]]
+Name = "To partner"
+ConnectorType = "Partner"
+RecipientDomains = ["fabrikam.test"]
+UseMXRecord = false
+SmartHosts = ["[203.0.113.25]:{port}"]
+
+[[host]]
+name = "onprem"
+address = "192.0.2.10"
+
+[[host]]
+name = "partner"
+address = "203.0.113.25"
+loopback = "{partner_ip}"
+"#
+    );
+    let w = live(&scenario).await;
+    let uid = run(Command::new("id").arg("-u").arg("postfix")).trim().to_string();
+    let gid = run(Command::new("id").arg("-g").arg("postfix")).trim().to_string();
+    let pf = Postfix::start(
+        name,
+        SocketAddr::new(partner_ip, port),
+        &format!(
+            "smtp_dns_support_level = disabled
+smtpd_recipient_restrictions = check_recipient_access texthash:{{dir}}/etc/access
+virtual_mailbox_domains = fabrikam.test
+virtual_mailbox_base = {{dir}}/mail
+virtual_mailbox_maps = static:inbox/
+virtual_uid_maps = static:{uid}
+virtual_gid_maps = static:{gid}
+"
+        ),
+    )
+    .await;
+    set_access(&pf, "fabrikam.test 450 4.2.0 try later\n").await;
+    (w, pf)
+}
+
+/// Rewrites the partner's access map and reloads it.
+async fn set_access(pf: &Postfix, map: &str) {
+    pf.write("etc/access", map);
+    let out = run(Command::new(POSTFIX).arg("-c").arg(pf.path().join("etc")).arg("reload"));
+    assert!(!out.contains("fatal"), "{out}");
+    // Postfix's smtpd processes pick the reload up when they are next started.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+}
+
+const SEND_TO_CAROL: &str = "[[step]]\nsend = { from = \"onprem\", mail_from = \"alice@contoso.test\", rcpt_to = [\"carol@fabrikam.test\"], subject = \"to the partner\" }\nexpect = { accepted = true }\n";
+
+/// A Postfix partner answering 450 defers the recipient (Pending, 4xx in the trace and the queue);
+/// once the partner accepts, `POST /api/v1/clock/advance` by 6 minutes retries and delivers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_clock_advance_retries_a_message_a_postfix_partner_deferred() {
+    if !postfix_usable("api_clock_advance_retries_a_message_a_postfix_partner_deferred") {
+        return;
+    }
+    let (w, pf) = refusing_partner("partner-retry").await;
+    let a = w.api.addr();
+    let sent = api_post(a, "/api/v1/steps", SEND_TO_CAROL).await;
+    assert_eq!(sent.json()["passed"], true, "{}", sent.text());
+    pf.wait_log("450 4.2.0 <carol@fabrikam.test>: Recipient address rejected: try later").await;
+    let pending = api_get(a, "/api/v1/trace?recipient=carol&status=Pending").await.json();
+    assert_eq!(pending["total"], 1, "{pending:#}\n{}", pf.log());
+    let queue = api_get(a, "/api/v1/queue").await.json();
+    assert_eq!(queue["count"], 1, "{queue:#}");
+    assert!(queue["entries"][0]["last_error"].as_str().unwrap().contains("450 4.2.0"), "{queue:#}");
+
+    set_access(&pf, "").await;
+    let advanced = api_post(a, "/api/v1/clock/advance", r#"{"by": "6m"}"#).await;
+    assert_eq!(advanced.status, 200, "{}", advanced.text());
+    let message = pf.wait_maildir("inbox").await;
+    assert!(message.contains("Subject: to the partner"), "{message}");
+    let delivered = api_get(a, "/api/v1/trace?recipient=carol&status=Delivered").await.json();
+    assert_eq!(delivered["total"], 1, "{delivered:#}");
+    assert_eq!(api_get(a, "/api/v1/queue").await.json()["count"], 0);
+}
+
+/// A Postfix partner that keeps answering 450: advancing the clock 25 hours expires the message
+/// (exo-behaviour: `550 4.4.7 QUEUE.Expired`) and the NDR lands in the sender's tenant mailbox.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_clock_advance_25h_expires_a_message_a_postfix_partner_keeps_deferring() {
+    if !postfix_usable("api_clock_advance_25h_expires_a_message_a_postfix_partner_keeps_deferring") {
+        return;
+    }
+    let (w, pf) = refusing_partner("partner-expire").await;
+    let a = w.api.addr();
+    let sent = api_post(a, "/api/v1/steps", SEND_TO_CAROL).await;
+    assert_eq!(sent.json()["passed"], true, "{}", sent.text());
+    pf.wait_log("450 4.2.0 <carol@fabrikam.test>: Recipient address rejected: try later").await;
+    assert_eq!(api_get(a, "/api/v1/queue").await.json()["count"], 1);
+
+    let advanced = api_post(a, "/api/v1/clock/advance", r#"{"by": "25h"}"#).await;
+    assert_eq!(advanced.status, 200, "{}", advanced.text());
+    let failed = api_get(a, "/api/v1/trace?recipient=carol&status=Failed").await.json();
+    assert_eq!(failed["total"], 1, "{failed:#}\n{}", pf.log());
+    assert_eq!(api_get(a, "/api/v1/queue").await.json()["count"], 0);
+    let ndr = wait_messages(a, "alice@contoso.test", 1, || pf.log()).await;
+    assert_eq!(ndr["messages"][0]["mail_from"], "", "{ndr:#}");
+    let id = ndr["messages"][0]["id"].as_str().unwrap();
+    let raw = api_get(a, &format!("/api/v1/messages/{id}/raw")).await.text();
+    assert!(raw.contains("550 4.4.7 QUEUE.Expired"), "{raw}");
+    assert!(std::fs::read_dir(pf.path().join("mail/inbox/new")).map(|r| r.count()).unwrap_or(0) == 0);
 }
