@@ -215,7 +215,7 @@ async fn run_phase<S: AsyncRead + AsyncWrite + Unpin + Ready>(
         let mut end = None;
         for action in out.drain(..) {
             match action {
-                Action::Reply(r) => wire.push_str(&r.to_wire()),
+                Action::Reply(r) => r.write_wire(&mut wire),
                 Action::Accept(message) => endpoint.pipeline.accept(*message),
                 Action::Refused(refusal) => endpoint.pipeline.refused(*refusal),
                 Action::StartTls => end = Some(PhaseEnd::StartTls),
