@@ -813,12 +813,12 @@ fn framed_content(out: &mut Vec<Action>, range: std::ops::Range<usize>) {
 }
 
 fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
-    haystack.iter().position(|&b| b == needle)
+    memchr::memchr(needle, haystack)
 }
 
 /// A CR not followed by LF. `line` excludes the final CRLF or LF.
 fn has_bare_cr(line: &[u8]) -> bool {
-    line.iter().enumerate().any(|(i, &b)| b == b'\r' && line.get(i + 1) != Some(&b'\n'))
+    memchr::memchr_iter(b'\r', line).any(|i| line.get(i + 1) != Some(&b'\n'))
 }
 
 /// Length of the header section ([`crate::header_section::section_len`]).
