@@ -54,7 +54,7 @@ impl<'a> Iterator for Lines<'a> {
         if rest.is_empty() {
             return None;
         }
-        let (text_len, raw_len) = match rest.iter().position(|&b| b == b'\r' || b == b'\n') {
+        let (text_len, raw_len) = match memchr::memchr2(b'\r', b'\n', rest) {
             Some(i) if rest[i] == b'\r' && rest.get(i + 1) == Some(&b'\n') => (i, i + 2),
             Some(i) => (i, i + 1),
             None => (rest.len(), rest.len()),
@@ -103,7 +103,7 @@ pub fn well_formed(data: &[u8]) -> &[u8] {
 }
 
 fn name_of(text: &[u8]) -> Option<&[u8]> {
-    text.iter().position(|&b| b == b':').map(|colon| &text[..colon])
+    memchr::memchr(b':', text).map(|colon| &text[..colon])
 }
 
 /// RFC 5322 §2.2: a field name is one or more printable ASCII characters other than the colon.
@@ -181,7 +181,8 @@ impl<'a> Iterator for Fields<'a> {
 
 /// How many fields of the header section of `data` are named `name`.
 pub fn count(data: &[u8], name: &str) -> usize {
-    fields(section(data)).filter(|f| f.is(name)).count()
+    // One pass: the fields of `data` up to the empty line are the fields of its section.
+    fields(data).take_while(|f| !f.first.text.is_empty()).filter(|f| f.is(name)).count()
 }
 
 /// `section` with every line ending in CRLF (a lone LF or CR becomes CRLF, a last line without an

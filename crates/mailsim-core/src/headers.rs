@@ -23,8 +23,14 @@ enum Action {
 
 /// Rewrites the header section field by field; folded continuation lines follow their header.
 fn rewrite(content: &[u8], decide: impl Fn(&[u8]) -> Action) -> Vec<u8> {
-    let end = header_section::section_len(content);
     let mut out = Vec::with_capacity(content.len());
+    rewrite_into(content, decide, &mut out);
+    out
+}
+
+/// [`rewrite`], appending to `out` (the session builds the stored message in one buffer).
+fn rewrite_into(content: &[u8], decide: impl Fn(&[u8]) -> Action, out: &mut Vec<u8>) {
+    let end = header_section::section_len(content);
     for field in header_section::fields(&content[..end]) {
         match decide(field.first.text) {
             Action::Keep => out.extend_from_slice(field.raw),
@@ -36,7 +42,6 @@ fn rewrite(content: &[u8], decide: impl Fn(&[u8]) -> Action) -> Vec<u8> {
         }
     }
     out.extend_from_slice(&content[end..]);
-    out
 }
 
 fn starts_with(line: &[u8], prefix: &str) -> bool {
@@ -46,15 +51,26 @@ fn starts_with(line: &[u8], prefix: &str) -> bool {
 /// A message entering the organization: organization headers removed; cross-premises headers
 /// promoted when the inbound connector is trusted for them, removed otherwise.
 pub fn entering(content: &[u8], cross_premises: bool) -> Vec<u8> {
-    rewrite(content, |line| {
-        if starts_with(line, ORG) {
-            Action::Drop
-        } else if starts_with(line, CROSS) {
-            if cross_premises { Action::Rename(ORG, CROSS.len()) } else { Action::Drop }
-        } else {
-            Action::Keep
-        }
-    })
+    let mut out = Vec::with_capacity(content.len());
+    entering_into(content, cross_premises, &mut out);
+    out
+}
+
+/// [`entering`], appending the rewritten message to `out`.
+pub fn entering_into(content: &[u8], cross_premises: bool, out: &mut Vec<u8>) {
+    rewrite_into(
+        content,
+        |line| {
+            if starts_with(line, ORG) {
+                Action::Drop
+            } else if starts_with(line, CROSS) {
+                if cross_premises { Action::Rename(ORG, CROSS.len()) } else { Action::Drop }
+            } else {
+                Action::Keep
+            }
+        },
+        out,
+    )
 }
 
 /// A message leaving the organization: organization headers removed, or renamed to

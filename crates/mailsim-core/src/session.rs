@@ -752,12 +752,15 @@ impl Session {
         };
         let server = &self.tenant.settings.server_name;
         let message_id = find_message_id(&tx.content).unwrap_or_else(|| format!("<{internal_id:016X}@{server}>"));
+        // One buffer for the tenant's headers and the received bytes: no temporary per header.
         let mut data = Vec::with_capacity(tx.content.len() + 512);
-        data.extend_from_slice(self.received_header(now).as_bytes());
+        self.write_received_header(now, &mut data);
         for (name, value) in verdict.stamp(server) {
-            data.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+            for part in [name.as_bytes(), b": ", value.as_bytes(), b"\r\n"] {
+                data.extend_from_slice(part);
+            }
         }
-        data.extend_from_slice(&crate::headers::entering(&tx.content, verdict.cross_premises()));
+        crate::headers::entering_into(&tx.content, verdict.cross_premises(), &mut data);
         let bytes = tx.content.len() as u64;
         let millis = (now - tx.started_at).as_millis() as u64;
         let reply = self.reply(&ReplyKind::Queued { message_id: message_id.clone(), internal_id, bytes, millis }, now);
@@ -774,19 +777,19 @@ impl Session {
     }
 
     /// EXO's frontend Received header (exo-behaviour §8.5), with the TLS facts when encrypted.
-    fn received_header(&self, now: Timestamp) -> String {
+    /// Appended to `out`, the buffer of the stored message.
+    fn write_received_header(&self, now: Timestamp, out: &mut Vec<u8>) {
+        use std::io::Write as _;
         let helo = self.peer.helo.as_deref().unwrap_or("unknown");
-        let tls = match &self.peer.tls {
-            Some(t) => format!(" (version={}, cipher={})", t.version, t.cipher),
-            None => String::new(),
-        };
-        format!(
-            "Received: from {helo} ({}) by {} ({}) with Microsoft SMTP Server{tls} id 15.20.0000.000 via Frontend Transport; {}\r\n",
-            self.peer.ip,
-            self.tenant.settings.server_name,
-            self.local_ip,
-            now.rfc5322()
-        )
+        let _ = write!(
+            out,
+            "Received: from {helo} ({}) by {} ({}) with Microsoft SMTP Server",
+            self.peer.ip, self.tenant.settings.server_name, self.local_ip,
+        );
+        if let Some(t) = &self.peer.tls {
+            let _ = write!(out, " (version={}, cipher={})", t.version, t.cipher);
+        }
+        let _ = write!(out, " id 15.20.0000.000 via Frontend Transport; {}\r\n", now.rfc5322());
     }
 }
 
@@ -813,12 +816,12 @@ fn framed_content(out: &mut Vec<Action>, range: std::ops::Range<usize>) {
 }
 
 fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
-    haystack.iter().position(|&b| b == needle)
+    memchr::memchr(needle, haystack)
 }
 
 /// A CR not followed by LF. `line` excludes the final CRLF or LF.
 fn has_bare_cr(line: &[u8]) -> bool {
-    line.iter().enumerate().any(|(i, &b)| b == b'\r' && line.get(i + 1) != Some(&b'\n'))
+    memchr::memchr_iter(b'\r', line).any(|i| line.get(i + 1) != Some(&b'\n'))
 }
 
 /// Length of the header section ([`crate::header_section::section_len`]).

@@ -221,9 +221,9 @@ async fn run_phase<S: AsyncRead + AsyncWrite + Unpin + Ready>(
                 Action::Reply(_) if std::mem::take(&mut not_stored) => {
                     let reply = session.shell_reply(ReplyKind::TemporaryServerError, endpoint.pipeline.clock().now());
                     log.replied(&reply);
-                    wire.push_str(&reply.to_wire());
+                    reply.write_wire(&mut wire);
                 }
-                Action::Reply(r) => wire.push_str(&r.to_wire()),
+                Action::Reply(r) => r.write_wire(&mut wire),
                 Action::Accept(message) => {
                     if let Err(e) = endpoint.pipeline.accept_durable(*message).await {
                         tracing::error!(error = %e, "message not stored");

@@ -100,6 +100,33 @@ impl EnhancedStatus {
     }
 }
 
+impl EnhancedStatus {
+    /// Appends `c.s.d` to `out` (the [`fmt::Display`] form, without the formatting machinery).
+    fn push_to(self, out: &mut String) {
+        out.push(char::from(b'0' + self.class as u8));
+        out.push('.');
+        push_decimal(out, self.subject);
+        out.push('.');
+        push_decimal(out, self.detail);
+    }
+}
+
+/// Appends `n` in decimal.
+fn push_decimal(out: &mut String, n: u16) {
+    let mut digits = [0u8; 5];
+    let mut at = digits.len();
+    let mut n = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(&digits[at..]).expect("ASCII digits"));
+}
+
 impl fmt::Display for EnhancedStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}.{}.{}", self.class as u8, self.subject, self.detail)
@@ -131,16 +158,32 @@ impl Reply {
     /// Writes the reply in wire form. The enhanced status is repeated on every line, as RFC 2034 §3
     /// requires for multi-line replies, except on EHLO capability lines, which have none.
     pub fn to_wire(&self) -> String {
-        let mut out = String::new();
+        let mut out = String::with_capacity(self.wire_len());
+        self.write_wire(&mut out);
+        out
+    }
+
+    /// Appends the wire form ([`Reply::to_wire`]) to `out`, without a temporary string per line:
+    /// the server renders every reply of a read into one buffer.
+    pub fn write_wire(&self, out: &mut String) {
+        out.reserve(self.wire_len());
         let last = self.lines.len().saturating_sub(1);
         for (i, line) in self.lines.iter().enumerate() {
-            let sep = if i == last { ' ' } else { '-' };
-            match self.status {
-                Some(status) => out.push_str(&format!("{}{}{} {}\r\n", self.code, sep, status, line)),
-                None => out.push_str(&format!("{}{}{}\r\n", self.code, sep, line)),
+            push_decimal(out, self.code.0);
+            out.push(if i == last { ' ' } else { '-' });
+            if let Some(status) = self.status {
+                status.push_to(out);
+                out.push(' ');
             }
+            out.push_str(line);
+            out.push_str("\r\n");
         }
-        out
+    }
+
+    /// An upper bound of the wire form's length (capacity hint).
+    fn wire_len(&self) -> usize {
+        let per_line = 4 + if self.status.is_some() { 12 } else { 0 } + 2;
+        self.lines.iter().map(|l| l.len() + per_line).sum()
     }
 
     /// Parses one complete reply (all lines, each ending in CRLF or LF). Returns `None` when the
@@ -239,6 +282,26 @@ mod tests {
             let wire = reply.to_wire();
             assert_eq!(Reply::parse(&wire).as_ref(), Some(&reply), "{wire:?}");
         }
+    }
+
+    #[test]
+    fn wire_form_is_exact() {
+        let multi = Reply {
+            code: ReplyCode::new(450).unwrap(),
+            status: Some(EnhancedStatus::new(StatusClass::Transient, 4, 316)),
+            lines: vec!["first".into(), "second".into()],
+        };
+        assert_eq!(multi.to_wire(), "450-4.4.316 first\r\n450 4.4.316 second\r\n");
+        let plain = Reply::new(354, None, "Start mail input");
+        assert_eq!(plain.to_wire(), "354 Start mail input\r\n");
+        let mut both = String::from("x");
+        multi.write_wire(&mut both);
+        plain.write_wire(&mut both);
+        assert_eq!(both, format!("x{}{}", multi.to_wire(), plain.to_wire()));
+        assert_eq!(
+            Reply::new(250, Some(EnhancedStatus::new(StatusClass::Success, 0, 0)), "OK").to_wire(),
+            "250 2.0.0 OK\r\n"
+        );
     }
 
     #[test]
