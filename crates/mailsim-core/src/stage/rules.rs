@@ -304,29 +304,28 @@ fn recipient_condition(c: &Condition, rcpt: &EmailAddress, facts: &Facts<'_>) ->
     }
 }
 
-/// The sender addresses a condition looks at, per `SenderAddressLocation`.
-fn senders(location: SenderAddressLocation, work: &Work, facts: &Facts<'_>) -> Vec<EmailAddress> {
-    let envelope = facts.message.envelope.sender.clone();
-    let header = view(work, facts).from.clone();
+/// The sender addresses a condition looks at, per `SenderAddressLocation` (borrowed: this runs
+/// for every sender condition of every rule).
+fn senders<'x>(location: SenderAddressLocation, work: &'x Work, facts: &'x Facts<'_>) -> [Option<&'x EmailAddress>; 2] {
+    let envelope = facts.message.envelope.sender.as_ref();
     match location {
-        SenderAddressLocation::Header => header.or(envelope).into_iter().collect(),
-        SenderAddressLocation::Envelope => envelope.into_iter().collect(),
-        SenderAddressLocation::HeaderOrEnvelope => header.into_iter().chain(envelope).collect(),
+        SenderAddressLocation::Header => [view(work, facts).from.as_ref().or(envelope), None],
+        SenderAddressLocation::Envelope => [envelope, None],
+        SenderAddressLocation::HeaderOrEnvelope => [view(work, facts).from.as_ref(), envelope],
     }
 }
 
 fn message_condition(c: &Condition, location: SenderAddressLocation, work: &Work, facts: &Facts<'_>) -> bool {
     let tenant = facts.tenant;
-    let from_header = || senders(SenderAddressLocation::Header, work, facts);
-    let sender_any = |f: &dyn Fn(&EmailAddress) -> bool| senders(location, work, facts).iter().any(f);
+    let sender_any = |f: &dyn Fn(&EmailAddress) -> bool| senders(location, work, facts).into_iter().flatten().any(f);
     match c {
         Condition::FromScope(scope) => {
-            let Some(sender) = from_header().into_iter().next() else { return false };
+            let [Some(sender), _] = senders(SenderAddressLocation::Header, work, facts) else { return false };
             match scope {
                 Scope::InOrganization => {
                     let authenticated =
                         matches!(&facts.message.verdict, InboundVerdict::Accepted { internal: true, .. });
-                    authenticated && in_organization(tenant, &sender)
+                    authenticated && in_organization(tenant, sender)
                 }
                 Scope::NotInOrganization => tenant.accepted_domain(sender.domain()).is_none(),
             }
