@@ -209,19 +209,22 @@ fn field_is(line: &[u8], name: &str) -> bool {
 /// `SetHeaderName`/`SetHeaderValue`: replaces the first instance, or adds the header (§13.5
 /// recommendation: replace the first instance).
 pub fn set_header(data: &[u8], name: &str, value: &str) -> Vec<u8> {
-    let new = field(name, value);
-    if header_section::count(data, name) == 0 {
-        return edit_headers(data, |_| Edit::Keep, Some(new));
+    // One pass over the header section: the first instance replaced in place, or the field added
+    // at the end of the section when there was none.
+    let end = header_section::section_len(data);
+    let mut new = Some(field(name, value));
+    let mut out = Vec::with_capacity(data.len() + 128);
+    for f in header_section::fields(&data[..end]) {
+        match new.take_if(|_| field_is(f.first.text, name)) {
+            Some(bytes) => out.extend_from_slice(&bytes),
+            None => out.extend_from_slice(f.raw),
+        }
     }
-    let mut new = Some(new);
-    edit_headers(
-        data,
-        |line| match new.take_if(|_| field_is(line, name)) {
-            Some(bytes) => Edit::Replace(bytes),
-            None => Edit::Keep,
-        },
-        None,
-    )
+    if let Some(bytes) = new {
+        out.extend_from_slice(&bytes);
+    }
+    out.extend_from_slice(&data[end..]);
+    out
 }
 
 /// `RemoveHeader`: every instance.
