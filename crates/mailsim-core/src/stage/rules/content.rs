@@ -164,6 +164,10 @@ pub fn strip_tags(html: &str) -> String {
             _ => {}
         }
     }
+    // Every entity starts with `&`: without one the five passes below would copy the text as is.
+    if !out.contains('&') {
+        return out;
+    }
     out.replace("&nbsp;", " ").replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&amp;", "&")
 }
 
