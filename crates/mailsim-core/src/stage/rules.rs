@@ -186,6 +186,15 @@ struct Facts<'a> {
     message: &'a AcceptedMessage,
     tenant: &'a Tenant,
     needs_body: bool,
+    /// The received message as mail-parser reads it, shared by the view of the unchanged content
+    /// and a disclaimer applied to it (one parse, not one each).
+    parsed: std::cell::OnceCell<Option<mail_parser::Message<'a>>>,
+}
+
+impl<'a> Facts<'a> {
+    fn parsed(&self) -> Option<&mail_parser::Message<'a>> {
+        self.parsed.get_or_init(|| content::parse(&self.message.data)).as_ref()
+    }
 }
 
 /// Applies the tenant's rules to `message` at simulated time `now` (see the module header).
@@ -198,7 +207,7 @@ pub fn evaluate(message: &AcceptedMessage, tenant: &Tenant, now: Timestamp) -> R
         .iter()
         .flat_map(|r| r.conditions.iter().chain(&r.exceptions))
         .any(|c| matches!(c, Condition::SubjectOrBodyContainsWords(_)));
-    let facts = Facts { message, tenant, needs_body };
+    let facts = Facts { message, tenant, needs_body, parsed: std::cell::OnceCell::new() };
     let looped = header_section::count(&message.data, LOOP_HEADER) > 0;
     let mut queue = std::collections::VecDeque::from([Work {
         recipients: message.envelope.recipients.clone(),
@@ -242,7 +251,10 @@ pub fn evaluate(message: &AcceptedMessage, tenant: &Tenant, now: Timestamp) -> R
 }
 
 fn view<'w>(work: &'w Work, facts: &Facts<'_>) -> &'w View {
-    work.content.view.get_or_init(|| content::view(work.content.bytes(&facts.message.data), facts.needs_body))
+    work.content.view.get_or_init(|| match &work.content.data {
+        Some(data) => content::view(data, facts.needs_body),
+        None => content::view_of(facts.parsed(), &facts.message.data, facts.needs_body),
+    })
 }
 
 /// The fork's recipients the rule applies to: all or none for message-level conditions and
@@ -292,29 +304,28 @@ fn recipient_condition(c: &Condition, rcpt: &EmailAddress, facts: &Facts<'_>) ->
     }
 }
 
-/// The sender addresses a condition looks at, per `SenderAddressLocation`.
-fn senders(location: SenderAddressLocation, work: &Work, facts: &Facts<'_>) -> Vec<EmailAddress> {
-    let envelope = facts.message.envelope.sender.clone();
-    let header = view(work, facts).from.clone();
+/// The sender addresses a condition looks at, per `SenderAddressLocation` (borrowed: this runs
+/// for every sender condition of every rule).
+fn senders<'x>(location: SenderAddressLocation, work: &'x Work, facts: &'x Facts<'_>) -> [Option<&'x EmailAddress>; 2] {
+    let envelope = facts.message.envelope.sender.as_ref();
     match location {
-        SenderAddressLocation::Header => header.or(envelope).into_iter().collect(),
-        SenderAddressLocation::Envelope => envelope.into_iter().collect(),
-        SenderAddressLocation::HeaderOrEnvelope => header.into_iter().chain(envelope).collect(),
+        SenderAddressLocation::Header => [view(work, facts).from.as_ref().or(envelope), None],
+        SenderAddressLocation::Envelope => [envelope, None],
+        SenderAddressLocation::HeaderOrEnvelope => [view(work, facts).from.as_ref(), envelope],
     }
 }
 
 fn message_condition(c: &Condition, location: SenderAddressLocation, work: &Work, facts: &Facts<'_>) -> bool {
     let tenant = facts.tenant;
-    let from_header = || senders(SenderAddressLocation::Header, work, facts);
-    let sender_any = |f: &dyn Fn(&EmailAddress) -> bool| senders(location, work, facts).iter().any(f);
+    let sender_any = |f: &dyn Fn(&EmailAddress) -> bool| senders(location, work, facts).into_iter().flatten().any(f);
     match c {
         Condition::FromScope(scope) => {
-            let Some(sender) = from_header().into_iter().next() else { return false };
+            let [Some(sender), _] = senders(SenderAddressLocation::Header, work, facts) else { return false };
             match scope {
                 Scope::InOrganization => {
                     let authenticated =
                         matches!(&facts.message.verdict, InboundVerdict::Accepted { internal: true, .. });
-                    authenticated && in_organization(tenant, &sender)
+                    authenticated && in_organization(tenant, sender)
                 }
                 Scope::NotInOrganization => tenant.accepted_domain(sender.domain()).is_none(),
             }
@@ -436,7 +447,11 @@ fn apply(
             }
             Action::ApplyHtmlDisclaimer { text, location, fallback } => {
                 let bytes = work.content.bytes(&facts.message.data);
-                match content::add_disclaimer(bytes, text, *location) {
+                let added = match &work.content.data {
+                    Some(data) => content::add_disclaimer(data, text, *location),
+                    None => content::add_disclaimer_to(facts.parsed(), bytes, text, *location),
+                };
+                match added {
                     Ok(data) => {
                         if enforce {
                             rewrite_with(work, data, |v| v.with_disclaimer(text, *location));

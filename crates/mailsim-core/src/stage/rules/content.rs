@@ -81,9 +81,20 @@ fn addresses(v: Option<&mail_parser::Address<'_>>) -> Vec<EmailAddress> {
         .unwrap_or_default()
 }
 
+/// `data` as mail-parser reads it (`None` when it cannot), to share one parse between [`view_of`]
+/// and [`add_disclaimer_to`].
+pub fn parse(data: &[u8]) -> Option<Message<'_>> {
+    parser().parse(data)
+}
+
 /// Reads `data`; `with_body` also collects the body text (only rules that look at it need it).
 pub fn view(data: &[u8], with_body: bool) -> View {
-    let Some(msg) = parser().parse(data) else { return View::default() };
+    view_of(parse(data).as_ref(), data, with_body)
+}
+
+/// [`view`] of `data` already parsed (`msg` is [`parse`]`(data)`).
+pub fn view_of(msg: Option<&Message<'_>>, data: &[u8], with_body: bool) -> View {
+    let Some(msg) = msg else { return View::default() };
     let headers = msg
         .headers()
         .iter()
@@ -106,7 +117,7 @@ pub fn view(data: &[u8], with_body: bool) -> View {
             _ => Importance::Normal,
         });
     let attachment_sizes = msg.attachments().map(|p| p.contents().len() as u64).collect();
-    let body = if with_body { body_text(&msg) } else { String::new() };
+    let body = if with_body { body_text(msg) } else { String::new() };
     View {
         from: addresses(msg.from()).into_iter().next(),
         to: addresses(msg.to()),
@@ -153,6 +164,10 @@ pub fn strip_tags(html: &str) -> String {
             _ => {}
         }
     }
+    // Every entity starts with `&`: without one the five passes below would copy the text as is.
+    if !out.contains('&') {
+        return out;
+    }
     out.replace("&nbsp;", " ").replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&amp;", "&")
 }
 
@@ -198,19 +213,22 @@ fn field_is(line: &[u8], name: &str) -> bool {
 /// `SetHeaderName`/`SetHeaderValue`: replaces the first instance, or adds the header (§13.5
 /// recommendation: replace the first instance).
 pub fn set_header(data: &[u8], name: &str, value: &str) -> Vec<u8> {
-    let new = field(name, value);
-    if header_section::count(data, name) == 0 {
-        return edit_headers(data, |_| Edit::Keep, Some(new));
+    // One pass over the header section: the first instance replaced in place, or the field added
+    // at the end of the section when there was none.
+    let end = header_section::section_len(data);
+    let mut new = Some(field(name, value));
+    let mut out = Vec::with_capacity(data.len() + 128);
+    for f in header_section::fields(&data[..end]) {
+        match new.take_if(|_| field_is(f.first.text, name)) {
+            Some(bytes) => out.extend_from_slice(&bytes),
+            None => out.extend_from_slice(f.raw),
+        }
     }
-    let mut new = Some(new);
-    edit_headers(
-        data,
-        |line| match new.take_if(|_| field_is(line, name)) {
-            Some(bytes) => Edit::Replace(bytes),
-            None => Edit::Keep,
-        },
-        None,
-    )
+    if let Some(bytes) = new {
+        out.extend_from_slice(&bytes);
+    }
+    out.extend_from_slice(&data[end..]);
+    out
 }
 
 /// `RemoveHeader`: every instance.
@@ -254,7 +272,17 @@ pub struct Unchangeable;
 /// `ApplyHtmlDisclaimerText`: the disclaimer added to every body part (HTML as written, plain
 /// text with the HTML ignored), the rest of the MIME tree rebuilt as it was.
 pub fn add_disclaimer(data: &[u8], html: &str, location: DisclaimerLocation) -> Result<Vec<u8>, Unchangeable> {
-    let msg = parser().parse(data).ok_or(Unchangeable)?;
+    add_disclaimer_to(parse(data).as_ref(), data, html, location)
+}
+
+/// [`add_disclaimer`] of `data` already parsed (`msg` is [`parse`]`(data)`).
+pub fn add_disclaimer_to(
+    msg: Option<&Message<'_>>,
+    data: &[u8],
+    html: &str,
+    location: DisclaimerLocation,
+) -> Result<Vec<u8>, Unchangeable> {
+    let msg = msg.ok_or(Unchangeable)?;
     let root = msg.parts.first().ok_or(Unchangeable)?;
     if let Some(ct) = root.content_type() {
         let full = format!("{}/{}", ct.ctype(), ct.subtype().unwrap_or("")).to_ascii_lowercase();
@@ -267,7 +295,7 @@ pub fn add_disclaimer(data: &[u8], html: &str, location: DisclaimerLocation) -> 
     }
     let plain = strip_tags(html);
     let bodies: Vec<u32> = msg.text_body.iter().chain(&msg.html_body).copied().collect();
-    let part = rebuild(&msg, 0, &|id, body| {
+    let part = rebuild(msg, 0, &|id, body| {
         if !bodies.contains(&id) {
             return None;
         }
