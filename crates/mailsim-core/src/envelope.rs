@@ -61,3 +61,19 @@ pub struct AcceptedMessage {
     /// When the tenant accepted it.
     pub received_at: Timestamp,
 }
+
+impl AcceptedMessage {
+    /// The same message with other content (a rule's rewrite, the header firewall's output, or
+    /// nothing when the content lives on disk), field by field so the old content is not copied.
+    pub fn with_data(&self, data: Vec<u8>) -> Self {
+        Self {
+            internal_id: self.internal_id,
+            message_id: self.message_id.clone(),
+            envelope: self.envelope.clone(),
+            peer: self.peer.clone(),
+            verdict: self.verdict.clone(),
+            data,
+            received_at: self.received_at,
+        }
+    }
+}

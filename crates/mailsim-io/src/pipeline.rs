@@ -260,7 +260,7 @@ impl Pipeline {
         }
         for fork in rules.forks {
             let copy = match fork.data {
-                Some(data) => Arc::new(with_data(&message, data)),
+                Some(data) => Arc::new(message.with_data(data)),
                 None => message.clone(),
             };
             let ctx = self.ctx(&tenant, message.internal_id);
@@ -505,31 +505,8 @@ impl Pipeline {
     }
 }
 
-/// A fork's copy of `m` with the content a rule rewrote.
-fn with_data(m: &AcceptedMessage, data: Vec<u8>) -> AcceptedMessage {
-    AcceptedMessage {
-        internal_id: m.internal_id,
-        message_id: m.message_id.clone(),
-        envelope: m.envelope.clone(),
-        peer: m.peer.clone(),
-        verdict: m.verdict.clone(),
-        data,
-        received_at: m.received_at,
-    }
-}
-
 /// The message as it leaves the organization: the §8.5 header firewall strips the organization
 /// headers, or (§3.1 CloudServicesMailEnabled, carried on the hop) keeps them across premises.
 fn outgoing(entry: &QueueEntry) -> AcceptedMessage {
-    let m = &entry.message;
-    // Field by field, so the content is not copied once more before it is rewritten.
-    AcceptedMessage {
-        internal_id: m.internal_id,
-        message_id: m.message_id.clone(),
-        envelope: m.envelope.clone(),
-        peer: m.peer.clone(),
-        verdict: m.verdict.clone(),
-        data: mailsim_core::headers::leaving(&m.data, entry.hop.cross_premises()),
-        received_at: m.received_at,
-    }
+    entry.message.with_data(mailsim_core::headers::leaving(&entry.message.data, entry.hop.cross_premises()))
 }

@@ -161,7 +161,7 @@ impl MailStore {
                 let folder = dir.join("mailboxes").join(mailbox.key());
                 let path = folder.join(format!("{:016X}.eml", message.internal_id));
                 match write_new(&folder, &path, &message.data) {
-                    Ok(()) => (Arc::new(without_content(&message)), Some(path), 0),
+                    Ok(()) => (Arc::new(message.with_data(Vec::new())), Some(path), 0),
                     Err(e) => {
                         tracing::error!(error = %e, "could not store a delivered message");
                         result = Err(e);
@@ -314,19 +314,6 @@ fn write_new(folder: &std::path::Path, path: &std::path::Path, data: &[u8]) -> R
         Err(e) => return Err(io(e)),
     };
     file.write_all(data).map_err(io)
-}
-
-/// The message's facts without its content (what memory keeps under a state directory).
-fn without_content(m: &AcceptedMessage) -> AcceptedMessage {
-    AcceptedMessage {
-        internal_id: m.internal_id,
-        message_id: m.message_id.clone(),
-        envelope: m.envelope.clone(),
-        peer: m.peer.clone(),
-        verdict: m.verdict.clone(),
-        data: Vec::new(),
-        received_at: m.received_at,
-    }
 }
 
 /// The held copy with its content: from the file when it is on disk (empty if the file is gone).
