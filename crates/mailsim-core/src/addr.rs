@@ -184,7 +184,17 @@ impl EmailAddress {
     /// The lookup key Exchange uses for a recipient: case-folded, the domain as its A-label form
     /// (so `alice@straße.de` and `alice@xn--strae-oqa.de` are one mailbox).
     pub fn key(&self) -> String {
-        format!("{}@{}", self.local.to_lowercase(), self.domain.as_str())
+        // Built by hand: it runs for every recipient of every message (hot path, issue 14).
+        let domain = self.domain.as_str();
+        let mut key = String::with_capacity(self.local.len() + 1 + domain.len());
+        if self.local.is_ascii() {
+            key.extend(self.local.bytes().map(|b| char::from(b.to_ascii_lowercase())));
+        } else {
+            key.push_str(&self.local.to_lowercase());
+        }
+        key.push('@');
+        key.push_str(domain);
+        key
     }
 }
 
@@ -218,6 +228,14 @@ impl fmt::Debug for EmailAddress {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_fold_case_of_ascii_and_utf8_local_parts() {
+        let key = |a: &str| EmailAddress::parse(a, true).unwrap().key();
+        assert_eq!(key("Alice.Smith@Contoso.TEST"), "alice.smith@contoso.test");
+        assert_eq!(key("ÄNNE@straße.de"), "änne@xn--strae-oqa.de");
+        assert_eq!(key("änne@XN--STRAE-OQA.de"), key("ÄNNE@straße.de"));
+    }
 
     #[test]
     fn address_table() {

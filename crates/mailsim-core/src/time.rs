@@ -45,16 +45,24 @@ impl Timestamp {
     /// `Fri, 7 Jan 2022 05:46:46 +0000`.
     pub fn rfc5322(self) -> String {
         let d = self.datetime();
-        format!(
-            "{}, {} {} {} {:02}:{:02}:{:02} +0000",
-            WEEKDAYS[d.weekday().number_days_from_monday() as usize],
-            d.day(),
-            MONTHS[d.month() as usize - 1],
-            d.year(),
-            d.hour(),
-            d.minute(),
-            d.second()
-        )
+        // Written digit by digit rather than with `format!`: every accepted message needs one
+        // (its Received header), so this is on the hot path (issue 14).
+        let mut out = String::with_capacity(31);
+        out.push_str(WEEKDAYS[d.weekday().number_days_from_monday() as usize]);
+        out.push_str(", ");
+        push_number(&mut out, u32::from(d.day()), 1);
+        out.push(' ');
+        out.push_str(MONTHS[d.month() as usize - 1]);
+        out.push(' ');
+        push_number(&mut out, d.year().unsigned_abs(), 1);
+        out.push(' ');
+        push_number(&mut out, u32::from(d.hour()), 2);
+        out.push(':');
+        push_number(&mut out, u32::from(d.minute()), 2);
+        out.push(':');
+        push_number(&mut out, u32::from(d.second()), 2);
+        out.push_str(" +0000");
+        out
     }
 
     /// ISO 8601 UTC with milliseconds, as in EXO's diagnostic suffix: `2024-10-10T21:13:00.303Z`.
@@ -96,6 +104,25 @@ impl fmt::Display for Timestamp {
     }
 }
 
+/// Appends `n` in decimal, zero-padded to `width` digits.
+fn push_number(out: &mut String, n: u32, width: usize) {
+    let mut digits = [0u8; 10];
+    let mut len = 0;
+    let mut rest = n;
+    loop {
+        digits[len] = b'0' + (rest % 10) as u8;
+        len += 1;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    for _ in len..width {
+        out.push('0');
+    }
+    out.extend(digits[..len].iter().rev().map(|&d| char::from(d)));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,6 +131,8 @@ mod tests {
     fn formats_like_exo() {
         let t = Timestamp::from_millis(1_641_534_406_000); // 2022-01-07 05:46:46 UTC
         assert_eq!(t.rfc5322(), "Fri, 7 Jan 2022 05:46:46 +0000");
+        assert_eq!(Timestamp::from_millis(0).rfc5322(), "Thu, 1 Jan 1970 00:00:00 +0000");
+        assert_eq!(Timestamp::from_millis(1_767_225_599_999).rfc5322(), "Wed, 31 Dec 2025 23:59:59 +0000");
         assert_eq!(Timestamp::from_millis(1_728_594_780_303).iso8601(), "2024-10-10T21:13:00.303Z");
     }
 }
