@@ -47,19 +47,7 @@ trap 'exit 130' INT TERM
 log() { printf '%s\n' "$*" >&2; }
 
 # --- prerequisites ----------------------------------------------------------------------------
-if ! [[ -x /usr/sbin/smtp-sink && -x /usr/sbin/smtp-source ]]; then
-    log "== installing Debian's postfix for smtp-sink and smtp-source (the daemon is not started)"
-    [[ $(id -u) == 0 ]] || { log "need root to install postfix"; exit 2; }
-    added_policy=0
-    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && added_policy=1
-    fi
-    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix >/dev/null
-    rc=$?
-    [[ $added_policy == 1 ]] && rm -f /usr/sbin/policy-rc.d
-    [[ $rc == 0 ]] || { log "apt-get install postfix failed"; exit 2; }
-fi
+"$ROOT/.ci/install-postfix" || exit 2
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 if [[ ${SKIP_BUILD:-0} != 1 ]]; then
