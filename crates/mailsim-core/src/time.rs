@@ -65,6 +65,29 @@ impl Timestamp {
         out
     }
 
+    /// The C library's `asctime` form, as an mbox `From ` line carries it: `Fri Jan  7 05:46:46 2022`.
+    pub fn asctime(self) -> String {
+        let d = self.datetime();
+        let mut out = String::with_capacity(24);
+        out.push_str(WEEKDAYS[d.weekday().number_days_from_monday() as usize]);
+        out.push(' ');
+        out.push_str(MONTHS[d.month() as usize - 1]);
+        out.push(' ');
+        if d.day() < 10 {
+            out.push(' ');
+        }
+        push_number(&mut out, u32::from(d.day()), 1);
+        out.push(' ');
+        push_number(&mut out, u32::from(d.hour()), 2);
+        out.push(':');
+        push_number(&mut out, u32::from(d.minute()), 2);
+        out.push(':');
+        push_number(&mut out, u32::from(d.second()), 2);
+        out.push(' ');
+        push_number(&mut out, d.year().unsigned_abs(), 1);
+        out
+    }
+
     /// ISO 8601 UTC with milliseconds, as in EXO's diagnostic suffix: `2024-10-10T21:13:00.303Z`.
     pub fn iso8601(self) -> String {
         let d = self.datetime();
@@ -134,5 +157,7 @@ mod tests {
         assert_eq!(Timestamp::from_millis(0).rfc5322(), "Thu, 1 Jan 1970 00:00:00 +0000");
         assert_eq!(Timestamp::from_millis(1_767_225_599_999).rfc5322(), "Wed, 31 Dec 2025 23:59:59 +0000");
         assert_eq!(Timestamp::from_millis(1_728_594_780_303).iso8601(), "2024-10-10T21:13:00.303Z");
+        assert_eq!(t.asctime(), "Fri Jan  7 05:46:46 2022");
+        assert_eq!(Timestamp::from_millis(1_767_225_599_999).asctime(), "Wed Dec 31 23:59:59 2025");
     }
 }

@@ -11,9 +11,11 @@
 //! Events: `+` connect, `-` disconnect, `>` sent by the tenant, `<` received by the tenant, `*`
 //! information (TLS, certificates, attribution, the address plan). As Exchange does, message
 //! content is not logged line by line: a `*` event summarises it (`71 bytes received` in RECV,
-//! `sending message; 71 bytes` in SEND). mailsim keeps the content beside the log
-//! (`protocol/data/<session>-<sequence>.dat`, bounded; in SEND when the client's transcript holds
-//! all of it) so that `mailsim trace --transcript` can rebuild a session exactly.
+//! `sending message; 71 bytes` in SEND). mailsim keeps the content beside the log, appended to one
+//! file, `protocol/content.dat` (bounded per message; in SEND when the client's transcript holds
+//! all of it), so that `mailsim trace --transcript` can rebuild a session exactly. Each record is a
+//! line `<session>-<sequence> <length>\n`, the content, and `\n`: one append per message instead of
+//! one file per message (creating a file per message cost more than the rest of the durable path).
 //!
 //! The log frames nothing and parses no prose: the session reports what it framed
 //! (`core::session::Action::Framed`: command lines, content blocks) in order with its replies, and
@@ -450,7 +452,7 @@ pub enum SessionEvent<'a> {
 
 enum Msg {
     Line { kind: LogKind, day: String, date_time: String, csv: String },
-    Content { name: String, bytes: Vec<u8> },
+    Content { session: u64, sequence: u64, bytes: Vec<u8> },
     Flush(std::sync::mpsc::Sender<()>),
 }
 
@@ -522,7 +524,7 @@ impl ProtocolLog {
     /// created is logged and the log stays in memory.
     pub fn with_dir(dir: PathBuf, clock: Arc<SimClock>) -> Self {
         let mut log = Self::in_memory(clock);
-        if let Err(e) = std::fs::create_dir_all(dir.join("data")) {
+        if let Err(e) = std::fs::create_dir_all(&dir) {
             tracing::error!(dir = %dir.display(), error = %e, "cannot create the protocol log directory; keeping it in memory only");
             return log;
         }
@@ -611,7 +613,7 @@ impl ProtocolLog {
         if let Some(writer) = &self.writer {
             let len = content.len();
             if self.queued_content.fetch_add(len, Ordering::Relaxed) + len <= CHANNEL_CONTENT_BYTES {
-                let msg = Msg::Content { name: format!("{id:016X}-{seq}.dat"), bytes: content.clone() };
+                let msg = Msg::Content { session: id, sequence: seq, bytes: content.clone() };
                 if writer.try_send(msg).is_err() {
                     self.queued_content.fetch_sub(len, Ordering::Relaxed);
                 }
@@ -1059,10 +1061,16 @@ fn clean(text: &str) -> String {
     out
 }
 
+/// The file message content is appended to, in `<state-dir>/protocol`.
+const CONTENT_FILE: &str = "content.dat";
+
 fn writer(dir: PathBuf, rx: Receiver<Msg>, queued: Arc<AtomicUsize>) {
     let mut files: HashMap<LogKind, (String, BufWriter<File>)> = HashMap::new();
+    let mut content: Option<BufWriter<File>> = None;
     let mut failed = false;
-    let mut handle = |msg: Msg, files: &mut HashMap<LogKind, (String, BufWriter<File>)>| match msg {
+    let mut handle = |msg: Msg,
+                      files: &mut HashMap<LogKind, (String, BufWriter<File>)>,
+                      content: &mut Option<BufWriter<File>>| match msg {
         Msg::Line { kind, day, date_time, csv } => {
             if files.get(&kind).is_none_or(|(d, _)| *d != day) {
                 files.remove(&kind);
@@ -1096,26 +1104,40 @@ fn writer(dir: PathBuf, rx: Receiver<Msg>, queued: Arc<AtomicUsize>) {
                 failed = true;
             }
         }
-        Msg::Content { name, bytes } => {
+        Msg::Content { session, sequence, bytes } => {
             queued.fetch_sub(bytes.len(), Ordering::Relaxed);
-            let path = dir.join("data").join(name);
-            if let Err(e) = std::fs::write(&path, &bytes) {
-                tracing::error!(path = %path.display(), error = %e, "cannot write message content beside the protocol log");
+            let path = dir.join(CONTENT_FILE);
+            if content.is_none() {
+                match std::fs::OpenOptions::new().create(true).append(true).open(&path) {
+                    Ok(f) => *content = Some(BufWriter::new(f)),
+                    Err(e) => {
+                        tracing::error!(path = %path.display(), error = %e, "cannot write message content beside the protocol log");
+                        return;
+                    }
+                }
+            }
+            if let Some(w) = content.as_mut() {
+                let head = format!("{session:016X}-{sequence} {}\n", bytes.len());
+                let written =
+                    w.write_all(head.as_bytes()).and_then(|_| w.write_all(&bytes)).and_then(|_| w.write_all(b"\n"));
+                if let Err(e) = written {
+                    tracing::error!(path = %path.display(), error = %e, "cannot write message content beside the protocol log");
+                }
             }
         }
         Msg::Flush(done) => {
-            for (_, w) in files.values_mut() {
+            for w in files.values_mut().map(|(_, w)| w).chain(content.as_mut()) {
                 let _ = w.flush();
             }
             let _ = done.send(());
         }
     };
     while let Ok(msg) = rx.recv() {
-        handle(msg, &mut files);
+        handle(msg, &mut files, &mut content);
         while let Ok(msg) = rx.try_recv() {
-            handle(msg, &mut files);
+            handle(msg, &mut files, &mut content);
         }
-        for (_, w) in files.values_mut() {
+        for w in files.values_mut().map(|(_, w)| w).chain(content.as_mut()) {
             if let Err(e) = w.flush() {
                 tracing::error!(error = %e, "cannot flush the protocol log");
             }
@@ -1155,17 +1177,59 @@ pub fn read_session(dir: &Path, session_id: u64) -> std::io::Result<Option<Sessi
         return Ok(None);
     }
     record.lines.sort_by_key(|l| l.sequence);
-    for line in &record.lines {
-        let content =
-            matches!(Context::parse(&line.context), Context::ContentReceived { .. } | Context::ContentSent { .. });
-        if line.event == EventKind::Info && content {
-            let path = dir.join("data").join(format!("{id}-{}.dat", line.sequence));
-            if let Ok(bytes) = std::fs::read(path) {
-                record.content.insert(line.sequence, bytes);
-            }
-        }
+    let with_content: Vec<u64> = record
+        .lines
+        .iter()
+        .filter(|line| {
+            line.event == EventKind::Info
+                && matches!(
+                    Context::parse(&line.context),
+                    Context::ContentReceived { .. } | Context::ContentSent { .. }
+                )
+        })
+        .map(|line| line.sequence)
+        .collect();
+    if !with_content.is_empty() {
+        record.content = read_content(&dir.join(CONTENT_FILE), session_id, &with_content)?;
     }
     Ok(Some(record))
+}
+
+/// The content records of one session in `content.dat`, by sequence number: a scan of the
+/// record heads, skipping every other session's content unread. A torn last record (the process
+/// stopped while writing it) ends the scan.
+fn read_content(path: &Path, session_id: u64, sequences: &[u64]) -> std::io::Result<BTreeMap<u64, Vec<u8>>> {
+    use std::io::{BufRead, Read};
+    let mut found = BTreeMap::new();
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),
+        Err(e) => return Err(e),
+    };
+    let mut reader = std::io::BufReader::new(file);
+    let mut head = String::new();
+    loop {
+        head.clear();
+        if reader.read_line(&mut head)? == 0 {
+            return Ok(found);
+        }
+        let parsed = head.trim_end().split_once(' ').and_then(|(key, len)| {
+            let (session, sequence) = key.split_once('-')?;
+            Some((u64::from_str_radix(session, 16).ok()?, sequence.parse::<u64>().ok()?, len.parse::<u64>().ok()?))
+        });
+        let Some((session, sequence, len)) = parsed else { return Ok(found) };
+        if session == session_id && sequences.contains(&sequence) {
+            let mut bytes = Vec::new();
+            (&mut reader).take(len).read_to_end(&mut bytes)?;
+            if (bytes.len() as u64) < len {
+                return Ok(found);
+            }
+            found.insert(sequence, bytes);
+            reader.seek_relative(1)?;
+        } else {
+            reader.seek_relative(i64::try_from(len + 1).unwrap_or(i64::MAX))?;
+        }
+    }
 }
 
 #[cfg(test)]

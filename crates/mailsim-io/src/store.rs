@@ -5,14 +5,19 @@
 //!   [`StoreLimits::max_bytes`] of message content; past either cap it evicts the oldest copies
 //!   first and counts them ([`StoreStats::evicted`]). A long-running `serve` therefore stays within
 //!   a fixed budget however much mail it takes.
-//! - **On disk, read back on demand.** With a state directory every copy is written to
-//!   `<dir>/mailboxes/<address>/<internal-id>.eml` and memory keeps only its envelope and facts
-//!   (no content); reading ([`MailStore::delivered`], [`MailStore::mailbox`], [`MailStore::read`])
-//!   loads the content back from the file. Copies evicted from memory stay on disk.
-//! - **Never overwritten.** Files are created with create-new semantics: an id that was already
-//!   used is an error ([`StoreError::Exists`]), logged and counted ([`StoreStats::write_errors`]),
-//!   and the file already there is left untouched. Internal ids are unique per world and across
-//!   restarts on one state directory (`mailsim_core::ids`), so this never happens in a sound run.
+//! - **On disk, read back on demand.** With a state directory every copy is appended to its
+//!   mailbox's file, `<dir>/mailboxes/<address>.mbox` (mboxrd: a `From <sender> <date>` line, the
+//!   message with its `>From ` lines quoted, a blank line; any mail client or `mutt -f` opens it),
+//!   and memory keeps only its envelope, facts and where it is in the file (no content); reading
+//!   ([`MailStore::delivered`], [`MailStore::mailbox`], [`MailStore::read`]) loads the content back
+//!   from there, unquoted, byte for byte as delivered. Copies evicted from memory stay on disk.
+//!   One append per copy rather than one file per copy: creating a file per message cost more
+//!   than the whole durable queue (issue 9's speed figures).
+//! - **Never overwritten.** Mailbox files are only ever appended to. A copy whose internal id the
+//!   mailbox already holds is refused ([`StoreError::Exists`]), logged and counted
+//!   ([`StoreStats::write_errors`]), and the copy already there is left as it is. Internal ids are
+//!   unique per world and across restarts on one state directory (`mailsim_core::ids`), so this
+//!   never happens in a sound run.
 //! - **Listing.** [`MailStore::list`] pages through the copies held, oldest first, by a sequence
 //!   number that never repeats, optionally for one mailbox: what an HTTP listing builds on.
 
@@ -69,8 +74,10 @@ pub struct StoreStats {
 /// A copy that could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// A file of that name exists: the id was used before. Nothing was overwritten.
-    #[error("{0}: message file exists; refusing to overwrite it (internal id used twice)")]
+    /// The mailbox holds a copy with this internal id: the id was used twice. Nothing was written.
+    #[error(
+        "{0}: the mailbox holds a message with this internal id already; refusing a second copy (internal id used twice)"
+    )]
     Exists(PathBuf),
     /// Any other file error.
     #[error("{path}: {source}")]
@@ -83,22 +90,41 @@ pub enum StoreError {
     },
 }
 
-/// One held copy. Under a state directory `message.data` is empty and `path` says where it is.
+/// One held copy. Under a state directory `message.data` is empty and `on_disk` says where it is.
 #[derive(Debug)]
 struct Held {
     seq: u64,
     mailbox: EmailAddress,
     message: Arc<AcceptedMessage>,
-    path: Option<PathBuf>,
+    on_disk: Option<Record>,
     bytes: usize,
+}
+
+/// Where a copy's quoted content is in its mailbox file.
+#[derive(Clone, Debug)]
+struct Record {
+    path: Arc<PathBuf>,
+    offset: u64,
+    len: u64,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
     held: VecDeque<Held>,
+    /// `(internal id, mailbox key)` of every held copy: a second copy of one id is refused.
+    held_ids: std::collections::HashSet<(u64, String)>,
     stats: StoreStats,
     next_seq: u64,
 }
+
+/// The mailbox files open for appending, with their length: the offset of the next record.
+#[derive(Debug, Default)]
+struct Appenders {
+    open: std::collections::HashMap<PathBuf, (Arc<PathBuf>, std::fs::File, u64)>,
+}
+
+/// Open mailbox files kept at most; past it they are all closed and reopened on demand.
+const OPEN_MAILBOX_FILES: usize = 256;
 
 /// One page of [`MailStore::list`].
 #[derive(Clone, Debug, Default)]
@@ -116,6 +142,7 @@ pub struct MailStore {
     limits: StoreLimits,
     quarantined: Mutex<Vec<Delivered>>,
     dir: Option<PathBuf>,
+    appenders: Mutex<Appenders>,
     changed: Notify,
 }
 
@@ -125,8 +152,8 @@ impl MailStore {
         Self::default()
     }
 
-    /// A store that writes `<dir>/mailboxes/<address>/<internal-id>.eml` and reads content back
-    /// from there.
+    /// A store that appends to `<dir>/mailboxes/<address>.mbox` and reads content back from
+    /// there.
     pub fn with_dir(dir: PathBuf) -> Self {
         Self { dir: Some(dir), ..Self::default() }
     }
@@ -147,29 +174,35 @@ impl MailStore {
         self.inner.lock().expect("store lock").stats
     }
 
-    /// Delivers one copy to a mailbox. Under a state directory the file is created new; when that
-    /// fails (an existing file is never overwritten) the error is logged, counted and returned, and
-    /// the copy is still held in memory so that it is not lost while the process runs.
+    /// Delivers one copy to a mailbox. Under a state directory it is appended to the mailbox's
+    /// file; a copy of an internal id the mailbox already holds is refused, and a file error is
+    /// logged, counted and returned, the copy then held in memory so that it is not lost while the
+    /// process runs.
     pub fn deliver(&self, mailbox: EmailAddress, message: Arc<AcceptedMessage>) -> Result<(), StoreError> {
+        let key = mailbox.key();
+        let twice = self.inner.lock().expect("store lock").held_ids.contains(&(message.internal_id, key.clone()));
+        if twice {
+            let path = self.dir.as_ref().map_or_else(|| PathBuf::from(&key), |d| mailbox_file(d, "mailboxes", &key));
+            let e = StoreError::Exists(path);
+            tracing::error!(error = %e, "could not store a delivered message");
+            self.inner.lock().expect("store lock").stats.write_errors += 1;
+            return Err(e);
+        }
         let mut result = Ok(());
-        let (message, path, bytes) = match &self.dir {
+        let (message, on_disk, bytes) = match &self.dir {
             None => {
                 let bytes = message.data.len();
                 (message, None, bytes)
             }
-            Some(dir) => {
-                let folder = dir.join("mailboxes").join(mailbox.key());
-                let path = folder.join(format!("{:016X}.eml", message.internal_id));
-                match write_new(&folder, &path, &message.data) {
-                    Ok(()) => (Arc::new(message.with_data(Vec::new())), Some(path), 0),
-                    Err(e) => {
-                        tracing::error!(error = %e, "could not store a delivered message");
-                        result = Err(e);
-                        let bytes = message.data.len();
-                        (message, None, bytes)
-                    }
+            Some(dir) => match self.append(&mailbox_file(dir, "mailboxes", &key), &message) {
+                Ok(record) => (Arc::new(message.with_data(Vec::new())), Some(record), 0),
+                Err(e) => {
+                    tracing::error!(error = %e, "could not store a delivered message");
+                    result = Err(e);
+                    let bytes = message.data.len();
+                    (message, None, bytes)
                 }
-            }
+            },
         };
         {
             let mut inner = self.inner.lock().expect("store lock");
@@ -178,11 +211,13 @@ impl MailStore {
             inner.stats.delivered += 1;
             inner.stats.write_errors += u64::from(result.is_err());
             inner.stats.held_bytes += bytes;
-            inner.held.push_back(Held { seq, mailbox, message, path, bytes });
+            inner.held_ids.insert((message.internal_id, key));
+            inner.held.push_back(Held { seq, mailbox, message, on_disk, bytes });
             while inner.held.len() > self.limits.max_messages
                 || (inner.stats.held_bytes > self.limits.max_bytes && inner.held.len() > 1)
             {
                 let Some(old) = inner.held.pop_front() else { break };
+                inner.held_ids.remove(&(old.message.internal_id, old.mailbox.key()));
                 inner.stats.held_bytes -= old.bytes;
                 inner.stats.evicted += 1;
             }
@@ -192,16 +227,50 @@ impl MailStore {
         result
     }
 
-    /// Holds one copy in the hosted quarantine (a mail flow rule's `Quarantine`, exo-behaviour
-    /// §13.5), written under `<dir>/quarantine/<address>/` (created new, never overwritten) when the
-    /// store has a directory.
-    pub fn quarantine(&self, recipient: EmailAddress, message: Arc<AcceptedMessage>) {
-        if let Some(dir) = &self.dir {
-            let folder = dir.join("quarantine").join(recipient.key());
-            let path = folder.join(format!("{:016X}.eml", message.internal_id));
-            if let Err(e) = write_new(&folder, &path, &message.data) {
-                tracing::error!(error = %e, "could not store a quarantined message");
+    /// Appends one copy to `path` as an mboxrd record; returns where its quoted content is.
+    fn append(&self, path: &std::path::Path, message: &AcceptedMessage) -> Result<Record, StoreError> {
+        let io = |source| StoreError::Io { path: path.to_path_buf(), source };
+        let sender = message.envelope.sender.as_ref().map_or_else(|| "MAILER-DAEMON".to_owned(), ToString::to_string);
+        let head = format!("From {sender} {}\n", message.received_at.asctime());
+        let quoted = mboxrd_quote(&message.data);
+        let mut record = Vec::with_capacity(head.len() + quoted.len() + 2);
+        record.extend_from_slice(head.as_bytes());
+        record.extend_from_slice(&quoted);
+        if !quoted.ends_with(b"\n") {
+            record.push(b'\n');
+        }
+        record.push(b'\n');
+        let mut appenders = self.appenders.lock().expect("store files lock");
+        if !appenders.open.contains_key(path) {
+            if appenders.open.len() >= OPEN_MAILBOX_FILES {
+                appenders.open.clear();
             }
+            if let Some(folder) = path.parent() {
+                std::fs::create_dir_all(folder).map_err(io)?;
+            }
+            let file = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(io)?;
+            let len = file.metadata().map_err(io)?.len();
+            appenders.open.insert(path.to_path_buf(), (Arc::new(path.to_path_buf()), file, len));
+        }
+        let (shared_path, file, len) = appenders.open.get_mut(path).expect("opened above");
+        if let Err(e) = file.write_all(&record) {
+            // A partial record would shift every later offset: forget the file, so the next copy
+            // reopens it at its true length (the partial record reads as part of the one before).
+            appenders.open.remove(path);
+            return Err(io(e));
+        }
+        let offset = *len + head.len() as u64;
+        *len += record.len() as u64;
+        Ok(Record { path: shared_path.clone(), offset, len: quoted.len() as u64 })
+    }
+
+    /// Holds one copy in the hosted quarantine (a mail flow rule's `Quarantine`, exo-behaviour
+    /// §13.5), appended to `<dir>/quarantine/<address>.mbox` when the store has a directory.
+    pub fn quarantine(&self, recipient: EmailAddress, message: Arc<AcceptedMessage>) {
+        if let Some(dir) = &self.dir
+            && let Err(e) = self.append(&mailbox_file(dir, "quarantine", &recipient.key()), &message)
+        {
+            tracing::error!(error = %e, "could not store a quarantined message");
         }
         self.quarantined.lock().expect("store lock").push(Delivered { mailbox: recipient, message });
         self.changed.notify_waiters();
@@ -222,7 +291,7 @@ impl MailStore {
     /// delivery order, for one mailbox (case-insensitive) or all.
     pub fn list(&self, mailbox: Option<&str>, after: Option<u64>, limit: usize) -> Page {
         let key = mailbox.map(mailbox_key);
-        let picked: Vec<(u64, EmailAddress, Arc<AcceptedMessage>, Option<PathBuf>)> = {
+        let picked: Vec<(u64, EmailAddress, Arc<AcceptedMessage>, Option<Record>)> = {
             let inner = self.inner.lock().expect("store lock");
             inner
                 .held
@@ -230,14 +299,14 @@ impl MailStore {
                 .filter(|h| after.is_none_or(|a| h.seq > a))
                 .filter(|h| key.as_ref().is_none_or(|k| h.mailbox.key() == *k))
                 .take(limit.saturating_add(1))
-                .map(|h| (h.seq, h.mailbox.clone(), h.message.clone(), h.path.clone()))
+                .map(|h| (h.seq, h.mailbox.clone(), h.message.clone(), h.on_disk.clone()))
                 .collect()
         };
         let more = picked.len() > limit;
         let items: Vec<(u64, Delivered)> = picked
             .into_iter()
             .take(limit)
-            .map(|(seq, mailbox, message, path)| (seq, Delivered { mailbox, message: read_back(message, path) }))
+            .map(|(seq, mailbox, message, on_disk)| (seq, Delivered { mailbox, message: read_back(message, on_disk) }))
             .collect();
         let next = if more { items.last().map(|(seq, _)| *seq) } else { None };
         Page { items, next }
@@ -255,8 +324,8 @@ impl MailStore {
         read(&self.delivered())
     }
 
-    /// Deletes the held copy of message `internal_id` in `mailbox` (and its `.eml` file); returns
-    /// whether there was one.
+    /// Deletes the held copy of message `internal_id` in `mailbox` from the store's listing (the
+    /// mailbox file is append-only and keeps it); returns whether there was one.
     pub fn remove(&self, internal_id: u64, mailbox: &EmailAddress) -> bool {
         let key = mailbox.key();
         let removed = {
@@ -264,21 +333,16 @@ impl MailStore {
             let at = inner.held.iter().position(|h| h.message.internal_id == internal_id && h.mailbox.key() == key);
             let removed = at.and_then(|i| inner.held.remove(i));
             if let Some(h) = &removed {
+                inner.held_ids.remove(&(h.message.internal_id, key.clone()));
                 inner.stats.held_bytes -= h.bytes;
                 inner.stats.held = inner.held.len();
             }
             removed
         };
-        match removed {
-            Some(h) => {
-                if let Some(path) = h.path {
-                    let _ = std::fs::remove_file(path);
-                }
-                self.changed.notify_waiters();
-                true
-            }
-            None => false,
+        if removed.is_some() {
+            self.changed.notify_waiters();
         }
+        removed.is_some()
     }
 
     /// The copies held for one mailbox (case-insensitive), content included.
@@ -304,28 +368,73 @@ fn mailbox_key(address: &str) -> String {
     address.parse::<EmailAddress>().map(|a| a.key()).unwrap_or_default()
 }
 
-/// Creates `path` (never replacing a file) and writes `data` to it.
-fn write_new(folder: &std::path::Path, path: &std::path::Path, data: &[u8]) -> Result<(), StoreError> {
-    let io = |source| StoreError::Io { path: path.to_path_buf(), source };
-    std::fs::create_dir_all(folder).map_err(io)?;
-    let mut file = match std::fs::OpenOptions::new().write(true).create_new(true).open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(StoreError::Exists(path.to_path_buf())),
-        Err(e) => return Err(io(e)),
-    };
-    file.write_all(data).map_err(io)
+/// `<dir>/<folder>/<mailbox key>.mbox`.
+fn mailbox_file(dir: &std::path::Path, folder: &str, key: &str) -> PathBuf {
+    dir.join(folder).join(format!("{key}.mbox"))
 }
 
-/// The held copy with its content: from the file when it is on disk (empty if the file is gone).
-fn read_back(message: Arc<AcceptedMessage>, path: Option<PathBuf>) -> Arc<AcceptedMessage> {
-    match path {
-        None => message,
-        Some(path) => {
-            let data = std::fs::read(&path).unwrap_or_else(|e| {
-                tracing::warn!(path = %path.display(), error = %e, "could not read a stored message back");
-                Vec::new()
-            });
-            Arc::new(AcceptedMessage { data, ..(*message).clone() })
+// mboxrd by hand: the quoting is two loops over lines, and the mbox crates on crates.io read
+// mailboxes but do not write them with offsets we can seek back to.
+/// mboxrd quoting: one more `>` before every line that is `>*From ` (so no line of the message can
+/// be taken for the next record's `From ` line, and unquoting gives the bytes back exactly).
+fn mboxrd_quote(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() + 16);
+    for line in data.split_inclusive(|&b| b == b'\n') {
+        if line.iter().skip_while(|&&b| b == b'>').take(5).eq(b"From ".iter()) {
+            out.push(b'>');
+        }
+        out.extend_from_slice(line);
+    }
+    out
+}
+
+/// The inverse of [`mboxrd_quote`]: one `>` less before every line that is `>+From `.
+fn mboxrd_unquote(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len());
+    for line in data.split_inclusive(|&b| b == b'\n') {
+        let quoted = line.first() == Some(&b'>') && line.iter().skip_while(|&&b| b == b'>').take(5).eq(b"From ".iter());
+        out.extend_from_slice(if quoted { &line[1..] } else { line });
+    }
+    out
+}
+
+/// The held copy with its content: from its mailbox file when it is on disk (empty if that cannot
+/// be read).
+fn read_back(message: Arc<AcceptedMessage>, on_disk: Option<Record>) -> Arc<AcceptedMessage> {
+    use std::io::{Read, Seek, SeekFrom};
+    let Some(record) = on_disk else { return message };
+    let read = || -> std::io::Result<Vec<u8>> {
+        let mut file = std::fs::File::open(&*record.path)?;
+        file.seek(SeekFrom::Start(record.offset))?;
+        let mut quoted = Vec::with_capacity(usize::try_from(record.len).unwrap_or(0));
+        file.take(record.len).read_to_end(&mut quoted)?;
+        Ok(mboxrd_unquote(&quoted))
+    };
+    let data = read().unwrap_or_else(|e| {
+        tracing::warn!(path = %record.path.display(), error = %e, "could not read a stored message back");
+        Vec::new()
+    });
+    Arc::new(AcceptedMessage { data, ..(*message).clone() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mboxrd_quoting_round_trips() {
+        let cases: [&[u8]; 6] = [
+            b"",
+            b"Subject: x\r\n\r\nFrom here\r\n>From there\r\n>>From far\r\nFromage\r\n",
+            b"From the first line\n",
+            b">From \n>>From x",
+            b"no newline at the end",
+            b"\n\nFrom \nFrom",
+        ];
+        for data in cases {
+            let quoted = mboxrd_quote(data);
+            assert!(!quoted.split(|&b| b == b'\n').any(|l| l.starts_with(b"From ")), "{quoted:?}");
+            assert_eq!(mboxrd_unquote(&quoted), data);
         }
     }
 }

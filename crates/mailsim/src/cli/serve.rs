@@ -46,7 +46,7 @@ pub struct ServeArgs {
     /// Tenant configuration file (TOML, EXO parameter names). Flags below add to it.
     #[arg(long, env = "MAILSIM_TENANT", conflicts_with = "scenario")]
     pub tenant: Option<PathBuf>,
-    /// Where the message trace, the mailboxes (.eml) and the protocol log are written. Without it
+    /// Where the message trace, the mailboxes (one .mbox file each) and the protocol log are written. Without it
     /// they stay in memory; a scenario world defaults to `state`.
     #[arg(long, env = "MAILSIM_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
