@@ -478,7 +478,8 @@ send = { from = "gateway", mail_from = "a@fabrikam.test", rcpt_to = ["alice@cont
     server.await.unwrap().unwrap();
 
     assert!(std::fs::read_to_string(state.join("trace.jsonl")).unwrap().contains("alice@contoso.test"));
-    assert_eq!(std::fs::read_dir(state.join("mailboxes").join("alice@contoso.test")).unwrap().count(), 1);
+    let mbox = std::fs::read_to_string(state.join("mailboxes").join("alice@contoso.test.mbox")).unwrap();
+    assert_eq!(mbox.lines().filter(|l| l.starts_with("From ")).count(), 1);
     let recv = sessions(&read_log(&state, LogKind::Receive));
     assert_eq!(recv.len(), 1);
     assert_eq!(recv[0][0].session_id, id);

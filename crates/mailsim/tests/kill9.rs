@@ -1,6 +1,7 @@
 //! `kill -9` in the middle of a load against a real `mailsim serve` process (issue 9 item 7): every
 //! recipient of every message that got a `250` is delivered after a restart on the same state
-//! directory, and none twice (one `.eml` per mailbox, one Deliver row in `trace.jsonl`). Bounded:
+//! directory, and none twice (one record in each mailbox's `.mbox`, one Deliver row in
+//! `trace.jsonl`). Bounded:
 //! at most a few hundred messages and 60 s.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -41,22 +42,26 @@ async fn wait_listening(addr: SocketAddr) {
     }
 }
 
-fn internal_id(reply: &str) -> u64 {
+/// The internal id and the Message-ID the `250` names (`250 2.6.0 <id@host> [InternalId=N, …`).
+fn acknowledged(reply: &str) -> (u64, String) {
     let start = reply.find("InternalId=").expect("the 250 names the internal id") + "InternalId=".len();
-    reply[start..].split(',').next().unwrap().parse().unwrap()
+    let id = reply[start..].split(',').next().unwrap().parse().unwrap();
+    let message_id = reply.split_whitespace().find(|w| w.starts_with('<')).expect("the 250 names the Message-ID");
+    (id, message_id.to_string())
 }
 
-/// Sends until the connection breaks; returns the internal ids acknowledged with 250.
-async fn client(source: IpAddr, addr: SocketAddr, acked: Arc<Mutex<Vec<u64>>>) {
+/// Sends until the connection breaks; returns the messages acknowledged with 250.
+async fn client(index: usize, source: IpAddr, addr: SocketAddr, acked: Arc<Mutex<Vec<(u64, String)>>>) {
     let Ok((mut c, _)) = ScriptedSender::connect(source, addr).await else { return };
     c.set_timeout(Duration::from_secs(5));
     if c.command("EHLO load.test").await.is_err() {
         return;
     }
     for n in 0..1000 {
-        let content = format!("Subject: load {n}\r\n\r\n{}\r\n", "x".repeat(200));
+        let content =
+            format!("Message-ID: <load.{index}.{n}@load.test>\r\nSubject: load {n}\r\n\r\n{}\r\n", "x".repeat(200));
         match c.transaction("sender@fabrikam.test", &RCPTS, &content).await {
-            Ok(r) if r.code == 250 => acked.lock().unwrap().push(internal_id(&r.last_line())),
+            Ok(r) if r.code == 250 => acked.lock().unwrap().push(acknowledged(&r.last_line())),
             _ => return,
         }
     }
@@ -74,17 +79,18 @@ fn deliver_rows(state: &Path) -> BTreeMap<(u64, String), usize> {
     rows
 }
 
-fn eml_files(state: &Path) -> BTreeSet<(u64, String)> {
-    let mut files = BTreeSet::new();
+/// `(Message-ID, mailbox)` of every record in the mailboxes' `.mbox` files, with how many times.
+fn mbox_records(state: &Path) -> BTreeMap<(String, String), usize> {
+    let mut records = BTreeMap::new();
     for rcpt in RCPTS {
-        let Ok(dir) = std::fs::read_dir(state.join("mailboxes").join(rcpt)) else { continue };
-        for f in dir {
-            let name = f.unwrap().file_name().into_string().unwrap();
-            let id = u64::from_str_radix(name.trim_end_matches(".eml"), 16).unwrap();
-            files.insert((id, rcpt.to_string()));
+        let text = std::fs::read_to_string(state.join("mailboxes").join(format!("{rcpt}.mbox"))).unwrap_or_default();
+        for line in text.lines() {
+            if let Some(id) = line.strip_prefix("Message-ID: ") {
+                *records.entry((id.trim().to_string(), rcpt.to_string())).or_default() += 1;
+            }
         }
     }
-    files
+    records
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -98,7 +104,7 @@ async fn kill_9_during_a_load_loses_and_duplicates_nothing_acknowledged() {
     let mut first = serve(addr, state.path());
     wait_listening(addr).await;
     let acked = Arc::new(Mutex::new(Vec::new()));
-    let clients: Vec<_> = (0..CLIENTS).map(|_| tokio::spawn(client(source, addr, acked.clone()))).collect();
+    let clients: Vec<_> = (0..CLIENTS).map(|i| tokio::spawn(client(i, source, addr, acked.clone()))).collect();
     let deadline = Instant::now() + Duration::from_secs(30);
     while acked.lock().unwrap().len() < KILL_AFTER && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -108,13 +114,13 @@ async fn kill_9_during_a_load_loses_and_duplicates_nothing_acknowledged() {
     for c in clients {
         c.await.unwrap();
     }
-    let acked: BTreeSet<u64> = acked.lock().unwrap().iter().copied().collect();
+    let acked: BTreeMap<u64, String> = acked.lock().unwrap().iter().cloned().collect();
     assert!(acked.len() >= KILL_AFTER.min(50), "the load ran: {} acknowledged", acked.len());
 
     let mut second = serve(addr, state.path());
     wait_listening(addr).await;
     let wanted: BTreeSet<(u64, String)> =
-        acked.iter().flat_map(|id| RCPTS.iter().map(move |r| (*id, r.to_string()))).collect();
+        acked.keys().flat_map(|id| RCPTS.iter().map(move |r| (*id, r.to_string()))).collect();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let rows = deliver_rows(state.path());
@@ -127,19 +133,22 @@ async fn kill_9_during_a_load_loses_and_duplicates_nothing_acknowledged() {
     second.wait().unwrap();
 
     let rows = deliver_rows(state.path());
-    let files = eml_files(state.path());
+    let records = mbox_records(state.path());
     eprintln!(
-        "{} message(s) acknowledged before the kill; {} delivered copies, {} .eml files after the restart",
+        "{} message(s) acknowledged before the kill; {} delivered copies, {} mailbox records after the restart",
         acked.len(),
         rows.len(),
-        files.len()
+        records.len()
     );
     let missing: Vec<_> = wanted.iter().filter(|k| !rows.contains_key(k)).collect();
     assert!(missing.is_empty(), "acknowledged but not delivered per the trace: {missing:?}");
-    let missing_files: Vec<_> = wanted.iter().filter(|k| !files.contains(k)).collect();
-    assert!(missing_files.is_empty(), "acknowledged but no .eml: {missing_files:?}");
+    let missing_records: Vec<_> =
+        wanted.iter().filter(|(id, rcpt)| !records.contains_key(&(acked[id].clone(), rcpt.clone()))).collect();
+    assert!(missing_records.is_empty(), "acknowledged but not in the mailbox: {missing_records:?}");
+    let stored_twice: Vec<_> = records.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(stored_twice.is_empty(), "stored in a mailbox more than once: {stored_twice:?}");
     let twice: Vec<_> = rows.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "recorded delivered more than once: {twice:?}");
-    // Every message file belongs to a Deliver row (unacknowledged messages may be delivered too).
-    assert!(files.iter().all(|k| rows.contains_key(k)), "an .eml without its trace row");
+    // As many mailbox records as Deliver rows (unacknowledged messages may be delivered too).
+    assert_eq!(records.len(), rows.len(), "every mailbox record has its trace row");
 }

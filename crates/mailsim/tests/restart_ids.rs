@@ -1,5 +1,5 @@
 //! Issue 14 item 3 across restarts: a world restarted on the same state directory hands out new
-//! ids, so the second run's message files sit beside the first run's instead of replacing them.
+//! ids, so the second run's copy sits beside the first run's in the mailbox instead of replacing it.
 
 use mailsim::sim::{HostSpec, SendSpec, Simulation, WorldSpec};
 use mailsim_core::tenant::{DomainType, Tenant};
@@ -15,7 +15,7 @@ async fn run_once(dir: &std::path::Path) -> String {
     world.state_dir = Some(dir.to_path_buf());
     let sim = Simulation::start(world).await.unwrap();
     let mut send = SendSpec::new("internet", "a@fabrikam.test", &["alice@contoso.test"]);
-    // The same Message-ID both times: the file name comes from the internal id, not from it.
+    // The same Message-ID both times: copies are told apart by the internal id, not by it.
     send.data = Some("Message-ID: <same@fabrikam.test>\r\nSubject: x\r\n\r\nhello\r\n".into());
     let sent = sim.send(&send).await.unwrap();
     assert_eq!(sent.final_reply.code, 250);
@@ -31,8 +31,8 @@ async fn a_restart_on_the_same_state_dir_overwrites_nothing() {
     let second = run_once(dir.path()).await;
     let id = |reply: &str| reply.split("InternalId=").nth(1).and_then(|s| s.split(',').next()).unwrap().to_string();
     assert_ne!(id(&first), id(&second), "{first} / {second}");
-    let files = std::fs::read_dir(dir.path().join("mailboxes").join("alice@contoso.test")).unwrap().count();
-    assert_eq!(files, 2);
+    let mbox = std::fs::read_to_string(dir.path().join("mailboxes").join("alice@contoso.test.mbox")).unwrap();
+    assert_eq!(mbox.lines().filter(|l| l.starts_with("From ")).count(), 2, "both copies kept: {mbox}");
     let epoch: u64 = std::fs::read_to_string(dir.path().join("id-epoch")).unwrap().trim().parse().unwrap();
     assert!(epoch > 0);
 }
