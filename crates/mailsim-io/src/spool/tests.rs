@@ -183,7 +183,9 @@ async fn the_journal_is_compacted_while_running_and_keeps_the_live_messages() {
     }
     // One more acknowledged record: everything above has been committed (and compacted) by then.
     accept(&spool, &message(61, None, &["y@partner.test"])).await;
-    let size = std::fs::metadata(dir.path().join(JOURNAL)).unwrap().len();
+    // The records' end: the file itself runs on with the zeros the writer grows it by.
+    let journal = std::fs::read(dir.path().join(JOURNAL)).unwrap();
+    let size = journal.len() - journal.iter().rev().take_while(|&&b| b == 0).count();
     assert!(size < 8192, "compacted, {size} bytes");
     spool.close().await;
     let (spool, recovery) = Spool::open(dir.path(), None).unwrap();
