@@ -25,6 +25,7 @@ pub mod ids;
 pub mod ndr;
 pub mod peer;
 pub mod phase;
+pub mod received_chain;
 pub mod reply;
 pub mod session;
 pub mod stage;
