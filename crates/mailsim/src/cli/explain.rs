@@ -39,6 +39,8 @@ use mailsim_core::tenant::load::load_with_warnings;
 use mailsim_core::tenant::{RejectionStage, Tenant};
 use mailsim_core::time::Timestamp;
 
+use super::explain_sections as sections;
+
 /// Facts of one connection and envelope to explain.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ExplainArgs {
@@ -269,6 +271,19 @@ pub fn explain_with(
     content: Option<&[u8]>,
     at: Timestamp,
 ) -> anyhow::Result<(String, bool)> {
+    let (report, queued) = explain_dialogue(tenant, tenant_path, args, content, at)?;
+    Ok((report, queued.is_some()))
+}
+
+/// [`explain_with`], returning the message the session queued (with its verdict and stamps), if
+/// it would be queued: the outbound explanation (`--from` a source) routes it.
+pub fn explain_dialogue(
+    tenant: &Tenant,
+    tenant_path: &str,
+    args: &ExplainArgs,
+    content: Option<&[u8]>,
+    at: Timestamp,
+) -> anyhow::Result<(String, Option<AcceptedMessage>)> {
     let message_content = content_bytes(content);
     let sender = parse_sender(&args.mail_from)?;
     let rcpts = args.rcpt_to.iter().map(|r| parse_rcpt(r)).collect::<anyhow::Result<Vec<_>>>()?;
@@ -451,6 +466,7 @@ pub fn explain_with(
                 }
             }
             rules_report(&mut out, tenant, m, at);
+            sections::write_text(&mut out, &sections::all(&sections::Input { tenant, message: Some(m), at }));
             let _ = writeln!(out, "\nResult      queued for {} recipient(s)", m.envelope.recipients.len());
             true
         }
@@ -467,12 +483,16 @@ pub fn explain_with(
             false
         }
     };
+    let queued = match (queued, ending) {
+        (true, Ending::Queued(m)) => Some(*m),
+        _ => None,
+    };
     Ok((out, queued))
 }
 
 /// The mail flow rules section (exo-behaviour §13): every rule in priority order with what it
 /// matched and did, then the forks.
-fn rules_report(out: &mut String, tenant: &Tenant, m: &AcceptedMessage, at: Timestamp) {
+pub(crate) fn rules_report(out: &mut String, tenant: &Tenant, m: &AcceptedMessage, at: Timestamp) {
     use mailsim_core::stage::route::rule_connector;
     use mailsim_core::stage::rules::{Fate, evaluate};
     if tenant.transport_rules.is_empty() {

@@ -6,6 +6,9 @@ pub mod bench;
 pub mod certs;
 pub mod demo;
 pub mod explain;
+pub mod explain_cmd;
+pub mod explain_outbound;
+pub mod explain_sections;
 pub mod run;
 pub mod send;
 pub mod serve;
@@ -40,8 +43,10 @@ enum Command {
     Certs(certs::CertsArgs),
     /// Print the message trace written under --state-dir, like Get-MessageTraceV2.
     Trace(trace::TraceArgs),
-    /// Explain which inbound connector applies to a connection and what the tenant would reply.
-    Explain(explain::ExplainArgs),
+    /// Explain a tenant's decisions for a message, for a tenant or scenario file: inbound
+    /// (--source: which inbound connector applies, what the tenant replies) or outbound (--from: the
+    /// mail flow rules, each outbound connector considered, the next hop and its TLS check).
+    Explain(explain_cmd::ExplainCmd),
     /// Run scenario files (default: scenarios/) in parallel, each in a world of its own.
     Run(run::RunArgs),
     /// N messages through a world with scripted faults, then the conservation check.
@@ -62,7 +67,7 @@ pub fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let result: anyhow::Result<i32> = match cli.command {
-        Command::Explain(args) => explain::run(&args),
+        Command::Explain(args) => explain_cmd::run(&args),
         Command::Certs(args) => certs::run(&args).map(|_| 0),
         Command::Trace(args) => trace::run(&args),
         command => runtime().and_then(|rt| {
