@@ -19,6 +19,7 @@ pub mod address_plan;
 pub mod diagnostics;
 pub mod dns;
 pub mod envelope;
+pub mod header_report;
 pub mod header_section;
 pub mod headers;
 pub mod ids;

@@ -9,6 +9,7 @@ pub mod explain;
 pub mod explain_cmd;
 pub mod explain_outbound;
 pub mod explain_sections;
+pub mod headers;
 pub mod run;
 pub mod send;
 pub mod serve;
@@ -47,6 +48,9 @@ enum Command {
     /// (--source: which inbound connector applies, what the tenant replies) or outbound (--from: the
     /// mail flow rules, each outbound connector considered, the next hop and its TLS check).
     Explain(explain_cmd::ExplainCmd),
+    /// Read a saved message's header like Message Header Analyzer: the Received hops and their
+    /// delays, authentication verdicts, X-Forefront-Antispam-Report and X-MS-Exchange-* decoded.
+    Headers(headers::HeadersArgs),
     /// Run scenario files (default: scenarios/) in parallel, each in a world of its own.
     Run(run::RunArgs),
     /// N messages through a world with scripted faults, then the conservation check.
@@ -70,6 +74,7 @@ pub fn main() -> ExitCode {
         Command::Explain(args) => explain_cmd::run(&args),
         Command::Certs(args) => certs::run(&args).map(|_| 0),
         Command::Trace(args) => trace::run(&args),
+        Command::Headers(args) => headers::run(&args),
         command => runtime().and_then(|rt| {
             rt.block_on(async move {
                 match command {
@@ -79,7 +84,9 @@ pub fn main() -> ExitCode {
                     Command::Bench(args) => bench::run(args).await.map(|_| 0),
                     Command::Run(args) => run::run(args).await,
                     Command::Soak(args) => soak::run(args).await,
-                    Command::Explain(_) | Command::Certs(_) | Command::Trace(_) => unreachable!("handled above"),
+                    Command::Explain(_) | Command::Certs(_) | Command::Trace(_) | Command::Headers(_) => {
+                        unreachable!("handled above")
+                    }
                 }
             })
         }),
