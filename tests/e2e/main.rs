@@ -20,3 +20,4 @@ mod rules;
 mod scenarios;
 mod tls;
 mod transcripts;
+mod validate_outbound;

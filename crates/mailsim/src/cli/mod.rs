@@ -16,6 +16,7 @@ pub mod serve;
 pub mod serve_http;
 pub mod soak;
 pub mod trace;
+pub mod validate_outbound;
 
 use std::process::ExitCode;
 
@@ -51,6 +52,9 @@ enum Command {
     /// Read a saved message's header like Message Header Analyzer: the Received hops and their
     /// delays, authentication verdicts, X-Forefront-Antispam-Report and X-MS-Exchange-* decoded.
     Headers(headers::HeadersArgs),
+    /// Validate-OutboundConnector: send a test message through an outbound connector (in a
+    /// scenario's world, or a running `serve` with --api) and report each smart host.
+    ValidateOutbound(validate_outbound::ValidateOutboundArgs),
     /// Run scenario files (default: scenarios/) in parallel, each in a world of its own.
     Run(run::RunArgs),
     /// N messages through a world with scripted faults, then the conservation check.
@@ -84,6 +88,7 @@ pub fn main() -> ExitCode {
                     Command::Bench(args) => bench::run(args).await.map(|_| 0),
                     Command::Run(args) => run::run(args).await,
                     Command::Soak(args) => soak::run(args).await,
+                    Command::ValidateOutbound(args) => validate_outbound::run(args).await,
                     Command::Explain(_) | Command::Certs(_) | Command::Trace(_) | Command::Headers(_) => {
                         unreachable!("handled above")
                     }
