@@ -271,8 +271,22 @@ pub fn explain_with(
     content: Option<&[u8]>,
     at: Timestamp,
 ) -> anyhow::Result<(String, bool)> {
-    let (report, queued) = explain_dialogue(tenant, tenant_path, args, content, at)?;
-    Ok((report, queued.is_some()))
+    let e = explain_dialogue(tenant, tenant_path, args, content, at)?;
+    Ok((e.text, e.queued.is_some()))
+}
+
+/// What [`explain_dialogue`] found, as text and as data.
+pub struct Explained {
+    /// The text report.
+    pub text: String,
+    /// The message the session queued, if it would be queued.
+    pub queued: Option<AcceptedMessage>,
+    /// Each command sent and the reply it got (first line, with how many follow).
+    pub replies: Vec<(String, String)>,
+    /// The inbound verdict, when the dialogue reached it.
+    pub verdict: Option<InboundVerdict>,
+    /// The `Result` line's text (`queued for 1 recipient(s)`, `refused at end of DATA`).
+    pub result: String,
 }
 
 /// [`explain_with`], returning the message the session queued (with its verdict and stamps), if
@@ -283,7 +297,7 @@ pub fn explain_dialogue(
     args: &ExplainArgs,
     content: Option<&[u8]>,
     at: Timestamp,
-) -> anyhow::Result<(String, Option<AcceptedMessage>)> {
+) -> anyhow::Result<Explained> {
     let message_content = content_bytes(content);
     let sender = parse_sender(&args.mail_from)?;
     let rcpts = args.rcpt_to.iter().map(|r| parse_rcpt(r)).collect::<anyhow::Result<Vec<_>>>()?;
@@ -487,7 +501,9 @@ pub fn explain_dialogue(
         (true, Ending::Queued(m)) => Some(*m),
         _ => None,
     };
-    Ok((out, queued))
+    let result = out.lines().rev().find_map(|l| l.strip_prefix("Result      ")).unwrap_or_default().to_string();
+    let replies = replies.iter().map(|(c, r)| (c.clone(), one_line(r.as_ref()))).collect();
+    Ok(Explained { text: out, queued, replies, verdict, result })
 }
 
 /// The mail flow rules section (exo-behaviour §13): every rule in priority order with what it

@@ -198,19 +198,13 @@ pub fn explain_cmd(cmd: &ExplainCmd) -> anyhow::Result<(String, i32)> {
             let mail_from =
                 cmd.mail_from.clone().ok_or_else(|| anyhow::anyhow!("--mail-from is required with --source"))?;
             let args = inbound_args(cmd, &path, ip, mail_from);
-            let (report, queued) = explain_dialogue(&loaded.tenant, &loaded.name, &args, content.as_deref(), at)?;
-            let code = if queued.is_some() { 0 } else { 1 };
+            let e = explain_dialogue(&loaded.tenant, &loaded.name, &args, content.as_deref(), at)?;
+            let code = if e.queued.is_some() { 0 } else { 1 };
             if cmd.json {
-                let json = serde_json::json!({
-                    "direction": "inbound",
-                    "input": loaded.name,
-                    "accepted": queued.is_some(),
-                    "verdict": queued.as_ref().map(|m| m.verdict.connector().map(str::to_string)),
-                    "report": report.lines().collect::<Vec<_>>(),
-                });
+                let json = inbound_json(&loaded, &args, &e, at);
                 return Ok((format!("{}\n", serde_json::to_string_pretty(&json)?), code));
             }
-            Ok((report, code))
+            Ok((e.text, code))
         }
         (Some(from), _) => {
             let rcpts = cmd.rcpt_to.iter().map(|r| parse_rcpt(r)).collect::<anyhow::Result<Vec<_>>>()?;
@@ -226,8 +220,9 @@ pub fn explain_cmd(cmd: &ExplainCmd) -> anyhow::Result<(String, i32)> {
                     .clone()
                     .ok_or_else(|| anyhow::anyhow!("--mail-from is required with --from {from} (a source)"))?;
                 let args = inbound_args(cmd, &path, ip, mail_from);
-                let (inbound, queued) = explain_dialogue(&loaded.tenant, &loaded.name, &args, content.as_deref(), at)?;
-                match queued {
+                let e = explain_dialogue(&loaded.tenant, &loaded.name, &args, content.as_deref(), at)?;
+                let inbound = e.text;
+                match e.queued {
                     Some(m) => Origin::Relayed(Box::new(m), named),
                     None => {
                         let text =
@@ -261,6 +256,74 @@ pub fn explain_cmd(cmd: &ExplainCmd) -> anyhow::Result<(String, i32)> {
             Ok((render_text(&report), code))
         }
     }
+}
+
+/// The inbound explanation as data.
+fn inbound_json(
+    loaded: &Loaded,
+    args: &ExplainArgs,
+    e: &super::explain::Explained,
+    at: Timestamp,
+) -> serde_json::Value {
+    use mailsim_core::stage::inbound::InboundVerdict;
+    use serde_json::json;
+    let tenant = &loaded.tenant;
+    let verdict = match &e.verdict {
+        Some(InboundVerdict::Accepted { connector, direction, internal, relay_allowed, .. }) => json!({
+            "accepted": true,
+            "connector": connector,
+            "direction": direction.as_str(),
+            "auth_as": if *internal { "Internal" } else { "Anonymous" },
+            "relay_allowed": relay_allowed,
+        }),
+        Some(InboundVerdict::Rejected { rejection, .. }) => json!({
+            "accepted": false,
+            "connector": rejection.connector,
+            "reason": rejection.reason.to_string(),
+        }),
+        None => serde_json::Value::Null,
+    };
+    let checks: Vec<String> = e.verdict.iter().flat_map(|v| v.checks()).map(ToString::to_string).collect();
+    let recipients: Vec<serde_json::Value> = args
+        .rcpt_to
+        .iter()
+        .filter_map(|r| parse_rcpt(r).ok())
+        .map(|r| {
+            let c = mailsim_core::stage::categorize::categorize(tenant, &r);
+            json!({ "address": r.to_string(), "category": mailsim_core::stage::route_explain::category_name(c) })
+        })
+        .collect();
+    let stamps: Vec<(String, String)> = e.queued.as_ref().map_or_else(Vec::new, |m| {
+        mailsim_core::header_section::fields(mailsim_core::header_section::section(&m.data))
+            .filter_map(|f| {
+                let name = String::from_utf8_lossy(f.name()?).to_string();
+                name.starts_with("X-MS-Exchange-Organization-")
+                    .then(|| (name, String::from_utf8_lossy(f.first_value()).trim().to_string()))
+            })
+            .collect()
+    });
+    let rules = e.queued.as_ref().map_or_else(Vec::new, |m| super::explain_outbound::rule_reports(tenant, m, at));
+    let sections =
+        super::explain_sections::all(&super::explain_sections::Input { tenant, message: e.queued.as_ref(), at });
+    json!({
+        "direction": "inbound",
+        "input": loaded.name,
+        "connection": {
+            "source": args.source.to_string(),
+            "tls": args.tls || args.cert_subject.is_some() || !args.cert_san.is_empty(),
+            "helo": args.helo,
+        },
+        "sender": args.mail_from,
+        "recipients": recipients,
+        "checks": checks,
+        "verdict": verdict,
+        "replies": e.replies.iter().map(|(c, r)| json!({ "command": c, "reply": r })).collect::<Vec<_>>(),
+        "stamps": stamps,
+        "rules": rules,
+        "sections": sections,
+        "accepted": e.queued.is_some(),
+        "result": e.result,
+    })
 }
 
 /// Runs `mailsim explain`: prints the report, returns the exit code.
@@ -411,5 +474,45 @@ mod tests {
         let mut c = cmd(PRECEDENCE, "alice@contoso.test", &["a@b.test"]);
         c.input = None;
         assert!(explain_cmd(&c).unwrap_err().to_string().contains("give a tenant or scenario file"));
+    }
+}
+
+#[cfg(test)]
+mod json_tests {
+    use super::*;
+
+    /// `--json` for the inbound direction: the verdict, checks, replies and stamps as data.
+    #[test]
+    fn inbound_json_has_the_verdict_and_replies() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/explain/outbound-precedence.toml");
+        let c = ExplainCmd {
+            input: Some(root),
+            tenant: None,
+            source: Some("onprem".into()),
+            from: None,
+            tls: false,
+            cert_subject: None,
+            cert_san: Vec::new(),
+            cert_untrusted: false,
+            cert_expired: false,
+            mail_from: Some("app@contoso.test".into()),
+            rcpt_to: vec!["alice@contoso.test".into(), "nobody@contoso.test".into()],
+            helo: None,
+            headers: None,
+            at: Some("2026-12-07".into()),
+            json: true,
+        };
+        let (out, code) = explain_cmd(&c).unwrap();
+        assert_eq!(code, 0, "{out}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["direction"], "inbound");
+        assert_eq!(v["verdict"]["connector"], "On-premises relay");
+        assert_eq!(v["verdict"]["direction"], "Originating");
+        assert_eq!(v["recipients"][1]["category"], "UnknownInAuthoritative");
+        let replies = v["replies"].as_array().unwrap();
+        let nobody = replies.iter().find(|r| r["command"] == "RCPT TO:<nobody@contoso.test>").unwrap();
+        assert!(nobody["reply"].as_str().unwrap().starts_with("550 5.4.1"), "{nobody}");
+        assert_eq!(v["result"], "queued for 1 recipient(s)");
+        assert!(v["stamps"].as_array().unwrap().iter().any(|s| s[0] == "X-MS-Exchange-Organization-AuthAs"), "{v:#}");
     }
 }

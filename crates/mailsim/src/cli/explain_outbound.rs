@@ -181,18 +181,7 @@ pub fn explain_outbound(
     let outcome = evaluate(&message, tenant, at);
     let mut rules_text = String::new();
     super::explain::rules_report(&mut rules_text, tenant, &message, at);
-    let rules = outcome
-        .hits
-        .iter()
-        .map(|h| RuleReport {
-            priority: h.priority,
-            name: h.rule.clone(),
-            mode: h.mode.to_string(),
-            recipients: h.recipients.iter().map(ToString::to_string).collect(),
-            actions: h.actions.iter().map(|a| format!("{}: {}", a.action, a.effect)).collect(),
-            stops: h.stops,
-        })
-        .collect();
+    let rules = rule_reports_of(&outcome);
     let mut routed = true;
     let mut forks = Vec::new();
     for fork in &outcome.forks {
@@ -248,6 +237,26 @@ pub fn explain_outbound(
         routed,
         rules_text,
     }
+}
+
+/// The mail flow rules that match `message`, as reported (§13.6).
+pub fn rule_reports(tenant: &Tenant, message: &AcceptedMessage, at: Timestamp) -> Vec<RuleReport> {
+    rule_reports_of(&evaluate(message, tenant, at))
+}
+
+fn rule_reports_of(outcome: &mailsim_core::stage::rules::RulesOutcome) -> Vec<RuleReport> {
+    outcome
+        .hits
+        .iter()
+        .map(|h| RuleReport {
+            priority: h.priority,
+            name: h.rule.clone(),
+            mode: h.mode.to_string(),
+            recipients: h.recipients.iter().map(ToString::to_string).collect(),
+            actions: h.actions.iter().map(|a| format!("{}: {}", a.action, a.effect)).collect(),
+            stops: h.stops,
+        })
+        .collect()
 }
 
 fn verdict_text(v: Verdict) -> &'static str {
