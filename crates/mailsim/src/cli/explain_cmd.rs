@@ -177,7 +177,9 @@ fn parse_rcpt(s: &str) -> anyhow::Result<EmailAddress> {
 pub fn explain_cmd(cmd: &ExplainCmd) -> anyhow::Result<(String, i32)> {
     let path = match (&cmd.input, &cmd.tenant) {
         (Some(p), None) | (None, Some(p)) => p.clone(),
-        (Some(_), Some(_)) => anyhow::bail!("give the tenant or scenario file once: as INPUT or as --tenant"),
+        (Some(_), Some(_)) => {
+            anyhow::bail!("give the tenant or scenario file once: as INPUT or as --tenant (is MAILSIM_TENANT set?)")
+        }
         (None, None) => anyhow::bail!("give a tenant or scenario file (INPUT or --tenant)"),
     };
     let loaded = load_input(&path)?;
