@@ -68,3 +68,48 @@ async fn explain_and_a_running_world_agree() {
         sim.stop().await;
     }
 }
+
+/// Outbound: the connector `explain --from` says wins for each recipient is the one a running
+/// world delivers through (exo-behaviour §3.2), for the shipped most-specific-connector scenario.
+#[tokio::test]
+async fn explain_outbound_and_a_running_world_agree() {
+    use mailsim::cli::explain_outbound::{Origin, explain_outbound};
+    use mailsim_core::stage::route_explain::Verdict;
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios/28-most-specific-outbound-connector.toml");
+    let scenario = mailsim::scenario::load_file(std::path::Path::new(path)).unwrap();
+    let rcpts = ["bob@partner.test", "carol@eu.partner.test", "dave@fabrikam.test"];
+    let parsed: Vec<_> = rcpts.iter().map(|r| r.parse().unwrap()).collect();
+    let report = explain_outbound(
+        &scenario.world.tenant,
+        "28",
+        Origin::Mailbox("alice@contoso.test".parse().unwrap()),
+        &parsed,
+        None,
+        Some(&scenario.world.dns),
+        mailsim_core::time::Timestamp(0),
+    );
+    let explained: Vec<(String, String)> = report.forks[0]
+        .routes
+        .iter()
+        .map(|r| {
+            let winner = r.candidates.iter().find(|c| c.verdict == Verdict::Wins).unwrap();
+            (r.recipient.clone(), r.next_hop.targets[0].addresses[0].clone() + " via " + &winner.connector)
+        })
+        .collect();
+
+    let sim = Simulation::start(scenario.world.clone()).await.unwrap();
+    let sent = sim.send(&SendSpec::new("onprem", "alice@contoso.test", &rcpts)).await.unwrap();
+    assert!(sent.final_reply.last_line().starts_with("250"));
+    assert!(sim.endpoint().settled().await);
+    for (rcpt, hop) in explained {
+        let (ip, connector) = hop.split_once(" via ").unwrap();
+        let host = scenario.world.hosts.iter().find(|h| h.declared.to_string() == ip).unwrap();
+        let inbox = sim.peer(&host.name).unwrap().inbox();
+        assert!(
+            inbox.iter().any(|m| m.rcpt_to.iter().any(|r| r == &rcpt)),
+            "{rcpt}: explain says {connector} ({ip}, host {}), the world delivered elsewhere",
+            host.name
+        );
+    }
+    sim.stop().await;
+}

@@ -134,6 +134,11 @@ impl Pipeline {
         &self.clock
     }
 
+    /// What outbound attempts use (`mailsim validate-outbound` makes its own attempts with it).
+    pub fn outbound(&self) -> &Arc<OutboundConfig> {
+        &self.outbound
+    }
+
     /// Recipients waiting for a retry.
     pub fn queued(&self) -> Vec<QueueEntry> {
         self.queue.entries()

@@ -238,6 +238,59 @@ impl DnsZoneSet {
     }
 
     /// The most specific zone containing `name`.
+    /// The MX answer the server would give for `name`, read from the records without a socket
+    /// (`mailsim explain` resolves a scenario's zone this way). Faults are not applied: they belong
+    /// to a running server. A name outside every zone answers `Other("REFUSED")`, as the server
+    /// does; a name with records of other types answers `NoData`; an unknown name `NxDomain`. The
+    /// null MX (`MX 0 .`) reads as exchange `""`.
+    pub fn lookup_mx(&self, name: &str) -> mailsim_core::dns::MxAnswer {
+        let records = self.lookup(name, RecordType::MX)?;
+        Ok(records
+            .into_iter()
+            .filter_map(|r| match &r.data {
+                RData::MX(mx) => Some(mailsim_core::dns::MxRecord {
+                    preference: mx.preference,
+                    exchange: display_name(&mx.exchange),
+                }),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// The A and AAAA answer for `name`, read as [`DnsZoneSet::lookup_mx`] reads MX.
+    pub fn lookup_addresses(&self, name: &str) -> mailsim_core::dns::AddressAnswer {
+        let mut out = Vec::new();
+        let mut nodata = None;
+        for t in [RecordType::A, RecordType::AAAA] {
+            match self.lookup(name, t) {
+                Ok(records) => out.extend(records.into_iter().filter_map(|r| match &r.data {
+                    RData::A(a) => Some(IpAddr::V4(a.0)),
+                    RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+                    _ => None,
+                })),
+                Err(e) => nodata = Some(e),
+            }
+        }
+        match (out.is_empty(), nodata) {
+            (true, Some(e)) => Err(e),
+            _ => Ok(out),
+        }
+    }
+
+    fn lookup(&self, name: &str, rtype: RecordType) -> Result<Vec<&Record>, mailsim_core::dns::DnsError> {
+        use mailsim_core::dns::DnsError;
+        let name = parse_name(name).map_err(DnsError::Other)?;
+        if self.zone_for(&name).is_none() {
+            return Err(DnsError::Other("REFUSED".to_string()));
+        }
+        let owned: Vec<&Record> = self.records.iter().filter(|r| r.name == name).collect();
+        if owned.is_empty() {
+            return Err(DnsError::NxDomain);
+        }
+        let typed: Vec<&Record> = owned.into_iter().filter(|r| r.record_type() == rtype).collect();
+        if typed.is_empty() { Err(DnsError::NoData) } else { Ok(typed) }
+    }
+
     fn zone_for(&self, name: &Name) -> Option<&Name> {
         self.origins.iter().filter(|o| o.zone_of(name)).max_by_key(|o| o.num_labels())
     }

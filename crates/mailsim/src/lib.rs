@@ -15,3 +15,4 @@ pub mod live;
 pub mod scenario;
 pub mod sim;
 pub mod soak;
+pub mod validate_outbound;

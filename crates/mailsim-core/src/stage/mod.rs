@@ -8,4 +8,5 @@ pub mod deliver;
 pub mod inbound;
 pub mod outcome;
 pub mod route;
+pub mod route_explain;
 pub mod rules;

@@ -122,30 +122,73 @@ pub fn rule_connector<'t>(tenant: &'t Tenant, name: &str) -> Result<&'t Outbound
 /// `AllAcceptedDomains` (for accepted domains) > `*`. Disabled and transport-rule-scoped
 /// connectors are never chosen here (§3.2 row 0: the latter only by a mail flow rule).
 pub fn select_connector<'t>(tenant: &'t Tenant, domain: &Domain, accepted: bool) -> Option<&'t OutboundConnector> {
-    let rank = |c: &OutboundConnector| -> Option<(u8, usize)> {
-        let by_domain = c
-            .recipient_domains
-            .iter()
-            .filter(|p| p.matches(domain))
-            .map(|p| match p.specificity() {
-                (2, n) => (4, n),
-                (1, n) => (3, n),
-                _ => (0, 0),
-            })
-            .max();
-        let all_accepted = (accepted && c.all_accepted_domains).then_some((1, 0));
-        by_domain.into_iter().chain(all_accepted).max()
-    };
     let mut best: Option<(&OutboundConnector, (u8, usize))> = None;
     for c in tenant.outbound_connectors.iter().filter(|c| c.enabled && !c.is_transport_rule_scoped) {
-        if let Some(r) = rank(c) {
+        if let Some(m) = connector_match(c, domain, accepted) {
             // Ties keep the first in configuration order.
-            if best.is_none_or(|(_, b)| r > b) {
-                best = Some((c, r));
+            if best.is_none_or(|(_, b)| m.rank > b) {
+                best = Some((c, m.rank));
             }
         }
     }
     best.map(|(c, _)| c)
+}
+
+/// Why a connector covers a recipient domain (§3.2), most specific reason first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MatchedBy {
+    /// A `RecipientDomains` entry equal to the domain.
+    Exact(DomainPattern),
+    /// A `*.domain` entry, ranked by its label count.
+    Wildcard(DomainPattern),
+    /// `AllAcceptedDomains $true`, and the recipient domain is accepted.
+    AllAcceptedDomains,
+    /// The `*` entry.
+    Any,
+}
+
+impl std::fmt::Display for MatchedBy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MatchedBy::Exact(p) => write!(f, "RecipientDomains {p} (exact)"),
+            MatchedBy::Wildcard(p) => write!(f, "RecipientDomains {p} (wildcard, {} labels)", p.specificity().1),
+            MatchedBy::AllAcceptedDomains => f.write_str("AllAcceptedDomains (an accepted domain)"),
+            MatchedBy::Any => f.write_str("RecipientDomains * (every domain)"),
+        }
+    }
+}
+
+/// How connector `c` covers `domain`, and its rank in [`select_connector`]'s order (higher wins).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectorMatch {
+    /// The best reason.
+    pub by: MatchedBy,
+    /// exact (4, labels) > wildcard (3, labels) > all accepted domains (1, 0) > `*` (0, 0).
+    pub rank: (u8, usize),
+}
+
+/// Whether connector `c` covers `domain` (`accepted`: the domain is an accepted domain), and how;
+/// `Enabled` and `IsTransportRuleScoped` are not looked at here. The one ranking
+/// [`select_connector`] uses, exposed so `explain` reports each candidate with the same verdict.
+pub fn connector_match(c: &OutboundConnector, domain: &Domain, accepted: bool) -> Option<ConnectorMatch> {
+    let by_domain = c
+        .recipient_domains
+        .iter()
+        .filter(|p| p.matches(domain))
+        .map(|p| match p.specificity() {
+            (2, n) => ConnectorMatch { by: MatchedBy::Exact(p.clone()), rank: (4, n) },
+            (1, n) => ConnectorMatch { by: MatchedBy::Wildcard(p.clone()), rank: (3, n) },
+            _ => ConnectorMatch { by: MatchedBy::Any, rank: (0, 0) },
+        })
+        .max_by_key(|m| m.rank);
+    let all_accepted = (accepted && c.all_accepted_domains)
+        .then_some(ConnectorMatch { by: MatchedBy::AllAcceptedDomains, rank: (1, 0) });
+    by_domain.into_iter().chain(all_accepted).max_by_key(|m| m.rank)
+}
+
+/// The connector of centralized mail transport, if one is on ([`plan`] routes through it).
+pub fn centralized_transport_connector(tenant: &Tenant) -> Option<&OutboundConnector> {
+    centralized_transport(tenant)
 }
 
 fn hop_for(tenant: &Tenant, rcpt: &EmailAddress, category: Category) -> Hop {

@@ -29,6 +29,7 @@ pub mod host_check;
 pub mod messages;
 pub mod problem;
 pub mod trace;
+mod validate;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -318,6 +319,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/api/v1/tenant/reload", post(reload))
         .route("/api/v1/steps", post(steps))
         .route("/api/v1/dns/{name}/fault", put(set_fault).delete(clear_fault))
+        .route("/api/v1/connectors/{name}/validate", post(validate::validate_connector))
         .fallback(|| async { Problem::not_found("no such route (see `mailsim serve --help`)") })
         .method_not_allowed_fallback(|| async {
             Problem::new(StatusCode::METHOD_NOT_ALLOWED, "this route does not take that method")

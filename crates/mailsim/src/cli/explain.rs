@@ -39,6 +39,8 @@ use mailsim_core::tenant::load::load_with_warnings;
 use mailsim_core::tenant::{RejectionStage, Tenant};
 use mailsim_core::time::Timestamp;
 
+use super::explain_sections as sections;
+
 /// Facts of one connection and envelope to explain.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ExplainArgs {
@@ -269,6 +271,33 @@ pub fn explain_with(
     content: Option<&[u8]>,
     at: Timestamp,
 ) -> anyhow::Result<(String, bool)> {
+    let e = explain_dialogue(tenant, tenant_path, args, content, at)?;
+    Ok((e.text, e.queued.is_some()))
+}
+
+/// What [`explain_dialogue`] found, as text and as data.
+pub struct Explained {
+    /// The text report.
+    pub text: String,
+    /// The message the session queued, if it would be queued.
+    pub queued: Option<AcceptedMessage>,
+    /// Each command sent and the reply it got (first line, with how many follow).
+    pub replies: Vec<(String, String)>,
+    /// The inbound verdict, when the dialogue reached it.
+    pub verdict: Option<InboundVerdict>,
+    /// The `Result` line's text (`queued for 1 recipient(s)`, `refused at end of DATA`).
+    pub result: String,
+}
+
+/// [`explain_with`], returning the message the session queued (with its verdict and stamps), if
+/// it would be queued: the outbound explanation (`--from` a source) routes it.
+pub fn explain_dialogue(
+    tenant: &Tenant,
+    tenant_path: &str,
+    args: &ExplainArgs,
+    content: Option<&[u8]>,
+    at: Timestamp,
+) -> anyhow::Result<Explained> {
     let message_content = content_bytes(content);
     let sender = parse_sender(&args.mail_from)?;
     let rcpts = args.rcpt_to.iter().map(|r| parse_rcpt(r)).collect::<anyhow::Result<Vec<_>>>()?;
@@ -451,6 +480,7 @@ pub fn explain_with(
                 }
             }
             rules_report(&mut out, tenant, m, at);
+            sections::write_text(&mut out, &sections::all(&sections::Input { tenant, message: Some(m), at }));
             let _ = writeln!(out, "\nResult      queued for {} recipient(s)", m.envelope.recipients.len());
             true
         }
@@ -467,12 +497,18 @@ pub fn explain_with(
             false
         }
     };
-    Ok((out, queued))
+    let queued = match (queued, ending) {
+        (true, Ending::Queued(m)) => Some(*m),
+        _ => None,
+    };
+    let result = out.lines().rev().find_map(|l| l.strip_prefix("Result      ")).unwrap_or_default().to_string();
+    let replies = replies.iter().map(|(c, r)| (c.clone(), one_line(r.as_ref()))).collect();
+    Ok(Explained { text: out, queued, replies, verdict, result })
 }
 
 /// The mail flow rules section (exo-behaviour §13): every rule in priority order with what it
 /// matched and did, then the forks.
-fn rules_report(out: &mut String, tenant: &Tenant, m: &AcceptedMessage, at: Timestamp) {
+pub(crate) fn rules_report(out: &mut String, tenant: &Tenant, m: &AcceptedMessage, at: Timestamp) {
     use mailsim_core::stage::route::rule_connector;
     use mailsim_core::stage::rules::{Fate, evaluate};
     if tenant.transport_rules.is_empty() {

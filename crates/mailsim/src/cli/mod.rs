@@ -6,12 +6,17 @@ pub mod bench;
 pub mod certs;
 pub mod demo;
 pub mod explain;
+pub mod explain_cmd;
+pub mod explain_outbound;
+pub mod explain_sections;
+pub mod headers;
 pub mod run;
 pub mod send;
 pub mod serve;
 pub mod serve_http;
 pub mod soak;
 pub mod trace;
+pub mod validate_outbound;
 
 use std::process::ExitCode;
 
@@ -40,8 +45,16 @@ enum Command {
     Certs(certs::CertsArgs),
     /// Print the message trace written under --state-dir, like Get-MessageTraceV2.
     Trace(trace::TraceArgs),
-    /// Explain which inbound connector applies to a connection and what the tenant would reply.
-    Explain(explain::ExplainArgs),
+    /// Explain a tenant's decisions for a message, for a tenant or scenario file: inbound
+    /// (--source: which inbound connector applies, what the tenant replies) or outbound (--from: the
+    /// mail flow rules, each outbound connector considered, the next hop and its TLS check).
+    Explain(explain_cmd::ExplainCmd),
+    /// Read a saved message's header like Message Header Analyzer: the Received hops and their
+    /// delays, authentication verdicts, X-Forefront-Antispam-Report and X-MS-Exchange-* decoded.
+    Headers(headers::HeadersArgs),
+    /// Validate-OutboundConnector: send a test message through an outbound connector (in a
+    /// scenario's world, or a running `serve` with --api) and report each smart host.
+    ValidateOutbound(validate_outbound::ValidateOutboundArgs),
     /// Run scenario files (default: scenarios/) in parallel, each in a world of its own.
     Run(run::RunArgs),
     /// N messages through a world with scripted faults, then the conservation check.
@@ -62,9 +75,10 @@ pub fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let result: anyhow::Result<i32> = match cli.command {
-        Command::Explain(args) => explain::run(&args),
+        Command::Explain(args) => explain_cmd::run(&args),
         Command::Certs(args) => certs::run(&args).map(|_| 0),
         Command::Trace(args) => trace::run(&args),
+        Command::Headers(args) => headers::run(&args),
         command => runtime().and_then(|rt| {
             rt.block_on(async move {
                 match command {
@@ -74,7 +88,10 @@ pub fn main() -> ExitCode {
                     Command::Bench(args) => bench::run(args).await.map(|_| 0),
                     Command::Run(args) => run::run(args).await,
                     Command::Soak(args) => soak::run(args).await,
-                    Command::Explain(_) | Command::Certs(_) | Command::Trace(_) => unreachable!("handled above"),
+                    Command::ValidateOutbound(args) => validate_outbound::run(args).await,
+                    Command::Explain(_) | Command::Certs(_) | Command::Trace(_) | Command::Headers(_) => {
+                        unreachable!("handled above")
+                    }
                 }
             })
         }),

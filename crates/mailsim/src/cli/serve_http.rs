@@ -32,6 +32,7 @@ RFC 9457 application/problem+json):
   POST   /api/v1/tenant/reload               re-read the tenant from disk (SIGHUP does the same)
   POST   /api/v1/steps                       [[step]] tables (send, expect, change, advance) played in order
   PUT    /api/v1/dns/NAME/fault              {\"fault\": \"NXDOMAIN\"|\"SERVFAIL\"|\"silence\"|\"REFUSED\"}; DELETE clears
+  POST   /api/v1/connectors/NAME/validate    Validate-OutboundConnector: {} or {\"recipients\": [...]} (`mailsim validate-outbound --api`)
 Example: curl -s 127.0.0.1:8025/api/v1/trace?status=Pending";
 
 /// The HTTP API's flags.
