@@ -19,3 +19,4 @@ mod rules;
 mod scenarios;
 mod tls;
 mod transcripts;
+mod web;
