@@ -45,10 +45,10 @@ mx.failing.test.  A  203.0.113.26
 """
 "#;
 
-/// A message from the on-premises host; its NDRs, if any, go to alice's mailbox.
+/// A message from the on-premises host over STARTTLS; its NDRs, if any, go to alice's mailbox.
 fn send(to: &str, subject: &str) -> String {
     format!(
-        "[[step]]\nsend = {{ from = \"onprem\", mail_from = \"alice@contoso.test\", rcpt_to = [\"{to}\"], subject = \"{subject}\" }}\nexpect = {{ accepted = true }}\n"
+        "[[step]]\nsend = {{ from = \"onprem\", tls = true, mail_from = \"alice@contoso.test\", rcpt_to = [\"{to}\"], subject = \"{subject}\" }}\nexpect = {{ accepted = true }}\n"
     )
 }
 
@@ -133,6 +133,7 @@ async fn in_a_browser_a_message_arrives_shows_its_hops_and_a_deferred_one_fails_
         "{text}"
     );
     assert!(text.contains("MAIL FROM") && text.contains("192.0.2.10"), "{text}");
+    assert!(text.contains("TLS1_3") || text.contains("TLS1_2"), "the TLS facts: {text}");
     let hop = browser.eval("document.querySelector('tr.hop').innerText");
     assert!(hop.as_str().unwrap().contains("MAILSIM01"), "the tenant's hop: {hop}");
     browser.screenshot(&shots.join("03-message-hops.png"));
@@ -156,7 +157,11 @@ async fn in_a_browser_a_message_arrives_shows_its_hops_and_a_deferred_one_fails_
         "document.getElementById('queue-status').textContent.includes('done') && document.getElementById('queue-list').textContent.startsWith('0 deferred')",
     );
     browser.screenshot(&shots.join("05-queue-after-25h.png"));
+    // The trace, filtered as a user would: type a recipient, press Enter.
     browser.open(&format!("http://{a}/#/trace"));
+    browser.eval("document.querySelector('form.filters input[name=recipient]').value = 'carol'");
+    browser.press_enter("form.filters input[name=recipient]");
+    browser.wait("only carol's row", "document.querySelectorAll('#trace-list tr.row').length === 1");
     browser.wait(
         "carol Failed in the trace",
         "[...document.querySelectorAll('#trace-list tr.row')].some(r => r.innerText.includes('carol@failing.test') && r.querySelector('.status-Failed'))",

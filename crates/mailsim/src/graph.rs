@@ -274,20 +274,33 @@ pub fn build(facts: &Facts<'_>, trace: &[TraceEvent]) -> Graph {
 fn paths(g: &mut Graph, facts: &Facts<'_>, trace: &[TraceEvent]) {
     #[derive(Default)]
     struct Row {
+        /// Where the tenant received it from (RECEIVE), or the client it refused (a FAIL first);
+        /// `None`: the tenant made it (an NDR).
         from_ip: Option<IpAddr>,
+        seen: bool,
         inbound: Option<String>,
         outbound: Option<String>,
         to: Option<String>,
         mailbox: bool,
         status: Option<Status>,
     }
+    // NDRs the tenant generated (DSN events, `NDR <id> generated for ...`, trace.rs): their
+    // RECEIVE carries the original's client, but their path starts at the tenant.
+    let made_here: std::collections::HashSet<&str> = trace
+        .iter()
+        .filter(|e| e.event == Event::Dsn)
+        .filter_map(|e| e.detail.strip_prefix("NDR ")?.split(" generated").next())
+        .collect();
     let mut rows: BTreeMap<(String, String), Row> = BTreeMap::new();
     for e in trace {
         let Some(recipient) = &e.recipient else { continue };
         let id = if e.message_id.is_empty() { format!("refused@{}", e.at) } else { e.message_id.clone() };
         let row = rows.entry((id, recipient.to_ascii_lowercase())).or_default();
-        if row.from_ip.is_none() {
-            row.from_ip = e.from_ip;
+        if !row.seen || e.event == Event::Receive {
+            if matches!(e.event, Event::Receive | Event::Fail) && !made_here.contains(e.message_id.as_str()) {
+                row.from_ip = e.from_ip;
+            }
+            row.seen = true;
         }
         let named = |kind: &str, name: &Option<String>| {
             name.as_ref().map(|n| format!("{kind}:{n}")).filter(|id| g.nodes.iter().any(|x| &x.id == id))
@@ -310,11 +323,10 @@ fn paths(g: &mut Graph, facts: &Facts<'_>, trace: &[TraceEvent]) {
     for row in rows.values() {
         let Some(status) = row.status else { continue };
         let mut hops: Vec<String> = Vec::new();
-        hops.push(match row.from_ip {
-            Some(ip) => hosts_at(facts, ip).into_iter().next().unwrap_or_else(|| g.unknown(&ip.to_string())),
-            None => continue,
-        });
-        hops.extend(row.inbound.clone());
+        if let Some(ip) = row.from_ip {
+            hops.push(hosts_at(facts, ip).into_iter().next().unwrap_or_else(|| g.unknown(&ip.to_string())));
+            hops.extend(row.inbound.clone());
+        }
         hops.push(TENANT.to_string());
         if row.mailbox {
             hops.push(MAILBOXES.to_string());
@@ -640,6 +652,22 @@ UseMXRecord = true
             ev(Event::Receive, "<3@x>", Some("Gateway"), None),
             ev(Event::Defer, "<3@x>", Some("To partner"), Some("203.0.113.25:25")),
             ev(Event::Fail, "<3@x>", None, None),
+            // The NDR the tenant made for <3@x>: its RECEIVE names the original's client.
+            TraceEvent {
+                detail: "NDR <ndr-3@x> generated for a@contoso.test".into(),
+                recipient: None,
+                ..ev(Event::Dsn, "<3@x>", None, None)
+            },
+            TraceEvent {
+                recipient: Some("a@contoso.test".into()),
+                sender: String::new(),
+                ..ev(Event::Receive, "<ndr-3@x>", None, None)
+            },
+            TraceEvent {
+                recipient: Some("a@contoso.test".into()),
+                sender: String::new(),
+                ..ev(Event::Deliver, "<ndr-3@x>", None, None)
+            },
         ];
         let g = build(&facts(&t), &trace);
         let path = |from: &str, to: &str, s: Status| {
@@ -652,5 +680,7 @@ UseMXRecord = true
         assert_eq!(path("out:To partner", "host:partner", Status::Delivered).as_deref(), Some("2 Delivered"));
         assert_eq!(path("out:To partner", "host:partner", Status::Failed).as_deref(), Some("1 Failed"));
         assert!(g.to_dot().contains(status_colour(Status::Failed)));
+        assert_eq!(path("tenant", "mailboxes", Status::Delivered).as_deref(), Some("1 Delivered"), "the NDR");
+        assert_eq!(path("host:gateway", "tenant", Status::Delivered), None, "the NDR starts at the tenant");
     }
 }
