@@ -94,6 +94,16 @@ async fn the_page_its_assets_events_and_picture_are_served() {
     let dot = get(a, "/api/v1/graph.dot").await.text();
     assert!(dot.contains("\"host:onprem\" -> \"in:On-premises relay\""), "{dot}");
     assert!(dot.contains("1 Delivered"), "the message's path is drawn: {dot}");
+
+    // Stopping the server ends the open event stream instead of waiting for it (regression: a
+    // page left open made `serve` take the whole shutdown timeout to stop).
+    let crate::api::Live { api, .. } = w;
+    let started = std::time::Instant::now();
+    api.stop().await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(2), "stopped in {:?}", started.elapsed());
+    let mut rest = Vec::new();
+    let ended = tokio::time::timeout(BOUND, s.read_to_end(&mut rest)).await;
+    assert!(ended.is_ok(), "the event stream ended with the server");
 }
 
 /// The walk-through of issue 10 in headless Chromium, a screenshot at each state.

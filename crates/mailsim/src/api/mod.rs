@@ -123,6 +123,9 @@ pub struct Api {
     trace: Mutex<trace::TraceIndex>,
     driving: tokio::sync::Mutex<()>,
     run: RunOptions,
+    /// Set when the server stops, so that endless responses (the web page's event stream) end
+    /// and the graceful shutdown does not wait for them.
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 /// One played step's result.
@@ -154,6 +157,7 @@ impl Api {
             trace: Mutex::default(),
             driving: tokio::sync::Mutex::new(()),
             run: RunOptions::default(),
+            closing: tokio::sync::watch::channel(false).0,
         })
     }
 
@@ -261,10 +265,12 @@ impl Api {
         let addr = listener.local_addr()?;
         let app = router(self.clone());
         let (stop, stopped) = oneshot::channel::<()>();
+        let closing = self.closing.clone();
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
+                .with_graceful_shutdown(async move {
                     let _ = stopped.await;
+                    closing.send_replace(true);
                 })
                 .await;
         });
