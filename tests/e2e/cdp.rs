@@ -210,6 +210,22 @@ impl Chromium {
         self.call("Input.dispatchKeyEvent", up);
     }
 
+    /// Presses Tab; returns what has focus then (`tag#id` or `tag:text`).
+    pub fn tab(&mut self) -> String {
+        let key = json!({ "key": "Tab", "code": "Tab", "windowsVirtualKeyCode": 9, "nativeVirtualKeyCode": 9 });
+        for kind in ["keyDown", "keyUp"] {
+            let mut k = key.clone();
+            k["type"] = json!(kind);
+            self.call("Input.dispatchKeyEvent", k);
+        }
+        self.eval(
+            "(() => { const e = document.activeElement; const t = e.tagName.toLowerCase(); return e.id ? `${t}#${e.id}` : e.name ? `${t}[${e.name}]` : `${t}:${e.textContent.trim()}`; })()",
+        )
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+    }
+
     /// Writes a PNG of the page to `path`.
     pub fn screenshot(&mut self, path: &Path) {
         let r = self.call("Page.captureScreenshot", json!({ "format": "png", "captureBeyondViewport": true }));

@@ -120,6 +120,22 @@ async fn in_a_browser_a_message_arrives_shows_its_hops_and_a_deferred_one_fails_
     browser.wait("the live badge", "document.getElementById('live').textContent === 'live'");
     browser.wait("an empty list", "document.querySelector('#message-list table') !== null");
     browser.screenshot(&shots.join("01-messages-empty.png"));
+    // Keyboard: Tab walks the skip link, the views, then the view's controls, in reading order.
+    let order: Vec<String> = (0..8).map(|_| browser.tab()).collect();
+    assert_eq!(
+        order,
+        [
+            "a:Skip to content",
+            "a:Messages",
+            "a:Trace",
+            "a:Queue",
+            "a:World",
+            "input[q]",
+            "select[where]",
+            "button:Filter"
+        ],
+        "the focus order"
+    );
 
     // A message over SMTP: it appears without a reload.
     assert_eq!(
