@@ -2,7 +2,8 @@
 //! becomes usable in headless Chromium in under one second.
 //!
 //! `cargo bench -p mailsim-e2e --bench web_page` (env: `MESSAGES`, default 10000; `ROUNDS`, 10;
-//! `MAILSIM_CHROMIUM` for the browser). The world is a tenant endpoint on loopback filled the way
+//! `MAILSIM_CHROMIUM` for the browser); `--profile dev` measures a debug build of the server
+//! without building the workspace in release. The world is a tenant endpoint on loopback filled the way
 //! the pipeline fills it (a delivered copy, a RECEIVE and a DELIVER event per message, 100
 //! mailboxes, 1,000 senders; the store holds its newest 2,000 copies and the trace its newest
 //! 10,000 events, as a live world does), served by the HTTP API. Each round navigates a fresh
