@@ -88,6 +88,12 @@ async fn the_page_its_assets_events_and_picture_are_served() {
     assert_eq!(hops[0]["hop"], 1);
     assert!(one["ndr"].is_null(), "not an NDR: {one:#}");
 
+    // The queue view asks for a page of the queue; `count` stays the whole queue's.
+    assert_eq!(post(a, "/api/v1/steps", &send("carol@failing.test", "deferred")).await.json()["passed"], true);
+    let page = get(a, "/api/v1/queue?limit=0").await.json();
+    assert_eq!((page["count"].as_u64(), page["entries"].as_array().map(Vec::len)), (Some(1), Some(0)), "{page:#}");
+    assert_eq!(get(a, "/api/v1/queue").await.json()["entries"].as_array().map(Vec::len), Some(1));
+
     let svg = get(a, "/api/v1/graph.svg").await;
     assert_eq!(svg.status, 200);
     assert!(svg.text().contains("<svg") && svg.text().contains("On-premises relay"), "{}", svg.text());

@@ -281,8 +281,8 @@ async function queueView() {
   show(h('h2', {}, 'Queue'), actions, out, list);
 
   async function load() {
-    const q = await api('/api/v1/queue');
-    const shown = q.entries.slice(0, 200);
+    const q = await api('/api/v1/queue?limit=200');
+    const shown = q.entries;
     keepFocus(() => list.replaceChildren(
       h('p', { class: 'note' }, `${q.count} deferred ${q.count === 1 ? 'entry' : 'entries'} at ${q.time}${q.count > shown.length ? ` (first ${shown.length} shown)` : ''}.`),
       table(['Message-ID', 'Sender', 'Recipients', 'Next hop', 'Attempts', 'Next attempt', 'Last error'], shown.map(e => h('tr', {},

@@ -19,7 +19,7 @@
 //! | `GET /api/v1/messages` | tenant mailboxes and peers' inboxes; `where q sender recipient subject start limit` |
 //! | `GET/DELETE /api/v1/messages/{id}`, `GET .../{id}/raw` | one message: summary, headers, `hops` (Received chain), `ndr`; raw source |
 //! | `GET /api/v1/trace`, `GET /api/v1/trace/{message_id}` | trace rows (`sender recipient status message_id start limit`); one message's events |
-//! | `GET /api/v1/queue`, `POST /api/v1/queue/retry` | deferred recipients; retry now |
+//! | `GET /api/v1/queue`, `POST /api/v1/queue/retry` | deferred recipients (`limit`); retry now |
 //! | `POST /api/v1/clock/advance` | `{"by": "25h"}`: as a scenario's `advance` step |
 //! | `GET/PUT /api/v1/tenant`, `POST /api/v1/tenant/reload` | the tenant; replace it (TOML body); re-read it from disk (as SIGHUP) |
 //! | `POST /api/v1/steps` | play `[[step]]` tables (scenario syntax); each step's result |
@@ -595,12 +595,19 @@ fn hop_label(hop: &Hop) -> String {
     }
 }
 
-async fn queue(State(api): State<Arc<Api>>) -> ApiResult {
-    let entries: Vec<Value> = api
-        .endpoint()
-        .pipeline()
-        .queued()
+/// `GET /api/v1/queue` parameters.
+#[derive(serde::Deserialize, Default)]
+struct QueueQuery {
+    /// At most this many entries (all when absent); `count` is always the whole queue's.
+    limit: Option<usize>,
+}
+
+async fn queue(State(api): State<Arc<Api>>, q: Result<Query<QueueQuery>, QueryRejection>) -> ApiResult {
+    let limit = query(q)?.limit.unwrap_or(usize::MAX);
+    let queued = api.endpoint().pipeline().queued();
+    let entries: Vec<Value> = queued
         .iter()
+        .take(limit)
         .map(|e| {
             json!({
                 "message_id": e.message.message_id,
@@ -614,7 +621,7 @@ async fn queue(State(api): State<Arc<Api>>) -> ApiResult {
             })
         })
         .collect();
-    ok(json!({ "time": api.endpoint().pipeline().clock().now().iso8601(), "count": entries.len(), "entries": entries }))
+    ok(json!({ "time": api.endpoint().pipeline().clock().now().iso8601(), "count": queued.len(), "entries": entries }))
 }
 
 #[derive(serde::Deserialize, Default)]
