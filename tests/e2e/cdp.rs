@@ -55,12 +55,33 @@ pub fn chromium_usable(test: &str) -> Option<PathBuf> {
     }
 }
 
-/// One headless Chromium with one page, driven over CDP. Killed on drop.
+/// One headless Chromium with one page, driven over CDP. Stopped on drop.
 pub struct Chromium {
-    child: Child,
-    _profile: tempfile::TempDir,
     ws: WebSocket<TcpStream>,
     next_id: u64,
+    // Dropped in this order: the browser stops before its profile directory is removed.
+    _process: Process,
+    _profile: tempfile::TempDir,
+}
+
+/// The browser process, stopped on drop, also when a test panics while starting it: SIGTERM so
+/// that Chromium takes its helper processes (zygote, GPU, network) down with it, then SIGKILL if
+/// it has not exited within 5 s.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 impl Chromium {
@@ -68,27 +89,29 @@ impl Chromium {
     /// first page.
     pub fn launch(binary: &Path, width: u32, height: u32) -> Chromium {
         let profile = tempfile::tempdir().unwrap();
-        let child = Command::new(binary)
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-dev-shm-usage",
-                "--no-first-run",
-                "--no-default-browser-check",
-                "--disable-extensions",
-                "--disable-background-networking",
-                "--remote-debugging-port=0",
-                "--remote-debugging-address=127.0.0.1",
-                &format!("--window-size={width},{height}"),
-            ])
-            .arg(format!("--user-data-dir={}", profile.path().display()))
-            .arg("about:blank")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()));
+        let process = Process(
+            Command::new(binary)
+                .args([
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-dev-shm-usage",
+                    "--no-first-run",
+                    "--no-default-browser-check",
+                    "--disable-extensions",
+                    "--disable-background-networking",
+                    "--remote-debugging-port=0",
+                    "--remote-debugging-address=127.0.0.1",
+                    &format!("--window-size={width},{height}"),
+                ])
+                .arg(format!("--user-data-dir={}", profile.path().display()))
+                .arg("about:blank")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("starting {}: {e}", binary.display())),
+        );
         // Chromium writes the port it chose to DevToolsActivePort in the profile.
         let port_file = profile.path().join("DevToolsActivePort");
         let deadline = Instant::now() + BOUND;
@@ -116,7 +139,7 @@ impl Chromium {
         let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
         stream.set_read_timeout(Some(BOUND * 2)).unwrap();
         let (ws, _) = tungstenite::client::client(url.as_str(), stream).expect("the DevTools WebSocket handshake");
-        let mut c = Chromium { child, _profile: profile, ws, next_id: 0 };
+        let mut c = Chromium { ws, next_id: 0, _process: process, _profile: profile };
         c.call("Page.enable", json!({}));
         c.call("Runtime.enable", json!({}));
         c
@@ -232,13 +255,6 @@ impl Chromium {
         let png = base64::engine::general_purpose::STANDARD.decode(r["data"].as_str().unwrap()).unwrap();
         std::fs::write(path, png).unwrap();
         println!("screenshot: {}", path.display());
-    }
-}
-
-impl Drop for Chromium {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
