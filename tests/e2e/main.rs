@@ -2,6 +2,7 @@
 //! bound to their own 127/8 addresses. One test binary (one link step).
 
 mod api;
+mod cdp;
 mod common;
 mod config_hardening;
 mod durable;
@@ -21,3 +22,4 @@ mod scenarios;
 mod tls;
 mod transcripts;
 mod validate_outbound;
+mod web;

@@ -207,6 +207,33 @@ impl DnsZoneSet {
         self.origins.iter().map(display_name).collect()
     }
 
+    /// Every MX record as `(domain, preference, exchange)`, names without trailing dot, in
+    /// declaration order; a null MX (RFC 7505) has the exchange `.` (what `mailsim graph` draws).
+    pub fn mx_records(&self) -> Vec<(String, u16, String)> {
+        self.records
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::MX(mx) => {
+                    let exchange = if mx.exchange.is_root() { ".".to_string() } else { display_name(&mx.exchange) };
+                    Some((display_name(&r.name), mx.preference, exchange))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Every A and AAAA record as `(name, address)`, names without trailing dot.
+    pub fn address_records(&self) -> Vec<(String, IpAddr)> {
+        self.records
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::A(a) => Some((display_name(&r.name), IpAddr::V4(a.0))),
+                RData::AAAA(a) => Some((display_name(&r.name), IpAddr::V6(a.0))),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Whether `name` lies inside one of the zones.
     pub fn serves(&self, name: &str) -> bool {
         parse_name(name).is_ok_and(|n| self.zone_for(&n).is_some())

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config_file;
 pub mod endpoint;
 pub mod fuzz_oracle;
+pub mod graph;
 pub mod live;
 pub mod scenario;
 pub mod sim;

@@ -17,19 +17,23 @@
 //! | `GET /livez`, `GET /readyz` | liveness; readiness (the world is up) |
 //! | `GET /api/v1/world` | address plan, tenant endpoint, DNS server, simulated time, tenant source |
 //! | `GET /api/v1/messages` | tenant mailboxes and peers' inboxes; `where q sender recipient subject start limit` |
-//! | `GET/DELETE /api/v1/messages/{id}`, `GET .../{id}/raw` | one message: summary and headers; raw source |
+//! | `GET/DELETE /api/v1/messages/{id}`, `GET .../{id}/raw` | one message: summary, headers, `hops` (Received chain), `ndr`; raw source |
 //! | `GET /api/v1/trace`, `GET /api/v1/trace/{message_id}` | trace rows (`sender recipient status message_id start limit`); one message's events |
-//! | `GET /api/v1/queue`, `POST /api/v1/queue/retry` | deferred recipients; retry now |
+//! | `GET /api/v1/queue`, `POST /api/v1/queue/retry` | deferred recipients (`limit`); retry now |
 //! | `POST /api/v1/clock/advance` | `{"by": "25h"}`: as a scenario's `advance` step |
 //! | `GET/PUT /api/v1/tenant`, `POST /api/v1/tenant/reload` | the tenant; replace it (TOML body); re-read it from disk (as SIGHUP) |
 //! | `POST /api/v1/steps` | play `[[step]]` tables (scenario syntax); each step's result |
 //! | `PUT/DELETE /api/v1/dns/{name}/fault` | `{"fault": "NXDOMAIN" \| "SERVFAIL" \| "silence" \| "REFUSED"}` |
+//! | `GET /`, `/app.js`, `/app.css`; `GET /api/v1/events` | the web page ([`web`]); server-sent `change` events ([`events`]) |
+//! | `GET /api/v1/graph.svg`, `GET /api/v1/graph.dot` | the mail-flow picture ([`crate::graph`]) |
 
+pub mod events;
 pub mod host_check;
 pub mod messages;
 pub mod problem;
 pub mod trace;
 mod validate;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -120,6 +124,9 @@ pub struct Api {
     trace: Mutex<trace::TraceIndex>,
     driving: tokio::sync::Mutex<()>,
     run: RunOptions,
+    /// Set when the server stops, so that endless responses (the web page's event stream) end
+    /// and the graceful shutdown does not wait for them.
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 /// One played step's result.
@@ -151,6 +158,7 @@ impl Api {
             trace: Mutex::default(),
             driving: tokio::sync::Mutex::new(()),
             run: RunOptions::default(),
+            closing: tokio::sync::watch::channel(false).0,
         })
     }
 
@@ -258,10 +266,12 @@ impl Api {
         let addr = listener.local_addr()?;
         let app = router(self.clone());
         let (stop, stopped) = oneshot::channel::<()>();
+        let closing = self.closing.clone();
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
+                .with_graceful_shutdown(async move {
                     let _ = stopped.await;
+                    closing.send_replace(true);
                 })
                 .await;
         });
@@ -320,6 +330,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/api/v1/steps", post(steps))
         .route("/api/v1/dns/{name}/fault", put(set_fault).delete(clear_fault))
         .route("/api/v1/connectors/{name}/validate", post(validate::validate_connector))
+        .merge(web::routes())
         .fallback(|| async { Problem::not_found("no such route (see `mailsim serve --help`)") })
         .method_not_allowed_fallback(|| async {
             Problem::new(StatusCode::METHOD_NOT_ALLOWED, "this route does not take that method")
@@ -422,10 +433,40 @@ async fn world(State(api): State<Arc<Api>>) -> ApiResult {
             "server_name": tenant.settings.server_name,
             "accepted_domains": domains,
             "mailboxes": mailboxes,
-            "inbound_connectors": tenant.inbound_connectors.iter().map(|c| json!({ "name": c.name, "enabled": c.enabled })).collect::<Vec<_>>(),
-            "outbound_connectors": tenant.outbound_connectors.iter().map(|c| json!({ "name": c.name, "enabled": c.enabled })).collect::<Vec<_>>(),
+            "inbound_connectors": tenant.inbound_connectors.iter().map(inbound_json).collect::<Vec<_>>(),
+            "outbound_connectors": tenant.outbound_connectors.iter().map(outbound_json).collect::<Vec<_>>(),
         },
     }))
+}
+
+/// An inbound connector as the world view shows it: what it matches (exo-behaviour §2).
+fn inbound_json(c: &mailsim_core::tenant::InboundConnector) -> Value {
+    let strings = |v: &[String]| v.to_vec();
+    json!({
+        "name": c.name, "enabled": c.enabled, "type": format!("{:?}", c.connector_type),
+        "sender_ip_addresses": c.sender_ip_addresses.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "sender_domains": c.sender_domains.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "tls_sender_certificate_name": c.tls_sender_certificate_name.as_ref().map(ToString::to_string),
+        "require_tls": c.require_tls,
+        "restrict_domains_to_ip_addresses": c.restrict_domains_to_ip_addresses,
+        "restrict_domains_to_certificate": c.restrict_domains_to_certificate,
+        "client_host_names": strings(&c.client_host_names),
+    })
+}
+
+/// An outbound connector as the world view shows it: recipient domains and where they go (§3).
+fn outbound_json(c: &mailsim_core::tenant::OutboundConnector) -> Value {
+    json!({
+        "name": c.name, "enabled": c.enabled, "type": format!("{:?}", c.connector_type),
+        "recipient_domains": c.recipient_domains.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "all_accepted_domains": c.all_accepted_domains,
+        "smart_hosts": c.smart_hosts.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "use_mx_record": c.use_mx_record,
+        "tls_settings": format!("{:?}", c.tls_settings),
+        "tls_domain": c.tls_domain.as_ref().map(ToString::to_string),
+        "is_transport_rule_scoped": c.is_transport_rule_scoped,
+        "route_all_messages_via_on_premises": c.route_all_messages_via_on_premises,
+    })
 }
 
 /// Brings the message index up to date with the mailboxes and every peer.
@@ -490,7 +531,8 @@ async fn message(State(api): State<Arc<Api>>, Path(id): Path<String>) -> ApiResu
                 .collect()
         })
         .unwrap_or_default();
-    ok(json!({ "summary": summary.as_deref(), "headers": headers }))
+    let extras = web::message_extras(&raw);
+    ok(json!({ "summary": summary.as_deref(), "headers": headers, "hops": extras["hops"], "ndr": extras["ndr"] }))
 }
 
 async fn raw_message(State(api): State<Arc<Api>>, Path(id): Path<String>) -> ApiResult {
@@ -555,12 +597,19 @@ fn hop_label(hop: &Hop) -> String {
     }
 }
 
-async fn queue(State(api): State<Arc<Api>>) -> ApiResult {
-    let entries: Vec<Value> = api
-        .endpoint()
-        .pipeline()
-        .queued()
+/// `GET /api/v1/queue` parameters.
+#[derive(serde::Deserialize, Default)]
+struct QueueQuery {
+    /// At most this many entries (all when absent); `count` is always the whole queue's.
+    limit: Option<usize>,
+}
+
+async fn queue(State(api): State<Arc<Api>>, q: Result<Query<QueueQuery>, QueryRejection>) -> ApiResult {
+    let limit = query(q)?.limit.unwrap_or(usize::MAX);
+    let queued = api.endpoint().pipeline().queued();
+    let entries: Vec<Value> = queued
         .iter()
+        .take(limit)
         .map(|e| {
             json!({
                 "message_id": e.message.message_id,
@@ -574,7 +623,7 @@ async fn queue(State(api): State<Arc<Api>>) -> ApiResult {
             })
         })
         .collect();
-    ok(json!({ "time": api.endpoint().pipeline().clock().now().iso8601(), "count": entries.len(), "entries": entries }))
+    ok(json!({ "time": api.endpoint().pipeline().clock().now().iso8601(), "count": queued.len(), "entries": entries }))
 }
 
 #[derive(serde::Deserialize, Default)]

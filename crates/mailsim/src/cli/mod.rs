@@ -9,6 +9,7 @@ pub mod explain;
 pub mod explain_cmd;
 pub mod explain_outbound;
 pub mod explain_sections;
+pub mod graph;
 pub mod headers;
 pub mod run;
 pub mod send;
@@ -59,13 +60,16 @@ enum Command {
     Run(run::RunArgs),
     /// N messages through a world with scripted faults, then the conservation check.
     Soak(soak::SoakArgs),
+    /// Draw a scenario's or a tenant's mail flow (hosts, connectors, MX records, message paths) as SVG and DOT.
+    Graph(graph::GraphArgs),
 }
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // `run` reports on stdout; the worlds' session logs would drown it.
-    let default_log = if matches!(cli.command, Command::Run(_) | Command::Soak(_)) { "warn" } else { "info" };
+    let default_log =
+        if matches!(cli.command, Command::Run(_) | Command::Soak(_) | Command::Graph(_)) { "warn" } else { "info" };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("MAILSIM_LOG")
@@ -89,6 +93,7 @@ pub fn main() -> ExitCode {
                     Command::Run(args) => run::run(args).await,
                     Command::Soak(args) => soak::run(args).await,
                     Command::ValidateOutbound(args) => validate_outbound::run(args).await,
+                    Command::Graph(args) => graph::run(args).await,
                     Command::Explain(_) | Command::Certs(_) | Command::Trace(_) | Command::Headers(_) => {
                         unreachable!("handled above")
                     }

@@ -91,7 +91,10 @@ async fn start(api: Arc<Api>, args: &HttpArgs) -> anyhow::Result<LiveApi> {
         None
     } else {
         let server = api.serve(args.http).await?;
-        println!("HTTP API on http://{} (GET /api/v1/world; see `mailsim serve --help`)", server.addr());
+        println!(
+            "web page and HTTP API on http://{}/ (open it in a browser; GET /api/v1/world; see `mailsim serve --help`)",
+            server.addr()
+        );
         Some(server)
     };
     let hup = watch_hup(api.clone());
