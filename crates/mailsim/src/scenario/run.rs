@@ -208,6 +208,7 @@ pub async fn apply(sim: &Simulation, change: &Change) -> anyhow::Result<()> {
             let mut script = (**script).clone();
             if *relay_to_tenant {
                 script.forward_to = Some(sim.tenant_addr());
+                script.relay = Some(sim.relay_options(host)?);
             }
             sim.peer(host)?.set_script(script).with_context(|| format!("the new script of host {host:?}"))?;
         }
@@ -217,6 +218,11 @@ pub async fn apply(sim: &Simulation, change: &Change) -> anyhow::Result<()> {
         Change::A { name, addresses } => sim.dns().update(|z| z.set_a(name, addresses))?,
         Change::DnsFault { name, fault: Some(fault) } => sim.dns().set_fault(name, *fault),
         Change::DnsFault { name, fault: None } => sim.dns().clear_fault(name),
+        Change::DnsFaultFor { name, record_type, fault: Some(fault) } => {
+            sim.dns().set_fault_for(name, record_type, *fault)?
+        }
+        Change::DnsFaultFor { name, record_type, fault: None } => sim.dns().clear_fault_for(name, record_type)?,
+        Change::Txt { name, records } => sim.dns().update(|z| z.set_txt(name, records))?,
     }
     Ok(())
 }

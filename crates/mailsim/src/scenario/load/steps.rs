@@ -16,7 +16,7 @@ use super::walker::{Node, Tbl, to_toml};
 use super::{Action, Change, HostState, Loader, Step};
 use crate::sim::{HostSpec, SendSpec, TlsUse};
 
-pub(super) const CHANGE_KINDS: [&str; 12] = [
+pub(super) const CHANGE_KINDS: [&str; 13] = [
     "inbound_connector",
     "outbound_connector",
     "add_inbound_connector",
@@ -29,9 +29,10 @@ pub(super) const CHANGE_KINDS: [&str; 12] = [
     "a",
     "dns_fault",
     "transport_rule",
+    "txt",
 ];
-pub(super) const CHANGE_COMPANIONS: [&str; 8] =
-    ["set", "cert", "address", "peer", "relay_to_tenant", "records", "addresses", "fault"];
+pub(super) const CHANGE_COMPANIONS: [&str; 9] =
+    ["set", "cert", "address", "peer", "relay_to_tenant", "records", "addresses", "fault", "type"];
 
 impl<'t> Loader<'t> {
     pub(super) fn step(&mut self, n: &Node<'_>, number: usize) -> Result<Step, ConfigError> {
@@ -70,8 +71,10 @@ impl<'t> Loader<'t> {
 
     pub(super) fn send(&mut self, n: &Node<'_>) -> Result<SendSpec, ConfigError> {
         let t = self.cx.table(n)?;
-        self.cx
-            .keys(&t, &["from", "tls", "cert", "ehlo", "mail_from", "rcpt_to", "subject", "body", "headers", "eml"])?;
+        self.cx.keys(
+            &t,
+            &["from", "tls", "cert", "ehlo", "mail_from", "rcpt_to", "subject", "body", "headers", "eml", "to", "dkim"],
+        )?;
         let from_node = self.cx.req(&t, "from")?;
         let from = self.cx.string(&from_node)?.to_string();
         let host = if self.hosts.iter().any(|h| h.name == from) {
@@ -139,6 +142,7 @@ impl<'t> Loader<'t> {
             })?;
             spec.data = Some(data);
         }
+        self.send_auth(&t, &mut spec)?;
         Ok(spec)
     }
 
@@ -194,7 +198,8 @@ impl<'t> Loader<'t> {
             "host" => &["cert", "address", "peer", "relay_to_tenant"],
             "mx" => &["records"],
             "a" => &["addresses"],
-            "dns_fault" => &["fault"],
+            "dns_fault" => &["fault", "type"],
+            "txt" => &["records"],
             _ => &[],
         };
         for key in t.present(&CHANGE_COMPANIONS) {
@@ -212,6 +217,7 @@ impl<'t> Loader<'t> {
             "mx" => Some("records"),
             "a" => Some("addresses"),
             "dns_fault" => Some("fault"),
+            "txt" => Some("records"),
             _ => None,
         };
         if let Some(r) = required {
@@ -288,8 +294,12 @@ impl<'t> Loader<'t> {
                             .with_hint("ServFail, NxDomain, Silence, Refused or None"));
                     }
                 };
-                Ok(vec![Change::DnsFault { name, fault }])
+                match self.fault_type(t)? {
+                    Some(record_type) => Ok(vec![Change::DnsFaultFor { name, record_type, fault }]),
+                    None => Ok(vec![Change::DnsFault { name, fault }]),
+                }
             }
+            "txt" => self.change_txt(t, &node),
             _ => self.change_tenant(t, kind, &node, step).map(|c| vec![c]),
         }
     }

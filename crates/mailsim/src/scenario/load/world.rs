@@ -309,7 +309,8 @@ impl<'t> Loader<'t> {
         for (i, item) in items.iter().enumerate() {
             let node = Node { v: item.get_ref(), span: item.span(), field: format!("host[{}]", i + 1) };
             let t = self.cx.table(&node)?;
-            self.cx.keys(&t, &["name", "address", "loopback", "cert", "relay_to_tenant", "peer"])?;
+            self.cx
+                .keys(&t, &["name", "address", "loopback", "cert", "relay_to_tenant", "peer", "dkim", "relay_hops"])?;
             let name_node = self.cx.req(&t, "name")?;
             let name = self.cx.string(&name_node)?.trim().to_string();
             if name.is_empty() || WORLD_SLOTS.iter().any(|w| name.eq_ignore_ascii_case(w)) {
@@ -360,6 +361,8 @@ impl<'t> Loader<'t> {
                 peer: script,
                 relays_to_tenant: relay,
                 loopback,
+                dkim: self.host_dkim(&t)?,
+                relay_hops: self.relay_hops(&t)?,
             });
             self.hosts.push(HostState { name, declared, peer, relay });
         }
@@ -424,10 +427,21 @@ impl<'t> Loader<'t> {
     }
 
     pub(super) fn dns(&self, t: &Tbl<'_>) -> Result<DnsZoneSet, ConfigError> {
+        self.cx.keys(t, &["records", "txt"])?;
+        let zones = match t.get("records") {
+            Some(n) => self.dns_records(&n)?,
+            None => DnsZoneSet::new(),
+        };
+        match t.get("txt") {
+            Some(n) => self.dns_txt(&n, zones),
+            None => Ok(zones),
+        }
+    }
+
+    /// `[dns] records`: zone-file lines.
+    fn dns_records(&self, n: &Node<'_>) -> Result<DnsZoneSet, ConfigError> {
         let cx = &self.cx;
-        cx.keys(t, &["records"])?;
-        let Some(n) = t.get("records") else { return Ok(DnsZoneSet::new()) };
-        let text = cx.string(&n)?;
+        let text = cx.string(n)?;
         let hint = "zone-file lines with absolute names: `partner.test. MX 10 mx.partner.test.` or `mx.partner.test. A 203.0.113.25`";
         let mut directives = String::new();
         let mut groups: BTreeMap<String, Vec<(usize, String)>> = BTreeMap::new();
