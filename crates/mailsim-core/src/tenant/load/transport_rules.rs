@@ -121,7 +121,7 @@ const ACTION_KEYS: [&str; 20] = [
 ];
 
 /// Every key a rule may have.
-fn known_keys() -> Vec<String> {
+pub(super) fn known_keys() -> Vec<String> {
     RULE_KEYS
         .iter()
         .chain(ACTION_KEYS.iter())
