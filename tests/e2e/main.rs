@@ -8,6 +8,7 @@ mod durable;
 mod endpoint;
 mod explain;
 mod fidelity;
+mod import;
 mod inbound;
 mod interop_postfix;
 mod live;

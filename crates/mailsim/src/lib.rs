@@ -11,6 +11,8 @@ pub mod cli;
 pub mod config_file;
 pub mod endpoint;
 pub mod fuzz_oracle;
+pub mod import;
+pub mod lint;
 pub mod live;
 pub mod scenario;
 pub mod sim;

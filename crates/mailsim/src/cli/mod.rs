@@ -6,6 +6,8 @@ pub mod bench;
 pub mod certs;
 pub mod demo;
 pub mod explain;
+pub mod import;
+pub mod lint;
 pub mod run;
 pub mod send;
 pub mod serve;
@@ -42,6 +44,11 @@ enum Command {
     Trace(trace::TraceArgs),
     /// Explain which inbound connector applies to a connection and what the tenant would reply.
     Explain(explain::ExplainArgs),
+    /// Write a tenant file from Get-AcceptedDomain/-InboundConnector/-OutboundConnector/-TransportRule
+    /// JSON exports (ConvertTo-Json -Depth 5).
+    Import(import::ImportArgs),
+    /// Check a tenant (or a scenario's tenant) against the recommended configuration (L1-L15).
+    Lint(lint::LintArgs),
     /// Run scenario files (default: scenarios/) in parallel, each in a world of its own.
     Run(run::RunArgs),
     /// N messages through a world with scripted faults, then the conservation check.
@@ -65,6 +72,8 @@ pub fn main() -> ExitCode {
         Command::Explain(args) => explain::run(&args),
         Command::Certs(args) => certs::run(&args).map(|_| 0),
         Command::Trace(args) => trace::run(&args),
+        Command::Import(args) => import::run(&args),
+        Command::Lint(args) => lint::run(&args),
         command => runtime().and_then(|rt| {
             rt.block_on(async move {
                 match command {
@@ -74,7 +83,13 @@ pub fn main() -> ExitCode {
                     Command::Bench(args) => bench::run(args).await.map(|_| 0),
                     Command::Run(args) => run::run(args).await,
                     Command::Soak(args) => soak::run(args).await,
-                    Command::Explain(_) | Command::Certs(_) | Command::Trace(_) => unreachable!("handled above"),
+                    Command::Explain(_)
+                    | Command::Certs(_)
+                    | Command::Trace(_)
+                    | Command::Import(_)
+                    | Command::Lint(_) => {
+                        unreachable!("handled above")
+                    }
                 }
             })
         }),
