@@ -180,3 +180,41 @@ fn huge_and_badly_encoded_inputs() {
     let imported = import::import(&[("utf16.json".into(), import::read_input(&utf16).unwrap())]).unwrap();
     assert!(imported.toml.contains("DomainName = \"contoso.test\""));
 }
+
+/// A rule naming a connector the export left out is refused with the export fix (§15.1, L17).
+#[test]
+fn a_rule_naming_a_connector_the_export_lacks_points_at_the_export_switches() {
+    let rule = r#"{"Priority":0,"Mode":"Enforce","State":"Enabled","Name":"R","Identity":"R","RecipientDomainIs":["x.test"],"RouteMessageOutboundConnector":"Route to X","Conditions":[]}"#;
+    let e = import::import(&[("rule.json".into(), rule.into())]).unwrap_err();
+    assert_eq!(e.at.as_deref(), Some("/RouteMessageOutboundConnector"), "{e}");
+    assert!(e.hint.unwrap().contains("-IsTransportRuleScoped:$true"));
+}
+
+/// `mailsim lint` on a scenario and on a tenant file: exit status by the highest severity and
+/// `--deny`; a file that does not load is an error, not a finding.
+#[test]
+fn lint_exit_status_follows_severity_and_deny() {
+    use mailsim::cli::lint::{DenyLevel, LintArgs, run};
+    let args = |path: PathBuf, deny| LintArgs { path, json: true, sarif: false, deny };
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/00-lockdown-5.7.51.toml");
+    // The lock-down connector has Enhanced Filtering off: L1, a warning.
+    assert_eq!(run(&args(scenario.clone(), DenyLevel::Error)).unwrap(), 0);
+    assert_eq!(run(&args(scenario, DenyLevel::Warn)).unwrap(), 1);
+    let dir = tempfile::tempdir().unwrap();
+    let tenant = dir.path().join("tenant.toml");
+    std::fs::write(
+        &tenant,
+        "[[AcceptedDomain]]\nDomainName = \"contoso.test\"\n[[TransportRule]]\nName = \"Trust contoso\"\nSenderDomainIs = \"contoso.test\"\nSetSCL = -1\n",
+    )
+    .unwrap();
+    assert_eq!(run(&args(tenant.clone(), DenyLevel::Error)).unwrap(), 1, "L7 is an error");
+    let findings = mailsim::lint::lint(&mailsim::lint::Input {
+        tenant: &mailsim::lint::load_any(&tenant).unwrap(),
+        now: mailsim_core::time::Timestamp::from_millis(0),
+    });
+    assert_eq!(findings[0].id, "L7");
+    assert!(findings[0].message.contains("critical"), "{findings:#?}");
+    assert!(findings[0].fix.starts_with("Set-TransportRule -Identity 'Trust contoso' "), "{findings:#?}");
+    std::fs::write(&tenant, "[[AcceptedDomain]]\nDomainNam = \"contoso.test\"\n").unwrap();
+    assert!(run(&args(tenant, DenyLevel::Error)).is_err());
+}

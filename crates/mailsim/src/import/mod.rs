@@ -399,6 +399,8 @@ struct Record {
     cmdlet: Cmdlet,
     file: String,
     index: usize,
+    /// JSON pointer of the object in its file (empty for a file that is one object).
+    pointer: String,
     identity: Option<String>,
     guid: Option<String>,
     keys: Vec<(String, toml::Value)>,
@@ -461,7 +463,15 @@ pub fn import(inputs: &[(String, String)]) -> Result<Imported, ImportError> {
                 e.hint = h;
                 e
             })?;
-            records.push(Record { cmdlet, file: file.clone(), index, identity: identity.clone(), guid, ..record });
+            records.push(Record {
+                cmdlet,
+                file: file.clone(),
+                index,
+                pointer: pointer.clone(),
+                identity: identity.clone(),
+                guid,
+                ..record
+            });
         }
     }
     records.sort_by_key(|r| r.cmdlet);
@@ -603,7 +613,16 @@ fn convert(
             None => return Err((format!("{pointer}/Name"), "the object has no Name".into(), None)),
         }
     }
-    Ok(Record { cmdlet, file: String::new(), index: 0, identity: None, guid: None, keys, comments })
+    Ok(Record {
+        cmdlet,
+        file: String::new(),
+        index: 0,
+        pointer: String::new(),
+        identity: None,
+        guid: None,
+        keys,
+        comments,
+    })
 }
 
 fn is_unset(value: &Value, cmdlet: Cmdlet) -> bool {
@@ -876,13 +895,22 @@ fn loader_error(records: &[Record], e: &load::ConfigError) -> ImportError {
     });
     let property = e.field.split_once('.').map(|(_, p)| p.to_string());
     match found {
-        Some(r) => ImportError {
-            file: r.file.clone(),
-            identity: r.identity.clone(),
-            at: property.map(|p| format!("/{}/{p}", r.index)),
-            message: format!("mailsim refuses this value: {}", e.message),
-            hint: e.hint.clone(),
-        },
+        Some(r) => {
+            // §15.1: Get-OutboundConnector leaves out rule-scoped (and test-mode) connectors unless
+            // asked, so a rule naming a connector the export lacks is an export gap (lint L17).
+            let hint = if property.as_deref() == Some("RouteMessageOutboundConnector") {
+                Some("if the connector exists in the tenant, the export left it out: export `Get-OutboundConnector -IsTransportRuleScoped:$true` and `-IncludeTestModeConnectors:$true` too and import both files (exo-behaviour §15.1)".to_string())
+            } else {
+                e.hint.clone()
+            };
+            ImportError {
+                file: r.file.clone(),
+                identity: r.identity.clone(),
+                at: property.map(|p| format!("{}/{p}", r.pointer)),
+                message: format!("mailsim refuses this value: {}", e.message),
+                hint,
+            }
+        }
         None => ImportError::file("imported tenant", e.to_string()),
     }
 }
