@@ -218,3 +218,11 @@ fn lint_exit_status_follows_severity_and_deny() {
     std::fs::write(&tenant, "[[AcceptedDomain]]\nDomainNam = \"contoso.test\"\n").unwrap();
     assert!(run(&args(tenant, DenyLevel::Error)).is_err());
 }
+
+/// An endless or huge stream that is not a regular file (a pipe, a device) is read only up to the
+/// cap: /dev/zero stops at 64 MiB and is refused, it does not run the machine out of memory.
+#[test]
+fn an_endless_input_is_cut_at_the_cap() {
+    let e = import::read_input(Path::new("/dev/zero")).unwrap_err();
+    assert!(e.message.starts_with("is larger than 64 MiB"), "{e}");
+}

@@ -159,6 +159,13 @@ pub fn read_input(path: &Path) -> Result<String, ImportError> {
     if file.metadata().is_ok_and(|m| m.is_dir()) {
         return Err(ImportError::file(&name, "is a directory"));
     }
+    // A regular file over the cap is refused unread; other inputs (a pipe) are read up to it.
+    if let Ok(m) = file.metadata()
+        && m.is_file()
+        && m.len() > MAX_IMPORT_BYTES
+    {
+        return Err(too_large(&name));
+    }
     let mut bytes = Vec::new();
     file.take(MAX_IMPORT_BYTES + 1)
         .read_to_end(&mut bytes)
@@ -166,11 +173,15 @@ pub fn read_input(path: &Path) -> Result<String, ImportError> {
     decode(&bytes, &name)
 }
 
+fn too_large(name: &str) -> ImportError {
+    ImportError::file(name, format!("is larger than {} MiB", MAX_IMPORT_BYTES >> 20))
+        .hint("export fewer objects per file (e.g. one file per cmdlet), or check that this is an export")
+}
+
 /// Bytes → text: the size cap, the BOMs, and the first bad UTF-8 byte by line and column.
 pub fn decode(bytes: &[u8], name: &str) -> Result<String, ImportError> {
     if bytes.len() as u64 > MAX_IMPORT_BYTES {
-        return Err(ImportError::file(name, format!("is larger than {} MiB", MAX_IMPORT_BYTES >> 20))
-            .hint("export fewer objects per file (e.g. one file per cmdlet), or check that this is an export"));
+        return Err(too_large(name));
     }
     let utf16 = |le: bool| -> Result<String, ImportError> {
         let units: Vec<u16> = bytes[2..]

@@ -3,6 +3,8 @@
 //! says why, and a check that returns findings naming the object, the field, why it matters and
 //! the PowerShell that fixes it. Pure: no clock (the caller gives `now`), no I/O.
 //!
+//! L18–L20 come from the seeds' pitfalls (seed 004), grounded in the sections they cite.
+//!
 //! Rules §15.5 lists that need data mailsim does not model are not checked: L5 (`Get-ArcConfig`),
 //! L6 (anti-phishing policies), L16 (connection filter policy), L17 (which `Get-OutboundConnector`
 //! switches an export used; `mailsim import` points at it when a rule names a missing
@@ -190,6 +192,28 @@ pub const RULES: &[Rule] = &[
         title: "DomainValidation without TlsDomain",
         section: "exo-behaviour §15.5, §3.1",
         check: l15,
+    },
+    // Added from the seeds' pitfalls (seed 004), with the sections that ground them.
+    Rule {
+        id: "L18",
+        severity: Severity::Warn,
+        title: "InternalRelay domain routed out through a Partner connector (gateway loop)",
+        section: "exo-behaviour §4.1, §4.2, §3.2 (seed 004 pitfall: mail loops)",
+        check: l18,
+    },
+    Rule {
+        id: "L19",
+        severity: Severity::Warn,
+        title: "EFSkipLastIP $true together with EFSkipIPs (the list is not used)",
+        section: "exo-behaviour §2.1, §14.2 (seed 004: the gotcha that cost a day)",
+        check: l19,
+    },
+    Rule {
+        id: "L20",
+        severity: Severity::Warn,
+        title: "Partner inbound connector with neither sender IPs nor a certificate",
+        section: "exo-behaviour §2.2 (seed 004 pitfall: connector type confusion)",
+        check: l20,
     },
 ];
 
@@ -583,6 +607,57 @@ fn l15(i: &Input<'_>, r: &Rule, out: &mut Vec<Finding>) {
     }
 }
 
+fn l18(i: &Input<'_>, r: &Rule, out: &mut Vec<Finding>) {
+    use mailsim_core::tenant::DomainType;
+    for d in i.tenant.accepted_domains.iter().filter(|d| d.domain_type == DomainType::InternalRelay) {
+        let via = i.tenant.outbound_connectors.iter().find(|o| {
+            o.enabled
+                && !o.is_transport_rule_scoped
+                && o.connector_type == ConnectorType::Partner
+                && o.recipient_domains.iter().any(|p| p.matches(&d.name))
+        });
+        if let Some(o) = via {
+            out.push(r.finding(
+                format!("AcceptedDomain \"{}\"", d.name),
+                "DomainType",
+                format!("InternalRelay: recipients of {} that have no mailbox go out through Partner connector \"{}\"; if that gateway routes the domain back to the tenant, the message loops until 5.4.14", d.name, o.name),
+                format!("Set-AcceptedDomain -Identity {} -DomainType Authoritative", ps(d.name.as_str())),
+            ));
+        }
+    }
+}
+
+fn l19(i: &Input<'_>, r: &Rule, out: &mut Vec<Finding>) {
+    for c in i.tenant.inbound_connectors.iter().filter(|c| c.enabled && c.ef_skip_last_ip && !c.ef_skip_ips.is_empty())
+    {
+        out.push(r.finding(
+            inbound(c),
+            "EFSkipLastIP",
+            format!(
+                "EFSkipLastIP $true skips only the connecting hop; the {} EFSkipIPs entries are not used",
+                c.ef_skip_ips.len()
+            ),
+            format!("Set-InboundConnector -Identity {} -EFSkipLastIP $false", ps(&c.name)),
+        ));
+    }
+}
+
+fn l20(i: &Input<'_>, r: &Rule, out: &mut Vec<Finding>) {
+    for c in i.tenant.inbound_connectors.iter().filter(|c| {
+        c.enabled
+            && c.connector_type == ConnectorType::Partner
+            && c.sender_ip_addresses.is_empty()
+            && c.tls_sender_certificate_name.is_none()
+    }) {
+        out.push(r.finding(
+            inbound(c),
+            "SenderIPAddresses",
+            "identifies its partner by neither IP nor certificate: anyone can claim its sender domains".into(),
+            format!("Set-InboundConnector -Identity {} -SenderIPAddresses <partner IPs> -RestrictDomainsToIPAddresses $true", ps(&c.name)),
+        ));
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Output.
 
@@ -691,6 +766,17 @@ mod tests {
                 "[[InboundConnector]]\nName = \"op\"\nConnectorType = \"OnPremises\"\nSenderDomains = [\"*\"]\nTlsSenderCertificateName = \"mail.fabrikam.test\"\nRequireTls = true\n".into(),
                 "[[InboundConnector]]\nName = \"op\"\nConnectorType = \"OnPremises\"\nSenderDomains = [\"*\"]\nTlsSenderCertificateName = \"*.contoso.test\"\nRequireTls = true\n".into(),
             ),
+            (
+                "L18",
+                "[[AcceptedDomain]]\nDomainName = \"relay.test\"\nDomainType = \"InternalRelay\"\n[[OutboundConnector]]\nName = \"o\"\nRecipientDomains = [\"*\"]\nUseMXRecord = false\nSmartHosts = [\"gw.test\"]\n".into(),
+                "[[AcceptedDomain]]\nDomainName = \"relay.test\"\nDomainType = \"InternalRelay\"\n[[OutboundConnector]]\nName = \"o\"\nConnectorType = \"OnPremises\"\nRecipientDomains = [\"relay.test\"]\nUseMXRecord = false\nSmartHosts = [\"onprem.test\"]\n".into(),
+            ),
+            (
+                "L19",
+                ef(LOCK).replace("RequireTls = false\n", "RequireTls = false\nEFSkipLastIP = true\n"),
+                ef(LOCK),
+            ),
+            ("L20", "[[InboundConnector]]\nName = \"p\"\nSenderDomains = [\"partner.test\"]\nRequireTls = true\n".into(), "[[InboundConnector]]\nName = \"p\"\nSenderDomains = [\"partner.test\"]\nTlsSenderCertificateName = \"mail.partner.test\"\nRequireTls = true\n".into()),
             (
                 "L15",
                 "[[OutboundConnector]]\nName = \"o\"\nRecipientDomains = [\"*\"]\nTlsSettings = \"DomainValidation\"\n".into(),
