@@ -354,9 +354,7 @@ fn behaviour(cmdlet: Cmdlet, key: &str, rule_keys: &HashSet<String>) -> Option<K
 fn also_without_behaviour(cmdlet: Cmdlet, key: &str) -> bool {
     matches!(
         (cmdlet, key),
-        (Cmdlet::InboundConnector, "ClientHostNames" | "EFUsers")
-            | (Cmdlet::OutboundConnector, "TestMode")
-            | (Cmdlet::TransportRule, "ModerateMessageByUser" | "GenerateIncidentReport")
+        (Cmdlet::InboundConnector, "ClientHostNames" | "EFUsers") | (Cmdlet::OutboundConnector, "TestMode")
     )
 }
 

@@ -129,6 +129,7 @@ pub const RULE: &[Inert] = &[
     inert("SetAuditSeverity", Shape::Any, "audit reports are not simulated"),
     inert("ApplyClassification", Shape::Any, "message classifications are not simulated"),
     inert("GenerateNotification", Shape::Any, "notifications are not simulated"),
+    inert("GenerateIncidentReport", Shape::Any, "incident reports are not simulated"),
     inert("IncidentReportContent", Shape::Any, "incident reports are not simulated"),
     inert("LogEventText", Shape::Any, "event logs are not simulated"),
     inert("ApplyOME", Shape::Bool, "encryption is not simulated"),
@@ -139,6 +140,7 @@ pub const RULE: &[Inert] = &[
     inert("RemoveRMSAttachmentEncryption", Shape::Bool, "encryption is not simulated"),
     // Delivery-changing actions.
     disables("NotifySender", Shape::Any),
+    disables("ModerateMessageByUser", Shape::Any),
     disables("ModerateMessageByManager", Shape::Bool),
     disables("AddManagerAsRecipientType", Shape::Any),
     disables("SmtpRejectMessageRejectStatusCode", Shape::Any),
@@ -197,6 +199,7 @@ fn is_action(key: &str) -> bool {
     matches!(
         key,
         "NotifySender"
+            | "ModerateMessageByUser"
             | "ModerateMessageByManager"
             | "AddManagerAsRecipientType"
             | "SmtpRejectMessageRejectStatusCode"
@@ -447,6 +450,27 @@ SetHeaderValue = "1"
         );
         assert!(w.iter().any(|w| w.contains("TransportRule[1].SetAuditSeverity: accepted without effect")
             && w.contains("set on 2 objects")));
+    }
+
+    /// Moderation is a settable action mailsim does not simulate: the rule loads disabled (it was
+    /// refused before issue 13); an incident report changes no delivery: ignored with a warning.
+    #[test]
+    fn moderation_disables_the_rule_and_incident_reports_are_ignored() {
+        let text = format!(
+            "{DOMAIN}[[TransportRule]]\nName = \"Moderate\"\nSentTo = \"ceo@contoso.test\"\nModerateMessageByUser = \"boss@contoso.test\"\n\n[[TransportRule]]\nName = \"Report\"\nGenerateIncidentReport = \"sec@contoso.test\"\nSetHeaderName = \"X-R\"\nSetHeaderValue = \"1\"\n"
+        );
+        let loaded = load_with_warnings(&text, "t.toml").unwrap();
+        assert!(!loaded.tenant.transport_rules[0].enabled);
+        assert!(loaded.tenant.transport_rules[1].enabled);
+        let w: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
+        assert!(
+            w.iter().any(|w| w.contains("TransportRule[1].ModerateMessageByUser: rule `Moderate` is loaded disabled")),
+            "{w:#?}"
+        );
+        assert!(
+            w.iter().any(|w| w.contains("TransportRule[2].GenerateIncidentReport: accepted without effect")),
+            "{w:#?}"
+        );
     }
 
     /// A key listed here is one the typed loader never sees: giving a key behaviour means removing
