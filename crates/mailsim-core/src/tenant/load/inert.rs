@@ -4,7 +4,7 @@
 //! the number of objects that set it).
 //!
 //! Contract:
-//! - [`take`] runs on the parsed document before the typed tables are read: it checks each inert
+//! - `take` runs on the parsed document before the typed tables are read: it checks each inert
 //!   value's shape (a boolean, a string, a list, one of an enumeration), removes the key and records
 //!   the warning. The typed loader never sees these keys, so a key listed here must not be one the
 //!   loader reads (a test checks the two lists are disjoint: giving a key behaviour means removing
