@@ -11,6 +11,7 @@ mod endpoint;
 mod explain;
 mod fidelity;
 mod headers;
+mod import;
 mod inbound;
 mod interop_postfix;
 mod live;

@@ -13,6 +13,8 @@ pub mod config_file;
 pub mod endpoint;
 pub mod fuzz_oracle;
 pub mod graph;
+pub mod import;
+pub mod lint;
 pub mod live;
 pub mod scenario;
 pub mod sim;

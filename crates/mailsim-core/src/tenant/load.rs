@@ -41,6 +41,8 @@
 //! - Lists are TOML arrays or one comma-separated string (`"a,b"`, `"{a, b}"`).
 //! - Enumerations (`ConnectorType`, `DomainType`, ...) are case-insensitive, as in PowerShell.
 //! - Keys are case-sensitive (TOML); an unknown key is an error whose hint names the key meant.
+//! - Every settable parameter of the four `New-*`/`Set-*` cmdlets loads: those mailsim gives no
+//!   behaviour (`ConnectorSource`, `MtaStsMode`, ...) are listed in [`inert`] and warned once each.
 //!
 //! Validation follows what `New-InboundConnector` and `New-AcceptedDomain` refuse (exo-behaviour
 //! §2.1, §4.1). Where EXO's behaviour is unconfirmed, the choice is stated at the check.
@@ -85,6 +87,7 @@ pub use crate::diagnostics::{ConfigError, ConfigWarning};
 pub const TABLES: [&str; 6] =
     ["Transport", "AcceptedDomain", "Directory", "InboundConnector", "OutboundConnector", "TransportRule"];
 
+pub mod inert;
 mod transport_rules;
 
 /// A loaded tenant and the warnings found on the way.
@@ -94,6 +97,12 @@ pub struct Loaded {
     pub tenant: Tenant,
     /// Warnings, in file order.
     pub warnings: Vec<ConfigWarning>,
+}
+
+/// Every key a `[[TransportRule]]` table may have with behaviour (conditions, their `ExceptIf`
+/// twins, actions and the rule's own properties); [`inert::RULE`] lists the others.
+pub fn transport_rule_keys() -> Vec<String> {
+    transport_rules::known_keys()
 }
 
 /// Parses and validates a tenant file. `path` only names the file in errors.
@@ -119,7 +128,7 @@ fn load_inner(text: &str, path: &str, other_tables: &[&str]) -> Result<Loaded, C
         diagnostics::refuse_empty(text, path, "tenant file")?;
     }
     check_top_level(&cx, other_tables)?;
-    let mut raw: RawTenant = toml::from_str(text).map_err(|e| cx.syntax_error(&e))?;
+    let mut raw: RawTenant = inert::parse(&mut cx)?;
     let mut tenant = Tenant::builder().with_settings(build_transport(&cx, raw.transport)?);
     build_accepted_domains(&cx, raw.accepted_domain, &mut tenant)?;
     let groups = raw.directory.as_mut().map(|d| std::mem::take(&mut d.distribution_group)).unwrap_or_default();
@@ -453,7 +462,11 @@ fn unknown_key_hint(message: &str) -> Option<String> {
     if unknown == "ConnectorSource" || unknown == "TrustedOrganizations" || unknown == "EFUsers" {
         return Some(format!("{unknown} has no effect in mailsim; remove it"));
     }
-    let expected: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
+    let mut expected: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
+    // The keys accepted without behaviour are candidates too (`ConectorSource`).
+    for key in inert::all_keys() {
+        expected.push(key);
+    }
     diagnostics::key_hint(unknown, &expected)
 }
 
@@ -1306,8 +1319,8 @@ ClientHostNames = ["mail.contoso.test"]
                 "t.toml:7:1: InboundConnector[1].RestrictDomainToIPAddresses: unknown key `RestrictDomainToIPAddresses`\n  hint: did you mean `RestrictDomainsToIPAddresses`?",
             ),
             (
-                c("SenderDomains = [\"*\"]\nConnectorSource = \"Default\""),
-                "t.toml:7:1: InboundConnector[1].ConnectorSource: unknown key `ConnectorSource`\n  hint: ConnectorSource has no effect in mailsim; remove it",
+                c("SenderDomains = [\"*\"]\nConectorSource = \"Default\""),
+                "t.toml:7:1: InboundConnector[1].ConectorSource: unknown key `ConectorSource`\n  hint: did you mean `ConnectorSource`?",
             ),
             (
                 c("SenderDomains = [\"*\"]\nFoo = 1"),

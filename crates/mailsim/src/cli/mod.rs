@@ -11,6 +11,8 @@ pub mod explain_outbound;
 pub mod explain_sections;
 pub mod graph;
 pub mod headers;
+pub mod import;
+pub mod lint;
 pub mod run;
 pub mod send;
 pub mod serve;
@@ -56,6 +58,11 @@ enum Command {
     /// Validate-OutboundConnector: send a test message through an outbound connector (in a
     /// scenario's world, or a running `serve` with --api) and report each smart host.
     ValidateOutbound(validate_outbound::ValidateOutboundArgs),
+    /// Write a tenant file from Get-AcceptedDomain/-InboundConnector/-OutboundConnector/-TransportRule
+    /// JSON exports (ConvertTo-Json -Depth 5).
+    Import(import::ImportArgs),
+    /// Check a tenant (or a scenario's tenant) against the recommended configuration (§15.5 L1-L15 and the seeds' L18-L20).
+    Lint(lint::LintArgs),
     /// Run scenario files (default: scenarios/) in parallel, each in a world of its own.
     Run(run::RunArgs),
     /// N messages through a world with scripted faults, then the conservation check.
@@ -83,6 +90,8 @@ pub fn main() -> ExitCode {
         Command::Certs(args) => certs::run(&args).map(|_| 0),
         Command::Trace(args) => trace::run(&args),
         Command::Headers(args) => headers::run(&args),
+        Command::Import(args) => import::run(&args),
+        Command::Lint(args) => lint::run(&args),
         command => runtime().and_then(|rt| {
             rt.block_on(async move {
                 match command {
@@ -94,7 +103,12 @@ pub fn main() -> ExitCode {
                     Command::Soak(args) => soak::run(args).await,
                     Command::ValidateOutbound(args) => validate_outbound::run(args).await,
                     Command::Graph(args) => graph::run(args).await,
-                    Command::Explain(_) | Command::Certs(_) | Command::Trace(_) | Command::Headers(_) => {
+                    Command::Explain(_)
+                    | Command::Certs(_)
+                    | Command::Trace(_)
+                    | Command::Headers(_)
+                    | Command::Import(_)
+                    | Command::Lint(_) => {
                         unreachable!("handled above")
                     }
                 }

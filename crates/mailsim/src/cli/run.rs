@@ -40,6 +40,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     let options = RunOptions { timeout: Duration::from_secs(args.timeout.max(1)), ..RunOptions::default() };
     let started = Instant::now();
     let json = args.json;
+    // The world's lint warnings, once per file, before the reports (exo-behaviour §15.5).
+    if let Ok(files) = crate::scenario::run::collect_files(&args.paths) {
+        for f in files {
+            if let Ok(tenant) = crate::lint::load_any(&f) {
+                for line in crate::lint::startup_lines(&f.display().to_string(), &tenant, crate::lint::now()) {
+                    eprintln!("{line}");
+                }
+            }
+        }
+    }
     let reports = run_paths(&args.paths, args.filter.as_deref(), args.jobs, &options, |r| {
         let mut out = std::io::stdout().lock();
         let _ = if json { writeln!(out, "{}", report::json(r)) } else { writeln!(out, "{}", report::status_line(r)) };

@@ -113,6 +113,9 @@ pub fn tenant_and_dns(args: &ServeArgs) -> anyhow::Result<(Tenant, DnsZoneSet)> 
     let (tenant, mut zones) = match &args.tenant {
         Some(path) => {
             let (tenant, zones, warnings) = crate::live::tenant_file(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+            for line in crate::lint::startup_lines(&path.display().to_string(), &tenant, crate::lint::now()) {
+                eprintln!("{line}");
+            }
             for warning in &warnings {
                 eprintln!("mailsim: {warning}");
             }
@@ -194,6 +197,9 @@ async fn shutdown_signal() {
 /// The world a scenario file describes (tenant, hosts, DNS), without its steps.
 pub fn scenario_world(path: &Path) -> anyhow::Result<(WorldSpec, usize)> {
     let scenario = crate::scenario::load_file(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    for line in crate::lint::startup_lines(&path.display().to_string(), &scenario.world.tenant, crate::lint::now()) {
+        eprintln!("{line}");
+    }
     for warning in &scenario.warnings {
         eprintln!("mailsim: {}: {warning}", path.display());
     }

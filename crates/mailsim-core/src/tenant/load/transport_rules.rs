@@ -97,7 +97,7 @@ const CONDITION_KEYS: [&str; 27] = [
     "WithImportance",
 ];
 
-const ACTION_KEYS: [&str; 20] = [
+const ACTION_KEYS: [&str; 18] = [
     "RouteMessageOutboundConnector",
     "RouteMessageOutboundRequireTls",
     "SetHeaderName",
@@ -116,12 +116,10 @@ const ACTION_KEYS: [&str; 20] = [
     "CopyTo",
     "SetSCL",
     "Quarantine",
-    "ModerateMessageByUser",
-    "GenerateIncidentReport",
 ];
 
 /// Every key a rule may have.
-fn known_keys() -> Vec<String> {
+pub(super) fn known_keys() -> Vec<String> {
     RULE_KEYS
         .iter()
         .chain(ACTION_KEYS.iter())
@@ -329,13 +327,6 @@ pub(super) fn build_rules(
                 return Err(cx
                     .error(&v.span(), format!("{object}.{key}"), format!("unknown key `{key}`"))
                     .with_hint(hint));
-            }
-        }
-        for key in ["ModerateMessageByUser", "GenerateIncidentReport"] {
-            if let Some(v) = val(key) {
-                return Err(v
-                    .err(format!("{key} is not simulated by mailsim"))
-                    .with_hint("remove it; see docs/transport-rules.md"));
             }
         }
         let Some(name) = val("Name") else {
