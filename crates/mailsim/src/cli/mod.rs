@@ -48,8 +48,29 @@ enum Command {
     Soak(soak::SoakArgs),
 }
 
+/// A reader that went away (`mailsim demo | head`) ends the program quietly with status 0, as
+/// it ends `cat`: `println!` panics on a closed pipe (Rust ignores SIGPIPE), so the panic hook
+/// recognises that one panic and exits instead of printing it. Everything else panics as before.
+/// (Restoring SIGPIPE's default instead would let a write to a closed socket kill a server.)
+fn quiet_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
+}
+
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
+    quiet_broken_pipe();
     let cli = Cli::parse();
     // `run` reports on stdout; the worlds' session logs would drown it.
     let default_log = if matches!(cli.command, Command::Run(_) | Command::Soak(_)) { "warn" } else { "info" };
