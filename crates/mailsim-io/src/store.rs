@@ -73,13 +73,12 @@ pub enum StoreError {
     #[error("{0}: message file exists; refusing to overwrite it (internal id used twice)")]
     Exists(PathBuf),
     /// Any other file error.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
+        /// Why (in the message, not linked as a source: said once).
+        error: std::io::Error,
     },
 }
 
@@ -306,7 +305,7 @@ fn mailbox_key(address: &str) -> String {
 
 /// Creates `path` (never replacing a file) and writes `data` to it.
 fn write_new(folder: &std::path::Path, path: &std::path::Path, data: &[u8]) -> Result<(), StoreError> {
-    let io = |source| StoreError::Io { path: path.to_path_buf(), source };
+    let io = |error| StoreError::Io { path: path.to_path_buf(), error };
     std::fs::create_dir_all(folder).map_err(io)?;
     let mut file = match std::fs::OpenOptions::new().write(true).create_new(true).open(path) {
         Ok(f) => f,

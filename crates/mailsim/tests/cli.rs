@@ -173,10 +173,15 @@ fn names(out: &Output) -> Vec<String> {
 }
 
 /// `mailsim run | head -1`: the reader goes away after one line; the run ends quietly with the
-/// run's own status (all shipped scenarios pass: 0), no panic, no error message.
+/// run's own status (its scenarios pass: 0), no panic, no error message. Also `mailsim demo`.
 #[test]
 fn broken_pipe_ends_quietly() {
-    for args in [&["run"][..], &["run", "--json"], &["run", "--verbose"], &["demo"]] {
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..6 {
+        std::fs::write(dir.path().join(format!("{i}.toml")), scenario(SEND_STEP)).unwrap();
+    }
+    let d = dir.path().to_str().unwrap();
+    for args in [&["run", d][..], &["run", d, "--json"], &["run", d, "--verbose"], &["demo"]] {
         let mut child = Command::new(env!("CARGO_BIN_EXE_mailsim"))
             .args(args)
             .current_dir(repo())

@@ -1,11 +1,15 @@
 //! Command line: one subcommand per job, one module per subcommand, and the clap definitions here.
-//! Every flag can also come from a `MAILSIM_*` variable. Errors are `anyhow` here; [`main`] prints
-//! them with their causes and exits 2 (subcommands return their own exit codes otherwise).
+//! Every flag can also come from a `MAILSIM_*` variable ([`command`] lists them all in `--help`;
+//! boolean twins accept `1/0`, `true/false`, `yes/no`, `on/off`). Errors are `anyhow` here;
+//! [`main`] prints them with their causes and exits 2 (subcommands return their own exit codes
+//! otherwise). A closed standard output (`mailsim demo | head`) ends the program quietly.
 
 pub mod bench;
 pub mod certs;
+pub mod completions;
 pub mod demo;
 pub mod explain;
+pub mod progress;
 pub mod run;
 pub mod send;
 pub mod serve;
@@ -15,7 +19,7 @@ pub mod trace;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Simulate an Exchange Online tenant's SMTP transport and connectors on loopback.
 #[derive(Parser, Debug)]
@@ -46,6 +50,71 @@ enum Command {
     Run(run::RunArgs),
     /// N messages through a world with scripted faults, then the conservation check.
     Soak(soak::SoakArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(completions::CompletionsArgs),
+    /// Print the man page (roff), or write one page per subcommand with --out DIR.
+    Man(completions::ManArgs),
+}
+
+/// The variables read other than the flags' twins.
+const OTHER_ENV: &[(&str, &str)] = &[(
+    "MAILSIM_LOG",
+    "log filter for stderr (tracing's EnvFilter: error, warn, info, debug, trace, or per module as \
+     mailsim_io=debug); default info, warn for run and soak",
+)];
+
+/// Every `MAILSIM_*` variable a flag of `cmd` reads, with the flags (`serve --listen`) it stands for.
+pub fn flag_env_vars(cmd: &clap::Command) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut vars: std::collections::BTreeMap<String, Vec<String>> = std::collections::BTreeMap::new();
+    for sub in cmd.get_subcommands() {
+        for arg in sub.get_arguments() {
+            let Some(env) = arg.get_env() else { continue };
+            let flag = match arg.get_long() {
+                Some(long) => format!("--{long}"),
+                None => {
+                    arg.get_value_names().and_then(|v| v.first()).map_or(arg.get_id().to_string(), |v| v.to_string())
+                }
+            };
+            vars.entry(env.to_string_lossy().into_owned()).or_default().push(format!("{} {flag}", sub.get_name()));
+        }
+    }
+    vars
+}
+
+fn env_help(cmd: &clap::Command) -> String {
+    let mut out = String::from(
+        "Environment variables (a flag on the command line wins over its variable; boolean ones accept 1/0, \
+         true/false, yes/no, on/off):\n",
+    );
+    for (name, what) in OTHER_ENV {
+        out.push_str(&format!("  {name:<36} {what}\n"));
+    }
+    for (name, flags) in flag_env_vars(cmd) {
+        out.push_str(&format!("  {name:<36} {}\n", flags.join(", ")));
+    }
+    out.push_str(
+        "\nExit status: 0 success; 1 the job ran and found a failure (a scenario, a send refused, a message \
+         not delivered); 2 an error (bad flags or files, nothing to run, a world that could not start). \
+         `mailsim run --help` details run's.",
+    );
+    out
+}
+
+/// The clap command with the conventions every subcommand shares: boolean flags read their
+/// environment twin as `1/0/true/false/yes/no/on/off` (clap's default takes only `true`/`false`),
+/// and `--help` lists every variable the program reads.
+pub fn command() -> clap::Command {
+    let boolish = |arg: clap::Arg| {
+        if arg.get_env().is_some() && matches!(arg.get_action(), clap::ArgAction::SetTrue) {
+            arg.value_parser(clap::builder::BoolishValueParser::new())
+        } else {
+            arg
+        }
+    };
+    let cmd = Cli::command().mut_subcommands(move |sub| sub.mut_args(boolish));
+    let env = env_help(&cmd);
+    cmd.after_long_help(env)
+        .after_help("`mailsim --help` lists every MAILSIM_* environment variable and the exit statuses.")
 }
 
 /// A reader that went away (`mailsim demo | head`) ends the program quietly with status 0, as
@@ -71,7 +140,7 @@ fn quiet_broken_pipe() {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     quiet_broken_pipe();
-    let cli = Cli::parse();
+    let cli = Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|e| e.exit());
     // `run` reports on stdout; the worlds' session logs would drown it.
     let default_log = if matches!(cli.command, Command::Run(_) | Command::Soak(_)) { "warn" } else { "info" };
     tracing_subscriber::fmt()
@@ -86,6 +155,8 @@ pub fn main() -> ExitCode {
         Command::Explain(args) => explain::run(&args),
         Command::Certs(args) => certs::run(&args).map(|_| 0),
         Command::Trace(args) => trace::run(&args),
+        Command::Completions(args) => completions::completions(&args),
+        Command::Man(args) => completions::man(&args),
         command => runtime().and_then(|rt| {
             rt.block_on(async move {
                 match command {
@@ -95,7 +166,11 @@ pub fn main() -> ExitCode {
                     Command::Bench(args) => bench::run(args).await.map(|_| 0),
                     Command::Run(args) => run::run(args).await,
                     Command::Soak(args) => soak::run(args).await,
-                    Command::Explain(_) | Command::Certs(_) | Command::Trace(_) => unreachable!("handled above"),
+                    Command::Explain(_)
+                    | Command::Certs(_)
+                    | Command::Trace(_)
+                    | Command::Completions(_)
+                    | Command::Man(_) => unreachable!("handled above"),
                 }
             })
         }),

@@ -87,19 +87,6 @@ impl Out {
     }
 }
 
-fn progress_bar(json: bool) -> Option<indicatif::ProgressBar> {
-    if json || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        return None;
-    }
-    let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} {pos} done, {elapsed} {msg}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-    );
-    bar.enable_steady_tick(Duration::from_millis(200));
-    Some(bar)
-}
-
 /// Runs the scenarios; returns the exit status.
 pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     let options = RunOptions {
@@ -114,7 +101,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     }
     let started = Instant::now();
     let json = args.json;
-    let bar = progress_bar(json);
+    let bar = super::progress::bar(None, json);
     let mut out = Out { closed: false };
     let (mut passed, mut failed) = (0, 0);
     let reports = run_paths(&args.paths, args.filter.as_deref(), args.jobs, &options, |r| {
