@@ -222,6 +222,25 @@ fn state_dir_keeps_each_world() {
     assert_eq!(trace.status.code(), Some(0), "{trace:?}");
     assert!(text(&trace.stdout).contains("alice@contoso.test"), "{}", text(&trace.stdout));
     assert_eq!(std::fs::read_dir(&state).unwrap().count(), 2);
+
+    // Trace rows as admins read them (issue 10 item 6), from the null-MX scenario's state: the
+    // failed recipient's row has no connector (nothing left the tenant), the NDR is its own row from
+    // `<>` to the original sender, and there is no "sender to sender, Failed" row.
+    let ndr_world = state.join("ndr-null-mx");
+    let out = mailsim(&["trace", "--state-dir", ndr_world.to_str().unwrap(), "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let row = |sender: &str, rcpt: &str| {
+        rows.iter().find(|r| r["SenderAddress"] == sender && r["RecipientAddress"] == rcpt).cloned()
+    };
+    let failed = row("alice@contoso.test", "info@nomail.test").expect("the failed recipient's row");
+    assert_eq!((failed["Status"].as_str(), failed["Connector"].as_str()), (Some("Failed"), None), "{failed}");
+    let ndr = row("<>", "alice@contoso.test").expect("the NDR's row");
+    assert_eq!(ndr["Status"], "Delivered", "{ndr}");
+    let events: Vec<&str> = ndr["Events"].as_array().unwrap().iter().map(|e| e["event"].as_str().unwrap()).collect();
+    assert_eq!(events, ["DSN", "RECEIVE", "DELIVER"], "{ndr}");
+    assert!(ndr["MessageId"].as_str().unwrap().starts_with("<ndr-"), "{ndr}");
+    assert!(row("alice@contoso.test", "alice@contoso.test").is_none(), "{rows:?}");
 }
 
 /// `run --verbose` for two scenarios, compared with `tests/run-verbose/*.txt` after the volatile
