@@ -127,6 +127,26 @@ fn junit_validates_against_the_schema() {
     assert_eq!(xml.matches("<failure ").count(), 1, "{xml}");
     assert_eq!(xml.matches("<error ").count(), 1, "{xml}");
     assert!(xml.contains("<system-out>world:"), "the verbose log in system-out\n{xml}");
+
+    // A world that cannot start (here: its state directory cannot be emptied) is an <error>, not
+    // a <failure>, and still valid.
+    let state = d.join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::write(state.join("00-pass-5.7.51"), "a file where the world's directory goes").unwrap();
+    let pass = d.join("00-pass-5.7.51.toml");
+    let out = mailsim(&[
+        "run",
+        pass.to_str().unwrap(),
+        "--junit",
+        junit.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    validate_junit(&junit);
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains("<error message=\"world: expected ") && xml.contains("type=\"world\""), "{xml}");
+    assert!(!xml.contains("<failure"), "{xml}");
 }
 
 /// `--partition K/N` over a library of 7 small files: every file in exactly one of the 3
@@ -214,7 +234,7 @@ fn state_dir_keeps_each_world() {
         state.to_str().unwrap(),
     ]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
-    let world = state.join("lockdown-5.7.51");
+    let world = state.join("00-lockdown-5.7.51");
     assert!(world.join("trace.jsonl").is_file(), "{:?}", std::fs::read_dir(&state).map(|d| d.count()));
     assert!(world.join("mailboxes").is_dir());
     assert!(world.join("protocol").is_dir());
@@ -226,7 +246,7 @@ fn state_dir_keeps_each_world() {
     // Trace rows as admins read them (issue 10 item 6), from the null-MX scenario's state: the
     // failed recipient's row has no connector (nothing left the tenant), the NDR is its own row from
     // `<>` to the original sender, and there is no "sender to sender, Failed" row.
-    let ndr_world = state.join("ndr-null-mx");
+    let ndr_world = state.join("24-ndr-null-mx");
     let out = mailsim(&["trace", "--state-dir", ndr_world.to_str().unwrap(), "--json"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();

@@ -53,9 +53,10 @@ pub struct RunArgs {
     /// received what) and each expectation checked.
     #[arg(short, long, env = "MAILSIM_RUN_VERBOSE", value_parser = clap::builder::BoolishValueParser::new())]
     pub verbose: bool,
-    /// Keep each world's state under DIR/<scenario>/: trace.jsonl, mailboxes/ (NDRs included),
-    /// peers/<host>/, protocol/ (the layout of `serve --state-dir`; `mailsim trace --state-dir
-    /// DIR/<scenario>` reads it). A scenario's directory is emptied before it runs.
+    /// Keep each world's state under `DIR/<file stem>/` (e.g. `DIR/00-lockdown-5.7.51/`):
+    /// `trace.jsonl`, `mailboxes/` (NDRs included), `peers/<host>/`, `protocol/` (the layout of
+    /// `serve --state-dir`; `mailsim trace --state-dir DIR/<stem>` reads it). A scenario's
+    /// directory is emptied before it runs.
     #[arg(long, env = "MAILSIM_RUN_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
     /// Scenarios run at the same time.

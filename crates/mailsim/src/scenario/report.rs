@@ -341,7 +341,11 @@ pub fn junit(reports: &[ScenarioReport], _wall: Duration) -> String {
             Verdict::Failed(f) => (
                 if f.is_error() { "error" } else { "failure" },
                 if f.is_error() { f.field.as_str() } else { "expectation" },
-                format!("{}: {}: expected {}, got {}", f.step_label, f.field, f.expected, f.actual),
+                if f.step_label == f.field {
+                    format!("{}: expected {}, got {}", f.field, f.expected, f.actual)
+                } else {
+                    format!("{}: {}: expected {}, got {}", f.step_label, f.field, f.expected, f.actual)
+                },
             ),
             Verdict::Malformed(e) => ("error", "malformed", e.to_string()),
         };

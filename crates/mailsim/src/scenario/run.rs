@@ -29,7 +29,7 @@ pub struct RunOptions {
     /// Record what each step did in [`ScenarioReport::log`] (`mailsim run --verbose`).
     pub verbose: bool,
     /// Keep each world's state (trace, mailboxes, peer inboxes, protocol log) under
-    /// `DIR/<scenario>/`, in the layout `mailsim serve --state-dir` writes and `mailsim trace`
+    /// `DIR/<file stem>/` ([`scenario_state_dir`]), in the layout `mailsim serve --state-dir` writes and `mailsim trace`
     /// reads.
     pub state_dir: Option<PathBuf>,
     /// Only this partition of the selected files ([`run_paths`]).
@@ -77,9 +77,12 @@ pub async fn run_scenario(scenario: &Scenario, options: &RunOptions) -> Scenario
     }
 }
 
-/// The directory `--state-dir DIR` gives a scenario: `DIR/<name>`, with anything but letters,
-/// digits, `.`, `-` and `_` replaced so that a name cannot leave `DIR`.
-pub fn scenario_state_dir(dir: &Path, name: &str) -> PathBuf {
+/// The directory `--state-dir DIR` gives a scenario: `DIR/<file stem>` (`00-lockdown-5.7.51` for
+/// `scenarios/00-lockdown-5.7.51.toml`: unique in a directory, where two files may share a
+/// `[scenario] name`), with anything but letters, digits, `.`, `-` and `_` replaced so that it
+/// cannot leave `DIR`.
+pub fn scenario_state_dir(dir: &Path, scenario: &Scenario) -> PathBuf {
+    let name = stem(Path::new(&scenario.file));
     let safe: String =
         name.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect();
     let safe = if safe.trim_matches('.').is_empty() { "scenario".to_string() } else { safe };
@@ -89,7 +92,7 @@ pub fn scenario_state_dir(dir: &Path, name: &str) -> PathBuf {
 async fn play(scenario: &Scenario, options: &RunOptions, progress: &AtomicUsize, log: &StepLog) -> Result<(), Failure> {
     let mut world = scenario.world.clone();
     if let Some(dir) = &options.state_dir {
-        let dir = scenario_state_dir(dir, &scenario.name);
+        let dir = scenario_state_dir(dir, scenario);
         // A kept state directory holds one run: last run's trace would be read as this one's.
         if dir.exists()
             && let Err(e) = std::fs::remove_dir_all(&dir)
@@ -357,6 +360,19 @@ pub async fn run_paths(
             !selected.is_empty(),
             "no scenario to run: partition {partition} takes none of the {before_partition} selected scenario file(s)"
         );
+    }
+    if options.state_dir.is_some() {
+        let mut stems = std::collections::HashMap::new();
+        for (file, _, _) in &selected {
+            if let Some(other) = stems.insert(stem(file), file) {
+                anyhow::bail!(
+                    "{} and {}: two scenario files of the same name would share one --state-dir directory; run them \
+                     separately",
+                    other.display(),
+                    file.display()
+                );
+            }
+        }
     }
     let mut slots: Vec<Option<ScenarioReport>> = Vec::new();
     let mut pending = Vec::new();
