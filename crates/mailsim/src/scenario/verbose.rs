@@ -26,6 +26,11 @@ impl StepLog {
         Self { enabled, lines: Mutex::new(Vec::new()) }
     }
 
+    /// Whether it records.
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
     /// The lines so far.
     pub fn take(&self) -> Vec<String> {
         std::mem::take(&mut *self.lines.lock().unwrap_or_else(|p| p.into_inner()))
