@@ -142,16 +142,19 @@ impl TraceEvent {
         Self::of_message(message, at, Event::Deliver, Some(rcpt), "Delivered to mailbox".into())
     }
 
-    /// FAIL before any attempt (a loop, no route): `reply` is the reason.
+    /// FAIL before any attempt (a loop, no route, a null MX): `reply` is the reason. No connector
+    /// was used: the connector column is empty (the inbound connector is RECEIVE's).
     pub fn failed(message: &AcceptedMessage, rcpt: &EmailAddress, reply: &Reply, at: Timestamp) -> Self {
         let mut ev = Self::of_message(message, at, Event::Fail, Some(rcpt), "Delivery failed".into());
+        ev.connector = None;
         ev.data = Some(reply.to_string());
         ev
     }
 
     /// SEND, DEFER or FAIL after an outbound attempt on the hop of `connector`, from the
     /// recipient's [`Outcome`]; `last` is the server tried last, `tls` the channel's version and
-    /// cipher.
+    /// cipher. The connector column names the outbound connector used, and is empty for MX
+    /// delivery without one (never the inbound connector of record: that one is RECEIVE's).
     pub fn settled(
         message: &AcceptedMessage,
         rcpt: &EmailAddress,
@@ -183,16 +186,28 @@ impl TraceEvent {
         };
         let mut ev = Self::of_message(message, at, event, Some(rcpt), detail);
         ev.to_ip = last.map(|l| l.ip.clone());
-        ev.connector = connector.map(str::to_string).or(ev.connector);
+        ev.connector = connector.map(str::to_string);
         ev.data = data;
         ev
     }
 
-    /// DSN: an NDR (`ndr_id`, to `ndr_recipient`) was generated for the message.
+    /// DSN: an NDR (Message-ID `ndr_id`, to `ndr_recipient`) was generated for the message. The
+    /// row is the NDR's own, as admins read it: its Message-ID, its sender `<>` (the null reverse
+    /// path every NDR has, RFC 5321 §4.5.5; its header From is the postmaster) and its recipient,
+    /// the original sender; so the NDR's later RECEIVE and DELIVER/SEND events continue the same
+    /// row, and no "sender to sender, Failed" row appears. The detail names the original
+    /// message. No connector: the NDR has not left yet (its SEND names the connector it leaves by).
     pub fn ndr_generated(message: &AcceptedMessage, ndr_id: &str, ndr_recipient: &EmailAddress, at: Timestamp) -> Self {
-        let mut ev =
-            Self::of_message(message, at, Event::Dsn, None, format!("NDR {ndr_id} generated for {ndr_recipient}"));
-        ev.recipient = message.envelope.sender.as_ref().map(|s| s.to_string());
+        let mut ev = Self::of_message(
+            message,
+            at,
+            Event::Dsn,
+            Some(ndr_recipient),
+            format!("NDR {ndr_id} generated for {ndr_recipient} about {}", message.message_id),
+        );
+        ev.message_id = ndr_id.to_string();
+        ev.sender = "<>".to_string();
+        ev.connector = None;
         ev
     }
 
@@ -460,8 +475,13 @@ mod tests {
             assert_eq!(ev.to_ip.as_deref(), Some("198.51.100.7:25"));
             assert_eq!(ev.connector.as_deref(), Some("To gateway"));
         }
+        // MX delivery without an outbound connector: none (issue 10 changed this on purpose: it
+        // named the inbound connector of record before).
         let ev = TraceEvent::settled(&m, &rcpt, &Outcome::Delivered { reply: reply("250 ok") }, None, None, None, AT);
-        assert_eq!(ev.connector.as_deref(), Some("On-premises relay"), "the inbound connector without a route's");
+        assert_eq!(ev.connector, None, "no outbound connector: none, not the inbound one");
+        let ev = TraceEvent::failed(&m, &rcpt, &reply("556 5.1.10 null MX"), AT);
+        assert_eq!(ev.connector, None);
+        assert_eq!(TraceEvent::received(&m, &rcpt, "MAILSIM01", AT).connector.as_deref(), Some("On-premises relay"));
     }
 
     #[test]
@@ -472,9 +492,15 @@ mod tests {
         let dsn = TraceEvent::ndr_generated(&m, "<ndr-1@MAILSIM01>", &addr("alice@contoso.test"), AT);
         assert_eq!(
             (dsn.event, dsn.detail.as_str()),
-            (Event::Dsn, "NDR <ndr-1@MAILSIM01> generated for alice@contoso.test")
+            (
+                Event::Dsn,
+                format!("NDR <ndr-1@MAILSIM01> generated for alice@contoso.test about {}", m.message_id).as_str()
+            )
         );
+        // The NDR's own row: its id, `<>` to the original sender, no connector.
         assert_eq!(dsn.recipient.as_deref(), Some("alice@contoso.test"));
+        assert_eq!((dsn.sender.as_str(), dsn.message_id.as_str()), ("<>", "<ndr-1@MAILSIM01>"));
+        assert_eq!(dsn.connector, None);
         let mut refusal = Refusal {
             envelope: m.envelope.clone(),
             peer: m.peer.clone(),

@@ -80,13 +80,12 @@ pub enum StoreError {
     )]
     Exists(PathBuf),
     /// Any other file error.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
+        /// Why (in the message, not linked as a source: said once).
+        error: std::io::Error,
     },
 }
 
@@ -229,7 +228,7 @@ impl MailStore {
 
     /// Appends one copy to `path` as an mboxrd record; returns where its quoted content is.
     fn append(&self, path: &std::path::Path, message: &AcceptedMessage) -> Result<Record, StoreError> {
-        let io = |source| StoreError::Io { path: path.to_path_buf(), source };
+        let io = |error| StoreError::Io { path: path.to_path_buf(), error };
         let sender = message.envelope.sender.as_ref().map_or_else(|| "MAILER-DAEMON".to_owned(), ToString::to_string);
         let head = format!("From {sender} {}\n", message.received_at.asctime());
         let quoted = mboxrd_quote(&message.data);

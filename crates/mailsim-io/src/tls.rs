@@ -38,16 +38,17 @@ use x509_parser::extensions::GeneralName;
 pub static PROTOCOL_VERSIONS: &[&rustls::SupportedProtocolVersion] =
     &[&rustls::version::TLS13, &rustls::version::TLS12];
 
-/// Why TLS material could not be loaded or a configuration built.
+/// Why TLS material could not be loaded or a configuration built. Each message carries its cause
+/// in its own text and links no `source()`, so that a chain printed with `{:#}` says it once.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// A certificate or key file could not be read.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
         /// The underlying error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A file did not hold the PEM it should.
     #[error("{}: {detail}", path.display())]
@@ -58,19 +59,31 @@ pub enum TlsError {
         detail: String,
     },
     /// A trusted root could not be used as a trust anchor.
-    #[error("client root certificate #{index} is unusable: {source}")]
+    #[error("client root certificate #{index} is unusable: {error}")]
     BadRoot {
         /// Position in the list given.
         index: usize,
         /// rustls' reason.
-        source: rustls::Error,
+        error: rustls::Error,
     },
     /// rustls refused the configuration (e.g. the key does not match the certificate).
     #[error("TLS configuration: {0}")]
-    Config(#[from] rustls::Error),
+    Config(rustls::Error),
     /// The client-certificate verifier could not be built.
     #[error("client certificate verifier: {0}")]
-    Verifier(#[from] rustls::server::VerifierBuilderError),
+    Verifier(rustls::server::VerifierBuilderError),
+}
+
+impl From<rustls::Error> for TlsError {
+    fn from(e: rustls::Error) -> Self {
+        TlsError::Config(e)
+    }
+}
+
+impl From<rustls::server::VerifierBuilderError> for TlsError {
+    fn from(e: rustls::server::VerifierBuilderError) -> Self {
+        TlsError::Verifier(e)
+    }
 }
 
 /// The crypto provider every mailsim TLS configuration uses (ring).
@@ -103,7 +116,7 @@ pub fn server_config(
 fn root_store(roots: Vec<CertificateDer<'static>>) -> Result<RootCertStore, TlsError> {
     let mut store = RootCertStore::empty();
     for (index, root) in roots.into_iter().enumerate() {
-        store.add(root).map_err(|source| TlsError::BadRoot { index, source })?;
+        store.add(root).map_err(|error| TlsError::BadRoot { index, error })?;
     }
     Ok(store)
 }
@@ -353,7 +366,7 @@ impl ServerTrust {
 /// Reads a PEM file holding one or more certificates (leaf first for a chain).
 pub fn load_pem_chain(path: impl AsRef<Path>) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|source| TlsError::Read { path: path.to_owned(), source })?;
+    let bytes = std::fs::read(path).map_err(|error| TlsError::Read { path: path.to_owned(), error })?;
     let chain = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| TlsError::Pem { path: path.to_owned(), detail: format!("bad certificate PEM: {e}") })?;
@@ -366,7 +379,7 @@ pub fn load_pem_chain(path: impl AsRef<Path>) -> Result<Vec<CertificateDer<'stat
 /// Reads a PEM private key (PKCS#8, PKCS#1 or SEC1).
 pub fn load_pem_key(path: impl AsRef<Path>) -> Result<PrivateKeyDer<'static>, TlsError> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|source| TlsError::Read { path: path.to_owned(), source })?;
+    let bytes = std::fs::read(path).map_err(|error| TlsError::Read { path: path.to_owned(), error })?;
     PrivateKeyDer::from_pem_slice(&bytes)
         .map_err(|e| TlsError::Pem { path: path.to_owned(), detail: format!("no usable private key: {e}") })
 }
@@ -636,6 +649,8 @@ mod tests {
         assert!(err.to_string().contains("gateway.crt"), "{err}");
         let err = load_pem_chain(dir.join("nope.crt")).unwrap_err();
         assert!(matches!(err, TlsError::Read { .. }) && err.to_string().contains("nope.crt"), "{err}");
+        // Said once (issue 10): the cause is in the message, not repeated as a source.
+        assert!(std::error::Error::source(&err).is_none(), "the cause is in the message only: {err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

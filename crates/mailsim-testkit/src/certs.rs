@@ -33,19 +33,20 @@ use rcgen::{
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
-/// Why certificate material could not be made, written or read.
+/// Why certificate material could not be made, written or read. Each message carries its cause in
+/// its own text and links no `source()`, so that a chain printed with `{:#}` says it once.
 #[derive(Debug, thiserror::Error)]
 pub enum CertError {
     /// rcgen refused the parameters or the key (e.g. a SAN that is not IA5).
     #[error("certificate generation failed: {0}")]
-    Generate(#[from] rcgen::Error),
+    Generate(rcgen::Error),
     /// A file could not be read or written.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Io {
         /// The file or directory.
         path: PathBuf,
         /// The underlying error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A file did not hold the PEM it should.
     #[error("{}: {detail}", path.display())]
@@ -55,6 +56,12 @@ pub enum CertError {
         /// What was wrong.
         detail: String,
     },
+}
+
+impl From<rcgen::Error> for CertError {
+    fn from(e: rcgen::Error) -> Self {
+        CertError::Generate(e)
+    }
 }
 
 /// What a leaf certificate may be used for (its extended key usage).
@@ -429,11 +436,11 @@ impl TestPki {
     /// Returns the paths written.
     pub fn write_to(&self, dir: impl AsRef<Path>) -> Result<Vec<PathBuf>, CertError> {
         let dir = dir.as_ref();
-        fs::create_dir_all(dir).map_err(|source| CertError::Io { path: dir.to_owned(), source })?;
+        fs::create_dir_all(dir).map_err(|error| CertError::Io { path: dir.to_owned(), error })?;
         let mut written = Vec::new();
         let mut put = |name: String, text: &str| -> Result<(), CertError> {
             let path = dir.join(name);
-            fs::write(&path, text).map_err(|source| CertError::Io { path: path.clone(), source })?;
+            fs::write(&path, text).map_err(|error| CertError::Io { path: path.clone(), error })?;
             written.push(path);
             Ok(())
         };
@@ -454,7 +461,7 @@ impl TestPki {
         let dir = dir.as_ref();
         let read = |name: String| -> Result<(PathBuf, String), CertError> {
             let path = dir.join(name);
-            let text = fs::read_to_string(&path).map_err(|source| CertError::Io { path: path.clone(), source })?;
+            let text = fs::read_to_string(&path).map_err(|error| CertError::Io { path: path.clone(), error })?;
             Ok((path, text))
         };
         let load_ca = |stem: &str| -> Result<TestCa, CertError> {

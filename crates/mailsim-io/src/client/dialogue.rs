@@ -620,7 +620,7 @@ fn io_error(stage: Stage, e: io::Error) -> ClientError {
         io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => {
             ClientError::Closed(stage)
         }
-        _ => ClientError::Io { stage, source: e },
+        _ => ClientError::Io { stage, error: e },
     }
 }
 

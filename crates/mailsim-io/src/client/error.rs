@@ -21,7 +21,7 @@ pub enum ClientError {
     NotLoopback(SocketAddr),
     /// Binding the source address or the TCP connect failed.
     #[error("connection failed: {0}")]
-    Connect(#[source] io::Error),
+    Connect(io::Error),
     /// No complete reply (or write) within the timeout.
     #[error("timed out waiting at {}", .0.as_str())]
     Timeout(Stage),
@@ -47,12 +47,12 @@ pub enum ClientError {
     #[error("not connected (at {})", .0.as_str())]
     NotConnected(Stage),
     /// A read or write failed.
-    #[error("I/O error at {}: {source}", .stage.as_str())]
+    #[error("I/O error at {}: {error}", .stage.as_str())]
     Io {
         /// Where.
         stage: Stage,
-        /// The error.
-        source: io::Error,
+        /// The error (in the message, not linked as a source: said once).
+        error: io::Error,
     },
     /// The server's reply does not let this step go on (the connection is still usable).
     #[error("{} rejected: {reply}", .stage.as_str())]

@@ -467,12 +467,34 @@ async fn load(args: &BenchArgs, opts: ClientOptions, timeout: Duration) -> anyho
             }
         });
     }
+    // A progress line on a terminal: messages done of --messages.
+    let bar = super::progress::bar(Some(args.messages), args.json);
+    let ticker = bar.clone().map(|bar| {
+        let stats = stats.clone();
+        tokio::spawn(async move {
+            loop {
+                let (done, failed) = {
+                    let s = stats.lock().unwrap();
+                    (s.accepted + s.failed, s.failed)
+                };
+                bar.set_position(done);
+                bar.set_message(format!("({failed} failed)"));
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    });
     let timed_out = tokio::time::timeout_at((deadline + Duration::from_secs(2)).into(), async {
         while set.join_next().await.is_some() {}
     })
     .await
     .is_err();
     set.abort_all();
+    if let Some(ticker) = ticker {
+        ticker.abort();
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
     let elapsed = started.elapsed();
     let mut s = std::mem::take(&mut *stats.lock().unwrap());
     let unsent = args.messages.saturating_sub(s.accepted + s.failed);

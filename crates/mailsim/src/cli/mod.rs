@@ -1,9 +1,12 @@
 //! Command line: one subcommand per job, one module per subcommand, and the clap definitions here.
-//! Every flag can also come from a `MAILSIM_*` variable. Errors are `anyhow` here; [`main`] prints
-//! them with their causes and exits 2 (subcommands return their own exit codes otherwise).
+//! Every flag can also come from a `MAILSIM_*` variable ([`command`] lists them all in `--help`;
+//! boolean twins accept `1/0`, `true/false`, `yes/no`, `on/off`). Errors are `anyhow` here;
+//! [`main`] prints them with their causes and exits 2 (subcommands return their own exit codes
+//! otherwise). A closed standard output (`mailsim demo | head`) ends the program quietly.
 
 pub mod bench;
 pub mod certs;
+pub mod completions;
 pub mod demo;
 pub mod explain;
 pub mod explain_cmd;
@@ -13,6 +16,7 @@ pub mod graph;
 pub mod headers;
 pub mod import;
 pub mod lint;
+pub mod progress;
 pub mod run;
 pub mod send;
 pub mod serve;
@@ -23,7 +27,7 @@ pub mod validate_outbound;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Simulate an Exchange Online tenant's SMTP transport and connectors on loopback.
 #[derive(Parser, Debug)]
@@ -69,11 +73,97 @@ enum Command {
     Soak(soak::SoakArgs),
     /// Draw a scenario's or a tenant's mail flow (hosts, connectors, MX records, message paths) as SVG and DOT.
     Graph(graph::GraphArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(completions::CompletionsArgs),
+    /// Print the man page (roff), or write one page per subcommand with --out DIR.
+    Man(completions::ManArgs),
+}
+
+/// The variables read other than the flags' twins.
+const OTHER_ENV: &[(&str, &str)] = &[(
+    "MAILSIM_LOG",
+    "log filter for stderr (tracing's EnvFilter: error, warn, info, debug, trace, or per module as \
+     mailsim_io=debug); default info, warn for run and soak",
+)];
+
+/// Every `MAILSIM_*` variable a flag of `cmd` reads, with the flags (`serve --listen`) it stands for.
+pub fn flag_env_vars(cmd: &clap::Command) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut vars: std::collections::BTreeMap<String, Vec<String>> = std::collections::BTreeMap::new();
+    for sub in cmd.get_subcommands() {
+        for arg in sub.get_arguments() {
+            let Some(env) = arg.get_env() else { continue };
+            let flag = match arg.get_long() {
+                Some(long) => format!("--{long}"),
+                None => {
+                    arg.get_value_names().and_then(|v| v.first()).map_or(arg.get_id().to_string(), |v| v.to_string())
+                }
+            };
+            vars.entry(env.to_string_lossy().into_owned()).or_default().push(format!("{} {flag}", sub.get_name()));
+        }
+    }
+    vars
+}
+
+fn env_help(cmd: &clap::Command) -> String {
+    let mut out = String::from(
+        "Environment variables (a flag on the command line wins over its variable; boolean ones accept 1/0, \
+         true/false, yes/no, on/off):\n",
+    );
+    for (name, what) in OTHER_ENV {
+        out.push_str(&format!("  {name:<36} {what}\n"));
+    }
+    for (name, flags) in flag_env_vars(cmd) {
+        out.push_str(&format!("  {name:<36} {}\n", flags.join(", ")));
+    }
+    out.push_str(
+        "\nExit status: 0 success; 1 the job ran and found a failure (a scenario, a send refused, a message \
+         not delivered); 2 an error (bad flags or files, nothing to run, a world that could not start). \
+         `mailsim run --help` details run's.",
+    );
+    out
+}
+
+/// The clap command with the conventions every subcommand shares: boolean flags read their
+/// environment twin as `1/0/true/false/yes/no/on/off` (clap's default takes only `true`/`false`),
+/// and `--help` lists every variable the program reads.
+pub fn command() -> clap::Command {
+    let boolish = |arg: clap::Arg| {
+        if arg.get_env().is_some() && matches!(arg.get_action(), clap::ArgAction::SetTrue) {
+            arg.value_parser(clap::builder::BoolishValueParser::new())
+        } else {
+            arg
+        }
+    };
+    let cmd = Cli::command().mut_subcommands(move |sub| sub.mut_args(boolish));
+    let env = env_help(&cmd);
+    cmd.after_long_help(env)
+        .after_help("`mailsim --help` lists every MAILSIM_* environment variable and the exit statuses.")
+}
+
+/// A reader that went away (`mailsim demo | head`) ends the program quietly with status 0, as
+/// it ends `cat`: `println!` panics on a closed pipe (Rust ignores SIGPIPE), so the panic hook
+/// recognises that one panic and exits instead of printing it. Everything else panics as before.
+/// (Restoring SIGPIPE's default instead would let a write to a closed socket kill a server.)
+fn quiet_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
 }
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    quiet_broken_pipe();
+    let cli = Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|e| e.exit());
     // `run` reports on stdout; the worlds' session logs would drown it.
     let default_log =
         if matches!(cli.command, Command::Run(_) | Command::Soak(_) | Command::Graph(_)) { "warn" } else { "info" };
@@ -92,6 +182,8 @@ pub fn main() -> ExitCode {
         Command::Headers(args) => headers::run(&args),
         Command::Import(args) => import::run(&args),
         Command::Lint(args) => lint::run(&args),
+        Command::Completions(args) => completions::completions(&args),
+        Command::Man(args) => completions::man(&args),
         command => runtime().and_then(|rt| {
             rt.block_on(async move {
                 match command {
@@ -108,9 +200,9 @@ pub fn main() -> ExitCode {
                     | Command::Trace(_)
                     | Command::Headers(_)
                     | Command::Import(_)
-                    | Command::Lint(_) => {
-                        unreachable!("handled above")
-                    }
+                    | Command::Lint(_)
+                    | Command::Completions(_)
+                    | Command::Man(_) => unreachable!("handled above"),
                 }
             })
         }),

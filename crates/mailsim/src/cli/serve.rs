@@ -61,15 +61,15 @@ pub struct ServeArgs {
     /// Mailbox address (repeatable).
     #[arg(long = "mailbox", env = "MAILSIM_MAILBOX", value_delimiter = ',', conflicts_with = "scenario")]
     pub mailboxes: Vec<String>,
-    /// Server certificate chain (PEM). Default certs/tenant.chain.crt (or, with a scenario, the
-    /// world's test PKI).
+    /// Server certificate chain (PEM), with --tls-key. Default: the built-in test PKI's tenant
+    /// certificate (minted in memory; with a scenario, the world's test PKI).
     #[arg(long, env = "MAILSIM_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
-    /// Server key (PEM). Default certs/tenant.key (with --tls-cert).
+    /// Server key (PEM), with --tls-cert.
     #[arg(long, env = "MAILSIM_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
-    /// CA bundle that client certificates must chain to, to be trusted. Default certs/ca.crt (or
-    /// the world's test CA).
+    /// CA bundle that client certificates must chain to, to be trusted. Default: the built-in test
+    /// CA (or the world's test CA). `mailsim certs --out DIR` writes a test PKI to files.
     #[arg(long, env = "MAILSIM_TLS_CLIENT_CA")]
     pub tls_client_ca: Option<PathBuf>,
     /// CA bundle the tenant trusts for server certificates when it sends through a connector with
@@ -334,23 +334,38 @@ pub fn plan_text(sim: &Simulation, path: &Path, steps: usize, state_dir: &Path) 
     out
 }
 
+/// The tenant's STARTTLS material: the built-in test PKI (minted in memory, the same in every
+/// directory and after `cargo install`), with each part replaced by a file only when one is given:
+/// `--tls-cert` with `--tls-key` for the server certificate, `--tls-client-ca` for the CAs client
+/// certificates are trusted by.
+pub fn tls_material(args: &ServeArgs) -> anyhow::Result<TlsMaterial> {
+    let mut material = TlsMaterial::from_pki(TestPki::default_shared());
+    match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            material.chain = mailsim_io::tls::load_pem_chain(cert)?;
+            material.key = mailsim_io::tls::load_pem_key(key)?;
+        }
+        (Some(_), None) => anyhow::bail!("--tls-cert needs --tls-key (the certificate's private key)"),
+        (None, Some(_)) => anyhow::bail!("--tls-key needs --tls-cert (the certificate chain it belongs to)"),
+        (None, None) => {}
+    }
+    if let Some(ca) = &args.tls_client_ca {
+        material.client_roots = mailsim_io::tls::load_pem_chain(ca)?;
+    }
+    Ok(material)
+}
+
 /// Serves the tenant endpoint alone.
 async fn serve_tenant(args: ServeArgs, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let (tenant, zones) = tenant_and_dns(&args)?;
-    let tls_cert = args.tls_cert.clone().unwrap_or_else(|| PathBuf::from("certs/tenant.chain.crt"));
-    let tls_key = args.tls_key.clone().unwrap_or_else(|| PathBuf::from("certs/tenant.key"));
-    let tls_client_ca = args.tls_client_ca.clone().unwrap_or_else(|| PathBuf::from("certs/ca.crt"));
     let tls = if args.no_tls {
         anyhow::ensure!(
             args.tls_cert.is_none() && args.tls_key.is_none() && args.tls_client_ca.is_none(),
             "--no-tls: no STARTTLS is offered, so --tls-cert, --tls-key and --tls-client-ca do not apply"
         );
         None
-    } else if tls_cert.exists() || args.tls_cert.is_some() {
-        Some(TlsMaterial::from_files(&tls_cert, &tls_key, &tls_client_ca)?)
     } else {
-        tracing::warn!(cert = %tls_cert.display(), "certificate not found; using a test PKI generated in memory (run `mailsim certs` to write one)");
-        Some(TlsMaterial::from_pki(TestPki::default_shared()))
+        Some(tls_material(&args)?)
     };
     // The world's DNS for a tenant alone: the tenant file's [dns] or --dns-zone, on --dns (or a
     // free port on 127.0.0.1 when only records are given).

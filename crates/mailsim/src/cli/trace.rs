@@ -2,6 +2,9 @@
 //! `Get-MessageTraceV2` (exo-behaviour §8.1: one row per message and recipient, status from the
 //! last event) or, with `--detail`, the events of each row as `Get-MessageTraceDetailV2` lists them.
 //!
+//! `--json` prints the rows as one JSON array instead, with `Get-MessageTraceV2`'s field names and
+//! each row's `Events` (every field of the trace events, the connector included).
+//!
 //! `--transcript SESSION` instead turns one session of the protocol log (`<state-dir>/protocol`,
 //! the 16-hex session id of the banner and the log) into a golden-transcript fixture
 //! (`mailsim_testkit::transcript` format) from the typed events the log module reads back
@@ -33,9 +36,13 @@ pub struct TraceArgs {
     /// Only this Message-ID.
     #[arg(long, env = "MAILSIM_TRACE_MESSAGE_ID")]
     pub message_id: Option<String>,
-    /// Print each row's events (Date, Event, Detail, Data).
+    /// Print each row's events (Date, Event, Connector, Detail, Data).
     #[arg(long, env = "MAILSIM_TRACE_DETAIL")]
     pub detail: bool,
+    /// The rows as a JSON array (fields Received, SenderAddress, RecipientAddress, Status, ToIP,
+    /// FromIP, MessageId, Connector, Events) instead of the table.
+    #[arg(long, env = "MAILSIM_TRACE_JSON")]
+    pub json: bool,
     /// Print one session of the protocol log (16-hex session id, as in the banner and the log) as
     /// a golden transcript for tests/transcripts/.
     #[arg(long, value_name = "SESSION", env = "MAILSIM_TRACE_TRANSCRIPT")]
@@ -61,6 +68,30 @@ pub struct Row {
     pub message_id: String,
     /// Every event of the row, in order.
     pub events: Vec<TraceEvent>,
+}
+
+impl Row {
+    /// The connector of the row's last event (the one its status comes from): the outbound
+    /// connector a SEND, DEFER or FAIL used (none for MX delivery without one, or a failure before
+    /// any attempt), the inbound connector for mail received and delivered in the tenant.
+    pub fn connector(&self) -> Option<&str> {
+        self.events.last().and_then(|e| e.connector.as_deref())
+    }
+
+    /// The row as `mailsim trace --json` prints it.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "Received": self.received,
+            "SenderAddress": self.sender,
+            "RecipientAddress": self.recipient,
+            "Status": format!("{:?}", self.status),
+            "ToIP": self.to_ip,
+            "FromIP": self.from_ip,
+            "MessageId": self.message_id,
+            "Connector": self.connector(),
+            "Events": self.events,
+        })
+    }
 }
 
 /// Groups events into rows (message id + recipient; refusals during the session have no id and
@@ -127,6 +158,11 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
         .filter(|r| args.status.as_ref().is_none_or(|s| format!("{:?}", r.status).eq_ignore_ascii_case(s)))
         .filter(|r| args.message_id.as_ref().is_none_or(|m| &r.message_id == m))
         .collect();
+    if args.json {
+        let rows: Vec<serde_json::Value> = selected.iter().map(Row::json).collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(0);
+    }
     println!(
         "{:<24} {:<28} {:<28} {:<13} {:<22} {:<15} MessageId",
         "Received", "SenderAddress", "RecipientAddress", "Status", "ToIP", "FromIP"
@@ -145,9 +181,10 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<i32> {
         if args.detail {
             for e in &r.events {
                 println!(
-                    "    {}  {:<8} {}{}",
+                    "    {}  {:<8} {}{}{}",
                     e.at.iso8601(),
                     format!("{:?}", e.event).to_uppercase(),
+                    e.connector.as_ref().map_or(String::new(), |c| format!("[{c}] ")),
                     e.detail,
                     e.data.as_ref().map_or(String::new(), |d| format!("  [{d}]"))
                 );

@@ -25,7 +25,10 @@ pub mod expect;
 pub mod load;
 pub mod report;
 pub mod run;
+pub mod select;
+pub mod verbose;
 
 pub use load::{Action, Change, Scenario, Step, load_file, parse};
 pub use report::{ScenarioReport, Summary, Verdict};
 pub use run::{RunOptions, run_paths, run_scenario};
+pub use select::Partition;

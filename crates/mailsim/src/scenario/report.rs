@@ -1,5 +1,17 @@
 //! What a scenario run found, and its three forms: text for people (one line per scenario, then
-//! the failures, then `N passed, N failed`), JSON lines for tools, and JUnit XML for CI.
+//! the failures, then `N passed, N failed`), JSON lines for tools (versioned: [`JSON_VERSION`],
+//! documented in `docs/run-report.md`), and JUnit XML for CI.
+//!
+//! The JUnit XML validates against the common JUnit schema (the Apache Ant schema that Jenkins'
+//! xUnit plugin, pytest's `xunit2` and most readers follow; vendored as
+//! `docs/schemas/JUnit.xsd` and checked in a test): one `<testsuite>` per scenario file, because
+//! the schema has no `file` or `line` attribute on `<testcase>` and a suite's `<properties>` is the
+//! place where it allows them. The failure text starts with `file:line`, which GitHub's JUnit
+//! reporters and GitLab read from a failure's text when there is no attribute.
+//!
+//! Names as Jenkins shows them: Jenkins splits `classname` at its last dot into package and class,
+//! so the classname is the scenario's directory with dots replaced (`scenarios`), and the test
+//! name is the scenario's name as written (`00-lockdown-5.7.51`), which Jenkins keeps whole.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -20,7 +32,12 @@ pub struct ScenarioReport {
     pub verdict: Verdict,
     /// The tenant loader's warnings.
     pub warnings: Vec<String>,
+    /// What each step did (`--verbose`): empty unless [`RunOptions::verbose`](super::RunOptions).
+    pub log: Vec<String>,
 }
+
+/// The version of the `--json` report's objects; raised when a field changes meaning or goes.
+pub const JSON_VERSION: u32 = 1;
 
 /// How a scenario ended.
 #[derive(Clone, Debug)]
@@ -58,6 +75,23 @@ impl ScenarioReport {
     /// Whether the scenario passed.
     pub fn passed(&self) -> bool {
         matches!(self.verdict, Verdict::Passed)
+    }
+
+    /// Whether the scenario could not be run as written (a malformed file, a world that did not
+    /// start, a runner that broke) rather than ran and found a difference: a JUnit `<error>`.
+    pub fn errored(&self) -> bool {
+        match &self.verdict {
+            Verdict::Passed => false,
+            Verdict::Malformed(_) => true,
+            Verdict::Failed(f) => f.is_error(),
+        }
+    }
+}
+
+impl Failure {
+    /// The world did not start or the runner broke: nothing was checked.
+    pub fn is_error(&self) -> bool {
+        self.step.is_none() && (self.field == "world" || self.field == "runner")
     }
 }
 
@@ -166,6 +200,9 @@ pub fn text(reports: &[ScenarioReport]) -> String {
 pub fn json(r: &ScenarioReport) -> serde_json::Value {
     let (status, failure, error) = match &r.verdict {
         Verdict::Passed => ("passed", serde_json::Value::Null, serde_json::Value::Null),
+        Verdict::Failed(f) if f.is_error() => {
+            ("error", serde_json::to_value(f).unwrap_or_default(), serde_json::Value::Null)
+        }
         Verdict::Failed(f) => ("failed", serde_json::to_value(f).unwrap_or_default(), serde_json::Value::Null),
         Verdict::Malformed(e) => (
             "malformed",
@@ -177,6 +214,7 @@ pub fn json(r: &ScenarioReport) -> serde_json::Value {
         ),
     };
     json!({
+        "version": JSON_VERSION,
         "name": r.name,
         "file": r.file,
         "status": status,
@@ -184,13 +222,15 @@ pub fn json(r: &ScenarioReport) -> serde_json::Value {
         "failure": failure,
         "error": error,
         "warnings": r.warnings,
+        "log": r.log,
     })
 }
 
 /// The summary object that ends `--json` output.
 pub fn json_summary(reports: &[ScenarioReport], wall: Duration) -> serde_json::Value {
     let s = Summary::of(reports);
-    json!({ "summary": { "passed": s.passed, "failed": s.failed, "malformed": s.malformed, "duration_ms": wall.as_millis() as u64 } })
+    let errors = reports.iter().filter(|r| r.errored()).count();
+    json!({ "version": JSON_VERSION, "summary": { "passed": s.passed, "failed": s.failed, "malformed": s.malformed, "errors": errors, "duration_ms": wall.as_millis() as u64 } })
 }
 
 fn xml_escape(text: &str) -> String {
@@ -210,58 +250,131 @@ fn xml_escape(text: &str) -> String {
     out
 }
 
-/// The run as JUnit XML: one `<testsuite>` with a `<testcase>` per scenario and a `<failure>` in
-/// each failed one (malformed files too, with `type="malformed"`).
-pub fn junit(reports: &[ScenarioReport], wall: Duration) -> String {
-    let s = Summary::of(reports);
+/// The JUnit classname of a scenario file: its directory's last component with dots replaced, so
+/// that Jenkins (which splits a classname at its last dot) shows it whole; `scenarios` otherwise.
+pub fn junit_classname(file: &str) -> String {
+    let dir = std::path::Path::new(file)
+        .parent()
+        .and_then(|p| p.components().rfind(|c| matches!(c, std::path::Component::Normal(_))))
+        .map(|c| c.as_os_str().to_string_lossy().replace('.', "_"))
+        .unwrap_or_default();
+    if dir.trim().is_empty() { "scenarios".to_string() } else { dir }
+}
+
+/// The `file:line` a report points at: the failed expectation's, the malformed value's, or the
+/// file's first line.
+pub fn location(r: &ScenarioReport) -> (String, usize) {
+    match &r.verdict {
+        Verdict::Passed => (r.file.clone(), 1),
+        Verdict::Malformed(e) => (r.file.clone(), e.line.max(1)),
+        Verdict::Failed(f) => {
+            let line = f.location.rsplit_once(':').and_then(|(_, l)| l.parse().ok()).unwrap_or(1);
+            (r.file.clone(), line)
+        }
+    }
+}
+
+/// UTC now as the schema's timestamp (`YYYY-MM-DDThh:mm:ss`, no zone).
+fn timestamp_now() -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    // Howard Hinnant's days-to-civil.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty() && !h.contains(char::is_whitespace))
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// The run as JUnit XML, valid against the common JUnit schema (`docs/schemas/JUnit.xsd`): a
+/// `<testsuite>` per scenario file with its `file` and `line` as properties, one `<testcase>`
+/// (classname [`junit_classname`], name the scenario's), a `<failure>` when an expectation did not
+/// hold and an `<error>` when the scenario could not run (malformed file, world start-up, runner),
+/// and the scenario's `--verbose` log and details in `<system-out>`.
+pub fn junit(reports: &[ScenarioReport], _wall: Duration) -> String {
     let secs = |d: Duration| format!("{:.3}", d.as_secs_f64());
-    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let _ = writeln!(
-        out,
-        "<testsuites name=\"mailsim\" tests=\"{}\" failures=\"{}\" errors=\"0\" time=\"{}\">",
-        reports.len(),
-        s.failed,
-        secs(wall)
-    );
-    let _ = writeln!(
-        out,
-        "  <testsuite name=\"mailsim scenarios\" tests=\"{}\" failures=\"{}\" errors=\"0\" skipped=\"0\" time=\"{}\">",
-        reports.len(),
-        s.failed,
-        secs(wall)
-    );
-    for r in reports {
-        let stem =
-            std::path::Path::new(&r.file).file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
-        let _ = write!(
-            out,
-            "    <testcase name=\"{}\" classname=\"scenarios.{}\" file=\"{}\" time=\"{}\"",
-            xml_escape(&r.name),
-            xml_escape(&stem),
-            xml_escape(&r.file),
-            secs(r.duration)
-        );
-        let (kind, message) = match &r.verdict {
-            Verdict::Passed => {
-                out.push_str("/>\n");
-                continue;
-            }
-            Verdict::Failed(f) => {
-                ("expectation", format!("{}: {}: expected {}, got {}", f.step_label, f.field, f.expected, f.actual))
-            }
-            Verdict::Malformed(e) => ("malformed", e.to_string()),
+    let timestamp = timestamp_now();
+    let hostname = xml_escape(&hostname());
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n");
+    for (id, r) in reports.iter().enumerate() {
+        let classname = junit_classname(&r.file);
+        let (errors, failures) = match (r.passed(), r.errored()) {
+            (true, _) => (0, 0),
+            (false, true) => (1, 0),
+            (false, false) => (0, 1),
         };
-        let message = message.lines().next().unwrap_or_default().to_string();
-        let _ = writeln!(out, ">");
         let _ = writeln!(
             out,
-            "      <failure message=\"{}\" type=\"{kind}\">{}</failure>",
-            xml_escape(&message),
-            xml_escape(&details(r))
+            "  <testsuite name=\"{name}\" package=\"{package}\" id=\"{id}\" timestamp=\"{timestamp}\" hostname=\"{hostname}\" tests=\"1\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"0\" time=\"{time}\">",
+            name = xml_escape(&r.name),
+            package = xml_escape(&classname),
+            time = secs(r.duration),
         );
-        out.push_str("    </testcase>\n");
+        let (file, line) = location(r);
+        let _ = writeln!(
+            out,
+            "    <properties>\n      <property name=\"file\" value=\"{}\"/>\n      <property name=\"line\" value=\"{line}\"/>\n    </properties>",
+            xml_escape(&file)
+        );
+        let _ = write!(
+            out,
+            "    <testcase name=\"{}\" classname=\"{}\" time=\"{}\"",
+            xml_escape(&r.name),
+            xml_escape(&classname),
+            secs(r.duration)
+        );
+        let (element, kind, message) = match &r.verdict {
+            Verdict::Passed => ("", "", String::new()),
+            Verdict::Failed(f) => (
+                if f.is_error() { "error" } else { "failure" },
+                if f.is_error() { f.field.as_str() } else { "expectation" },
+                if f.step_label == f.field {
+                    format!("{}: expected {}, got {}", f.field, f.expected, f.actual)
+                } else {
+                    format!("{}: {}: expected {}, got {}", f.step_label, f.field, f.expected, f.actual)
+                },
+            ),
+            Verdict::Malformed(e) => ("error", "malformed", e.to_string()),
+        };
+        if element.is_empty() {
+            out.push_str("/>\n");
+        } else {
+            let message = message.lines().next().unwrap_or_default().to_string();
+            let _ = writeln!(
+                out,
+                ">\n      <{element} message=\"{}\" type=\"{kind}\">{}</{element}>\n    </testcase>",
+                xml_escape(&message),
+                xml_escape(&format!("{file}:{line}\n{}", details(r)))
+            );
+        }
+        let mut system_out = r.log.join("\n");
+        if !r.log.is_empty() {
+            system_out.push('\n');
+        }
+        for w in &r.warnings {
+            system_out.push_str(w);
+            system_out.push('\n');
+        }
+        let _ = writeln!(
+            out,
+            "    <system-out>{}</system-out>\n    <system-err></system-err>\n  </testsuite>",
+            xml_escape(&system_out)
+        );
     }
-    out.push_str("  </testsuite>\n</testsuites>\n");
+    out.push_str("</testsuites>\n");
     out
 }
 

@@ -15,6 +15,8 @@ use anyhow::Context;
 use super::expect::{Check, DEFAULT_WAIT, SendRecord};
 use super::load::{Action, Change, Scenario, Step, load_file};
 use super::report::{Failure, ScenarioReport, Verdict};
+use super::select::Partition;
+use super::verbose::StepLog;
 use crate::sim::Simulation;
 
 /// How scenarios are run.
@@ -24,11 +26,19 @@ pub struct RunOptions {
     pub timeout: Duration,
     /// Longest a world expectation waits for what it expects.
     pub wait: Duration,
+    /// Record what each step did in [`ScenarioReport::log`] (`mailsim run --verbose`).
+    pub verbose: bool,
+    /// Keep each world's state (trace, mailboxes, peer inboxes, protocol log) under
+    /// `DIR/<file stem>/` ([`scenario_state_dir`]), in the layout `mailsim serve --state-dir` writes and `mailsim trace`
+    /// reads.
+    pub state_dir: Option<PathBuf>,
+    /// Only this partition of the selected files ([`run_paths`]).
+    pub partition: Option<Partition>,
 }
 
 impl Default for RunOptions {
     fn default() -> Self {
-        Self { timeout: Duration::from_secs(60), wait: DEFAULT_WAIT }
+        Self { timeout: Duration::from_secs(60), wait: DEFAULT_WAIT, verbose: false, state_dir: None, partition: None }
     }
 }
 
@@ -36,7 +46,8 @@ impl Default for RunOptions {
 pub async fn run_scenario(scenario: &Scenario, options: &RunOptions) -> ScenarioReport {
     let started = Instant::now();
     let progress = AtomicUsize::new(0);
-    let verdict = match tokio::time::timeout(options.timeout, play(scenario, options, &progress)).await {
+    let log = StepLog::new(options.verbose);
+    let verdict = match tokio::time::timeout(options.timeout, play(scenario, options, &progress, &log)).await {
         Ok(Ok(())) => Verdict::Passed,
         Ok(Err(failure)) => Verdict::Failed(Box::new(failure)),
         Err(_) => {
@@ -62,11 +73,42 @@ pub async fn run_scenario(scenario: &Scenario, options: &RunOptions) -> Scenario
         duration: started.elapsed(),
         verdict,
         warnings: scenario.warnings.iter().map(ToString::to_string).collect(),
+        log: log.take(),
     }
 }
 
-async fn play(scenario: &Scenario, options: &RunOptions, progress: &AtomicUsize) -> Result<(), Failure> {
-    let sim = Simulation::start(scenario.world.clone()).await.map_err(|e| Failure {
+/// The directory `--state-dir DIR` gives a scenario: `DIR/<file stem>` (`00-lockdown-5.7.51` for
+/// `scenarios/00-lockdown-5.7.51.toml`: unique in a directory, where two files may share a
+/// `[scenario] name`), with anything but letters, digits, `.`, `-` and `_` replaced so that it
+/// cannot leave `DIR`.
+pub fn scenario_state_dir(dir: &Path, scenario: &Scenario) -> PathBuf {
+    let name = stem(Path::new(&scenario.file));
+    let safe: String =
+        name.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect();
+    let safe = if safe.trim_matches('.').is_empty() { "scenario".to_string() } else { safe };
+    dir.join(safe)
+}
+
+async fn play(scenario: &Scenario, options: &RunOptions, progress: &AtomicUsize, log: &StepLog) -> Result<(), Failure> {
+    let mut world = scenario.world.clone();
+    if let Some(dir) = &options.state_dir {
+        let dir = scenario_state_dir(dir, scenario);
+        // A kept state directory holds one run: last run's trace would be read as this one's.
+        if dir.exists()
+            && let Err(e) = std::fs::remove_dir_all(&dir)
+        {
+            return Err(Failure {
+                step_label: "world".to_string(),
+                location: format!("{}:1", scenario.file),
+                field: "world".to_string(),
+                expected: format!("{} can be emptied for this run", dir.display()),
+                actual: e.to_string(),
+                ..Failure::default()
+            });
+        }
+        world.state_dir = Some(dir);
+    }
+    let sim = Simulation::start(world).await.map_err(|e| Failure {
         step_label: "world".to_string(),
         location: format!("{}:1", scenario.file),
         field: "world".to_string(),
@@ -74,7 +116,8 @@ async fn play(scenario: &Scenario, options: &RunOptions, progress: &AtomicUsize)
         actual: format!("{:#}", anyhow::Error::from(e)),
         ..Failure::default()
     })?;
-    let result = play_steps(&sim, scenario, options, progress).await;
+    log.world(&sim);
+    let result = play_steps(&sim, scenario, options, progress, log).await;
     sim.stop().await;
     result
 }
@@ -118,9 +161,13 @@ async fn play_steps(
     scenario: &Scenario,
     options: &RunOptions,
     progress: &AtomicUsize,
+    log: &StepLog,
 ) -> Result<(), Failure> {
     for step in &scenario.steps {
         progress.store(step.number, Ordering::Relaxed);
+        // The step log's trace rows: only read (a copy of the trace) when the log records.
+        let step_trace_start = if log.enabled() { sim.trace().len() } else { 0 };
+        log.step(scenario, step);
         let mut send_record = None;
         match &step.action {
             Action::Send(spec) => {
@@ -141,6 +188,7 @@ async fn play_steps(
                     .filter(|e| e.message_id.is_empty() || ids.contains(&e.message_id))
                     .collect();
                 let record = SendRecord { host: spec.from_host.clone(), outcome, events };
+                log.send(&record);
                 if let Err(e) = &record.outcome
                     && !step.expect.iter().any(|x| matches!(x.check, Check::Send(_)))
                 {
@@ -175,12 +223,16 @@ async fn play_steps(
                 sim.settled().await;
             }
         }
+        if log.enabled() {
+            log.trace(sim.trace().get(step_trace_start..).unwrap_or_default());
+        }
         for expect in &step.expect {
             let result = match (&expect.check, &send_record) {
                 (Check::Send(check), Some(record)) => check.check(record),
                 (Check::Send(_), None) => unreachable!("send checks only load on send steps"),
                 (Check::World(check), _) => check.check(sim, options.wait).await,
             };
+            log.expect(expect, result.as_ref().err().map(|m| m.actual.as_str()));
             if let Err(m) = result {
                 let mut f = step_failure(scenario, step, expect.field.clone(), expect.line, &m.expected, m.actual);
                 f.transcript_title = m.transcript_title;
@@ -195,7 +247,7 @@ async fn play_steps(
 /// Plays `scenario`'s steps on a world that is already running (the HTTP API's steps, `serve
 /// SCENARIO --play`), exactly as [`run_scenario`] plays them, stopping at the first failure.
 pub async fn play_on(sim: &Simulation, scenario: &Scenario, options: &RunOptions) -> Result<(), Failure> {
-    play_steps(sim, scenario, options, &AtomicUsize::new(0)).await
+    play_steps(sim, scenario, options, &AtomicUsize::new(0), &StepLog::new(false)).await
 }
 
 /// Carries out one change on a running world.
@@ -258,13 +310,31 @@ pub fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// A file that loads but has nothing to play: an error, so that a CI job cannot pass on it.
+fn no_steps(scenario: &Scenario) -> mailsim_core::diagnostics::ConfigError {
+    mailsim_core::diagnostics::ConfigError {
+        file: scenario.file.clone(),
+        line: 1,
+        column: 1,
+        field: "step".to_string(),
+        message: "no steps: the scenario has nothing to run".to_string(),
+        hint: Some(
+            "add a [[step]] (send, advance, change or check, with its expect); `mailsim serve FILE` brings up a \
+             world without playing steps"
+                .to_string(),
+        ),
+    }
+}
+
 fn stem(path: &Path) -> String {
     path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default()
 }
 
 /// Loads every scenario under `paths` (all of them before any world starts), keeps those whose
-/// name contains `filter`, runs them `jobs` at a time, and calls `on_report` for each in file
-/// order as soon as it and those before it are done. Malformed files become malformed reports.
+/// name contains `filter` (and, with [`RunOptions::partition`], those of the partition), runs
+/// them `jobs` at a time, and calls `on_report` for each as soon as it is done (malformed ones
+/// first); the reports come back in file order. Malformed files and files without steps become
+/// malformed reports; an empty selection is an error.
 pub async fn run_paths(
     paths: &[PathBuf],
     filter: Option<&str>,
@@ -273,27 +343,65 @@ pub async fn run_paths(
     mut on_report: impl FnMut(&ScenarioReport),
 ) -> anyhow::Result<Vec<ScenarioReport>> {
     let files = collect_files(paths)?;
+    let found = files.len();
+    let mut selected = Vec::new();
+    for file in files {
+        let loaded = load_file(&file)
+            .and_then(|scenario| if scenario.steps.is_empty() { Err(no_steps(&scenario)) } else { Ok(scenario) });
+        let name = match &loaded {
+            Ok(scenario) => scenario.name.clone(),
+            Err(_) => stem(&file),
+        };
+        if filter.is_none_or(|f| name.contains(f)) {
+            selected.push((file, name, loaded));
+        }
+    }
+    if selected.is_empty() {
+        anyhow::bail!(
+            "no scenario to run: --filter {:?} matches none of the {found} scenario file(s)",
+            filter.unwrap_or_default()
+        );
+    }
+    let before_partition = selected.len();
+    if let Some(partition) = &options.partition {
+        selected = partition.select(selected);
+        anyhow::ensure!(
+            !selected.is_empty(),
+            "no scenario to run: partition {partition} takes none of the {before_partition} selected scenario file(s)"
+        );
+    }
+    if options.state_dir.is_some() {
+        let mut stems = std::collections::HashMap::new();
+        for (file, _, _) in &selected {
+            if let Some(other) = stems.insert(stem(file), file) {
+                anyhow::bail!(
+                    "{} and {}: two scenario files of the same name would share one --state-dir directory; run them \
+                     separately",
+                    other.display(),
+                    file.display()
+                );
+            }
+        }
+    }
     let mut slots: Vec<Option<ScenarioReport>> = Vec::new();
     let mut pending = Vec::new();
-    for file in files {
-        match load_file(&file) {
+    for (file, name, loaded) in selected {
+        match loaded {
             Ok(scenario) => {
-                if filter.is_none_or(|f| scenario.name.contains(f)) {
-                    pending.push((slots.len(), scenario));
-                    slots.push(None);
-                }
+                pending.push((slots.len(), scenario));
+                slots.push(None);
             }
             Err(e) => {
-                let name = stem(&file);
-                if filter.is_none_or(|f| name.contains(f)) {
-                    slots.push(Some(ScenarioReport {
-                        name,
-                        file: file.display().to_string(),
-                        duration: Duration::ZERO,
-                        verdict: Verdict::Malformed(e),
-                        warnings: Vec::new(),
-                    }));
-                }
+                let report = ScenarioReport {
+                    name,
+                    file: file.display().to_string(),
+                    duration: Duration::ZERO,
+                    verdict: Verdict::Malformed(e),
+                    warnings: Vec::new(),
+                    log: Vec::new(),
+                };
+                on_report(&report);
+                slots.push(Some(report));
             }
         }
     }
@@ -321,23 +429,16 @@ pub async fn run_paths(
                         ..Failure::default()
                     })),
                     warnings: Vec::new(),
+                    log: Vec::new(),
                 },
             };
             (index, report)
         });
     }
-    let mut next = 0;
-    let mut flush = |slots: &[Option<ScenarioReport>], next: &mut usize| {
-        while let Some(Some(r)) = slots.get(*next) {
-            on_report(r);
-            *next += 1;
-        }
-    };
-    flush(&slots, &mut next);
     while let Some(done) = running.join_next().await {
         let (index, report) = done.context("a scenario task")?;
+        on_report(&report);
         slots[index] = Some(report);
-        flush(&slots, &mut next);
     }
     Ok(slots.into_iter().map(|s| s.expect("every scenario reported")).collect())
 }
