@@ -202,7 +202,7 @@ impl Dialogue {
                 Action::Accept(m) => step.accepted = Some(*m),
                 Action::Refused(r) => step.refusal = Some(*r),
                 Action::StartTls => step.start_tls = true,
-                Action::Close | Action::Framed(_) => {}
+                Action::Close | Action::Framed(_) | Action::Authenticate(_) => {}
             }
         }
         step

@@ -218,6 +218,9 @@ pub async fn apply(sim: &Simulation, change: &Change) -> anyhow::Result<()> {
         Change::DnsFault { name, fault: Some(fault) } => sim.dns().set_fault(name, *fault),
         Change::DnsFault { name, fault: None } => sim.dns().clear_fault(name),
     }
+    if matches!(change, Change::Mx { .. } | Change::A { .. } | Change::DnsFault { .. }) {
+        sim.dns_changed();
+    }
     Ok(())
 }
 
