@@ -219,6 +219,11 @@ async fn every_view_of_a_live_world() {
     let fault = call(a, "PUT", "/api/v1/dns/partner.test/fault", None, &[], br#"{"fault":"SERVFAIL"}"#).await;
     assert_eq!(fault.status, 200, "{}", fault.text());
     assert_eq!(call(a, "DELETE", "/api/v1/dns/partner.test/fault", None, &[], b"").await.status, 204);
+    // ... and per record type (TXT: SPF temperror while MX still answers).
+    let fault =
+        call(a, "PUT", "/api/v1/dns/partner.test/fault", None, &[], br#"{"fault":"SERVFAIL","type":"txt"}"#).await;
+    assert_eq!(fault.json()["type"], "TXT", "{}", fault.text());
+    assert_eq!(call(a, "DELETE", "/api/v1/dns/partner.test/fault", None, &[], b"").await.status, 204);
 
     // Delete, then it is gone.
     assert_eq!(call(a, "DELETE", &format!("/api/v1/messages/{id}"), None, &[], b"").await.status, 204);
@@ -236,6 +241,8 @@ async fn bad_input_gets_problem_json() {
     assert_problem(&get(a, "/api/v1/messages?limit=many").await, 400, "limit");
     let fault = call(a, "PUT", "/api/v1/dns/x.test/fault", None, &[], br#"{"fault":"flaky"}"#).await;
     assert_problem(&fault, 400, "unknown fault");
+    let fault = call(a, "PUT", "/api/v1/dns/x.test/fault", None, &[], br#"{"fault":"SERVFAIL","type":"TEXT"}"#).await;
+    assert_problem(&fault, 400, "unknown record type");
 
     // An invalid tenant: the loader's own message, with file:line:col and field.
     let bad = "[[AcceptedDomain]]\nDomainName = \"contoso.test\"\n\n[[InboundConnector]]\nName = \"x\"\nSenderIPAddresses = [\"300.1.1.1\"]\n";

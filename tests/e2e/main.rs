@@ -2,6 +2,7 @@
 //! bound to their own 127/8 addresses. One test binary (one link step).
 
 mod api;
+mod auth_world;
 mod authentication;
 mod common;
 mod config_hardening;

@@ -113,6 +113,14 @@ impl DnsZoneSet {
             for record in rrset.records_without_rrsigs() {
                 let mut record = record.clone();
                 record.name = lower_fqdn(&record.name);
+                if let RData::TXT(txt) = &record.data
+                    && txt.txt_data.iter().any(|s| s.len() > 255)
+                {
+                    // A zone file may hold one long quoted string (a DKIM key); on the wire a
+                    // character-string is at most 255 bytes (RFC 1035 §3.3.14, RFC 7208 §3.3).
+                    let parts: Vec<&[u8]> = txt.txt_data.iter().flat_map(|s| s.chunks(255)).collect();
+                    record.data = RData::TXT(TXT::from_bytes(parts));
+                }
                 self.ensure_origin(&record.name);
                 self.records.push(record);
             }
@@ -158,10 +166,33 @@ impl DnsZoneSet {
         self
     }
 
-    /// Adds `name TXT text` (split into 255-byte strings as DNS requires).
+    /// Adds `name TXT text` (split into 255-byte strings as DNS requires): an SPF policy
+    /// (`v=spf1 …` at the domain), a DMARC policy (`v=DMARC1; …` at `_dmarc.domain`) or a DKIM
+    /// key (`v=DKIM1; k=rsa; p=…` at `selector._domainkey.domain`).
     pub fn txt(mut self, name: &str, text: &str) -> Self {
         self.push(name, RData::TXT(TXT::new(split_txt(text))));
         self
+    }
+
+    /// Replaces every TXT record of `name` with `texts`, one record each (empty: remove them).
+    pub fn set_txt<S: AsRef<str>>(&mut self, name: &str, texts: impl IntoIterator<Item = S>) {
+        self.remove_type(name, RecordType::TXT);
+        for text in texts {
+            self.push(name, RData::TXT(TXT::new(split_txt(text.as_ref()))));
+        }
+    }
+
+    /// The TXT records of `name`, each with its strings joined (as SPF, DKIM and DMARC read them).
+    pub fn txt_of(&self, name: &str) -> Vec<String> {
+        let Ok(name) = parse_name(name) else { return Vec::new() };
+        self.records
+            .iter()
+            .filter(|r| r.name == name)
+            .filter_map(|r| match &r.data {
+                RData::TXT(t) => Some(t.txt_data.iter().map(|s| String::from_utf8_lossy(s)).collect()),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Replaces every MX record of `domain` with `records` (`(preference, exchange)`; an
@@ -302,6 +333,16 @@ fn split_txt(text: &str) -> Vec<String> {
     parts
 }
 
+/// A record type by its name (`TXT`, `mx`, ...), as a fault is scoped to it.
+pub fn parse_record_type(text: &str) -> Result<RecordType, ZoneError> {
+    match text.trim().to_ascii_uppercase().parse::<RecordType>() {
+        Ok(RecordType::Unknown(_)) | Err(_) => {
+            Err(ZoneError(format!("unknown record type {text:?} (TXT, MX, A, AAAA, PTR, CNAME, ...)")))
+        }
+        Ok(t) => Ok(t),
+    }
+}
+
 /// Parses a name as lower-case and fully qualified.
 fn parse_name(name: &str) -> Result<Name, String> {
     Name::from_ascii(name.trim_end_matches('.'))
@@ -340,7 +381,8 @@ struct Shared {
     catalog: RwLock<Arc<Catalog>>,
     zones: Mutex<DnsZoneSet>,
     serial: AtomicU32,
-    faults: Mutex<HashMap<String, Fault>>,
+    /// Per name, and per (name, record type): `None` applies to every type.
+    faults: Mutex<HashMap<(String, Option<RecordType>), Fault>>,
     global_fault: Mutex<Option<Fault>>,
     log: Mutex<Vec<ObservedQuery>>,
     unexpected: Mutex<Vec<String>>,
@@ -367,11 +409,17 @@ impl RequestHandler for FaultingHandler {
         mut response_handle: R,
     ) -> ResponseInfo {
         let shared = &self.0;
-        let (name, record_type) = match request.queries.queries().first() {
-            Some(q) => (normalise(&q.name().to_string()), q.query_type().to_string()),
-            None => (String::new(), String::new()),
+        let (name, rtype) = match request.queries.queries().first() {
+            Some(q) => (normalise(&q.name().to_string()), Some(q.query_type())),
+            None => (String::new(), None),
         };
-        let fault = lock(&shared.faults).get(&name).copied().or(*lock(&shared.global_fault));
+        let record_type = rtype.map(|t| t.to_string()).unwrap_or_default();
+        let fault = {
+            let faults = lock(&shared.faults);
+            let key = (name.clone(), rtype);
+            faults.get(&key).or_else(|| faults.get(&(name.clone(), None))).copied()
+        }
+        .or(*lock(&shared.global_fault));
         if !name.is_empty() && !lock(&shared.zones).serves(&name) {
             lock(&shared.unexpected).push(name.clone());
         }
@@ -459,12 +507,29 @@ impl ScriptedDns {
 
     /// Injects `fault` for every query of `name` (exact name, any record type), until cleared.
     pub fn set_fault(&self, name: &str, fault: Fault) {
-        lock(&self.shared.faults).insert(normalise(name), fault);
+        lock(&self.shared.faults).insert((normalise(name), None), fault);
     }
 
-    /// Removes the fault for `name`.
+    /// Injects `fault` for queries of `name` of one record type only (`TXT`, `MX`, `A`, ...,
+    /// case-insensitive): SERVFAIL for `fabrikam.test TXT` makes SPF a `temperror` while mail to
+    /// fabrikam.test still routes. A fault of this kind wins over one for the whole name.
+    pub fn set_fault_for(&self, name: &str, record_type: &str, fault: Fault) -> Result<(), ZoneError> {
+        let rtype = parse_record_type(record_type)?;
+        lock(&self.shared.faults).insert((normalise(name), Some(rtype)), fault);
+        Ok(())
+    }
+
+    /// Removes the faults for `name`: the one for every type and those per record type.
     pub fn clear_fault(&self, name: &str) {
-        lock(&self.shared.faults).remove(&normalise(name));
+        let name = normalise(name);
+        lock(&self.shared.faults).retain(|(n, _), _| *n != name);
+    }
+
+    /// Removes the fault for `name` and one record type only.
+    pub fn clear_fault_for(&self, name: &str, record_type: &str) -> Result<(), ZoneError> {
+        let rtype = parse_record_type(record_type)?;
+        lock(&self.shared.faults).remove(&(normalise(name), Some(rtype)));
+        Ok(())
     }
 
     /// Injects `fault` for every query whose name has no fault of its own.
@@ -737,5 +802,122 @@ mod tests {
         assert!(!zones.serves("contoso.test"));
         assert_eq!(split_txt(&"x".repeat(300)).iter().map(String::len).collect::<Vec<_>>(), vec![255, 45]);
         zones.build_catalog(1).unwrap();
+    }
+
+    /// A hickory resolver (what mail-auth wraps) that asks only `server`: no system
+    /// configuration, no hosts file, no cache.
+    fn resolver_config(
+        server: SocketAddr,
+    ) -> (hickory_resolver::config::ResolverConfig, hickory_resolver::config::ResolverOpts) {
+        use hickory_resolver::config::{
+            ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts,
+        };
+        let mut udp = ConnectionConfig::udp();
+        udp.port = server.port();
+        let mut tcp = ConnectionConfig::tcp();
+        tcp.port = server.port();
+        let config =
+            ResolverConfig::from_parts(None, vec![], vec![NameServerConfig::new(server.ip(), true, vec![udp, tcp])]);
+        let mut opts = ResolverOpts::default();
+        opts.use_hosts_file = ResolveHosts::Never;
+        opts.cache_size = 0;
+        opts.timeout = Duration::from_millis(300);
+        opts.attempts = 1;
+        opts.ndots = 0;
+        (config, opts)
+    }
+
+    fn dkim_like_key() -> String {
+        format!("v=DKIM1; k=rsa; p={}", "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA".repeat(9))
+    }
+
+    #[tokio::test]
+    async fn dns_txt_records_reach_a_real_resolver_split_and_whole() {
+        let key = dkim_like_key();
+        assert!(key.len() > 255);
+        let zones = DnsZoneSet::new()
+            .txt("fabrikam.test", "v=spf1 ip4:203.0.113.0/24 -all")
+            .txt("_dmarc.fabrikam.test", "v=DMARC1; p=reject")
+            .txt("s1._domainkey.fabrikam.test", &key)
+            .with_zone_text("northwind.test", &format!("s2._domainkey.northwind.test. TXT \"{key}\"\n"))
+            .unwrap();
+        assert_eq!(zones.txt_of("_dmarc.fabrikam.test"), vec!["v=DMARC1; p=reject".to_string()]);
+        let dns = ScriptedDns::start(ip("127.0.60.5"), zones).await.unwrap();
+        let (config, opts) = resolver_config(dns.addr());
+        let resolver = hickory_resolver::TokioResolver::builder_with_config(
+            config,
+            hickory_resolver::net::runtime::TokioRuntimeProvider::default(),
+        )
+        .with_options(opts)
+        .build()
+        .unwrap();
+        let txt = |name: &'static str| {
+            let resolver = resolver.clone();
+            async move {
+                let lookup = resolver.txt_lookup(name).await.unwrap();
+                lookup
+                    .answers()
+                    .iter()
+                    .filter_map(|r| match &r.data {
+                        RData::TXT(t) => Some(t.txt_data.iter().map(|s| s.len()).collect::<Vec<_>>()),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(txt("fabrikam.test.").await, vec![vec![30]]);
+        assert_eq!(txt("_dmarc.fabrikam.test.").await, vec![vec![18]]);
+        // Built in code or read from zone text, a long record goes out as 255-byte strings.
+        let want = vec![key.as_bytes().chunks(255).map(<[u8]>::len).collect::<Vec<_>>()];
+        assert_eq!(txt("s1._domainkey.fabrikam.test.").await, want);
+        assert_eq!(txt("s2._domainkey.northwind.test.").await, want);
+        dns.stop().await;
+    }
+
+    #[tokio::test]
+    async fn dns_spf_of_mail_auth_passes_fails_and_temperrors_against_the_world() {
+        use mail_auth::spf::verify::SpfParameters;
+        use mail_auth::{MessageAuthenticator, SpfResult};
+        let zones = DnsZoneSet::new()
+            .txt("fabrikam.test", "v=spf1 ip4:203.0.113.0/24 -all")
+            .mx("fabrikam.test", 10, "mx.fabrikam.test")
+            .a("mx.fabrikam.test", Ipv4Addr::new(203, 0, 113, 25))
+            .txt("broken.test", "v=spf1 ip4:not-an-address -all");
+        let dns = ScriptedDns::start(ip("127.0.60.6"), zones).await.unwrap();
+        let (config, opts) = resolver_config(dns.addr());
+        let auth = MessageAuthenticator::new(config, opts).unwrap();
+        let spf = |ip: &str, from: &'static str| {
+            let ip = ip.parse().unwrap();
+            let auth = &auth;
+            async move {
+                let domain = from.rsplit_once('@').map(|(_, d)| d).unwrap_or(from);
+                auth.verify_spf(SpfParameters::verify_mail_from(ip, domain, "tenant.mailsim.test", from)).await.result()
+            }
+        };
+        assert_eq!(spf("203.0.113.25", "a@fabrikam.test").await, SpfResult::Pass);
+        assert_eq!(spf("198.51.100.7", "a@fabrikam.test").await, SpfResult::Fail);
+        assert_eq!(spf("203.0.113.25", "a@nospf.fabrikam.test").await, SpfResult::None);
+        assert_eq!(spf("203.0.113.25", "a@broken.test").await, SpfResult::PermError);
+
+        // A fault on the name's TXT only: SPF cannot be evaluated, MX still answers.
+        dns.set_fault_for("fabrikam.test", "txt", Fault::ServFail).unwrap();
+        assert_eq!(spf("203.0.113.25", "a@fabrikam.test").await, SpfResult::TempError);
+        let m = ask(dns.addr(), "fabrikam.test", RecordType::MX, WAIT).await.unwrap();
+        assert_eq!(mx_of(&m), vec![(10, "mx.fabrikam.test".into())]);
+        dns.set_fault_for("fabrikam.test", "TXT", Fault::Silence).unwrap();
+        assert_eq!(spf("203.0.113.25", "a@fabrikam.test").await, SpfResult::TempError);
+        dns.clear_fault_for("fabrikam.test", "TXT").unwrap();
+        assert_eq!(spf("203.0.113.25", "a@fabrikam.test").await, SpfResult::Pass);
+        // A fault for the whole name covers TXT too.
+        dns.set_fault("fabrikam.test", Fault::ServFail);
+        assert_eq!(spf("203.0.113.25", "a@fabrikam.test").await, SpfResult::TempError);
+        dns.clear_fault("fabrikam.test");
+        assert!(dns.set_fault_for("fabrikam.test", "TEXT", Fault::ServFail).is_err());
+
+        // Records changed between steps are seen at the next evaluation.
+        dns.update(|z| z.set_txt("fabrikam.test", ["v=spf1 ip4:198.51.100.0/24 ~all"])).unwrap();
+        assert_eq!(spf("198.51.100.7", "a@fabrikam.test").await, SpfResult::Pass);
+        assert_eq!(spf("203.0.113.25", "a@fabrikam.test").await, SpfResult::SoftFail);
+        dns.stop().await;
     }
 }

@@ -23,7 +23,7 @@
 //! | `POST /api/v1/clock/advance` | `{"by": "25h"}`: as a scenario's `advance` step |
 //! | `GET/PUT /api/v1/tenant`, `POST /api/v1/tenant/reload` | the tenant; replace it (TOML body); re-read it from disk (as SIGHUP) |
 //! | `POST /api/v1/steps` | play `[[step]]` tables (scenario syntax); each step's result |
-//! | `PUT/DELETE /api/v1/dns/{name}/fault` | `{"fault": "NXDOMAIN" \| "SERVFAIL" \| "silence" \| "REFUSED"}` |
+//! | `PUT/DELETE /api/v1/dns/{name}/fault` | `{"fault": "NXDOMAIN" \| "SERVFAIL" \| "silence" \| "REFUSED"}`, optional `"type": "TXT"` (that record type only: SPF `temperror`); DELETE clears every fault of the name |
 
 pub mod host_check;
 pub mod messages;
@@ -682,6 +682,9 @@ async fn steps(State(api): State<Arc<Api>>, b: Result<Bytes, BytesRejection>) ->
 #[serde(deny_unknown_fields)]
 struct FaultBody {
     fault: String,
+    /// Only queries of this record type (`TXT`, `MX`, ...) are faulty.
+    #[serde(default, rename = "type")]
+    record_type: Option<String>,
 }
 
 async fn set_fault(
@@ -702,11 +705,22 @@ async fn set_fault(
             )));
         }
     };
-    api.world.sim()?.dns().set_fault(&name, fault);
-    ok(json!({ "name": name, "fault": body.fault }))
+    match &body.record_type {
+        Some(t) => {
+            api.world.sim()?.dns().set_fault_for(&name, t, fault).map_err(|e| Problem::bad_request(e.0))?;
+            api.world.sim()?.dns_changed();
+            ok(json!({ "name": name, "fault": body.fault, "type": t.to_ascii_uppercase() }))
+        }
+        None => {
+            api.world.sim()?.dns().set_fault(&name, fault);
+            api.world.sim()?.dns_changed();
+            ok(json!({ "name": name, "fault": body.fault }))
+        }
+    }
 }
 
 async fn clear_fault(State(api): State<Arc<Api>>, Path(name): Path<String>) -> ApiResult {
     api.world.sim()?.dns().clear_fault(&name);
+    api.world.sim()?.dns_changed();
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -217,8 +217,20 @@ pub async fn apply(sim: &Simulation, change: &Change) -> anyhow::Result<()> {
         Change::A { name, addresses } => sim.dns().update(|z| z.set_a(name, addresses))?,
         Change::DnsFault { name, fault: Some(fault) } => sim.dns().set_fault(name, *fault),
         Change::DnsFault { name, fault: None } => sim.dns().clear_fault(name),
+        Change::DnsFaultFor { name, record_type, fault: Some(fault) } => {
+            sim.dns().set_fault_for(name, record_type, *fault)?
+        }
+        Change::DnsFaultFor { name, record_type, fault: None } => sim.dns().clear_fault_for(name, record_type)?,
+        Change::Txt { name, records } => sim.dns().update(|z| z.set_txt(name, records))?,
     }
-    if matches!(change, Change::Mx { .. } | Change::A { .. } | Change::DnsFault { .. }) {
+    if matches!(
+        change,
+        Change::Mx { .. }
+            | Change::A { .. }
+            | Change::DnsFault { .. }
+            | Change::DnsFaultFor { .. }
+            | Change::Txt { .. }
+    ) {
         sim.dns_changed();
     }
     Ok(())

@@ -18,6 +18,7 @@
 //! state the rooms share while they check a file in order (`Loader`), and the table test of
 //! every error message.
 
+mod auth_world;
 mod expect;
 mod steps;
 mod walker;
@@ -165,6 +166,22 @@ pub enum Change {
         name: String,
         /// The fault; `None` clears it.
         fault: Option<Fault>,
+    },
+    /// DNS answers for a name and one record type are faulty (or normal again): `type = "TXT"`.
+    DnsFaultFor {
+        /// The queried name.
+        name: String,
+        /// The record type, upper-case (`TXT`).
+        record_type: String,
+        /// The fault; `None` clears it.
+        fault: Option<Fault>,
+    },
+    /// A name's TXT records are replaced (SPF, DMARC, DKIM keys).
+    Txt {
+        /// The name.
+        name: String,
+        /// One text per record; empty removes them.
+        records: Vec<String>,
     },
 }
 
@@ -511,7 +528,7 @@ starttls = "Offer"
             // Steps: change.
             (
                 s("[[step]]\nchange = { }\n"),
-                "s.toml:22:10: step[1].change: this change names nothing to change\n  hint: a change has one of: inbound_connector, outbound_connector, add_inbound_connector, add_outbound_connector, remove_connector, accepted_domain, transport, host, mx, a, dns_fault, transport_rule",
+                "s.toml:22:10: step[1].change: this change names nothing to change\n  hint: a change has one of: inbound_connector, outbound_connector, add_inbound_connector, add_outbound_connector, remove_connector, accepted_domain, transport, host, mx, a, dns_fault, transport_rule, txt",
             ),
             (
                 s("[[step]]\nchange = { mx = \"partner.test\", a = \"x.test\" }\n"),

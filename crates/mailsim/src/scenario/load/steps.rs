@@ -16,7 +16,7 @@ use super::walker::{Node, Tbl, to_toml};
 use super::{Action, Change, HostState, Loader, Step};
 use crate::sim::{HostSpec, SendSpec, TlsUse};
 
-pub(super) const CHANGE_KINDS: [&str; 12] = [
+pub(super) const CHANGE_KINDS: [&str; 13] = [
     "inbound_connector",
     "outbound_connector",
     "add_inbound_connector",
@@ -29,9 +29,10 @@ pub(super) const CHANGE_KINDS: [&str; 12] = [
     "a",
     "dns_fault",
     "transport_rule",
+    "txt",
 ];
-pub(super) const CHANGE_COMPANIONS: [&str; 8] =
-    ["set", "cert", "address", "peer", "relay_to_tenant", "records", "addresses", "fault"];
+pub(super) const CHANGE_COMPANIONS: [&str; 9] =
+    ["set", "cert", "address", "peer", "relay_to_tenant", "records", "addresses", "fault", "type"];
 
 impl<'t> Loader<'t> {
     pub(super) fn step(&mut self, n: &Node<'_>, number: usize) -> Result<Step, ConfigError> {
@@ -194,7 +195,8 @@ impl<'t> Loader<'t> {
             "host" => &["cert", "address", "peer", "relay_to_tenant"],
             "mx" => &["records"],
             "a" => &["addresses"],
-            "dns_fault" => &["fault"],
+            "dns_fault" => &["fault", "type"],
+            "txt" => &["records"],
             _ => &[],
         };
         for key in t.present(&CHANGE_COMPANIONS) {
@@ -212,6 +214,7 @@ impl<'t> Loader<'t> {
             "mx" => Some("records"),
             "a" => Some("addresses"),
             "dns_fault" => Some("fault"),
+            "txt" => Some("records"),
             _ => None,
         };
         if let Some(r) = required {
@@ -288,8 +291,12 @@ impl<'t> Loader<'t> {
                             .with_hint("ServFail, NxDomain, Silence, Refused or None"));
                     }
                 };
-                Ok(vec![Change::DnsFault { name, fault }])
+                match self.fault_type(t)? {
+                    Some(record_type) => Ok(vec![Change::DnsFaultFor { name, record_type, fault }]),
+                    None => Ok(vec![Change::DnsFault { name, fault }]),
+                }
             }
+            "txt" => self.change_txt(t, &node),
             _ => self.change_tenant(t, kind, &node, step).map(|c| vec![c]),
         }
     }

@@ -424,10 +424,21 @@ impl<'t> Loader<'t> {
     }
 
     pub(super) fn dns(&self, t: &Tbl<'_>) -> Result<DnsZoneSet, ConfigError> {
+        self.cx.keys(t, &["records", "txt"])?;
+        let zones = match t.get("records") {
+            Some(n) => self.dns_records(&n)?,
+            None => DnsZoneSet::new(),
+        };
+        match t.get("txt") {
+            Some(n) => self.dns_txt(&n, zones),
+            None => Ok(zones),
+        }
+    }
+
+    /// `[dns] records`: zone-file lines.
+    fn dns_records(&self, n: &Node<'_>) -> Result<DnsZoneSet, ConfigError> {
         let cx = &self.cx;
-        cx.keys(t, &["records"])?;
-        let Some(n) = t.get("records") else { return Ok(DnsZoneSet::new()) };
-        let text = cx.string(&n)?;
+        let text = cx.string(n)?;
         let hint = "zone-file lines with absolute names: `partner.test. MX 10 mx.partner.test.` or `mx.partner.test. A 203.0.113.25`";
         let mut directives = String::new();
         let mut groups: BTreeMap<String, Vec<(usize, String)>> = BTreeMap::new();
