@@ -472,3 +472,78 @@ async fn on_premises_relay_to_the_internet_carries_the_85_combination() {
     assert_eq!(header(data, "X-MS-Exchange-Organization-AuthAs"), None, "organization headers never leave");
     sim.stop().await;
 }
+
+/// The scenario vocabulary refuses what it cannot check, with file:line:col and a hint.
+#[test]
+fn scenario_vocabulary_errors() {
+    use mailsim::scenario::load::parse;
+    let head = "[scenario]\nauthentication = true\n\n[[AcceptedDomain]]\nDomainName = \"contoso.test\"\n\n[Directory]\nMailboxes = [\"alice@contoso.test\"]\n\n";
+    let cases = [
+        (
+            "[[step]]\nexpect = { auth = \"alice@contoso.test\", spf = \"maybe\" }\n",
+            "s.toml:11:47: step[1].expect.spf: unknown spf result \"maybe\"",
+        ),
+        (
+            "[[step]]\nexpect = { auth = \"alice@contoso.test\", compauth = \"fail reason=1\" }\n",
+            "s.toml:11:52: step[1].expect.compauth: \"fail reason=1\" is not a compauth result",
+        ),
+        ("[[step]]\nexpect = { auth = \"alice@contoso.test\", equals = \"x\" }\n", "`equals` needs `header`"),
+        ("[[step]]\nexpect = { mailbox = \"alice@contoso.test\", spf = \"pass\" }\n", "`spf` has no world expectation"),
+    ];
+    for (steps, want) in cases {
+        let err = parse(&format!("{head}{steps}"), Path::new("s.toml")).unwrap_err().to_string();
+        assert!(err.contains(want), "{err}\n  wanted: {want}");
+    }
+    let own = "[scenario]\nauthentication = true\n\n[[AcceptedDomain]]\nDomainName = \"contoso.test\"\n\n[[InboundConnector]]\nName = \"gw\"\nSenderDomains = [\"*\"]\nRequireTls = false\nEFSkipIPs = [\"192.0.2.0/24\"]\n";
+    let err = parse(own, Path::new("s.toml")).unwrap_err().to_string();
+    assert!(
+        err.starts_with("s.toml:11:13: InboundConnector[1].EFSkipIPs: `192.0.2.0/24` covers 192.0.2.100, the tenant's own address (tenant_address)"),
+        "{err}"
+    );
+    let table = "[scenario]\nauthentication = { scl = 12 }\n\n[[AcceptedDomain]]\nDomainName = \"contoso.test\"\n";
+    let err = parse(table, Path::new("s.toml")).unwrap_err().to_string();
+    assert!(err.contains("authentication.scl: SCL is a number from -1 to 9"), "{err}");
+}
+
+/// `mailsim explain` walks the chain and shows the verdicts and stamps for given results.
+#[test]
+fn explain_shows_the_walk_and_the_verdicts() {
+    use mailsim::cli::explain::{ExplainArgs, explain_with};
+    use mailsim::cli::explain_auth::AuthExplainArgs;
+    let tenant = base().with_inbound_connector(gateway_connector(true, &[], &[])).build().unwrap();
+    let args = ExplainArgs {
+        tenant: "t.toml".into(),
+        source: GW_OUT.parse().unwrap(),
+        tls: false,
+        cert_subject: None,
+        cert_san: Vec::new(),
+        cert_untrusted: false,
+        cert_expired: false,
+        mail_from: "news@partner.example".to_string(),
+        rcpt_to: vec!["alice@contoso.test".to_string()],
+        helo: Some("out.gw.example".to_string()),
+        headers: None,
+        at: None,
+        auth: AuthExplainArgs {
+            spf: Some("fail".into()),
+            dmarc: Some("reject".into()),
+            mx_elsewhere: true,
+            ..Default::default()
+        },
+    };
+    let content = via_gateway("news@partner.example", true);
+    let (report, _) =
+        explain_with(&tenant, "t.toml", &args, Some(content.as_bytes()), mailsim_core::time::Timestamp(0)).unwrap();
+    for want in [
+        "Enhanced Filtering  EFSkipLastIP (connector From gateway)",
+        "skip 198.51.100.20 (out.gw.example): the connecting hop (EFSkipLastIP)",
+        "skip 10.0.0.5 (lb1.gw.internal): an RFC 1918 address (skipped automatically)",
+        "original internet sender 198.51.100.10 (rx.gw.example)",
+        "SPF judged on       198.51.100.10 (HELO rx.gw.example), MAIL FROM domain partner.example",
+        "Anti-phishing       refused at end of DATA: 550 5.7.509",
+        "stamped X-MS-Exchange-SkipListedInternetSender: ip=[198.51.100.10];domain=rx.gw.example",
+        "stamped Authentication-Results: spf=fail (sender IP is 198.51.100.10) smtp.mailfrom=partner.example; dkim=none (message not signed) header.d=none;dmarc=fail action=reject header.from=partner.example;compauth=fail reason=000",
+    ] {
+        assert!(report.contains(want), "missing {want:?} in\n{report}");
+    }
+}

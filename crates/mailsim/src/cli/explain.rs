@@ -86,6 +86,9 @@ pub struct ExplainArgs {
     /// `2026-12-08T09:00:00Z` or `2026-12-08`; default: now.
     #[arg(long, env = "MAILSIM_EXPLAIN_AT", value_name = "TIME")]
     pub at: Option<String>,
+    /// Authentication (issue 11): see `explain_auth`.
+    #[command(flatten)]
+    pub auth: super::explain_auth::AuthExplainArgs,
 }
 
 /// Loads the tenant, explains, prints. Exit code 0 when the message would be queued, 1 when the
@@ -451,6 +454,7 @@ pub fn explain_with(
                 }
             }
             rules_report(&mut out, tenant, m, at);
+            super::explain_auth::report(&mut out, tenant, &args.auth, m)?;
             let _ = writeln!(out, "\nResult      queued for {} recipient(s)", m.envelope.recipients.len());
             true
         }
@@ -575,6 +579,7 @@ RequireTls = false
             helo: None,
             headers: None,
             at: None,
+            auth: Default::default(),
         }
     }
 

@@ -6,6 +6,7 @@ pub mod bench;
 pub mod certs;
 pub mod demo;
 pub mod explain;
+pub mod explain_auth;
 pub mod run;
 pub mod send;
 pub mod serve;
