@@ -2,9 +2,12 @@
 //!
 //! Records are declared in code with [`DnsZoneSet`] (or parsed from zone-file text), served
 //! authoritatively by [`ScriptedDns`], and can be changed between test steps (an admin changing
-//! MX during a cutover). Faults (NXDOMAIN, SERVFAIL, REFUSED, silence) can be switched on per
-//! queried name or for every query. The server counts the queries it receives, so a test can
-//! assert that a lookup happened, and lists queries for names outside every served zone.
+//! MX during a cutover). TXT records carry SPF, DMARC and DKIM policies (texts over 255 bytes
+//! are served as 255-byte strings, RFC 1035 §3.3.14). Faults (NXDOMAIN, SERVFAIL, REFUSED,
+//! silence) can be switched on per queried name, per name and record type (SERVFAIL for a TXT
+//! lookup only: SPF `temperror`), or for every query. The server counts the queries it
+//! receives, so a test can assert that a lookup happened, and lists queries for names outside
+//! every served zone.
 //!
 //! This double shares no code with mailsim-io's resolver: they only meet on the wire.
 //!

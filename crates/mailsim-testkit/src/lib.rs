@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod certs;
+pub mod dkim;
 pub mod dns;
 pub mod hosts;
 pub mod peer;

@@ -7,6 +7,7 @@
 //! `explain`, `demo`); it uses the library and the core, and the library never uses it.
 
 pub mod api;
+pub mod auth_world;
 pub mod cli;
 pub mod config_file;
 pub mod endpoint;

@@ -35,9 +35,10 @@ use mailsim_core::stage::outcome::RetryPolicy;
 use mailsim_core::tenant::Tenant;
 use mailsim_core::trace::TraceEvent;
 use mailsim_testkit::certs::{CertError, LeafCert, LeafSpec, TestPki};
+use mailsim_testkit::dkim::{DkimError, DkimIdentity, DkimKeyring, DkimSigning};
 use mailsim_testkit::dns::{DnsZoneSet, ScriptedDns};
 use mailsim_testkit::hosts::allocate_loopback;
-use mailsim_testkit::peer::{PeerScript, ReceivedMessage, ScriptedPeer};
+use mailsim_testkit::peer::{AddressBook, PeerScript, ReceivedMessage, RelayHop, RelayOptions, ScriptedPeer};
 use mailsim_testkit::sender::{ClientIdentity, RawReply, ScriptedSender, SenderError, TlsOptions};
 use rustls_pki_types::CertificateDer;
 
@@ -98,6 +99,15 @@ pub enum SimError {
     /// The tenant endpoint could not be started.
     #[error("starting the tenant endpoint")]
     Endpoint(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A host's DKIM signing identity could not be given a key, or a message not be signed.
+    #[error("DKIM signing for host {host:?}")]
+    Dkim {
+        /// The host.
+        host: String,
+        /// Why.
+        #[source]
+        source: DkimError,
+    },
     /// The SMTP conversation of a send failed below SMTP (connection, TLS, timeout).
     #[error("sending from host {host:?}")]
     Send {
@@ -186,6 +196,12 @@ pub struct HostSpec {
     /// The loopback address it binds: pinned in the scenario (`loopback = "127.0.0.10"`) or
     /// planned by the loader (stable across runs); `None` takes a fresh one.
     pub loopback: Option<IpAddr>,
+    /// It DKIM-signs what it sends and relays (`d=`, `s=`); the world gives it a key and publishes
+    /// `selector._domainkey.domain` (exo-behaviour §14.1).
+    pub dkim: Option<DkimIdentity>,
+    /// When it relays, the internal hops (receiving node, load balancer) whose `Received:` lines
+    /// come before its own, in the order a message passes them (exo-behaviour §14.2).
+    pub relay_hops: Vec<RelayHop>,
 }
 
 impl HostSpec {
@@ -198,6 +214,8 @@ impl HostSpec {
             peer: None,
             relays_to_tenant: false,
             loopback: None,
+            dkim: None,
+            relay_hops: Vec::new(),
         }
     }
 }
@@ -359,6 +377,11 @@ pub struct SendSpec {
     pub body: String,
     /// A complete message instead of headers, subject and body.
     pub data: Option<String>,
+    /// Send to this host's scripted peer instead of the tenant (a partner sending to the gateway
+    /// the tenant's MX points at, which relays it on).
+    pub to_host: Option<String>,
+    /// Sign with the host's DKIM identity, when it has one (`true` by default).
+    pub dkim_sign: bool,
 }
 
 impl SendSpec {
@@ -375,6 +398,8 @@ impl SendSpec {
             subject: "mailsim".to_string(),
             body: "Hello from mailsim.".to_string(),
             data: None,
+            to_host: None,
+            dkim_sign: true,
         }
     }
 }
@@ -405,6 +430,7 @@ impl SendOutcome {
 struct Host {
     spec: HostSpec,
     loopback: IpAddr,
+    dkim: Option<DkimSigning>,
 }
 
 /// A running world. Stops when dropped.
@@ -418,6 +444,8 @@ pub struct Simulation {
     outbound: (IpAddr, IpAddr),
     port: u16,
     sent: std::sync::atomic::AtomicU64,
+    /// Declared address of each loopback address, for the Received lines relays write.
+    addresses: AddressBook,
 }
 
 impl Simulation {
@@ -460,16 +488,28 @@ impl Simulation {
         plan.add("tenant-out", outbound.0, outbound.1).map_err(plan_err("the tenant's outbound address"))?;
         let mut hosts = Vec::new();
         let mut peers = BTreeMap::new();
+        let addresses = AddressBook::new();
+        addresses.set(outbound.1, outbound.0);
+        addresses.set(tenant_loopback, spec.tenant_declared);
+        let mut keyring = DkimKeyring::new();
+        let mut dns_zones = spec.dns;
         for host in spec.hosts {
             if hosts.iter().any(|h: &Host| h.spec.name == host.name) {
                 return Err(SimError::DuplicateHost(host.name));
             }
             let loopback = host.loopback.unwrap_or_else(allocate_loopback);
             plan.add(&host.name, host.declared, loopback).map_err(plan_err(format!("host {:?}", host.name)))?;
+            addresses.set(loopback, host.declared);
+            let dkim = crate::auth_world::host_signer(&mut keyring, &host, &mut dns_zones)?;
             if let Some(script) = &host.peer {
                 let mut script = script.clone();
                 if host.relays_to_tenant {
                     script.forward_to = Some(tenant_addr);
+                    script.relay = Some(RelayOptions {
+                        addresses: addresses.clone(),
+                        hops: host.relay_hops.clone(),
+                        dkim: dkim.clone(),
+                    });
                 }
                 let inbox = mailsim_testkit::peer::InboxOptions {
                     dir: spec.state_dir.as_ref().map(|d| d.join("peers").join(&host.name)),
@@ -481,11 +521,11 @@ impl Simulation {
                     .map_err(io(format!("starting the peer of host {:?}", host.name)))?;
                 peers.insert(host.name.clone(), peer);
             }
-            hosts.push(Host { spec: host, loopback });
+            hosts.push(Host { spec: host, loopback, dkim });
         }
         let dns_addr =
             spec.dns_bind.unwrap_or_else(|| SocketAddr::new(spec.dns_loopback.unwrap_or_else(allocate_loopback), 0));
-        let dns = ScriptedDns::start_on(dns_addr, spec.dns)
+        let dns = ScriptedDns::start_on(dns_addr, dns_zones)
             .await
             .map_err(io(format!("starting the DNS server on {dns_addr}{}", crate::live::bind_hint(dns_addr))))?;
         let mut options = EndpointOptions::new(spec.tenant);
@@ -524,6 +564,7 @@ impl Simulation {
             outbound,
             port,
             sent: std::sync::atomic::AtomicU64::new(0),
+            addresses,
         })
     }
 
@@ -547,6 +588,26 @@ impl Simulation {
     /// The DNS server.
     pub fn dns(&self) -> &ScriptedDns {
         &self.dns
+    }
+
+    /// The DKIM signer of host `host`, if it declares a signing identity (`Ok(None)` if not).
+    pub fn dkim_signer(&self, host: &str) -> Result<Option<DkimSigning>, SimError> {
+        let hosts = self.hosts.lock().expect("hosts lock");
+        let host = hosts.iter().find(|h| h.spec.name == host).ok_or_else(|| SimError::NoHost(host.to_string()))?;
+        Ok(host.dkim.clone())
+    }
+
+    /// What host `host`'s peer adds when it relays to the tenant (its Received lines with declared
+    /// addresses, its internal hops, its DKIM signature): for a script set later
+    /// ([`ScriptedPeer::set_script`]) with `forward_to` the tenant.
+    pub fn relay_options(&self, host: &str) -> Result<RelayOptions, SimError> {
+        let hosts = self.hosts.lock().expect("hosts lock");
+        let host = hosts.iter().find(|h| h.spec.name == host).ok_or_else(|| SimError::NoHost(host.to_string()))?;
+        Ok(RelayOptions {
+            addresses: self.addresses.clone(),
+            hops: host.spec.relay_hops.clone(),
+            dkim: host.dkim.clone(),
+        })
     }
 
     /// A host's receiving peer.
@@ -613,6 +674,7 @@ impl Simulation {
         let mut hosts = self.hosts.lock().expect("hosts lock");
         let host = hosts.iter_mut().find(|h| h.spec.name == name).ok_or_else(|| SimError::NoHost(name.to_string()))?;
         host.spec.declared = declared;
+        self.addresses.set(host.loopback, declared);
         let mut plan = AddressPlan::new();
         plan.add("tenant", self.tenant_declared, self.tenant_loopback).map_err(plan_err("the tenant's address"))?;
         plan.add("tenant-out", self.outbound.0, self.outbound.1).map_err(plan_err("the tenant's outbound address"))?;
@@ -633,19 +695,23 @@ impl Simulation {
 
     /// Sends one message into the tenant from a host, over STARTTLS if asked.
     pub async fn send(&self, spec: &SendSpec) -> Result<SendOutcome, SimError> {
-        let (source, host_cert) = {
+        let (source, host_cert, signer) = {
             let hosts = self.hosts.lock().expect("hosts lock");
             let host = hosts
                 .iter()
                 .find(|h| h.spec.name == spec.from_host)
                 .ok_or_else(|| SimError::NoSendingHost(spec.from_host.clone()))?;
-            (host.loopback, host.spec.cert.clone())
+            (host.loopback, host.spec.cert.clone(), host.dkim.clone().filter(|_| spec.dkim_sign))
+        };
+        let target = match &spec.to_host {
+            Some(to) => self.peer(to)?.addr(),
+            None => self.tenant_addr(),
         };
         let smtp = |source: SenderError| SimError::Send { host: spec.from_host.clone(), source };
         let n = self.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         let message_id = format!("<sim-{n}.{}@{}.test>", std::process::id(), spec.from_host);
         let ehlo = spec.ehlo.clone().unwrap_or_else(|| format!("{}.test", spec.from_host));
-        let (mut client, greeting) = ScriptedSender::connect(source, self.tenant_addr()).await.map_err(smtp)?;
+        let (mut client, greeting) = ScriptedSender::connect(source, target).await.map_err(smtp)?;
         let done = |client: &ScriptedSender, reply: RawReply, stage, rcpts: Vec<RawReply>| SendOutcome {
             final_reply: reply,
             stage,
@@ -713,6 +779,11 @@ impl Simulation {
                 text.push_str("\r\n");
                 text
             }
+        };
+        let content = match signer {
+            Some(signer) => crate::auth_world::sign_text(&signer, &content)
+                .map_err(|source| SimError::Dkim { host: spec.from_host.clone(), source })?,
+            None => content,
         };
         let reply = client.content(&content).await.map_err(smtp)?;
         let _ = client.command("QUIT").await;

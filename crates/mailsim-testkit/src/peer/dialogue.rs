@@ -546,12 +546,13 @@ impl Conn {
             };
             if let Some(target) = self.script().forward_to {
                 let host_name = self.script().host_name.clone();
+                let relay = self.script().relay.clone();
                 let source = self.local_ip;
                 let copy = message.clone();
                 let shared = self.shared.clone();
                 let id = self.id;
                 tokio::spawn(async move {
-                    let outcome = forward(source, target, &host_name, &copy).await;
+                    let outcome = forward(source, target, &host_name, relay.as_ref(), &copy).await;
                     shared.log(id, format!("! forwarded to {target}: {outcome}"));
                 });
             }

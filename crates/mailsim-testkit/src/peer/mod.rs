@@ -52,10 +52,11 @@ use tokio::task::{JoinHandle, JoinSet};
 use crate::certs::TestPki;
 
 mod dialogue;
-mod forward;
+pub mod forward;
 pub mod script;
 mod tls;
 
+pub use forward::{AddressBook, RelayHop, RelayOptions};
 pub use script::{Behaviour, ClientCertRequest, MAX_FORWARD_HOPS, PeerCert, PeerScript, StartTls};
 
 use dialogue::serve;

@@ -127,6 +127,11 @@ pub struct PeerScript {
     /// are passed on, so a misconfigured loop ends here too.
     #[serde(default)]
     pub forward_to: Option<std::net::SocketAddr>,
+    /// What the relay adds to what it forwards: its `Received:` lines with declared addresses,
+    /// scripted internal hops, a DKIM signature. Set by the world, not by scenario keys; `None`
+    /// keeps the plain one-line relay.
+    #[serde(skip)]
+    pub relay: Option<super::forward::RelayOptions>,
 }
 
 /// A forwarding peer stops relaying a message that already carries this many `Received:` headers.
@@ -157,6 +162,7 @@ impl PeerScript {
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             idle_timeout: Duration::from_secs(60),
             forward_to: None,
+            relay: None,
         }
     }
 }

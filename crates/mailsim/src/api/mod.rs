@@ -23,7 +23,8 @@
 //! | `POST /api/v1/clock/advance` | `{"by": "25h"}`: as a scenario's `advance` step |
 //! | `GET/PUT /api/v1/tenant`, `POST /api/v1/tenant/reload` | the tenant; replace it (TOML body); re-read it from disk (as SIGHUP) |
 //! | `POST /api/v1/steps` | play `[[step]]` tables (scenario syntax); each step's result |
-//! | `PUT/DELETE /api/v1/dns/{name}/fault` | `{"fault": "NXDOMAIN" \| "SERVFAIL" \| "silence" \| "REFUSED"}`, optional `"type": "TXT"` (that record type only: SPF `temperror`); DELETE clears every fault of the name |
+//! | `PUT /api/v1/dns/{name}/fault` with `"type": "TXT"` | the fault for that record type only (SPF `temperror`, MX still answers); DELETE clears every fault of the name |
+//! | `PUT/DELETE /api/v1/dns/{name}/fault` | `{"fault": "NXDOMAIN" \| "SERVFAIL" \| "silence" \| "REFUSED"}` |
 
 pub mod host_check;
 pub mod messages;

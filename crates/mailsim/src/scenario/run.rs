@@ -208,6 +208,7 @@ pub async fn apply(sim: &Simulation, change: &Change) -> anyhow::Result<()> {
             let mut script = (**script).clone();
             if *relay_to_tenant {
                 script.forward_to = Some(sim.tenant_addr());
+                script.relay = Some(sim.relay_options(host)?);
             }
             sim.peer(host)?.set_script(script).with_context(|| format!("the new script of host {host:?}"))?;
         }

@@ -71,8 +71,10 @@ impl<'t> Loader<'t> {
 
     pub(super) fn send(&mut self, n: &Node<'_>) -> Result<SendSpec, ConfigError> {
         let t = self.cx.table(n)?;
-        self.cx
-            .keys(&t, &["from", "tls", "cert", "ehlo", "mail_from", "rcpt_to", "subject", "body", "headers", "eml"])?;
+        self.cx.keys(
+            &t,
+            &["from", "tls", "cert", "ehlo", "mail_from", "rcpt_to", "subject", "body", "headers", "eml", "to", "dkim"],
+        )?;
         let from_node = self.cx.req(&t, "from")?;
         let from = self.cx.string(&from_node)?.to_string();
         let host = if self.hosts.iter().any(|h| h.name == from) {
@@ -140,6 +142,7 @@ impl<'t> Loader<'t> {
             })?;
             spec.data = Some(data);
         }
+        self.send_auth(&t, &mut spec)?;
         Ok(spec)
     }
 

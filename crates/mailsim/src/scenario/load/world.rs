@@ -312,7 +312,8 @@ impl<'t> Loader<'t> {
         for (i, item) in items.iter().enumerate() {
             let node = Node { v: item.get_ref(), span: item.span(), field: format!("host[{}]", i + 1) };
             let t = self.cx.table(&node)?;
-            self.cx.keys(&t, &["name", "address", "loopback", "cert", "relay_to_tenant", "peer"])?;
+            self.cx
+                .keys(&t, &["name", "address", "loopback", "cert", "relay_to_tenant", "peer", "dkim", "relay_hops"])?;
             let name_node = self.cx.req(&t, "name")?;
             let name = self.cx.string(&name_node)?.trim().to_string();
             if name.is_empty() || WORLD_SLOTS.iter().any(|w| name.eq_ignore_ascii_case(w)) {
@@ -363,6 +364,8 @@ impl<'t> Loader<'t> {
                 peer: script,
                 relays_to_tenant: relay,
                 loopback,
+                dkim: self.host_dkim(&t)?,
+                relay_hops: self.relay_hops(&t)?,
             });
             self.hosts.push(HostState { name, declared, peer, relay });
         }
