@@ -92,6 +92,10 @@ pub struct Authenticator {
     ipv6: Cache<Box<str>, RecordSet<Ipv6Addr>>,
     ptr: Cache<IpAddr, RecordSet<Box<str>>>,
     mx_at_eop: Mutex<HashMap<String, bool>>,
+    /// Reverse names and DMARC records by what was asked, negative answers included (mail-auth
+    /// caches only records it found; a world without PTR records would ask for every message).
+    ptr_names: Mutex<HashMap<IpAddr, Option<String>>>,
+    dmarc_records: Mutex<HashMap<String, DmarcLookup>>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -165,6 +169,8 @@ impl Authenticator {
             ipv6: Cache::default(),
             ptr: Cache::default(),
             mx_at_eop: Mutex::new(HashMap::new()),
+            ptr_names: Mutex::new(HashMap::new()),
+            dmarc_records: Mutex::new(HashMap::new()),
         }
     }
 
@@ -181,6 +187,8 @@ impl Authenticator {
         self.ipv6.clear();
         self.ptr.clear();
         self.mx_at_eop.lock().expect("cache lock").clear();
+        self.ptr_names.lock().expect("cache lock").clear();
+        self.dmarc_records.lock().expect("cache lock").clear();
     }
 
     fn params<P>(&self, p: P) -> Cached<'_, P> {
@@ -241,12 +249,7 @@ impl Authenticator {
                 (dkim, dmarc)
             }
         };
-        let ptr = self
-            .inner
-            .ptr_lookup(ip, Some(&self.ptr))
-            .await
-            .ok()
-            .and_then(|set| set.rrset.first().map(|n| n.trim_end_matches('.').to_ascii_lowercase()));
+        let ptr = self.ptr_name(ip).await;
         let mx_at_eop = match &request.recipient_domain {
             Some(d) => self.mx_at_eop(d).await,
             None => true,
@@ -254,11 +257,44 @@ impl Authenticator {
         AuthFacts { spf, dkim, dmarc, ptr, mx_at_eop }
     }
 
+    /// The judged hop's reverse name (`PTR:`), cached with its absence; a DNS failure is not
+    /// cached.
+    async fn ptr_name(&self, ip: IpAddr) -> Option<String> {
+        if let Some(known) = self.ptr_names.lock().expect("cache lock").get(&ip) {
+            return known.clone();
+        }
+        let answer = match self.inner.ptr_lookup(ip, Some(&self.ptr)).await {
+            Ok(set) => Some(set.rrset.first().map(|n| n.trim_end_matches('.').to_ascii_lowercase())),
+            // A timeout may be a scripted fault that is lifted later; any other failure (NXDOMAIN,
+            // REFUSED for a reverse zone the world does not serve) is the answer.
+            Err(e) if e.to_string().to_ascii_lowercase().contains("time") => None,
+            Err(_) => Some(None),
+        };
+        match answer {
+            Some(name) => {
+                self.ptr_names.lock().expect("cache lock").insert(ip, name.clone());
+                name
+            }
+            None => None,
+        }
+    }
+
     /// The DMARC record for the From domain (RFC 7489 §6.6.3): `_dmarc.<from>`, else the
     /// organizational domain's record with its `sp=`. mailsim's choice over mail-auth's RFC 9989
     /// tree walk: the walk also asks names above the organizational domain (`_dmarc.example`),
     /// which a world's DNS does not serve, and mail-auth reads their refusal as a temperror.
     async fn dmarc_record(&self, from: &str) -> DmarcLookup {
+        if let Some(known) = self.dmarc_records.lock().expect("cache lock").get(from) {
+            return known.clone();
+        }
+        let answer = self.dmarc_lookup(from).await;
+        if answer != DmarcLookup::TempError {
+            self.dmarc_records.lock().expect("cache lock").insert(from.to_string(), answer.clone());
+        }
+        answer
+    }
+
+    async fn dmarc_lookup(&self, from: &str) -> DmarcLookup {
         let org = mailsim_core::auth::dmarc::organizational_domain(from);
         let mut names = vec![(format!("_dmarc.{from}"), false)];
         if org != from {

@@ -12,8 +12,8 @@ use crate::tenant::anti_phish::{AuthenticationFailAction, DmarcQuarantineAction,
 const TWO_LABEL_SUFFIXES: [&str; 12] =
     ["co.uk", "org.uk", "ac.uk", "gov.uk", "com.au", "net.au", "co.jp", "co.nz", "com.br", "co.za", "com.cn", "co.in"];
 
-/// The organizational domain of `domain` (RFC 7489 §3.2, approximated: see
-/// [`TWO_LABEL_SUFFIXES`]), lower-case, without a trailing dot.
+/// The organizational domain of `domain` (RFC 7489 §3.2, approximated with a
+/// built-in list of two-label suffixes), lower-case, without a trailing dot.
 pub fn organizational_domain(domain: &str) -> String {
     let d = domain.trim_end_matches('.').to_ascii_lowercase();
     let labels: Vec<&str> = d.split('.').collect();
