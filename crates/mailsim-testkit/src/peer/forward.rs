@@ -166,3 +166,68 @@ pub(super) async fn forward(
         Err(e) => format!("failed: {e}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(helo: Option<&str>, client: &str, tls: bool) -> ReceivedMessage {
+        ReceivedMessage {
+            id: 1,
+            mail_from: "a@fabrikam.test".into(),
+            rcpt_to: vec!["b@contoso.test".into()],
+            data: b"Subject: x\r\n\r\nbody\r\n".to_vec(),
+            tls: tls.then(|| super::super::PeerTlsInfo {
+                version: "TLS1_3".into(),
+                cipher: "TLS13_AES_256_GCM_SHA384".into(),
+                client_cert_subject: None,
+                sni: None,
+            }),
+            client_ip: client.parse().unwrap(),
+            helo: helo.map(str::to_string),
+            connection: 0,
+        }
+    }
+
+    /// Each line without its `id` and date, which change per message.
+    fn shapes(lines: &str) -> Vec<String> {
+        lines.lines().map(|l| l.split(" id MS").next().unwrap_or_default().to_string()).collect()
+    }
+
+    #[test]
+    fn received_lines_name_declared_addresses_newest_first() {
+        let relay = RelayOptions::default();
+        relay.addresses.set("127.0.0.30".parse().unwrap(), "203.0.113.25".parse().unwrap());
+        relay.addresses.set("127.0.0.20".parse().unwrap(), "198.51.100.7".parse().unwrap());
+        let own = "127.0.0.20".parse().unwrap();
+        let date = "Mon, 7 Dec 2026 10:00:00 +0000";
+        // No hops: one line, the client and the relay by their declared addresses.
+        let text = relay.received_lines(&message(Some("mx.fabrikam.test"), "127.0.0.30", true), own, "gw.test", date);
+        assert_eq!(
+            shapes(&text),
+            ["Received: from mx.fabrikam.test ([203.0.113.25]) by gw.test ([198.51.100.7]) with ESMTPS"]
+        );
+        assert!(text.ends_with(&format!("; {date}\r\n")), "{text}");
+
+        // Hops, an IPv6 client without a HELO, an address the book does not know (itself).
+        let relay = RelayOptions {
+            hops: vec![
+                RelayHop { name: "rx.gw.test".into(), address: "2001:db8::5".parse().unwrap() },
+                RelayHop { name: "lb.gw.test".into(), address: "10.0.0.5".parse().unwrap() },
+            ],
+            ..relay
+        };
+        let text = relay.received_lines(&message(None, "2001:db8::25", false), own, "gw.test", date);
+        assert_eq!(
+            shapes(&text),
+            [
+                "Received: from lb.gw.test ([10.0.0.5]) by gw.test ([198.51.100.7]) with ESMTP",
+                "Received: from rx.gw.test ([IPv6:2001:db8::5]) by lb.gw.test ([10.0.0.5]) with ESMTP",
+                "Received: from unknown ([IPv6:2001:db8::25]) by rx.gw.test ([IPv6:2001:db8::5]) with ESMTP",
+            ]
+        );
+        let ids: std::collections::BTreeSet<&str> =
+            text.lines().map(|l| l.split(" id ").nth(1).unwrap().split(';').next().unwrap()).collect();
+        assert_eq!(ids.len(), 3, "every line has its own id");
+    }
+}
