@@ -56,6 +56,7 @@ fn deliver(endpoint: &RunningEndpoint, n: usize) {
         },
         data: data.into_bytes(),
         received_at: Timestamp::from_secs(1_800_000_000 + n as i64),
+        auth: None,
     });
     let at = message.received_at;
     endpoint.trace().record(TraceEvent::received(&message, &rcpt, "MAILSIM01", at));

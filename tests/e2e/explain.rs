@@ -22,6 +22,7 @@ fn args(source: &str, rcpts: &[&str]) -> ExplainArgs {
         helo: None,
         headers: None,
         at: None,
+        auth: Default::default(),
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod api;
 mod auth_world;
+mod authentication;
 mod cdp;
 mod common;
 mod config_hardening;

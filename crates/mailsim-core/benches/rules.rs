@@ -44,6 +44,7 @@ fn message() -> AcceptedMessage {
         },
         data: data.into_bytes(),
         received_at: Timestamp::from_secs(1_800_000_000),
+        auth: None,
     }
 }
 

@@ -60,6 +60,8 @@ pub struct AcceptedMessage {
     pub data: Vec<u8>,
     /// When the tenant accepted it.
     pub received_at: Timestamp,
+    /// The authentication verdicts (exo-behaviour §14), when the world evaluates them.
+    pub auth: Option<Box<crate::auth::AuthVerdict>>,
 }
 
 impl AcceptedMessage {
@@ -74,6 +76,7 @@ impl AcceptedMessage {
             verdict: self.verdict.clone(),
             data,
             received_at: self.received_at,
+            auth: self.auth.clone(),
         }
     }
 }

@@ -73,6 +73,27 @@ pub fn entering_into(content: &[u8], cross_premises: bool, out: &mut Vec<u8>) {
     )
 }
 
+/// The names (after `X-MS-Exchange-CrossPremises-`, lower-case) of the cross-premises headers in
+/// `content`: what promotion will turn into organization headers (§2.1).
+pub fn promoted_names(content: &[u8]) -> Vec<String> {
+    let end = header_section::section_len(content);
+    header_section::fields(&content[..end])
+        .filter(|f| starts_with(f.first.text, CROSS))
+        .filter_map(|f| {
+            let line = &f.first.text[CROSS.len()..];
+            let colon = memchr::memchr(b':', line)?;
+            Some(String::from_utf8_lossy(&line[..colon]).trim().to_ascii_lowercase())
+        })
+        .collect()
+}
+
+/// Whether the tenant's own stamp `name` gives way to a promoted header of the same name.
+pub fn is_replaced_by_promotion(name: &str, promoted: &[String]) -> bool {
+    name.len() > ORG.len()
+        && name[..ORG.len()].eq_ignore_ascii_case(ORG)
+        && promoted.iter().any(|p| p.eq_ignore_ascii_case(&name[ORG.len()..]))
+}
+
 /// A message leaving the organization: organization headers removed, or renamed to
 /// cross-premises headers when the outbound connector is trusted for them.
 pub fn leaving(content: &[u8], cross_premises: bool) -> Vec<u8> {

@@ -16,6 +16,7 @@
 
 pub mod addr;
 pub mod address_plan;
+pub mod auth;
 pub mod diagnostics;
 pub mod dns;
 pub mod envelope;

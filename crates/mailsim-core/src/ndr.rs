@@ -115,6 +115,7 @@ impl NdrMessage {
             },
             data: self.data,
             received_at: now,
+            auth: None,
         }
     }
 }
@@ -598,6 +599,7 @@ Hello Bob and Carol.\r\n";
             },
             data: data.to_vec(),
             received_at: RECEIVED,
+            auth: None,
         }
     }
 

@@ -59,6 +59,10 @@ pub enum Action {
     /// What the session framed from the input, in order with its replies, for the protocol log
     /// (exo-behaviour §8.3). The shell records it and decides nothing on it.
     Framed(Framed),
+    /// Authentication is on and the message's content is complete: evaluate SPF, DKIM and DMARC
+    /// as the request says (content: [`Session::pending_content`]) and call
+    /// [`Session::on_authenticated`]. The session reads no input until then (exo-behaviour §14).
+    Authenticate(Box<crate::auth::AuthRequest>),
 }
 
 /// A piece of input as the session framed it. Ranges index the `input` slice of the
@@ -152,7 +156,18 @@ enum State {
         discard: bool,
     },
     TlsHandshake,
+    /// Waiting for the shell's authentication facts ([`Action::Authenticate`]).
+    Authenticating(Box<PendingAuth>),
     Closed,
+}
+
+/// A message whose 250 (or 5.7.509) waits for authentication.
+#[derive(Debug)]
+struct PendingAuth {
+    tx: Transaction,
+    verdict: InboundVerdict,
+    stage: SmtpPhase,
+    request: crate::auth::AuthRequest,
 }
 
 /// Flags raised while scanning message content; any of them refuses the message at its end.
@@ -194,6 +209,7 @@ pub struct Session {
     messages: u64,
     tx: Option<Transaction>,
     ids: Option<Arc<crate::ids::IdSource>>,
+    auth: Option<Arc<crate::auth::AuthConfig>>,
 }
 
 impl Session {
@@ -220,7 +236,53 @@ impl Session {
             messages: 0,
             tx: None,
             ids: None,
+            auth: None,
         }
+    }
+
+    /// Evaluates email authentication on every accepted message (exo-behaviour §14): at the end
+    /// of content the session asks the shell ([`Action::Authenticate`]) before it answers.
+    pub fn with_authentication(mut self, config: Arc<crate::auth::AuthConfig>) -> Self {
+        self.auth = Some(config);
+        self
+    }
+
+    /// The content of the message waiting for authentication (as received, without EXO's
+    /// stamps), if one is.
+    pub fn pending_content(&self) -> Option<&[u8]> {
+        match &self.state {
+            State::Authenticating(p) => Some(&p.tx.content),
+            _ => None,
+        }
+    }
+
+    /// The shell's answer to [`Action::Authenticate`]: decides (core `auth::decide`), then refuses
+    /// with `550 5.7.509` or accepts with the stamps, as at the end of content. Ignored when no
+    /// message is waiting.
+    pub fn on_authenticated(&mut self, facts: crate::auth::AuthFacts, now: Timestamp, out: &mut Vec<Action>) {
+        let State::Authenticating(pending) = std::mem::replace(&mut self.state, State::Command) else { return };
+        let PendingAuth { tx, verdict, stage, request } = *pending;
+        let auth = crate::auth::decide(&self.tenant, request, facts);
+        if auth.disposition() == crate::auth::Disposition::Reject {
+            let domain = auth.request.from_domain.clone().unwrap_or_default();
+            let kind = ReplyKind::DmarcReject { domain };
+            let reply = self.reply(&kind, now);
+            out.push(Action::Refused(Box::new(Refusal {
+                envelope: tx.envelope,
+                peer: self.peer.clone(),
+                stage,
+                reply: reply.clone(),
+                rejection: Some(Rejection {
+                    connector: verdict.connector().map(str::to_string),
+                    reply: kind,
+                    reason: format!("DMARC policy of reject (exo-behaviour §14.5): {}", auth.summary()),
+                }),
+                at: now,
+            })));
+            out.push(Action::Reply(reply));
+            return;
+        }
+        self.accept_message(tx, verdict, Some(Box::new(auth)), now, out);
     }
 
     /// Takes internal ids from the world's source (issue 14 item 3), so that they are unique
@@ -248,6 +310,7 @@ impl Session {
             State::Command | State::SkippingLongLine => Waiting::Command,
             State::Data(_) | State::Bdat { .. } => Waiting::Content,
             State::TlsHandshake => Waiting::TlsHandshake,
+            State::Authenticating(_) => Waiting::Content,
             State::Closed => Waiting::Closed,
         }
     }
@@ -292,7 +355,7 @@ impl Session {
         loop {
             let rest = &input[pos..];
             let used = match &mut self.state {
-                State::Closed | State::TlsHandshake => return pos,
+                State::Closed | State::TlsHandshake | State::Authenticating(_) => return pos,
                 State::Command => match memchr(b'\n', rest) {
                     Some(lf) if lf < MAX_COMMAND_LINE => {
                         framed_command(out, pos..pos + lf + 1, true);
@@ -745,6 +808,25 @@ impl Session {
             out.push(Action::Reply(reply));
             return;
         }
+        if self.auth.is_some() {
+            let (sender, rcpts) = (tx.envelope.sender.as_ref(), &tx.envelope.recipients);
+            let request = crate::auth::plan(&self.tenant, &verdict, &self.peer, sender, rcpts, &tx.content);
+            out.push(Action::Authenticate(Box::new(request.clone())));
+            self.state = State::Authenticating(Box::new(PendingAuth { tx, verdict, stage, request }));
+            return;
+        }
+        self.accept_message(tx, verdict, None, now, out);
+    }
+
+    /// The 250: ids, EXO's Received line and stamps, the header firewall, the accepted message.
+    fn accept_message(
+        &mut self,
+        tx: Transaction,
+        verdict: InboundVerdict,
+        auth: Option<Box<crate::auth::AuthVerdict>>,
+        now: Timestamp,
+        out: &mut Vec<Action>,
+    ) {
         self.messages += 1;
         let internal_id = match &self.ids {
             Some(ids) => ids.next_id(),
@@ -755,7 +837,24 @@ impl Session {
         // One buffer for the tenant's headers and the received bytes: no temporary per header.
         let mut data = Vec::with_capacity(tx.content.len() + 512);
         self.write_received_header(now, &mut data);
-        for (name, value) in verdict.stamp(server) {
+        let mut stamps = verdict.stamp(server);
+        if let (Some(a), Some(config)) = (&auth, &self.auth) {
+            let cx = crate::auth::stamps::StampContext {
+                server_name: server,
+                tenant_id: &config.tenant_id,
+                internal_id,
+                now,
+                filter: &config.filter,
+            };
+            stamps.extend(crate::auth::stamps::stamps(a, &verdict, &self.tenant, &tx.envelope.recipients, &cx));
+        }
+        // §2.1 CloudServicesMailEnabled: the promoted cross-premises headers replace the tenant's
+        // own stamps of the same name rather than sitting beside them.
+        let promoted = if verdict.cross_premises() { crate::headers::promoted_names(&tx.content) } else { Vec::new() };
+        for (name, value) in stamps {
+            if crate::headers::is_replaced_by_promotion(name, &promoted) {
+                continue;
+            }
             for part in [name.as_bytes(), b": ", value.as_bytes(), b"\r\n"] {
                 data.extend_from_slice(part);
             }
@@ -772,6 +871,7 @@ impl Session {
             verdict,
             data,
             received_at: now,
+            auth,
         })));
         out.push(Action::Reply(reply));
     }
@@ -868,10 +968,14 @@ mod tests {
                 Action::Accept(m) => accepted.push(*m),
                 Action::StartTls => wire.push_str("<starttls>\r\n"),
                 Action::Close => wire.push_str("<close>\r\n"),
+                Action::Authenticate(_) => wire.push_str("<authenticate>\r\n"),
                 Action::Refused(_) | Action::Framed(_) => {}
             }
         }
-        if s.waiting() != Waiting::Closed && s.waiting() != Waiting::TlsHandshake {
+        if s.waiting() != Waiting::Closed
+            && s.waiting() != Waiting::TlsHandshake
+            && !wire.ends_with("<authenticate>\r\n")
+        {
             assert_eq!(used, input.len(), "all complete input consumed");
         }
         (wire, accepted)
@@ -1090,5 +1194,39 @@ mod tests {
         let (wire, _) = run(&mut s, b"VRFY alice@contoso.test\r\nVRFY nobody@contoso.test\r\nHELP\r\n");
         assert!(!wire.contains("alice"));
         assert_eq!(codes(&wire), ["252", "252", "214"]);
+    }
+
+    /// Authentication on (exo-behaviour §14): the session asks before answering, reads nothing
+    /// pipelined meanwhile, then answers 5.7.509 for an honoured p=reject failure and goes on.
+    #[test]
+    fn authentication_waits_for_facts_then_refuses_with_5_7_509() {
+        use crate::auth::{AuthConfig, AuthFacts, DmarcLookup, DmarcPolicy, SpfVerdict};
+        let ip = "127.0.0.10".parse().unwrap();
+        let mut s = Session::new(tenant(), PeerFacts::new(ip, 40000, ip), "127.0.0.1".parse().unwrap(), 1, true)
+            .with_authentication(Arc::new(AuthConfig::default()));
+        let input = b"EHLO mail.partner.example\r\nMAIL FROM:<a@partner.example>\r\nRCPT TO:<alice@contoso.test>\r\nDATA\r\nFrom: a@partner.example\r\n\r\nhi\r\n.\r\nQUIT\r\n";
+        let mut out = Vec::new();
+        let used = s.on_input(input, Timestamp(0), &mut out);
+        assert_eq!(&input[used..], b"QUIT\r\n", "nothing after the message is read yet");
+        assert!(matches!(out.last(), Some(Action::Authenticate(_))));
+        assert_eq!(s.pending_content(), Some(&b"From: a@partner.example\r\n\r\nhi\r\n"[..]));
+        let facts = AuthFacts {
+            spf: SpfVerdict::Fail,
+            dkim: Vec::new(),
+            dmarc: DmarcLookup::Found {
+                policy: DmarcPolicy::Reject,
+                adkim: crate::auth::Alignment::Relaxed,
+                aspf: crate::auth::Alignment::Relaxed,
+            },
+            ptr: None,
+            mx_at_eop: true,
+        };
+        let mut out = Vec::new();
+        s.on_authenticated(facts, Timestamp(0), &mut out);
+        let reply = out.iter().find_map(|a| if let Action::Reply(r) = a { Some(r.to_wire()) } else { None }).unwrap();
+        assert!(reply.starts_with("550 5.7.509 Access denied, sending domain [partner.example] does not pass DMARC verification and has a DMARC policy of reject."), "{reply}");
+        assert!(out.iter().any(|a| matches!(a, Action::Refused(_))));
+        let (wire, _) = run(&mut s, b"QUIT\r\n");
+        assert!(wire.starts_with("221"), "{wire}");
     }
 }

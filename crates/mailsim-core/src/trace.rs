@@ -134,7 +134,28 @@ impl TraceEvent {
             InboundVerdict::Accepted { direction: Direction::Originating, .. } => "Originating",
             _ => "Incoming",
         };
-        Self::of_message(message, at, Event::Receive, Some(rcpt), format!("Received by {server_name} ({direction})"))
+        let mut detail = format!("Received by {server_name} ({direction})");
+        // §14: the authentication verdicts, when the world evaluates them.
+        if let Some(auth) = &message.auth {
+            detail.push_str("; authentication: ");
+            detail.push_str(&auth.summary());
+        }
+        Self::of_message(message, at, Event::Receive, Some(rcpt), detail)
+    }
+
+    /// QUARANTINE by the anti-phishing policy: a DMARC failure whose action is quarantine
+    /// (exo-behaviour §14.5); `None` unless the message's authentication says so.
+    pub fn auth_quarantined(message: &AcceptedMessage, rcpt: &EmailAddress, at: Timestamp) -> Option<Self> {
+        let auth = message.auth.as_ref()?;
+        if auth.disposition() != crate::auth::Disposition::Quarantine {
+            return None;
+        }
+        let policy = auth.policy.map_or("none", |p| p.as_str());
+        let detail = format!(
+            "Quarantined: the sender's DMARC policy (p={policy}) failed; anti-phishing policy action; {}",
+            auth.summary()
+        );
+        Some(Self::of_message(message, at, Event::Quarantine, Some(rcpt), detail))
     }
 
     /// DELIVER: stored in a local mailbox.
@@ -416,6 +437,7 @@ mod tests {
             },
             data: Vec::new(),
             received_at: AT,
+            auth: None,
         }
     }
 

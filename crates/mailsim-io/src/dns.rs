@@ -67,6 +67,11 @@ impl Resolver {
         Ok(Self { inner, nameserver })
     }
 
+    /// The hickory resolver itself (for mail-auth, which resolves through it: world DNS only).
+    pub fn hickory(&self) -> &TokioResolver {
+        &self.inner
+    }
+
     /// The nameserver this resolver asks.
     pub fn nameserver(&self) -> SocketAddr {
         self.nameserver

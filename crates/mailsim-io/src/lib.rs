@@ -13,6 +13,7 @@
 //! - [`spool`]: the durable queue under the state directory (journal, group commit, recovery).
 //! - [`clock`]: simulated time the queue runs on; [`trace_sink`]: the message trace.
 
+pub mod auth;
 pub mod client;
 pub mod clock;
 pub mod dns;

@@ -257,6 +257,16 @@ impl Pipeline {
         } else {
             Source::Elsewhere
         };
+        // §14.5: a DMARC failure the anti-phishing policy quarantines is held, not routed.
+        if message.auth.as_ref().is_some_and(|a| a.disposition() == mailsim_core::auth::Disposition::Quarantine) {
+            for rcpt in &message.envelope.recipients {
+                if let Some(ev) = TraceEvent::auth_quarantined(&message, rcpt, self.clock.now()) {
+                    self.trace.record(ev);
+                }
+                self.store.quarantine(rcpt.clone(), message.clone());
+            }
+            return self.finished(message.internal_id, &message.envelope.recipients);
+        }
         // §13.1: mail flow rules between acceptance and categorize; the shell carries out each fork.
         let now = self.clock.now();
         let rules = evaluate(&message, &tenant, now);

@@ -933,7 +933,7 @@ impl SessionLog {
                     let reason = refusal.rejection.as_ref().map_or("", |r| r.reason.as_str());
                     self.event(EventKind::Info, reason, &format!("Rejected at {}", refusal.stage.command()));
                 }
-                Action::StartTls | Action::Close => {}
+                Action::StartTls | Action::Close | Action::Authenticate(_) => {}
             }
         }
     }

@@ -81,6 +81,8 @@ pub struct Endpoint {
     pub timeouts: Timeouts,
     /// The protocol log (RECV).
     pub protocol_log: Arc<ProtocolLog>,
+    /// Email authentication (exo-behaviour §14); `None`: not evaluated, no authentication stamps.
+    pub auth: Option<Arc<crate::auth::Authenticator>>,
 }
 
 /// Real time (the machine's clock), for callers outside a world. Everything inside one, sessions,
@@ -115,8 +117,11 @@ pub async fn handle(
     log.connected(plan.entries().iter().find(|e| e.loopback == peer_addr.ip()).map(|e| (e.name.as_str(), e.declared)));
     // Everything the tenant writes shows declared addresses (exo-behaviour §8.5, the address
     // plan): its own Received header names the tenant's declared address, not its loopback one.
-    let session = Session::new(tenant, peer, plan.declared_for(local.ip()), session_id, endpoint.tls.is_some())
+    let mut session = Session::new(tenant, peer, plan.declared_for(local.ip()), session_id, endpoint.tls.is_some())
         .with_ids(endpoint.pipeline.ids().clone());
+    if let Some(auth) = &endpoint.auth {
+        session = session.with_authentication(auth.config().clone());
+    }
     let span =
         tracing::info_span!("session", id = format_args!("{session_id:016X}"), peer = %peer_addr, declared = %declared);
     tracing::Instrument::instrument(run_session(endpoint, stream, session, log, shutdown), span).await;
@@ -216,26 +221,43 @@ async fn run_phase<S: AsyncRead + AsyncWrite + Unpin + Ready>(
         // Set when the durable queue could not store a message: its 250 (the next reply) is not
         // sent, the catalogue's temporary failure is.
         let mut not_stored = false;
-        for action in out.drain(..) {
-            match action {
-                Action::Reply(_) if std::mem::take(&mut not_stored) => {
-                    let reply = session.shell_reply(ReplyKind::TemporaryServerError, endpoint.pipeline.clock().now());
-                    log.replied(&reply);
-                    reply.write_wire(&mut wire);
-                }
-                Action::Reply(r) => r.write_wire(&mut wire),
-                Action::Accept(message) => {
-                    if let Err(e) = endpoint.pipeline.accept_durable(*message).await {
-                        tracing::error!(error = %e, "message not stored");
-                        not_stored = true;
+        // Whether a message waited for authentication: input left in the buffer (pipelined after
+        // the message) is read before waiting for more.
+        let mut authenticated = false;
+        loop {
+            let mut request = None;
+            for action in out.drain(..) {
+                match action {
+                    Action::Reply(_) if std::mem::take(&mut not_stored) => {
+                        let reply =
+                            session.shell_reply(ReplyKind::TemporaryServerError, endpoint.pipeline.clock().now());
+                        log.replied(&reply);
+                        reply.write_wire(&mut wire);
                     }
+                    Action::Reply(r) => r.write_wire(&mut wire),
+                    Action::Accept(message) => {
+                        if let Err(e) = endpoint.pipeline.accept_durable(*message).await {
+                            tracing::error!(error = %e, "message not stored");
+                            not_stored = true;
+                        }
+                    }
+                    Action::Refused(refusal) => endpoint.pipeline.refused(*refusal),
+                    Action::StartTls => end = Some(PhaseEnd::StartTls),
+                    Action::Close => end = Some(PhaseEnd::Closed),
+                    // Recorded by `log.input` above.
+                    Action::Framed(_) => {}
+                    Action::Authenticate(r) => request = Some(r),
                 }
-                Action::Refused(refusal) => endpoint.pipeline.refused(*refusal),
-                Action::StartTls => end = Some(PhaseEnd::StartTls),
-                Action::Close => end = Some(PhaseEnd::Closed),
-                // Recorded by `log.input` above.
-                Action::Framed(_) => {}
             }
+            let Some(request) = request else { break };
+            // The core decides on the facts; the shell only looks them up (exo-behaviour §14).
+            let facts = match (&endpoint.auth, session.pending_content()) {
+                (Some(auth), Some(content)) => auth.evaluate(&request, content).await,
+                _ => mailsim_core::auth::AuthFacts::not_evaluated(),
+            };
+            session.on_authenticated(facts, endpoint.pipeline.clock().now(), &mut out);
+            log.input(&[], &out);
+            authenticated = true;
         }
         if !wire.is_empty() {
             if stream.write_all(wire.as_bytes()).await.is_err() || stream.flush().await.is_err() {
@@ -245,6 +267,9 @@ async fn run_phase<S: AsyncRead + AsyncWrite + Unpin + Ready>(
         }
         if end.is_some() {
             return end;
+        }
+        if authenticated && !buf.is_empty() {
+            continue;
         }
         let wait = match session.waiting() {
             Waiting::Content => endpoint.timeouts.data,

@@ -202,6 +202,8 @@ impl MessageMeta {
             },
             data,
             received_at: Timestamp::from_millis(self.received_at),
+            // Not journaled: a resumed message routes as if delivered (mailsim's choice).
+            auth: None,
         })
     }
 }

@@ -175,6 +175,7 @@ async fn main() {
         },
         data: vec![b'x'; 1024],
         received_at: Timestamp::from_secs(0),
+        auth: None,
     });
     let per_entry = 100;
     let far = sim.endpoint().pipeline().clock().now() + Duration::from_secs(3600 * 24 * 365);

@@ -88,6 +88,9 @@ pub struct EndpointOptions {
     /// The port the simulated world's SMTP hosts listen on (MX delivery, smart hosts without a
     /// port).
     pub smtp_port: u16,
+    /// Evaluate SPF, DKIM and DMARC on inbound mail and stamp EXO's authentication headers
+    /// (exo-behaviour §14), through `dns`; `None`: off (no authentication stamps).
+    pub authentication: Option<mailsim_core::auth::AuthConfig>,
 }
 
 impl EndpointOptions {
@@ -108,6 +111,7 @@ impl EndpointOptions {
             outbound_timeout: std::time::Duration::from_secs(30),
             clock: Arc::new(SimClock::new()),
             smtp_port: 25,
+            authentication: None,
         }
     }
 }
@@ -123,6 +127,7 @@ pub struct RunningEndpoint {
     queue: tokio::task::JoinHandle<()>,
     protocol_log: Arc<ProtocolLog>,
     resumed: Option<Resumed>,
+    auth: Option<Arc<mailsim_io::auth::Authenticator>>,
 }
 
 /// What an endpoint started on a state directory took back from the durable queue.
@@ -159,6 +164,18 @@ impl RunningEndpoint {
         let resolver = match options.dns {
             Some(ns) => Some(Arc::new(Resolver::new(ns, options.dns_timeout).map_err(|e| anyhow::anyhow!("{e}"))?)),
             None => None,
+        };
+        // One evaluator (and answer cache) per world, resolving through the world's DNS only.
+        let auth = match (&options.authentication, &resolver) {
+            (Some(config), Some(resolver)) => {
+                let tenant_ips = options.plan.entries().iter().filter(|e| e.name == "tenant").map(|e| e.declared);
+                Some(Arc::new(mailsim_io::auth::Authenticator::new(
+                    (**resolver).clone(),
+                    tenant_ips.collect(),
+                    config.clone(),
+                )))
+            }
+            _ => None,
         };
         let plan = Arc::new(Shared::new(options.plan));
         let protocol_log = Arc::new(match &options.state_dir {
@@ -242,12 +259,29 @@ impl RunningEndpoint {
             pipeline: pipeline.clone(),
             timeouts: options.timeouts,
             protocol_log: protocol_log.clone(),
+            auth: auth.clone(),
         });
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(mailsim_io::listener::serve(listener, endpoint, options.max_connections, async {
             let _ = stopped.await;
         }));
-        Ok(Self { addr, pipeline, tenant, plan, stop: Some(stop), task: Some(task), queue, protocol_log, resumed })
+        Ok(Self {
+            addr,
+            pipeline,
+            tenant,
+            plan,
+            stop: Some(stop),
+            task: Some(task),
+            queue,
+            protocol_log,
+            resumed,
+            auth,
+        })
+    }
+
+    /// The world's authentication evaluator, when authentication is on.
+    pub fn authenticator(&self) -> Option<&Arc<mailsim_io::auth::Authenticator>> {
+        self.auth.as_ref()
     }
 
     /// The address it listens on.

@@ -311,6 +311,9 @@ pub struct WorldSpec {
     /// Messages each scripted peer keeps in memory (oldest dropped first, counted); with a state
     /// directory every message is also written to `peers/<host>/<id>.eml`.
     pub peer_inbox_cap: usize,
+    /// Email authentication (exo-behaviour §14, issue 11): SPF, DKIM and DMARC evaluated on
+    /// inbound mail against the world's DNS, with EXO's stamps; `None`: off.
+    pub authentication: Option<mailsim_core::auth::AuthConfig>,
 }
 
 impl WorldSpec {
@@ -336,6 +339,7 @@ impl WorldSpec {
             max_connections: None,
             idle_timeout: None,
             peer_inbox_cap: mailsim_testkit::peer::DEFAULT_INBOX_CAP,
+            authentication: None,
         }
     }
 }
@@ -546,6 +550,7 @@ impl Simulation {
             options.timeouts.idle = idle;
         }
         options.outbound_timeout = spec.outbound_timeout;
+        options.authentication = spec.authentication;
         options.retry = spec.retry;
         options.state_dir = spec.state_dir;
         let endpoint = RunningEndpoint::serve(listener, options).map_err(|e| SimError::Endpoint(e.into()))?;
@@ -561,6 +566,13 @@ impl Simulation {
             sent: std::sync::atomic::AtomicU64::new(0),
             addresses,
         })
+    }
+
+    /// Tells the world its DNS changed: authentication forgets the answers it cached.
+    pub fn dns_changed(&self) {
+        if let Some(auth) = self.endpoint.authenticator() {
+            auth.clear_cache();
+        }
     }
 
     /// The tenant endpoint.
@@ -791,6 +803,13 @@ impl Simulation {
     /// The message trace so far.
     pub fn trace(&self) -> Vec<TraceEvent> {
         self.endpoint.trace().events()
+    }
+
+    /// The copies held in quarantine for `address` (a rule's or the anti-phishing policy's,
+    /// exo-behaviour §13.5, §14.5).
+    pub fn quarantine(&self, address: &str) -> Vec<Arc<AcceptedMessage>> {
+        let key = address.to_ascii_lowercase();
+        self.endpoint.store().quarantined().into_iter().filter(|d| d.mailbox.key() == key).map(|d| d.message).collect()
     }
 
     /// A mailbox's messages.

@@ -123,6 +123,7 @@ fn test_message(endpoint: &RunningEndpoint, rcpts: &[EmailAddress]) -> AcceptedM
         },
         data: data.into_bytes(),
         received_at: now,
+        auth: None,
     }
 }
 

@@ -222,6 +222,12 @@ pub enum ReplyKind {
     OnPremisesCertificateNameNotAccepted,
     /// RejectDirectSend (§5.1, 5.7.68).
     DirectSendNotAllowed,
+    /// An honoured DMARC `p=reject` failure (exo-behaviour §14.5, §14.8, 5.7.509), at end of data
+    /// (stage inferred, §14.5). `domain` is the 5322.From domain, shown in brackets as EXO does.
+    DmarcReject {
+        /// The sending (From) domain.
+        domain: String,
+    },
     /// Outbound: the smart host or MX name did not resolve (§3.3, deferral).
     DnsQueryFailed {
         /// The name looked up.
@@ -405,6 +411,13 @@ impl ReplyKind {
             Self::OnPremisesCertificateNameNotAccepted => {
                 one(550, status(P, 7, 51), format!("TenantInboundAttribution; Rejecting {}", ctx.suffix()))
             }
+            Self::DmarcReject { domain } => one(
+                550,
+                status(P, 7, 509),
+                format!(
+                    "Access denied, sending domain [{domain}] does not pass DMARC verification and has a DMARC policy of reject."
+                ),
+            ),
             Self::DirectSendNotAllowed => fixed(
                 550,
                 status(P, 7, 68),

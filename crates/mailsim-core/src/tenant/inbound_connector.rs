@@ -69,6 +69,9 @@ pub struct InboundConnector {
     pub ef_skip_ips: Vec<String>,
     /// `EFSkipLastIP`.
     pub ef_skip_last_ip: bool,
+    /// `EFUsers`: Enhanced Filtering only for messages whose every recipient is listed
+    /// (exo-behaviour §2.1, §7); empty = all recipients.
+    pub ef_users: Vec<crate::addr::EmailAddress>,
     /// `ClientHostNames`: undocumented in EXO (§2.1, §12), stored and otherwise ignored.
     pub client_host_names: Vec<String>,
     /// `Comment`.
@@ -94,6 +97,7 @@ impl InboundConnector {
             associated_accepted_domains: Vec::new(),
             ef_skip_ips: Vec::new(),
             ef_skip_last_ip: false,
+            ef_users: Vec::new(),
             client_host_names: Vec::new(),
             comment: None,
         }

@@ -84,8 +84,15 @@ use crate::diagnostics;
 pub use crate::diagnostics::{ConfigError, ConfigWarning};
 
 /// The tenant's top-level tables, in the order an admin writes them.
-pub const TABLES: [&str; 6] =
-    ["Transport", "AcceptedDomain", "Directory", "InboundConnector", "OutboundConnector", "TransportRule"];
+pub const TABLES: [&str; 7] = [
+    "Transport",
+    "AcceptedDomain",
+    "Directory",
+    "InboundConnector",
+    "OutboundConnector",
+    "TransportRule",
+    "AntiPhishPolicy",
+];
 
 pub mod inert;
 mod transport_rules;
@@ -137,6 +144,7 @@ fn load_inner(text: &str, path: &str, other_tables: &[&str]) -> Result<Loaded, C
     build_inbound_connectors(&mut cx, raw.inbound_connector, &mut tenant)?;
     build_outbound_connectors(&mut cx, raw.outbound_connector, &mut tenant)?;
     transport_rules::build_rules(&mut cx, raw.transport_rule, &mut tenant)?;
+    build_anti_phish(&cx, raw.anti_phish_policy, &mut tenant)?;
     // Every object was checked as it was read, where its text is known; `build` checks them again
     // (cheaply) and builds the lookup index.
     let tenant = tenant.build().map_err(|e| cx.tenant_error(&(0..0), e))?;
@@ -176,6 +184,20 @@ struct RawTenant {
     outbound_connector: Vec<Spanned<RawOutboundConnector>>,
     #[serde(rename = "TransportRule", default)]
     transport_rule: Vec<Spanned<transport_rules::RawTransportRule>>,
+    #[serde(rename = "AntiPhishPolicy")]
+    anti_phish_policy: Option<RawAntiPhishPolicy>,
+}
+
+/// `[AntiPhishPolicy]` (exo-behaviour §14.5), the DMARC-related parameters of the default policy.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct RawAntiPhishPolicy {
+    honor_dmarc_policy: Option<Spanned<PsBool>>,
+    dmarc_reject_action: Option<Spanned<String>>,
+    dmarc_quarantine_action: Option<Spanned<String>>,
+    authentication_fail_action: Option<Spanned<String>>,
+    enable_spoof_intelligence: Option<Spanned<PsBool>>,
+    comment: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -263,6 +285,8 @@ struct RawInboundConnector {
     ef_skip_ips: Option<Spanned<StrList>>,
     #[serde(rename = "EFSkipLastIP")]
     ef_skip_last_ip: Option<Spanned<PsBool>>,
+    #[serde(rename = "EFUsers")]
+    ef_users: Option<Spanned<StrList>>,
     client_host_names: Option<Spanned<StrList>>,
     comment: Option<String>,
 }
@@ -459,7 +483,7 @@ pub fn field_at(text: &str, offset: usize) -> String {
 fn unknown_key_hint(message: &str) -> Option<String> {
     let rest = message.strip_prefix("unknown field `")?;
     let (unknown, rest) = rest.split_once('`')?;
-    if unknown == "ConnectorSource" || unknown == "TrustedOrganizations" || unknown == "EFUsers" {
+    if unknown == "ConnectorSource" || unknown == "TrustedOrganizations" {
         return Some(format!("{unknown} has no effect in mailsim; remove it"));
     }
     let mut expected: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
@@ -492,6 +516,49 @@ fn items(list: &Option<Spanned<StrList>>) -> impl Iterator<Item = (&str, Range<u
 
 // ---------------------------------------------------------------------------------------------
 // Tables.
+
+/// `[AntiPhishPolicy]`: EXO's names and values, case-insensitive (exo-behaviour §14.5).
+fn build_anti_phish(
+    cx: &Cx<'_>,
+    raw: Option<RawAntiPhishPolicy>,
+    tenant: &mut TenantBuilder,
+) -> Result<(), ConfigError> {
+    use super::anti_phish::{AuthenticationFailAction as F, DmarcQuarantineAction as Q, DmarcRejectAction as R};
+    let Some(raw) = raw else { return Ok(()) };
+    let p = &mut tenant.anti_phish;
+    if let Some(v) = &raw.honor_dmarc_policy {
+        p.honor_dmarc_policy = v.get_ref().0;
+    }
+    if let Some(v) = &raw.enable_spoof_intelligence {
+        p.enable_spoof_intelligence = v.get_ref().0;
+    }
+    if let Some(v) = &raw.dmarc_reject_action {
+        p.dmarc_reject_action = choice(
+            cx,
+            v,
+            "AntiPhishPolicy.DmarcRejectAction",
+            &[("Reject", R::Reject), ("Quarantine", R::Quarantine)],
+        )?;
+    }
+    if let Some(v) = &raw.dmarc_quarantine_action {
+        p.dmarc_quarantine_action = choice(
+            cx,
+            v,
+            "AntiPhishPolicy.DmarcQuarantineAction",
+            &[("Quarantine", Q::Quarantine), ("MoveToJmf", Q::MoveToJmf)],
+        )?;
+    }
+    if let Some(v) = &raw.authentication_fail_action {
+        p.authentication_fail_action = choice(
+            cx,
+            v,
+            "AntiPhishPolicy.AuthenticationFailAction",
+            &[("MoveToJmf", F::MoveToJmf), ("Quarantine", F::Quarantine)],
+        )?;
+    }
+    let _ = raw.comment;
+    Ok(())
+}
 
 fn build_transport(cx: &Cx<'_>, raw: Option<RawTransport>) -> Result<TransportSettings, ConfigError> {
     let mut s = TransportSettings::default();
@@ -781,6 +848,11 @@ fn build_inbound_connectors(
         for (text, span) in items(&r.ef_skip_ips) {
             check_ef_skip_ip(text).map_err(|m| cx.error(&span, field("EFSkipIPs"), m))?;
             c.ef_skip_ips.push(text.trim().to_string());
+        }
+        for (text, span) in items(&r.ef_users) {
+            let a = EmailAddress::parse(text.trim(), true)
+                .map_err(|e| cx.error(&span, field("EFUsers"), format!("`{text}` is not an address ({e})")))?;
+            c.ef_users.push(a);
         }
         for (text, _) in items(&r.client_host_names) {
             c.client_host_names.push(text.to_string());
@@ -1300,15 +1372,15 @@ ClientHostNames = ["mail.contoso.test"]
             (s("[Transprt]\n"), "t.toml:1:1: Transprt: unknown key `Transprt`\n  hint: did you mean `Transport`?"),
             (
                 s("Bogus = 1\n"),
-                "t.toml:1:1: Bogus: unknown key `Bogus`\n  hint: known tables: Transport, AcceptedDomain, Directory, InboundConnector, OutboundConnector, TransportRule",
+                "t.toml:1:1: Bogus: unknown key `Bogus`\n  hint: known tables: Transport, AcceptedDomain, Directory, InboundConnector, OutboundConnector, TransportRule, AntiPhishPolicy",
             ),
             (
                 s("[scenario]\nname = \"x\"\n"),
-                "t.toml:1:1: scenario: unknown key `scenario`\n  hint: known tables: Transport, AcceptedDomain, Directory, InboundConnector, OutboundConnector, TransportRule",
+                "t.toml:1:1: scenario: unknown key `scenario`\n  hint: known tables: Transport, AcceptedDomain, Directory, InboundConnector, OutboundConnector, TransportRule, AntiPhishPolicy",
             ),
             (
                 s("[[step]]\nadvance = \"1h\"\n"),
-                "t.toml:1:1: step: unknown key `step`\n  hint: known tables: Transport, AcceptedDomain, Directory, InboundConnector, OutboundConnector, TransportRule",
+                "t.toml:1:1: step: unknown key `step`\n  hint: known tables: Transport, AcceptedDomain, Directory, InboundConnector, OutboundConnector, TransportRule, AntiPhishPolicy",
             ),
             (
                 c("SenderDomains = [\"*\"]\nSenderIpAddresses = [\"198.51.100.7\"]"),
@@ -1324,7 +1396,7 @@ ClientHostNames = ["mail.contoso.test"]
             ),
             (
                 c("SenderDomains = [\"*\"]\nFoo = 1"),
-                "t.toml:7:1: InboundConnector[1].Foo: unknown key `Foo`\n  hint: known keys here: Name, Enabled, ConnectorType, SenderDomains, SenderIPAddresses, TlsSenderCertificateName, RequireTls, RestrictDomainsToIPAddresses, RestrictDomainsToCertificate, TreatMessagesAsInternal, CloudServicesMailEnabled, AssociatedAcceptedDomains, EFSkipIPs, EFSkipLastIP, ClientHostNames, Comment",
+                "t.toml:7:1: InboundConnector[1].Foo: unknown key `Foo`\n  hint: known keys here: Name, Enabled, ConnectorType, SenderDomains, SenderIPAddresses, TlsSenderCertificateName, RequireTls, RestrictDomainsToIPAddresses, RestrictDomainsToCertificate, TreatMessagesAsInternal, CloudServicesMailEnabled, AssociatedAcceptedDomains, EFSkipIPs, EFSkipLastIP, EFUsers, ClientHostNames, Comment",
             ),
             (
                 c("SenderDomains = [\"*\"]\nEnabled = \"yes\""),
@@ -1531,5 +1603,56 @@ ClientHostNames = ["mail.contoso.test"]
                 Err(e) => assert_eq!(e.to_string(), expected, "\n---\n{text}"),
             }
         }
+    }
+
+    /// `[AntiPhishPolicy]` and `EFUsers` (exo-behaviour §14.5, §2.1).
+    #[test]
+    fn anti_phish_policy_and_ef_users() {
+        use crate::tenant::anti_phish::{AuthenticationFailAction, DmarcQuarantineAction, DmarcRejectAction};
+        let text = r#"
+[[AcceptedDomain]]
+DomainName = "contoso.test"
+
+[[InboundConnector]]
+Name = "From gateway"
+SenderDomains = ["*"]
+SenderIPAddresses = ["198.51.100.0/24"]
+RequireTls = false
+EFSkipIPs = ["198.51.100.0/24"]
+EFUsers = ["alice@contoso.test", "Bob@contoso.test"]
+
+[AntiPhishPolicy]
+HonorDmarcPolicy = "$false"
+DmarcRejectAction = "quarantine"
+DmarcQuarantineAction = "MoveToJmf"
+AuthenticationFailAction = "Quarantine"
+"#;
+        let t = load(text, "t.toml").unwrap();
+        assert_eq!(t.inbound_connectors[0].ef_users.len(), 2);
+        let p = &t.anti_phish;
+        assert!(!p.honor_dmarc_policy && p.enable_spoof_intelligence);
+        assert_eq!(p.dmarc_reject_action, DmarcRejectAction::Quarantine);
+        assert_eq!(p.dmarc_quarantine_action, DmarcQuarantineAction::MoveToJmf);
+        assert_eq!(p.authentication_fail_action, AuthenticationFailAction::Quarantine);
+        let defaults = load("[[AcceptedDomain]]\nDomainName = \"contoso.test\"\n", "t.toml").unwrap();
+        assert_eq!(defaults.anti_phish, crate::tenant::AntiPhishPolicy::default());
+
+        let bad = load("[AntiPhishPolicy]\nDmarcRejectAction = \"Bounce\"\n", "t.toml").unwrap_err().to_string();
+        assert!(
+            bad.starts_with(
+                "t.toml:2:21: AntiPhishPolicy.DmarcRejectAction: `Bounce` is not one of Reject, Quarantine"
+            ),
+            "{bad}"
+        );
+        let bad = load(
+            "[[InboundConnector]]\nName = \"c\"\nSenderDomains = [\"*\"]\nRequireTls = false\nEFUsers = [\"not an address\"]\n",
+            "t.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            bad.starts_with("t.toml:5:12: InboundConnector[1].EFUsers: `not an address` is not an address"),
+            "{bad}"
+        );
     }
 }

@@ -12,6 +12,7 @@
 //! `Get-AcceptedDomain` and `Get-InboundConnector` show.
 
 pub mod accepted_domain;
+pub mod anti_phish;
 pub mod inbound_connector;
 pub mod load;
 pub mod outbound_connector;
@@ -23,6 +24,7 @@ use std::fmt;
 use std::ops::{Deref, DerefMut};
 
 pub use accepted_domain::{AcceptedDomain, DomainType};
+pub use anti_phish::AntiPhishPolicy;
 pub use inbound_connector::{ConnectorType, InboundConnector, InboundIndex};
 pub use outbound_connector::{OutboundConnector, SmartHost, TlsSettings};
 pub use pattern::DomainPattern;
@@ -108,6 +110,8 @@ pub struct TenantConfig {
     pub distribution_groups: Vec<DistributionGroup>,
     /// Mail flow rules, in configuration order (evaluated by priority, [`Tenant::rules`]).
     pub transport_rules: Vec<TransportRule>,
+    /// The anti-phishing policy's DMARC settings (`[AntiPhishPolicy]`, exo-behaviour §14.5).
+    pub anti_phish: AntiPhishPolicy,
 }
 
 impl TenantConfig {

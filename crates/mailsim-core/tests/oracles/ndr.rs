@@ -92,6 +92,7 @@ pub fn check(first: Reply, second: Reply) -> Vec<u8> {
         },
         data: ORIGINAL.to_vec(),
         received_at: received,
+        auth: None,
     };
     let failures = [
         FailedRecipient {

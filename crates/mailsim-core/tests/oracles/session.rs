@@ -88,7 +88,7 @@ impl Stream {
                     }
                 }
                 Action::StartTls => tls = true,
-                Action::Accept(_) | Action::Refused(_) | Action::Close => {}
+                Action::Accept(_) | Action::Refused(_) | Action::Close | Action::Authenticate(_) => {}
             }
         }
         if tls {

@@ -25,6 +25,7 @@ fn message(id: u64, sender: Option<&str>, rcpts: &[&str]) -> AcceptedMessage {
         },
         data: format!("Subject: {id}\r\n\r\nbody\r\n").into_bytes(),
         received_at: Timestamp::from_millis(1_700_000_000_000),
+        auth: None,
     }
 }
 

@@ -18,6 +18,7 @@
 //! | `GET /api/v1/world` | address plan, tenant endpoint, DNS server, simulated time, tenant source |
 //! | `GET /api/v1/messages` | tenant mailboxes and peers' inboxes; `where q sender recipient subject start limit` |
 //! | `GET/DELETE /api/v1/messages/{id}`, `GET .../{id}/raw` | one message: summary, headers, `hops` (Received chain), `ndr`; raw source |
+//! | `GET /api/v1/quarantine` | messages held in quarantine (mail flow rules, DMARC): recipient, ids, sender, authentication verdict, raw source |
 //! | `GET /api/v1/trace`, `GET /api/v1/trace/{message_id}` | trace rows (`sender recipient status message_id start limit`); one message's events |
 //! | `GET /api/v1/queue`, `POST /api/v1/queue/retry` | deferred recipients (`limit`); retry now |
 //! | `POST /api/v1/clock/advance` | `{"by": "25h"}`: as a scenario's `advance` step |
@@ -332,6 +333,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/api/v1/dns/{name}/fault", put(set_fault).delete(clear_fault))
         .route("/api/v1/connectors/{name}/validate", post(validate::validate_connector))
         .merge(web::routes())
+        .route("/api/v1/quarantine", get(quarantine))
         .fallback(|| async { Problem::not_found("no such route (see `mailsim serve --help`)") })
         .method_not_allowed_fallback(|| async {
             Problem::new(StatusCode::METHOD_NOT_ALLOWED, "this route does not take that method")
@@ -494,6 +496,29 @@ pub fn trace_page(api: &Api, filter: &trace::Filter) -> trace::Page {
     let mut index = api.trace.lock().expect("trace index lock");
     api.endpoint().trace().with_events(|first, e| index.sync(first, e));
     index.page(filter)
+}
+
+/// The quarantine store (exo-behaviour §13.5, §14.5), newest last.
+async fn quarantine(State(api): State<Arc<Api>>) -> ApiResult {
+    let held: Vec<Value> = api
+        .endpoint()
+        .store()
+        .quarantined()
+        .iter()
+        .map(|d| {
+            let m = &d.message;
+            json!({
+                "recipient": d.mailbox.to_string(),
+                "internal_id": m.internal_id,
+                "message_id": m.message_id,
+                "sender": m.envelope.sender.as_ref().map_or("<>".to_string(), |s| s.to_string()),
+                "received_at": m.received_at.iso8601(),
+                "authentication": m.auth.as_ref().map(|a| a.summary()),
+                "raw": String::from_utf8_lossy(&m.data),
+            })
+        })
+        .collect();
+    ok(json!({ "count": held.len(), "messages": held }))
 }
 
 async fn list_messages(State(api): State<Arc<Api>>, q: Result<Query<messages::Filter>, QueryRejection>) -> ApiResult {
@@ -760,10 +785,12 @@ async fn set_fault(
     match &body.record_type {
         Some(t) => {
             api.world.sim()?.dns().set_fault_for(&name, t, fault).map_err(|e| Problem::bad_request(e.0))?;
+            api.world.sim()?.dns_changed();
             ok(json!({ "name": name, "fault": body.fault, "type": t.to_ascii_uppercase() }))
         }
         None => {
             api.world.sim()?.dns().set_fault(&name, fault);
+            api.world.sim()?.dns_changed();
             ok(json!({ "name": name, "fault": body.fault }))
         }
     }
@@ -771,5 +798,6 @@ async fn set_fault(
 
 async fn clear_fault(State(api): State<Arc<Api>>, Path(name): Path<String>) -> ApiResult {
     api.world.sim()?.dns().clear_fault(&name);
+    api.world.sim()?.dns_changed();
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -88,6 +88,9 @@ pub struct ExplainArgs {
     /// `2026-12-08T09:00:00Z` or `2026-12-08`; default: now.
     #[arg(long, env = "MAILSIM_EXPLAIN_AT", value_name = "TIME")]
     pub at: Option<String>,
+    /// Authentication (issue 11): see `explain_auth`.
+    #[command(flatten)]
+    pub auth: super::explain_auth::AuthExplainArgs,
 }
 
 /// Loads the tenant, explains, prints. Exit code 0 when the message would be queued, 1 when the
@@ -204,7 +207,7 @@ impl Dialogue {
                 Action::Accept(m) => step.accepted = Some(*m),
                 Action::Refused(r) => step.refusal = Some(*r),
                 Action::StartTls => step.start_tls = true,
-                Action::Close | Action::Framed(_) => {}
+                Action::Close | Action::Framed(_) | Action::Authenticate(_) => {}
             }
         }
         step
@@ -481,6 +484,7 @@ pub fn explain_dialogue(
             }
             rules_report(&mut out, tenant, m, at);
             sections::write_text(&mut out, &sections::all(&sections::Input { tenant, message: Some(m), at }));
+            super::explain_auth::report(&mut out, tenant, &args.auth, m)?;
             let _ = writeln!(out, "\nResult      queued for {} recipient(s)", m.envelope.recipients.len());
             true
         }
@@ -611,6 +615,7 @@ RequireTls = false
             helo: None,
             headers: None,
             at: None,
+            auth: Default::default(),
         }
     }
 

@@ -80,6 +80,9 @@ pub struct ExplainCmd {
     /// Print JSON instead of text.
     #[arg(long, env = "MAILSIM_EXPLAIN_JSON")]
     pub json: bool,
+    /// Authentication verdicts (issue 11): see `explain_auth`.
+    #[command(flatten)]
+    pub auth: super::explain_auth::AuthExplainArgs,
 }
 
 /// A loaded input: the tenant, and for a scenario its hosts and DNS zone.
@@ -164,6 +167,7 @@ fn inbound_args(cmd: &ExplainCmd, path: &Path, source: IpAddr, mail_from: String
         helo: cmd.helo.clone(),
         headers: cmd.headers.clone(),
         at: cmd.at.clone(),
+        auth: cmd.auth.clone(),
     }
 }
 
@@ -360,6 +364,7 @@ mod tests {
             headers: None,
             at: Some("2026-12-07T09:00:00Z".to_string()),
             json: false,
+            auth: Default::default(),
         }
     }
 
@@ -503,6 +508,7 @@ mod json_tests {
             headers: None,
             at: Some("2026-12-07".into()),
             json: true,
+            auth: Default::default(),
         };
         let (out, code) = explain_cmd(&c).unwrap();
         assert_eq!(code, 0, "{out}");

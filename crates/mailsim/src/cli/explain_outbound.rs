@@ -155,6 +155,7 @@ pub fn explain_outbound(
                 },
                 data,
                 received_at: at,
+                auth: None,
             };
             (message, entered)
         }

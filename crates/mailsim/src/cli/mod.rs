@@ -9,6 +9,7 @@ pub mod certs;
 pub mod completions;
 pub mod demo;
 pub mod explain;
+pub mod explain_auth;
 pub mod explain_cmd;
 pub mod explain_outbound;
 pub mod explain_sections;

@@ -157,6 +157,9 @@ pub enum WorldCheck {
     },
     /// Recipients waiting for a retry.
     Queued(usize),
+    /// Authentication verdicts and stamped headers of the latest message for a recipient
+    /// (exo-behaviour §14, [`super::auth_expect`]).
+    Auth(super::auth_expect::AuthCheck),
 }
 
 /// A failed expectation: what was expected, what was found, and the SMTP lines that show why.
@@ -476,7 +479,7 @@ impl WorldCheck {
             WorldCheck::Peer { host, .. } | WorldCheck::Ndr { at: NdrPlace::Peer(host), .. } => {
                 sim.peer(host).map(|p| p.inbox().len()).unwrap_or(0)
             }
-            WorldCheck::Recipient { .. } | WorldCheck::Trace { .. } | WorldCheck::Queued(_) => {
+            WorldCheck::Recipient { .. } | WorldCheck::Trace { .. } | WorldCheck::Queued(_) | WorldCheck::Auth(_) => {
                 sim.endpoint().trace().events().len()
             }
         }
@@ -494,7 +497,7 @@ impl WorldCheck {
                 }
                 Err(_) => tokio::time::sleep_until(deadline).await,
             },
-            WorldCheck::Recipient { .. } | WorldCheck::Trace { .. } | WorldCheck::Queued(_) => {
+            WorldCheck::Recipient { .. } | WorldCheck::Trace { .. } | WorldCheck::Queued(_) | WorldCheck::Auth(_) => {
                 sim.endpoint().trace().wait_until(left, |events| events.len() > marker).await;
             }
         }
@@ -580,6 +583,7 @@ impl WorldCheck {
                 s
             }
             WorldCheck::Queued(n) => format!("{} waiting in the queue", plural(*n, "recipient")),
+            WorldCheck::Auth(check) => check.describe(),
         }
     }
 
@@ -591,6 +595,9 @@ impl WorldCheck {
             transcript_title: title.to_string(),
             transcript,
         };
+        if let WorldCheck::Auth(check) = self {
+            return check.evaluate(sim);
+        }
         let trace = sim.endpoint().trace().events();
         match self {
             WorldCheck::Mailbox { address, count, contains } => {
@@ -763,6 +770,7 @@ impl WorldCheck {
                 }
                 Err((mismatch(actual, "message trace", last_events(&trace, |_| true)), true))
             }
+            WorldCheck::Auth(check) => check.evaluate(sim),
         }
     }
 }

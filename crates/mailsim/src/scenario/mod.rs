@@ -21,6 +21,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod auth_expect;
 pub mod expect;
 pub mod load;
 pub mod report;

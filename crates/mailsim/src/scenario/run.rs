@@ -276,6 +276,16 @@ pub async fn apply(sim: &Simulation, change: &Change) -> anyhow::Result<()> {
         Change::DnsFaultFor { name, record_type, fault: None } => sim.dns().clear_fault_for(name, record_type)?,
         Change::Txt { name, records } => sim.dns().update(|z| z.set_txt(name, records))?,
     }
+    if matches!(
+        change,
+        Change::Mx { .. }
+            | Change::A { .. }
+            | Change::DnsFault { .. }
+            | Change::DnsFaultFor { .. }
+            | Change::Txt { .. }
+    ) {
+        sim.dns_changed();
+    }
     Ok(())
 }
 

@@ -66,6 +66,7 @@ fn message(from: &str, rcpts: &[&str], internal: bool) -> AcceptedMessage {
             HEADERS.replace("Eve <eve@fabrikam.test>", from).into_bytes()
         },
         received_at: NOW,
+        auth: None,
     }
 }
 

@@ -10,8 +10,25 @@ use super::walker::{Node, Tbl};
 use crate::scenario::expect::{Check, Expect, NdrPlace, SendCheck, WorldCheck};
 
 const SEND_KEYS: [&str; 6] = ["reply", "reply_contains", "stage", "connector", "accepted", "rcpt_replies"];
-const WORLD_KINDS: [&str; 6] = ["mailbox", "peer", "recipient", "ndr", "trace", "queued"];
-const EXPECT_COMPANIONS: [&str; 7] = ["count", "contains", "rcpt", "tls", "status", "data_contains", "for"];
+const WORLD_KINDS: [&str; 7] = ["mailbox", "peer", "recipient", "ndr", "trace", "queued", "auth"];
+const EXPECT_COMPANIONS: [&str; 15] = [
+    "count",
+    "contains",
+    "rcpt",
+    "tls",
+    "status",
+    "data_contains",
+    "for",
+    // `auth` (crate::scenario::auth_expect::AUTH_COMPANIONS).
+    "spf",
+    "dkim",
+    "dmarc",
+    "action",
+    "compauth",
+    "header",
+    "equals",
+    "present",
+];
 const STAGES: [&str; 7] = ["CONNECT", "EHLO", "STARTTLS", "MAIL", "RCPT", "DATA", "END-OF-DATA"];
 
 impl<'t> Loader<'t> {
@@ -84,6 +101,7 @@ impl<'t> Loader<'t> {
             Some("peer") => &["count", "rcpt", "tls", "contains"],
             Some("recipient") => &["status", "data_contains"],
             Some("ndr") => &["status", "for", "contains"],
+            Some("auth") => &crate::scenario::auth_expect::AUTH_COMPANIONS,
             _ => &[],
         };
         for key in t.present(&EXPECT_COMPANIONS) {
@@ -94,7 +112,8 @@ impl<'t> Loader<'t> {
                     "rcpt" | "tls" => "peer",
                     "status" => "recipient or ndr",
                     "data_contains" => "recipient",
-                    _ => "ndr",
+                    "for" => "ndr",
+                    _ => "auth (authentication verdicts of the latest message for a recipient)",
                 };
                 return Err(cx
                     .err(&t.key_span(key), &t.sub(key), format!("`{key}` has no world expectation to qualify here"))
@@ -195,6 +214,7 @@ impl<'t> Loader<'t> {
                 };
                 WorldCheck::Ndr { at, status, recipient: opt_str("for")?, contains: opt_str("contains")? }
             }
+            "auth" => self.auth_expect(t, &n)?,
             "trace" => {
                 let tt = cx.table(&n)?;
                 cx.keys(&tt, &["event", "recipient", "connector", "contains", "count", "rule", "rule_mode"])?;

@@ -18,6 +18,7 @@
 //! state the rooms share while they check a file in order (`Loader`), and the table test of
 //! every error message.
 
+mod auth;
 mod auth_world;
 mod expect;
 mod steps;
@@ -322,6 +323,9 @@ impl<'t> Loader<'t> {
         self.live.apply(&name, &mut world);
         world.dns = dns;
         world.retry = retry;
+        if let Some(n) = scenario.as_ref().and_then(|s| s.get("authentication")) {
+            world.authentication = self.authentication(&n)?;
+        }
         Ok(Scenario {
             name,
             description,

@@ -140,6 +140,7 @@ impl<'t> Loader<'t> {
                     "tenant_loopback",
                     "tenant_outbound_loopback",
                     "dns_loopback",
+                    "authentication",
                 ],
             )?;
         }
@@ -228,6 +229,8 @@ impl<'t> Loader<'t> {
             rule_names: BTreeSet::new(),
         };
         loader.note_tenant(&tenant);
+        let own = [(tenant_declared, "tenant_address"), (loader.live.outbound_declared, "tenant_outbound_address")];
+        loader.check_ef_skip_own(root, &tenant, &own)?;
         Ok(loader)
     }
 
