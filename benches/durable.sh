@@ -23,6 +23,8 @@ RELAY_TO=bench@relay.test
 MAILSIM=$ROOT/target/release/mailsim
 WORK=$(mktemp -d /tmp/mailsim-durable.XXXXXX)
 cd "$ROOT" || exit 2
+# Two servers run side by side: neither serves the web page / HTTP API (both would want 127.0.0.1:8025).
+export MAILSIM_NO_HTTP=${MAILSIM_NO_HTTP:-true}
 
 for a in "$MEM_ADDR" "$DISK_ADDR" "$POSTFIX_ADDR"; do
     [[ $a == 127.* ]] || { echo "refusing $a: loopback (127/8) addresses only" >&2; exit 2; }

@@ -460,6 +460,9 @@ enum Msg {
 struct Memory {
     order: VecDeque<u64>,
     sessions: HashMap<u64, SessionRecord>,
+    /// Content octets held per session (kept here, not summed per message: a long session holds
+    /// hundreds of blocks).
+    content_bytes: HashMap<u64, usize>,
 }
 
 impl Memory {
@@ -469,6 +472,7 @@ impl Memory {
                 && let Some(old) = self.order.pop_front()
             {
                 self.sessions.remove(&old);
+                self.content_bytes.remove(&old);
             }
             self.order.push_back(id);
         }
@@ -622,9 +626,11 @@ impl ProtocolLog {
             }
         }
         let mut memory = self.memory.lock().expect("protocol log lock");
-        let session = memory.entry(id);
-        if session.content.values().map(Vec::len).sum::<usize>() + content.len() <= MEMORY_CONTENT * 4 {
-            session.content.insert(seq, content);
+        let held = memory.content_bytes.get(&id).copied().unwrap_or(0);
+        if held + content.len() <= MEMORY_CONTENT * 4 {
+            let len = content.len();
+            let replaced = memory.entry(id).content.insert(seq, content).map_or(0, |old| old.len());
+            memory.content_bytes.insert(id, held + len - replaced);
         }
     }
 
