@@ -44,7 +44,7 @@ use crate::addr::EmailAddress;
 use crate::envelope::{AcceptedMessage, Body, Envelope};
 use crate::header_section;
 use crate::reply::{EnhancedStatus, Reply, StatusClass};
-use crate::stage::inbound::{Direction, InboundVerdict};
+use crate::stage::inbound::InboundVerdict;
 use crate::time::Timestamp;
 
 /// One recipient the NDR reports as failed.
@@ -105,14 +105,7 @@ impl NdrMessage {
             message_id: self.message_id,
             envelope: Envelope { sender: None, recipients: vec![self.recipient], ..Envelope::default() },
             peer: original.peer.clone(),
-            verdict: InboundVerdict::Accepted {
-                connector: None,
-                direction: Direction::Originating,
-                internal: true,
-                relay_allowed: true,
-                cross_premises: false,
-                checks: Vec::new(),
-            },
+            verdict: InboundVerdict::tenant_originated(),
             data: self.data,
             received_at: now,
             auth: None,

@@ -56,11 +56,7 @@ impl Timestamp {
         out.push(' ');
         push_number(&mut out, d.year().unsigned_abs(), 1);
         out.push(' ');
-        push_number(&mut out, u32::from(d.hour()), 2);
-        out.push(':');
-        push_number(&mut out, u32::from(d.minute()), 2);
-        out.push(':');
-        push_number(&mut out, u32::from(d.second()), 2);
+        push_clock(&mut out, d);
         out.push_str(" +0000");
         out
     }
@@ -78,11 +74,7 @@ impl Timestamp {
         }
         push_number(&mut out, u32::from(d.day()), 1);
         out.push(' ');
-        push_number(&mut out, u32::from(d.hour()), 2);
-        out.push(':');
-        push_number(&mut out, u32::from(d.minute()), 2);
-        out.push(':');
-        push_number(&mut out, u32::from(d.second()), 2);
+        push_clock(&mut out, d);
         out.push(' ');
         push_number(&mut out, d.year().unsigned_abs(), 1);
         out
@@ -128,6 +120,15 @@ impl fmt::Display for Timestamp {
 }
 
 /// Appends `n` in decimal, zero-padded to `width` digits.
+/// `HH:MM:SS`.
+fn push_clock(out: &mut String, d: time::OffsetDateTime) {
+    push_number(out, u32::from(d.hour()), 2);
+    out.push(':');
+    push_number(out, u32::from(d.minute()), 2);
+    out.push(':');
+    push_number(out, u32::from(d.second()), 2);
+}
+
 fn push_number(out: &mut String, n: u32, width: usize) {
     let mut digits = [0u8; 10];
     let mut len = 0;

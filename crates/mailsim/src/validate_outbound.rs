@@ -18,7 +18,7 @@ use mailsim_core::envelope::{AcceptedMessage, Envelope};
 use mailsim_core::peer::PeerFacts;
 use mailsim_core::reply::ReplyContext;
 use mailsim_core::stage::attempt::{AttemptResult, failure_reply};
-use mailsim_core::stage::inbound::{Direction, InboundVerdict};
+use mailsim_core::stage::inbound::InboundVerdict;
 use mailsim_core::stage::route::{Hop, TlsPolicy};
 use mailsim_core::tenant::{OutboundConnector, TlsSettings};
 use serde::Serialize;
@@ -113,14 +113,7 @@ fn test_message(endpoint: &RunningEndpoint, rcpts: &[EmailAddress]) -> AcceptedM
         message_id: format!("<validate-outbound.{}@{domain}>", now.as_millis()),
         envelope: Envelope { sender, params: Default::default(), recipients: rcpts.to_vec() },
         peer: PeerFacts::new(local, 0, local),
-        verdict: InboundVerdict::Accepted {
-            connector: None,
-            direction: Direction::Originating,
-            internal: true,
-            relay_allowed: true,
-            cross_premises: false,
-            checks: Vec::new(),
-        },
+        verdict: InboundVerdict::tenant_originated(),
         data: data.into_bytes(),
         received_at: now,
         auth: None,

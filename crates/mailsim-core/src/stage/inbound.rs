@@ -123,6 +123,19 @@ pub enum InboundVerdict {
 }
 
 impl InboundVerdict {
+    /// Mail the tenant itself originates (an NDR, a test message from a mailbox): Originating,
+    /// internal, no connector of record, nothing checked.
+    pub fn tenant_originated() -> Self {
+        InboundVerdict::Accepted {
+            connector: None,
+            direction: Direction::Originating,
+            internal: true,
+            relay_allowed: true,
+            cross_premises: false,
+            checks: Vec::new(),
+        }
+    }
+
     /// The connector named by the verdict, if any.
     pub fn connector(&self) -> Option<&str> {
         match self {

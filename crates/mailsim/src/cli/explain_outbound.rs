@@ -17,7 +17,7 @@ use mailsim_core::envelope::{AcceptedMessage, Envelope};
 use mailsim_core::peer::PeerFacts;
 use mailsim_core::reply::ReplyContext;
 use mailsim_core::stage::categorize::categorize;
-use mailsim_core::stage::inbound::{Direction, InboundVerdict, from_on_premises};
+use mailsim_core::stage::inbound::{InboundVerdict, from_on_premises};
 use mailsim_core::stage::route::{RuleRoute, Source};
 use mailsim_core::stage::route_explain::{Resolver, RouteExplanation, Verdict, explain_route};
 use mailsim_core::stage::rules::{Fate, evaluate};
@@ -145,14 +145,7 @@ pub fn explain_outbound(
                 message_id: "<explain@mailsim.test>".to_string(),
                 envelope: Envelope { sender: Some(sender), params: Default::default(), recipients: rcpts.to_vec() },
                 peer: PeerFacts::new(local, 0, local),
-                verdict: InboundVerdict::Accepted {
-                    connector: None,
-                    direction: Direction::Originating,
-                    internal: true,
-                    relay_allowed: true,
-                    cross_premises: false,
-                    checks: Vec::new(),
-                },
+                verdict: InboundVerdict::tenant_originated(),
                 data,
                 received_at: at,
                 auth: None,
