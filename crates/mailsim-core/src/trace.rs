@@ -384,6 +384,23 @@ impl TraceEvent {
     }
 }
 
+/// The event that decides a recipient's status, from that recipient's events of one message in
+/// the order they were recorded: the last one, except that a SEND does not undo a failure (§8.1).
+/// In a mail loop every copy carries the Message-ID, and an earlier hop's SEND can be recorded
+/// after the last hop's `554 5.4.14` FAIL (scenario 10): the recipient has still failed.
+pub fn deciding_event<'a>(events: impl Iterator<Item = &'a TraceEvent>) -> Option<&'a TraceEvent> {
+    events.fold(None, |chosen, e| match chosen {
+        Some(c) if next_status(c.event.status(), e.event) != e.event.status() => Some(c),
+        _ => Some(e),
+    })
+}
+
+/// A recipient's status after one more of its events, in recording order ([`deciding_event`]'s
+/// rule, for row builders that see one event at a time).
+pub fn next_status(current: Status, event: Event) -> Status {
+    if current == Status::Failed && event == Event::Send { current } else { event.status() }
+}
+
 impl serde::Serialize for Timestamp {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.iso8601())
@@ -414,6 +431,18 @@ mod tests {
 
     fn addr(s: &str) -> EmailAddress {
         s.parse().expect("address")
+    }
+
+    #[test]
+    fn a_failure_decides_the_status_even_before_a_later_send() {
+        let m = message();
+        let rcpt = addr("bob@partner.test");
+        let event = |kind| TraceEvent::of_message(&m, AT, kind, Some(&rcpt), String::new());
+        let looped = [event(Event::Receive), event(Event::Fail), event(Event::Send)];
+        assert_eq!(deciding_event(looped.iter()).map(|e| e.event), Some(Event::Fail));
+        let retried = [event(Event::Receive), event(Event::Defer), event(Event::Send)];
+        assert_eq!(deciding_event(retried.iter()).map(|e| e.event), Some(Event::Send));
+        assert!(deciding_event([].iter()).is_none());
     }
 
     fn message() -> AcceptedMessage {

@@ -179,18 +179,13 @@ impl TraceSink {
         read(first, w.events.make_contiguous())
     }
 
-    /// The status of one recipient of one message: its last event's.
+    /// The status of one recipient of one message ([`mailsim_core::trace::deciding_event`]).
     pub fn status(&self, message_id: &str, recipient: &str) -> Option<Status> {
-        let recipient = recipient.to_ascii_lowercase();
         let w = self.window.lock().expect("trace lock");
-        w.events
-            .iter()
-            .rev()
-            .find(|e| {
-                e.message_id == message_id
-                    && e.recipient.as_deref().map(str::to_ascii_lowercase) == Some(recipient.clone())
-            })
-            .map(|e| e.event.status())
+        let mine = w.events.iter().filter(|e| {
+            e.message_id == message_id && e.recipient.as_deref().is_some_and(|r| r.eq_ignore_ascii_case(recipient))
+        });
+        mailsim_core::trace::deciding_event(mine).map(|e| e.event.status())
     }
 
     /// Waits until `pred` holds for the events, or `timeout` passes. Returns whether it held.

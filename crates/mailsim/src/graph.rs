@@ -317,7 +317,7 @@ fn paths(g: &mut Graph, facts: &Facts<'_>, trace: &[TraceEvent]) {
             Event::Fail if e.to_ip.is_some() => row.to = e.to_ip.clone(),
             _ => {}
         }
-        row.status = Some(e.event.status());
+        row.status = Some(row.status.map_or(e.event.status(), |s| mailsim_core::trace::next_status(s, e.event)));
     }
     let mut legs: BTreeMap<(String, String, u8), (Status, usize)> = BTreeMap::new();
     for row in rows.values() {

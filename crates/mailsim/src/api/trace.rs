@@ -91,7 +91,7 @@ impl TraceIndex {
             match self.by_key.get(&key) {
                 Some(&r) => {
                     let row = &mut self.rows[r];
-                    row.status = e.event.status();
+                    row.status = mailsim_core::trace::next_status(row.status, e.event);
                     if let Some(to) = &e.to_ip {
                         row.to_ip = to.clone();
                     }

@@ -106,7 +106,7 @@ pub fn rows(events: &[TraceEvent]) -> Vec<Row> {
         let key = (key_id.clone(), recipient.to_ascii_lowercase());
         match index.get(&key).map(|&i| &mut rows[i]) {
             Some(row) => {
-                row.status = e.event.status();
+                row.status = mailsim_core::trace::next_status(row.status, e.event);
                 if let Some(to) = &e.to_ip {
                     row.to_ip = to.clone();
                 }

@@ -367,13 +367,13 @@ pub fn parse_ndr(data: &[u8]) -> Option<NdrReport> {
     Some(NdrReport { subject: message.subject().unwrap_or_default().to_string(), text, recipients })
 }
 
-/// The trace status of `address`: the last event of its latest message (the one whose receipt or
-/// refusal came last), with that event.
+/// The trace status of `address`: that of its latest message (the one whose receipt or refusal
+/// came last), with the event that decides it ([`mailsim_core::trace::deciding_event`]).
 pub fn recipient_status<'a>(events: &'a [TraceEvent], address: &str) -> Option<(Status, &'a TraceEvent)> {
     let mine: Vec<&TraceEvent> =
         events.iter().filter(|e| e.recipient.as_deref().is_some_and(|r| r.eq_ignore_ascii_case(address))).collect();
     let latest = mine.iter().rev().find(|e| e.event == Event::Receive || e.message_id.is_empty())?;
-    let last = mine.iter().rev().find(|e| e.message_id == latest.message_id)?;
+    let last = mailsim_core::trace::deciding_event(mine.iter().copied().filter(|e| e.message_id == latest.message_id))?;
     Some((last.event.status(), last))
 }
 
