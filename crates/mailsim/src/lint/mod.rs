@@ -5,8 +5,10 @@
 //!
 //! L18–L20 come from the seeds' pitfalls (seed 004), grounded in the sections they cite.
 //!
+//! L6 reads `[AntiPhishPolicy]` (the default policy, the one the tenant file models).
+//!
 //! Rules §15.5 lists that need data mailsim does not model are not checked: L5 (`Get-ArcConfig`),
-//! L6 (anti-phishing policies), L16 (connection filter policy), L17 (which `Get-OutboundConnector`
+//! L16 (connection filter policy), L17 (which `Get-OutboundConnector`
 //! switches an export used; `mailsim import` points at it when a rule names a missing
 //! connector). L1's premise "the MX is not EOP" is read from the tenant: a Partner lock-down
 //! connector (`SenderDomains *` with a `Restrict*` flag) means mail arrives through a gateway.
@@ -129,6 +131,13 @@ pub const RULES: &[Rule] = &[
         title: "Enhanced Filtering on while a rule sets SCL -1",
         section: "exo-behaviour §15.5, §7",
         check: l4,
+    },
+    Rule {
+        id: "L6",
+        severity: Severity::Warn,
+        title: "anti-phishing policy does not honour the sender's DMARC policy",
+        section: "exo-behaviour §15.5, §14.5 (ORCA-244)",
+        check: l6,
     },
     Rule {
         id: "L7",
@@ -345,6 +354,20 @@ fn l4(i: &Input<'_>, r: &Rule, out: &mut Vec<Finding>) {
             "SetSCL",
             "Enhanced Filtering already judges the real sender; a rule that sets SCL -1 for the same gateway traffic bypasses that verdict".into(),
             format!("Remove-TransportRule -Identity {}", ps(&rule.name)),
+        ));
+    }
+}
+
+/// The name `Get-AntiPhishPolicy` gives the default policy (`[AntiPhishPolicy]` models that one).
+const DEFAULT_ANTI_PHISH: &str = "Office365 AntiPhish Default";
+
+fn l6(i: &Input<'_>, r: &Rule, out: &mut Vec<Finding>) {
+    if !i.tenant.anti_phish.honor_dmarc_policy {
+        out.push(r.finding(
+            format!("AntiPhishPolicy \"{DEFAULT_ANTI_PHISH}\""),
+            "HonorDmarcPolicy",
+            "HonorDmarcPolicy $false: mail failing DMARC from a domain that publishes p=reject or p=quarantine is not rejected or quarantined as its owner asks, only given AuthenticationFailAction (Junk by default), so spoofed mail reaches users".into(),
+            format!("Set-AntiPhishPolicy -Identity {} -HonorDmarcPolicy $true", ps(DEFAULT_ANTI_PHISH)),
         ));
     }
 }
@@ -754,6 +777,7 @@ mod tests {
                 format!("{}{}", ef(LOCK), rule("SenderIpRanges = [\"198.51.100.0/24\"]\nSetSCL = -1")),
                 format!("{}{}", LOCK, rule("SenderIpRanges = [\"198.51.100.0/24\"]\nSetSCL = -1")),
             ),
+            ("L6", "[AntiPhishPolicy]\nHonorDmarcPolicy = \"$false\"\n".into(), "[AntiPhishPolicy]\nHonorDmarcPolicy = \"$true\"\n".into()),
             ("L7", rule("SenderDomainIs = [\"contoso.test\"]\nSetSCL = -1"), rule("SenderDomainIs = [\"contoso.test\"]\nSenderIpRanges = [\"198.51.100.7\"]\nSetSCL = -1")),
             ("L8", PX.into(), format!("{PX}{}", rule("RecipientDomainIs = [\"partner-x.test\"]\nRouteMessageOutboundConnector = \"px\""))),
             ("L9", rule("Priority = 3\nSetSCL = 5"), rule("Priority = 0\nSetSCL = 5")),
