@@ -217,6 +217,7 @@ struct RawOutboundConnector {
     all_accepted_domains: Option<Spanned<PsBool>>,
     test_mode: Option<Spanned<PsBool>>,
     cloud_services_mail_enabled: Option<Spanned<PsBool>>,
+    validation_recipients: Option<Spanned<StrList>>,
     comment: Option<String>,
 }
 
@@ -751,6 +752,12 @@ fn build_outbound_connectors(
             );
         }
         c.cloud_services_mail_enabled = flag(&r.cloud_services_mail_enabled);
+        for (text, span) in items(&r.validation_recipients) {
+            let address = EmailAddress::parse(text.trim(), true).map_err(|e| {
+                cx.error(&span, field("ValidationRecipients"), format!("`{text}` is not an email address ({e})"))
+            })?;
+            c.validation_recipients.push(address);
+        }
         c.comment = r.comment.clone();
         tenant.outbound_connectors.push(c);
         tenant
@@ -1349,6 +1356,28 @@ ClientHostNames = ["mail.contoso.test"]
         let h = &t.outbound_connectors[1];
         assert!(h.all_accepted_domains && h.use_mx_record);
         assert_eq!(h.tls_settings, TlsSettings::Opportunistic);
+    }
+
+    /// `ValidationRecipients` (exo-behaviour §3.1, §15.3): a list of addresses, as an array or a
+    /// comma-separated string; a bad one is refused at its own line and column.
+    #[test]
+    fn outbound_validation_recipients() {
+        let base = "[[OutboundConnector]]\nName = \"o\"\nRecipientDomains = [\"partner.test\"]\n";
+        let t = load(&format!("{base}ValidationRecipients = [\"ops@partner.test\", \"noc@partner.test\"]\n"), "t.toml")
+            .unwrap();
+        let got: Vec<String> = t.outbound_connectors[0].validation_recipients.iter().map(ToString::to_string).collect();
+        assert_eq!(got, ["ops@partner.test", "noc@partner.test"]);
+        let t =
+            load(&format!("{base}ValidationRecipients = \"ops@partner.test, noc@partner.test\"\n"), "t.toml").unwrap();
+        assert_eq!(t.outbound_connectors[0].validation_recipients.len(), 2);
+        let e =
+            load(&format!("{base}ValidationRecipients = [\"ops@partner.test\", \"nobody\"]\n"), "t.toml").unwrap_err();
+        assert!(
+            e.to_string().starts_with(
+                "t.toml:4:45: OutboundConnector[1].ValidationRecipients: `nobody` is not an email address"
+            ),
+            "{e}"
+        );
     }
 
     #[test]
