@@ -62,6 +62,9 @@
 //! TlsDomain = "*.gateway.test"
 //! ```
 //!
+//! `[ArcConfig]`, `[HostedConnectionFilterPolicy]` and `[HostedContentFilterPolicy]` are read for
+//! `mailsim lint` only (L5, L16; [`crate::tenant::lint_only`]).
+//!
 //! Adding a table: its name in [`TABLES`], a field on `RawTenant`, a `Raw*` struct with
 //! `deny_unknown_fields`, and a `build_*` function called from `load_inner`.
 
@@ -84,7 +87,7 @@ use crate::diagnostics;
 pub use crate::diagnostics::{ConfigError, ConfigWarning};
 
 /// The tenant's top-level tables, in the order an admin writes them.
-pub const TABLES: [&str; 7] = [
+pub const TABLES: [&str; 10] = [
     "Transport",
     "AcceptedDomain",
     "Directory",
@@ -92,9 +95,13 @@ pub const TABLES: [&str; 7] = [
     "OutboundConnector",
     "TransportRule",
     "AntiPhishPolicy",
+    "ArcConfig",
+    "HostedConnectionFilterPolicy",
+    "HostedContentFilterPolicy",
 ];
 
 pub mod inert;
+mod lint_only;
 mod transport_rules;
 
 /// A loaded tenant and the warnings found on the way.
@@ -145,6 +152,7 @@ fn load_inner(text: &str, path: &str, other_tables: &[&str]) -> Result<Loaded, C
     build_outbound_connectors(&mut cx, raw.outbound_connector, &mut tenant)?;
     transport_rules::build_rules(&mut cx, raw.transport_rule, &mut tenant)?;
     build_anti_phish(&cx, raw.anti_phish_policy, &mut tenant)?;
+    lint_only::build(&cx, raw.arc_config, raw.connection_filter, raw.content_filter, &mut tenant)?;
     // Every object was checked as it was read, where its text is known; `build` checks them again
     // (cheaply) and builds the lookup index.
     let tenant = tenant.build().map_err(|e| cx.tenant_error(&(0..0), e))?;
@@ -186,6 +194,12 @@ struct RawTenant {
     transport_rule: Vec<Spanned<transport_rules::RawTransportRule>>,
     #[serde(rename = "AntiPhishPolicy")]
     anti_phish_policy: Option<RawAntiPhishPolicy>,
+    #[serde(rename = "ArcConfig")]
+    arc_config: Option<lint_only::RawArcConfig>,
+    #[serde(rename = "HostedConnectionFilterPolicy")]
+    connection_filter: Option<lint_only::RawConnectionFilter>,
+    #[serde(rename = "HostedContentFilterPolicy")]
+    content_filter: Option<lint_only::RawContentFilter>,
 }
 
 /// `[AntiPhishPolicy]` (exo-behaviour §14.5), the DMARC-related parameters of the default policy.
@@ -1401,15 +1415,15 @@ ClientHostNames = ["mail.contoso.test"]
             (s("[Transprt]\n"), "t.toml:1:1: Transprt: unknown key `Transprt`\n  hint: did you mean `Transport`?"),
             (
                 s("Bogus = 1\n"),
-                "t.toml:1:1: Bogus: unknown key `Bogus`\n  hint: known tables: Transport, AcceptedDomain, Directory, InboundConnector, OutboundConnector, TransportRule, AntiPhishPolicy",
+                "t.toml:1:1: Bogus: unknown key `Bogus`\n  hint: known tables: Transport, AcceptedDomain, Directory, InboundConnector, OutboundConnector, TransportRule, AntiPhishPolicy, ArcConfig, HostedConnectionFilterPolicy, HostedContentFilterPolicy",
             ),
             (
                 s("[scenario]\nname = \"x\"\n"),
-                "t.toml:1:1: scenario: unknown key `scenario`\n  hint: known tables: Transport, AcceptedDomain, Directory, InboundConnector, OutboundConnector, TransportRule, AntiPhishPolicy",
+                "t.toml:1:1: scenario: unknown key `scenario`\n  hint: known tables: Transport, AcceptedDomain, Directory, InboundConnector, OutboundConnector, TransportRule, AntiPhishPolicy, ArcConfig, HostedConnectionFilterPolicy, HostedContentFilterPolicy",
             ),
             (
                 s("[[step]]\nadvance = \"1h\"\n"),
-                "t.toml:1:1: step: unknown key `step`\n  hint: known tables: Transport, AcceptedDomain, Directory, InboundConnector, OutboundConnector, TransportRule, AntiPhishPolicy",
+                "t.toml:1:1: step: unknown key `step`\n  hint: known tables: Transport, AcceptedDomain, Directory, InboundConnector, OutboundConnector, TransportRule, AntiPhishPolicy, ArcConfig, HostedConnectionFilterPolicy, HostedContentFilterPolicy",
             ),
             (
                 c("SenderDomains = [\"*\"]\nSenderIpAddresses = [\"198.51.100.7\"]"),

@@ -7,8 +7,10 @@
 //!
 //! L6 reads `[AntiPhishPolicy]` (the default policy, the one the tenant file models).
 //!
-//! Rules §15.5 lists that need data mailsim does not model are not checked: L5 (`Get-ArcConfig`),
-//! L16 (connection filter policy), L17 (which `Get-OutboundConnector`
+//! L5 reads `[ArcConfig]` and L16 `[HostedConnectionFilterPolicy]`/`[HostedContentFilterPolicy]`,
+//! tables the loader accepts for lint only (`mailsim_core::tenant::lint_only`).
+//!
+//! Rules §15.5 lists that need data mailsim does not model are not checked: L17 (which `Get-OutboundConnector`
 //! switches an export used; `mailsim import` points at it when a rule names a missing
 //! connector). L1's premise "the MX is not EOP" is read from the tenant: a Partner lock-down
 //! connector (`SenderDomains *` with a `Restrict*` flag) means mail arrives through a gateway.
@@ -133,6 +135,13 @@ pub const RULES: &[Rule] = &[
         check: l4,
     },
     Rule {
+        id: "L5",
+        severity: Severity::Info,
+        title: "mail arrives through a gateway and no ARC sealer is trusted",
+        section: "exo-behaviour §15.5, §14.6 (ORCA-243)",
+        check: l5,
+    },
+    Rule {
         id: "L6",
         severity: Severity::Warn,
         title: "anti-phishing policy does not honour the sender's DMARC policy",
@@ -201,6 +210,13 @@ pub const RULES: &[Rule] = &[
         title: "DomainValidation without TlsDomain",
         section: "exo-behaviour §15.5, §3.1",
         check: l15,
+    },
+    Rule {
+        id: "L16",
+        severity: Severity::Warn,
+        title: "IP Allow List entries in the connection filter policy; an Advanced Spam Filter option On",
+        section: "exo-behaviour §15.5, §14.7, §14.8 (ORCA-114, ORCA-102)",
+        check: l16,
     },
     // Added from the seeds' pitfalls (seed 004), with the sections that ground them.
     Rule {
@@ -354,6 +370,21 @@ fn l4(i: &Input<'_>, r: &Rule, out: &mut Vec<Finding>) {
             "SetSCL",
             "Enhanced Filtering already judges the real sender; a rule that sets SCL -1 for the same gateway traffic bypasses that verdict".into(),
             format!("Remove-TransportRule -Identity {}", ps(&rule.name)),
+        ));
+    }
+}
+
+fn l5(i: &Input<'_>, r: &Rule, out: &mut Vec<Finding>) {
+    if !i.tenant.arc_config.arc_trusted_sealers.is_empty() {
+        return;
+    }
+    // "MX not at EOP" is judged as L1 judges it: a Partner lock-down connector exists.
+    if let Some(c) = i.tenant.inbound_connectors.iter().find(|c| is_lockdown(c)) {
+        out.push(r.finding(
+            "ArcConfig \"Default\"".into(),
+            "ArcTrustedSealers",
+            format!("mail arrives through a gateway ({} locks the tenant to it) and no ARC sealer is trusted: when the gateway or a list server modifies a message, its DKIM breaks and DMARC fails, and EXO ignores the gateway's ARC seal (ORCA-243)", inbound(c)),
+            "Set-ArcConfig -Identity Default -ArcTrustedSealers <the d= domain of the gateway's ARC-Seal>".into(),
         ));
     }
 }
@@ -630,6 +661,32 @@ fn l15(i: &Input<'_>, r: &Rule, out: &mut Vec<Finding>) {
     }
 }
 
+fn l16(i: &Input<'_>, r: &Rule, out: &mut Vec<Finding>) {
+    use mailsim_core::tenant::lint_only::AsfSetting;
+    let allow = &i.tenant.connection_filter.ip_allow_list;
+    if !allow.is_empty() {
+        out.push(r.finding(
+            "HostedConnectionFilterPolicy \"Default\"".into(),
+            "IPAllowList",
+            format!("{} IP Allow List entries ({}): mail from them skips spam filtering (IPV:CAL), whoever sends it from there (ORCA-114)", allow.len(), allow.join(", ")),
+            "Set-HostedConnectionFilterPolicy -Identity Default -IPAllowList $null".into(),
+        ));
+    }
+    for (name, _) in i.tenant.content_filter.asf.iter().filter(|(_, s)| *s == AsfSetting::On) {
+        let why = if *name == "MarkAsSpamSpfRecordHardFail" {
+            "SPF hard fail sets SCL 9 before DMARC and the gateway's Enhanced Filtering can judge the message, so legitimate forwarded or relayed mail goes to Junk"
+        } else {
+            "Advanced Spam Filter options are being deprecated and cause false positives; Microsoft recommends them Off"
+        };
+        out.push(r.finding(
+            "HostedContentFilterPolicy \"Default\"".into(),
+            name,
+            format!("{name} On: {why} (ORCA-102)"),
+            format!("Set-HostedContentFilterPolicy -Identity Default -{name} Off"),
+        ));
+    }
+}
+
 fn l18(i: &Input<'_>, r: &Rule, out: &mut Vec<Finding>) {
     use mailsim_core::tenant::DomainType;
     for d in i.tenant.accepted_domains.iter().filter(|d| d.domain_type == DomainType::InternalRelay) {
@@ -777,6 +834,7 @@ mod tests {
                 format!("{}{}", ef(LOCK), rule("SenderIpRanges = [\"198.51.100.0/24\"]\nSetSCL = -1")),
                 format!("{}{}", LOCK, rule("SenderIpRanges = [\"198.51.100.0/24\"]\nSetSCL = -1")),
             ),
+            ("L5", LOCK.into(), format!("{LOCK}[ArcConfig]\nArcTrustedSealers = [\"gateway.test\"]\n")),
             ("L6", "[AntiPhishPolicy]\nHonorDmarcPolicy = \"$false\"\n".into(), "[AntiPhishPolicy]\nHonorDmarcPolicy = \"$true\"\n".into()),
             ("L7", rule("SenderDomainIs = [\"contoso.test\"]\nSetSCL = -1"), rule("SenderDomainIs = [\"contoso.test\"]\nSenderIpRanges = [\"198.51.100.7\"]\nSetSCL = -1")),
             ("L8", PX.into(), format!("{PX}{}", rule("RecipientDomainIs = [\"partner-x.test\"]\nRouteMessageOutboundConnector = \"px\""))),
@@ -790,6 +848,8 @@ mod tests {
                 "[[InboundConnector]]\nName = \"op\"\nConnectorType = \"OnPremises\"\nSenderDomains = [\"*\"]\nTlsSenderCertificateName = \"mail.fabrikam.test\"\nRequireTls = true\n".into(),
                 "[[InboundConnector]]\nName = \"op\"\nConnectorType = \"OnPremises\"\nSenderDomains = [\"*\"]\nTlsSenderCertificateName = \"*.contoso.test\"\nRequireTls = true\n".into(),
             ),
+            ("L16", "[HostedConnectionFilterPolicy]\nIPAllowList = [\"198.51.100.7\"]\n".into(), "[HostedConnectionFilterPolicy]\nIPAllowList = []\n".into()),
+            ("L16", "[HostedContentFilterPolicy]\nMarkAsSpamSpfRecordHardFail = \"On\"\n".into(), "[HostedContentFilterPolicy]\nMarkAsSpamSpfRecordHardFail = \"Test\"\nMarkAsSpamEmptyMessages = \"Off\"\n".into()),
             (
                 "L18",
                 "[[AcceptedDomain]]\nDomainName = \"relay.test\"\nDomainType = \"InternalRelay\"\n[[OutboundConnector]]\nName = \"o\"\nRecipientDomains = [\"*\"]\nUseMXRecord = false\nSmartHosts = [\"gw.test\"]\n".into(),
