@@ -10,9 +10,10 @@
 //! L5 reads `[ArcConfig]` and L16 `[HostedConnectionFilterPolicy]`/`[HostedContentFilterPolicy]`,
 //! tables the loader accepts for lint only (`mailsim_core::tenant::lint_only`).
 //!
-//! Rules §15.5 lists that need data mailsim does not model are not checked: L17 (which `Get-OutboundConnector`
-//! switches an export used; `mailsim import` points at it when a rule names a missing
-//! connector). L1's premise "the MX is not EOP" is read from the tenant: a Partner lock-down
+//! L17 (an export missing rule-scoped or test-mode connectors, §15.1) is judged from what the file
+//! shows: a rule routing to a connector the file lacks does not load (`mailsim import` names the
+//! export switch then), so L17 flags the other half, a rule-scoped connector that no rule uses.
+//! L1's premise "the MX is not EOP" is read from the tenant: a Partner lock-down
 //! connector (`SenderDomains *` with a `Restrict*` flag) means mail arrives through a gateway.
 
 use std::fmt::Write as _;
@@ -217,6 +218,13 @@ pub const RULES: &[Rule] = &[
         title: "IP Allow List entries in the connection filter policy; an Advanced Spam Filter option On",
         section: "exo-behaviour §15.5, §14.7, §14.8 (ORCA-114, ORCA-102)",
         check: l16,
+    },
+    Rule {
+        id: "L17",
+        severity: Severity::Warn,
+        title: "rule-scoped outbound connector that no rule references: the export is likely partial",
+        section: "exo-behaviour §15.5, §15.1",
+        check: l17,
     },
     // Added from the seeds' pitfalls (seed 004), with the sections that ground them.
     Rule {
@@ -687,6 +695,28 @@ fn l16(i: &Input<'_>, r: &Rule, out: &mut Vec<Finding>) {
     }
 }
 
+/// What lint can see of a partial export (§15.1): a tenant whose rules route to a connector the file
+/// does not define does not load, so the visible trace is the other half, a rule-scoped connector
+/// whose rules are missing. L8 reports the same connector as inert; L17 says how to re-export.
+fn l17(i: &Input<'_>, r: &Rule, out: &mut Vec<Finding>) {
+    let t = i.tenant;
+    let routed = |name: &str| {
+        t.transport_rules.iter().any(|rule| {
+            rule.actions
+                .iter()
+                .any(|a| matches!(a, Action::RouteMessageOutboundConnector(n) if n.eq_ignore_ascii_case(name)))
+        })
+    };
+    for o in t.outbound_connectors.iter().filter(|o| o.is_transport_rule_scoped && !routed(&o.name)) {
+        out.push(r.finding(
+            format!("OutboundConnector \"{}\"", o.name),
+            "IsTransportRuleScoped",
+            "rule-scoped, and no rule in this file routes to it: the export is likely partial (Get-OutboundConnector and Get-TransportRule omit rule-scoped and test-mode connectors, and stop at 1000 objects, by default); what this file simulates may differ from the tenant".into(),
+            "Get-OutboundConnector -IncludeTestModeConnectors $true -IsTransportRuleScoped $true | ConvertTo-Json -Depth 5   # and again with $false; merge on Guid. Get-TransportRule -ResultSize Unlimited | ConvertTo-Json -Depth 5".into(),
+        ));
+    }
+}
+
 fn l18(i: &Input<'_>, r: &Rule, out: &mut Vec<Finding>) {
     use mailsim_core::tenant::DomainType;
     for d in i.tenant.accepted_domains.iter().filter(|d| d.domain_type == DomainType::InternalRelay) {
@@ -850,6 +880,7 @@ mod tests {
             ),
             ("L16", "[HostedConnectionFilterPolicy]\nIPAllowList = [\"198.51.100.7\"]\n".into(), "[HostedConnectionFilterPolicy]\nIPAllowList = []\n".into()),
             ("L16", "[HostedContentFilterPolicy]\nMarkAsSpamSpfRecordHardFail = \"On\"\n".into(), "[HostedContentFilterPolicy]\nMarkAsSpamSpfRecordHardFail = \"Test\"\nMarkAsSpamEmptyMessages = \"Off\"\n".into()),
+            ("L17", PX.into(), format!("{PX}{}", rule("RecipientDomainIs = [\"partner-x.test\"]\nRouteMessageOutboundConnector = \"px\""))),
             (
                 "L18",
                 "[[AcceptedDomain]]\nDomainName = \"relay.test\"\nDomainType = \"InternalRelay\"\n[[OutboundConnector]]\nName = \"o\"\nRecipientDomains = [\"*\"]\nUseMXRecord = false\nSmartHosts = [\"gw.test\"]\n".into(),
