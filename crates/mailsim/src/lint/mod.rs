@@ -682,7 +682,7 @@ fn l16(i: &Input<'_>, r: &Rule, out: &mut Vec<Finding>) {
     }
     for (name, _) in i.tenant.content_filter.asf.iter().filter(|(_, s)| *s == AsfSetting::On) {
         let why = if *name == "MarkAsSpamSpfRecordHardFail" {
-            "SPF hard fail sets SCL 9 before DMARC and the gateway's Enhanced Filtering can judge the message, so legitimate forwarded or relayed mail goes to Junk"
+            "an SPF hard fail alone sets SCL 9 (X-CustomSpam: SPF Record Fail), so mail that DKIM and DMARC would pass, such as forwarded mail or mail relayed through a gateway, goes to Junk"
         } else {
             "Advanced Spam Filter options are being deprecated and cause false positives; Microsoft recommends them Off"
         };
