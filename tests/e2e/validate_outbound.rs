@@ -75,3 +75,27 @@ async fn validate_outbound_through_the_live_api() {
     assert!(missing.starts_with("the API answered 404: no outbound connector named \"Nope\""), "{missing}");
     api.stop().await;
 }
+
+/// `ValidationRecipients` (`Set-OutboundConnector`, exo-behaviour §3.1, §15.3) is where the test
+/// message goes by default; recipients given on the command line still win.
+#[tokio::test]
+async fn validate_outbound_sends_to_the_connectors_validation_recipients() {
+    let text = std::fs::read_to_string(FIXTURE).unwrap()
+        + "\n[[OutboundConnector]]\nName = \"Validated route\"\nRecipientDomains = [\"partner2.test\"]\n\
+           UseMXRecord = false\nSmartHosts = [\"smtp.gateway.test\"]\nTlsSettings = \"DomainValidation\"\n\
+           TlsDomain = \"*.gateway.test\"\nValidationRecipients = [\"ops@partner2.test\", \"noc@partner2.test\"]\n";
+    let scenario = mailsim::scenario::parse(&text, Path::new(FIXTURE)).unwrap();
+    let sim = Simulation::start(scenario.world).await.unwrap();
+
+    let report = validate(sim.endpoint(), "Validated route", &[]).await.unwrap();
+    assert!(report.passed, "{report:#?}");
+    assert_eq!(report.recipients, ["ops@partner2.test", "noc@partner2.test"]);
+    let inbox = sim.peer("gateway").unwrap().inbox();
+    assert_eq!(inbox.len(), 1);
+    assert_eq!(inbox[0].rcpt_to, ["ops@partner2.test", "noc@partner2.test"]);
+
+    let rcpt: EmailAddress = "dave@partner2.test".parse().unwrap();
+    let given = validate(sim.endpoint(), "Validated route", &[rcpt]).await.unwrap();
+    assert_eq!(given.recipients, ["dave@partner2.test"], "--rcpt wins over ValidationRecipients");
+    sim.stop().await;
+}

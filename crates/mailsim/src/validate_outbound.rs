@@ -9,9 +9,8 @@
 //! client certificate), so a validation passes exactly when delivery through that host would. The
 //! test message is really delivered to the recipients when the host accepts it (as EXO's is), is
 //! not queued, and is written to the SEND protocol log. A disabled connector fails without an
-//! attempt, with the EAC's text (§8.6). Recipients: the given ones, else `validation@` the
-//! connector's first exact `RecipientDomains` entry (EXO's `ValidationRecipients` is not modelled
-//! by the tenant loader yet).
+//! attempt, with the EAC's text (§8.6). Recipients: the given ones (`--rcpt`), else the connector's
+//! `ValidationRecipients` (§3.1, §15.3), else `validation@` its first exact `RecipientDomains` entry.
 
 use mailsim_core::addr::EmailAddress;
 use mailsim_core::envelope::{AcceptedMessage, Envelope};
@@ -121,6 +120,9 @@ fn test_message(endpoint: &RunningEndpoint, rcpts: &[EmailAddress]) -> AcceptedM
 }
 
 fn default_recipients(c: &OutboundConnector) -> Result<Vec<EmailAddress>, ValidateError> {
+    if !c.validation_recipients.is_empty() {
+        return Ok(c.validation_recipients.clone());
+    }
     c.recipient_domains
         .iter()
         .find_map(|p| match p {

@@ -62,6 +62,9 @@
 //! TlsDomain = "*.gateway.test"
 //! ```
 //!
+//! `[ArcConfig]`, `[HostedConnectionFilterPolicy]` and `[HostedContentFilterPolicy]` are read for
+//! `mailsim lint` only (L5, L16; [`crate::tenant::lint_only`]).
+//!
 //! Adding a table: its name in [`TABLES`], a field on `RawTenant`, a `Raw*` struct with
 //! `deny_unknown_fields`, and a `build_*` function called from `load_inner`.
 
@@ -84,7 +87,7 @@ use crate::diagnostics;
 pub use crate::diagnostics::{ConfigError, ConfigWarning};
 
 /// The tenant's top-level tables, in the order an admin writes them.
-pub const TABLES: [&str; 7] = [
+pub const TABLES: [&str; 10] = [
     "Transport",
     "AcceptedDomain",
     "Directory",
@@ -92,9 +95,13 @@ pub const TABLES: [&str; 7] = [
     "OutboundConnector",
     "TransportRule",
     "AntiPhishPolicy",
+    "ArcConfig",
+    "HostedConnectionFilterPolicy",
+    "HostedContentFilterPolicy",
 ];
 
 pub mod inert;
+mod lint_only;
 mod transport_rules;
 
 /// A loaded tenant and the warnings found on the way.
@@ -145,6 +152,7 @@ fn load_inner(text: &str, path: &str, other_tables: &[&str]) -> Result<Loaded, C
     build_outbound_connectors(&mut cx, raw.outbound_connector, &mut tenant)?;
     transport_rules::build_rules(&mut cx, raw.transport_rule, &mut tenant)?;
     build_anti_phish(&cx, raw.anti_phish_policy, &mut tenant)?;
+    lint_only::build(&cx, raw.arc_config, raw.connection_filter, raw.content_filter, &mut tenant)?;
     // Every object was checked as it was read, where its text is known; `build` checks them again
     // (cheaply) and builds the lookup index.
     let tenant = tenant.build().map_err(|e| cx.tenant_error(&(0..0), e))?;
@@ -186,6 +194,12 @@ struct RawTenant {
     transport_rule: Vec<Spanned<transport_rules::RawTransportRule>>,
     #[serde(rename = "AntiPhishPolicy")]
     anti_phish_policy: Option<RawAntiPhishPolicy>,
+    #[serde(rename = "ArcConfig")]
+    arc_config: Option<lint_only::RawArcConfig>,
+    #[serde(rename = "HostedConnectionFilterPolicy")]
+    connection_filter: Option<lint_only::RawConnectionFilter>,
+    #[serde(rename = "HostedContentFilterPolicy")]
+    content_filter: Option<lint_only::RawContentFilter>,
 }
 
 /// `[AntiPhishPolicy]` (exo-behaviour §14.5), the DMARC-related parameters of the default policy.
@@ -217,6 +231,7 @@ struct RawOutboundConnector {
     all_accepted_domains: Option<Spanned<PsBool>>,
     test_mode: Option<Spanned<PsBool>>,
     cloud_services_mail_enabled: Option<Spanned<PsBool>>,
+    validation_recipients: Option<Spanned<StrList>>,
     comment: Option<String>,
 }
 
@@ -751,6 +766,12 @@ fn build_outbound_connectors(
             );
         }
         c.cloud_services_mail_enabled = flag(&r.cloud_services_mail_enabled);
+        for (text, span) in items(&r.validation_recipients) {
+            let address = EmailAddress::parse(text.trim(), true).map_err(|e| {
+                cx.error(&span, field("ValidationRecipients"), format!("`{text}` is not an email address ({e})"))
+            })?;
+            c.validation_recipients.push(address);
+        }
         c.comment = r.comment.clone();
         tenant.outbound_connectors.push(c);
         tenant
@@ -1351,6 +1372,28 @@ ClientHostNames = ["mail.contoso.test"]
         assert_eq!(h.tls_settings, TlsSettings::Opportunistic);
     }
 
+    /// `ValidationRecipients` (exo-behaviour §3.1, §15.3): a list of addresses, as an array or a
+    /// comma-separated string; a bad one is refused at its own line and column.
+    #[test]
+    fn outbound_validation_recipients() {
+        let base = "[[OutboundConnector]]\nName = \"o\"\nRecipientDomains = [\"partner.test\"]\n";
+        let t = load(&format!("{base}ValidationRecipients = [\"ops@partner.test\", \"noc@partner.test\"]\n"), "t.toml")
+            .unwrap();
+        let got: Vec<String> = t.outbound_connectors[0].validation_recipients.iter().map(ToString::to_string).collect();
+        assert_eq!(got, ["ops@partner.test", "noc@partner.test"]);
+        let t =
+            load(&format!("{base}ValidationRecipients = \"ops@partner.test, noc@partner.test\"\n"), "t.toml").unwrap();
+        assert_eq!(t.outbound_connectors[0].validation_recipients.len(), 2);
+        let e =
+            load(&format!("{base}ValidationRecipients = [\"ops@partner.test\", \"nobody\"]\n"), "t.toml").unwrap_err();
+        assert!(
+            e.to_string().starts_with(
+                "t.toml:4:45: OutboundConnector[1].ValidationRecipients: `nobody` is not an email address"
+            ),
+            "{e}"
+        );
+    }
+
     #[test]
     fn other_tables_only_where_the_caller_accepts_them() {
         let text = "[scenario]\nname = \"x\"\n\n[[AcceptedDomain]]\nDomainName = \"contoso.test\"\n\n[[step]]\nadvance = \"1h\"\n";
@@ -1372,15 +1415,15 @@ ClientHostNames = ["mail.contoso.test"]
             (s("[Transprt]\n"), "t.toml:1:1: Transprt: unknown key `Transprt`\n  hint: did you mean `Transport`?"),
             (
                 s("Bogus = 1\n"),
-                "t.toml:1:1: Bogus: unknown key `Bogus`\n  hint: known tables: Transport, AcceptedDomain, Directory, InboundConnector, OutboundConnector, TransportRule, AntiPhishPolicy",
+                "t.toml:1:1: Bogus: unknown key `Bogus`\n  hint: known tables: Transport, AcceptedDomain, Directory, InboundConnector, OutboundConnector, TransportRule, AntiPhishPolicy, ArcConfig, HostedConnectionFilterPolicy, HostedContentFilterPolicy",
             ),
             (
                 s("[scenario]\nname = \"x\"\n"),
-                "t.toml:1:1: scenario: unknown key `scenario`\n  hint: known tables: Transport, AcceptedDomain, Directory, InboundConnector, OutboundConnector, TransportRule, AntiPhishPolicy",
+                "t.toml:1:1: scenario: unknown key `scenario`\n  hint: known tables: Transport, AcceptedDomain, Directory, InboundConnector, OutboundConnector, TransportRule, AntiPhishPolicy, ArcConfig, HostedConnectionFilterPolicy, HostedContentFilterPolicy",
             ),
             (
                 s("[[step]]\nadvance = \"1h\"\n"),
-                "t.toml:1:1: step: unknown key `step`\n  hint: known tables: Transport, AcceptedDomain, Directory, InboundConnector, OutboundConnector, TransportRule, AntiPhishPolicy",
+                "t.toml:1:1: step: unknown key `step`\n  hint: known tables: Transport, AcceptedDomain, Directory, InboundConnector, OutboundConnector, TransportRule, AntiPhishPolicy, ArcConfig, HostedConnectionFilterPolicy, HostedContentFilterPolicy",
             ),
             (
                 c("SenderDomains = [\"*\"]\nSenderIpAddresses = [\"198.51.100.7\"]"),

@@ -14,6 +14,7 @@
 pub mod accepted_domain;
 pub mod anti_phish;
 pub mod inbound_connector;
+pub mod lint_only;
 pub mod load;
 pub mod outbound_connector;
 pub mod pattern;
@@ -112,6 +113,12 @@ pub struct TenantConfig {
     pub transport_rules: Vec<TransportRule>,
     /// The anti-phishing policy's DMARC settings (`[AntiPhishPolicy]`, exo-behaviour §14.5).
     pub anti_phish: AntiPhishPolicy,
+    /// `[ArcConfig]`, read by lint only ([`lint_only`]).
+    pub arc_config: lint_only::ArcConfig,
+    /// `[HostedConnectionFilterPolicy]`, read by lint only.
+    pub connection_filter: lint_only::HostedConnectionFilterPolicy,
+    /// `[HostedContentFilterPolicy]`, read by lint only.
+    pub content_filter: lint_only::HostedContentFilterPolicy,
 }
 
 impl TenantConfig {

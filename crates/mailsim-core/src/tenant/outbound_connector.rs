@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use super::ParameterError;
 use super::inbound_connector::ConnectorType;
 use super::pattern::DomainPattern;
+use crate::addr::EmailAddress;
 
 /// `TlsSettings` (exo-behaviour §3.1, §0 item 9).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -167,6 +168,9 @@ pub struct OutboundConnector {
     pub cloud_services_mail_enabled: bool,
     /// `Comment`.
     pub comment: Option<String>,
+    /// `ValidationRecipients` (`Set-OutboundConnector`, exo-behaviour §3.1, §15.3): where
+    /// `Validate-OutboundConnector` (`mailsim validate-outbound`) sends its test message.
+    pub validation_recipients: Vec<EmailAddress>,
 }
 
 impl OutboundConnector {
@@ -187,6 +191,7 @@ impl OutboundConnector {
             test_mode: false,
             cloud_services_mail_enabled: false,
             comment: None,
+            validation_recipients: Vec::new(),
         }
     }
 }

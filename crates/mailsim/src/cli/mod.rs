@@ -66,7 +66,7 @@ enum Command {
     /// Write a tenant file from Get-AcceptedDomain/-InboundConnector/-OutboundConnector/-TransportRule
     /// JSON exports (ConvertTo-Json -Depth 5).
     Import(import::ImportArgs),
-    /// Check a tenant (or a scenario's tenant) against the recommended configuration (§15.5 L1-L15 and the seeds' L18-L20).
+    /// Check a tenant (or a scenario's tenant) against the recommended configuration (§15.5 L1-L17 and the seeds' L18-L20).
     Lint(lint::LintArgs),
     /// Run scenario files (default: scenarios/) in parallel, each in a world of its own.
     Run(run::RunArgs),

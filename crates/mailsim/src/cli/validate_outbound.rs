@@ -24,8 +24,8 @@ pub struct ValidateOutboundArgs {
     /// Validate in a running `mailsim serve` through its HTTP API (e.g. 127.0.0.1:8025).
     #[arg(long, env = "MAILSIM_VALIDATE_API", value_name = "ADDR")]
     pub api: Option<SocketAddr>,
-    /// A recipient of the test message (repeatable; default: validation@ the connector's first
-    /// RecipientDomains entry).
+    /// A recipient of the test message (repeatable; default: the connector's ValidationRecipients,
+    /// else validation@ its first RecipientDomains entry).
     #[arg(long = "rcpt", value_name = "ADDR", value_delimiter = ',', env = "MAILSIM_VALIDATE_RCPT")]
     pub rcpt: Vec<String>,
     /// Print JSON instead of text.

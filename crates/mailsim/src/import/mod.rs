@@ -334,6 +334,7 @@ fn behaviour(cmdlet: Cmdlet, key: &str, rule_keys: &HashSet<String>) -> Option<K
         (Cmdlet::OutboundConnector, "SmartHosts") => Hosts,
         (Cmdlet::OutboundConnector, "TlsSettings") => Enum(TLS_SETTINGS),
         (Cmdlet::OutboundConnector, "TlsDomain") => Text,
+        (Cmdlet::OutboundConnector, "ValidationRecipients") => List,
         (
             Cmdlet::OutboundConnector,
             "UseMXRecord" | "IsTransportRuleScoped" | "RouteAllMessagesViaOnPremises" | "AllAcceptedDomains",

@@ -5,10 +5,15 @@
 //!
 //! L18–L20 come from the seeds' pitfalls (seed 004), grounded in the sections they cite.
 //!
-//! Rules §15.5 lists that need data mailsim does not model are not checked: L5 (`Get-ArcConfig`),
-//! L6 (anti-phishing policies), L16 (connection filter policy), L17 (which `Get-OutboundConnector`
-//! switches an export used; `mailsim import` points at it when a rule names a missing
-//! connector). L1's premise "the MX is not EOP" is read from the tenant: a Partner lock-down
+//! L6 reads `[AntiPhishPolicy]` (the default policy, the one the tenant file models).
+//!
+//! L5 reads `[ArcConfig]` and L16 `[HostedConnectionFilterPolicy]`/`[HostedContentFilterPolicy]`,
+//! tables the loader accepts for lint only (`mailsim_core::tenant::lint_only`).
+//!
+//! L17 (an export missing rule-scoped or test-mode connectors, §15.1) is judged from what the file
+//! shows: a rule routing to a connector the file lacks does not load (`mailsim import` names the
+//! export switch then), so L17 flags the other half, a rule-scoped connector that no rule uses.
+//! L1's premise "the MX is not EOP" is read from the tenant: a Partner lock-down
 //! connector (`SenderDomains *` with a `Restrict*` flag) means mail arrives through a gateway.
 
 use std::fmt::Write as _;
@@ -131,6 +136,20 @@ pub const RULES: &[Rule] = &[
         check: l4,
     },
     Rule {
+        id: "L5",
+        severity: Severity::Info,
+        title: "mail arrives through a gateway and no ARC sealer is trusted",
+        section: "exo-behaviour §15.5, §14.6 (ORCA-243)",
+        check: l5,
+    },
+    Rule {
+        id: "L6",
+        severity: Severity::Warn,
+        title: "anti-phishing policy does not honour the sender's DMARC policy",
+        section: "exo-behaviour §15.5, §14.5 (ORCA-244)",
+        check: l6,
+    },
+    Rule {
         id: "L7",
         severity: Severity::Error,
         title: "SCL -1 keyed on the sender's domain alone (spoofable)",
@@ -192,6 +211,20 @@ pub const RULES: &[Rule] = &[
         title: "DomainValidation without TlsDomain",
         section: "exo-behaviour §15.5, §3.1",
         check: l15,
+    },
+    Rule {
+        id: "L16",
+        severity: Severity::Warn,
+        title: "IP Allow List entries in the connection filter policy; an Advanced Spam Filter option On",
+        section: "exo-behaviour §15.5, §14.7, §14.8 (ORCA-114, ORCA-102)",
+        check: l16,
+    },
+    Rule {
+        id: "L17",
+        severity: Severity::Warn,
+        title: "rule-scoped outbound connector that no rule references: the export is likely partial",
+        section: "exo-behaviour §15.5, §15.1",
+        check: l17,
     },
     // Added from the seeds' pitfalls (seed 004), with the sections that ground them.
     Rule {
@@ -345,6 +378,35 @@ fn l4(i: &Input<'_>, r: &Rule, out: &mut Vec<Finding>) {
             "SetSCL",
             "Enhanced Filtering already judges the real sender; a rule that sets SCL -1 for the same gateway traffic bypasses that verdict".into(),
             format!("Remove-TransportRule -Identity {}", ps(&rule.name)),
+        ));
+    }
+}
+
+fn l5(i: &Input<'_>, r: &Rule, out: &mut Vec<Finding>) {
+    if !i.tenant.arc_config.arc_trusted_sealers.is_empty() {
+        return;
+    }
+    // "MX not at EOP" is judged as L1 judges it: a Partner lock-down connector exists.
+    if let Some(c) = i.tenant.inbound_connectors.iter().find(|c| is_lockdown(c)) {
+        out.push(r.finding(
+            "ArcConfig \"Default\"".into(),
+            "ArcTrustedSealers",
+            format!("mail arrives through a gateway ({} locks the tenant to it) and no ARC sealer is trusted: when the gateway or a list server modifies a message, its DKIM breaks and DMARC fails, and EXO ignores the gateway's ARC seal (ORCA-243)", inbound(c)),
+            "Set-ArcConfig -Identity Default -ArcTrustedSealers <the d= domain of the gateway's ARC-Seal>".into(),
+        ));
+    }
+}
+
+/// The name `Get-AntiPhishPolicy` gives the default policy (`[AntiPhishPolicy]` models that one).
+const DEFAULT_ANTI_PHISH: &str = "Office365 AntiPhish Default";
+
+fn l6(i: &Input<'_>, r: &Rule, out: &mut Vec<Finding>) {
+    if !i.tenant.anti_phish.honor_dmarc_policy {
+        out.push(r.finding(
+            format!("AntiPhishPolicy \"{DEFAULT_ANTI_PHISH}\""),
+            "HonorDmarcPolicy",
+            "HonorDmarcPolicy $false: mail failing DMARC from a domain that publishes p=reject or p=quarantine is not rejected or quarantined as its owner asks, only given AuthenticationFailAction (Junk by default), so spoofed mail reaches users".into(),
+            format!("Set-AntiPhishPolicy -Identity {} -HonorDmarcPolicy $true", ps(DEFAULT_ANTI_PHISH)),
         ));
     }
 }
@@ -607,6 +669,54 @@ fn l15(i: &Input<'_>, r: &Rule, out: &mut Vec<Finding>) {
     }
 }
 
+fn l16(i: &Input<'_>, r: &Rule, out: &mut Vec<Finding>) {
+    use mailsim_core::tenant::lint_only::AsfSetting;
+    let allow = &i.tenant.connection_filter.ip_allow_list;
+    if !allow.is_empty() {
+        out.push(r.finding(
+            "HostedConnectionFilterPolicy \"Default\"".into(),
+            "IPAllowList",
+            format!("{} IP Allow List entries ({}): mail from them skips spam filtering (IPV:CAL), whoever sends it from there (ORCA-114)", allow.len(), allow.join(", ")),
+            "Set-HostedConnectionFilterPolicy -Identity Default -IPAllowList $null".into(),
+        ));
+    }
+    for (name, _) in i.tenant.content_filter.asf.iter().filter(|(_, s)| *s == AsfSetting::On) {
+        let why = if *name == "MarkAsSpamSpfRecordHardFail" {
+            "an SPF hard fail alone sets SCL 9 (X-CustomSpam: SPF Record Fail), so mail that DKIM and DMARC would pass, such as forwarded mail or mail relayed through a gateway, goes to Junk"
+        } else {
+            "Advanced Spam Filter options are being deprecated and cause false positives; Microsoft recommends them Off"
+        };
+        out.push(r.finding(
+            "HostedContentFilterPolicy \"Default\"".into(),
+            name,
+            format!("{name} On: {why} (ORCA-102)"),
+            format!("Set-HostedContentFilterPolicy -Identity Default -{name} Off"),
+        ));
+    }
+}
+
+/// What lint can see of a partial export (§15.1): a tenant whose rules route to a connector the file
+/// does not define does not load, so the visible trace is the other half, a rule-scoped connector
+/// whose rules are missing. L8 reports the same connector as inert; L17 says how to re-export.
+fn l17(i: &Input<'_>, r: &Rule, out: &mut Vec<Finding>) {
+    let t = i.tenant;
+    let routed = |name: &str| {
+        t.transport_rules.iter().any(|rule| {
+            rule.actions
+                .iter()
+                .any(|a| matches!(a, Action::RouteMessageOutboundConnector(n) if n.eq_ignore_ascii_case(name)))
+        })
+    };
+    for o in t.outbound_connectors.iter().filter(|o| o.is_transport_rule_scoped && !routed(&o.name)) {
+        out.push(r.finding(
+            format!("OutboundConnector \"{}\"", o.name),
+            "IsTransportRuleScoped",
+            "rule-scoped, and no rule in this file routes to it: the export is likely partial (Get-OutboundConnector and Get-TransportRule omit rule-scoped and test-mode connectors, and stop at 1000 objects, by default); what this file simulates may differ from the tenant".into(),
+            "Get-OutboundConnector -IncludeTestModeConnectors $true -IsTransportRuleScoped $true | ConvertTo-Json -Depth 5   # and again with $false; merge on Guid. Get-TransportRule -ResultSize Unlimited | ConvertTo-Json -Depth 5".into(),
+        ));
+    }
+}
+
 fn l18(i: &Input<'_>, r: &Rule, out: &mut Vec<Finding>) {
     use mailsim_core::tenant::DomainType;
     for d in i.tenant.accepted_domains.iter().filter(|d| d.domain_type == DomainType::InternalRelay) {
@@ -754,6 +864,8 @@ mod tests {
                 format!("{}{}", ef(LOCK), rule("SenderIpRanges = [\"198.51.100.0/24\"]\nSetSCL = -1")),
                 format!("{}{}", LOCK, rule("SenderIpRanges = [\"198.51.100.0/24\"]\nSetSCL = -1")),
             ),
+            ("L5", LOCK.into(), format!("{LOCK}[ArcConfig]\nArcTrustedSealers = [\"gateway.test\"]\n")),
+            ("L6", "[AntiPhishPolicy]\nHonorDmarcPolicy = \"$false\"\n".into(), "[AntiPhishPolicy]\nHonorDmarcPolicy = \"$true\"\n".into()),
             ("L7", rule("SenderDomainIs = [\"contoso.test\"]\nSetSCL = -1"), rule("SenderDomainIs = [\"contoso.test\"]\nSenderIpRanges = [\"198.51.100.7\"]\nSetSCL = -1")),
             ("L8", PX.into(), format!("{PX}{}", rule("RecipientDomainIs = [\"partner-x.test\"]\nRouteMessageOutboundConnector = \"px\""))),
             ("L9", rule("Priority = 3\nSetSCL = 5"), rule("Priority = 0\nSetSCL = 5")),
@@ -766,6 +878,9 @@ mod tests {
                 "[[InboundConnector]]\nName = \"op\"\nConnectorType = \"OnPremises\"\nSenderDomains = [\"*\"]\nTlsSenderCertificateName = \"mail.fabrikam.test\"\nRequireTls = true\n".into(),
                 "[[InboundConnector]]\nName = \"op\"\nConnectorType = \"OnPremises\"\nSenderDomains = [\"*\"]\nTlsSenderCertificateName = \"*.contoso.test\"\nRequireTls = true\n".into(),
             ),
+            ("L16", "[HostedConnectionFilterPolicy]\nIPAllowList = [\"198.51.100.7\"]\n".into(), "[HostedConnectionFilterPolicy]\nIPAllowList = []\n".into()),
+            ("L16", "[HostedContentFilterPolicy]\nMarkAsSpamSpfRecordHardFail = \"On\"\n".into(), "[HostedContentFilterPolicy]\nMarkAsSpamSpfRecordHardFail = \"Test\"\nMarkAsSpamEmptyMessages = \"Off\"\n".into()),
+            ("L17", PX.into(), format!("{PX}{}", rule("RecipientDomainIs = [\"partner-x.test\"]\nRouteMessageOutboundConnector = \"px\""))),
             (
                 "L18",
                 "[[AcceptedDomain]]\nDomainName = \"relay.test\"\nDomainType = \"InternalRelay\"\n[[OutboundConnector]]\nName = \"o\"\nRecipientDomains = [\"*\"]\nUseMXRecord = false\nSmartHosts = [\"gw.test\"]\n".into(),

@@ -94,7 +94,6 @@ pub const OUTBOUND: &[Inert] = &[
         Shape::Choice(&["Opportunistic", "Mandatory", "None"]),
         "DANE is not simulated, exo-behaviour §3.1",
     ),
-    inert("ValidationRecipients", Shape::List, "bookkeeping of Validate-OutboundConnector, exo-behaviour §3.1"),
     inert("IsValidated", Shape::Bool, "bookkeeping of Validate-OutboundConnector, exo-behaviour §3.1"),
     inert("LastValidationTimestamp", Shape::Any, "bookkeeping of Validate-OutboundConnector, exo-behaviour §3.1"),
 ];
@@ -397,7 +396,7 @@ LastValidationTimestamp = "2026-01-01T00:00:00Z"
         assert_eq!(loaded.tenant.inbound_connectors.len(), 2);
         let w: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
         let inert: Vec<&String> = w.iter().filter(|w| w.contains("accepted without effect")).collect();
-        assert_eq!(inert.len(), 3 + 6 + 8, "{w:#?}");
+        assert_eq!(inert.len(), 3 + 6 + 7, "{w:#?}");
         assert!(w.contains(&"t.toml:11: warning: InboundConnector[1].ConnectorSource: accepted without effect in mailsim: provenance only, exo-behaviour §2.1 (set on 2 objects; warned once)".to_string()), "{w:#?}");
         assert!(w.iter().any(|w| w.contains("OutboundConnector[1].MtaStsMode")));
         assert!(w.iter().any(|w| w.contains("AcceptedDomain[1].Name")));
