@@ -658,6 +658,7 @@ async fn postfix_gateway_with_a_certificate_from_the_admins_ca_is_trusted_in_sce
         dns: None,
         dns_zone: None,
         outbound_address: None,
+        authentication: false,
         no_tls: false,
         max_connections: 100,
         idle_timeout: 300,

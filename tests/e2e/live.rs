@@ -95,6 +95,7 @@ fn serve_args(tenant: &Path, listen: SocketAddr) -> ServeArgs {
         dns: None,
         dns_zone: None,
         outbound_address: None,
+        authentication: false,
         no_tls: true,
         max_connections: 10,
         idle_timeout: 300,
@@ -167,6 +168,58 @@ smart.fabrikam.test. A {peer_ip}
     assert_eq!(got[0].client_ip, outbound, "from --outbound-address");
     let _ = stop.send(());
     server.await.unwrap().unwrap();
+}
+
+/// `serve --tenant --authentication` (issue 11 in the live world): SPF is judged against the
+/// tenant file's `[dns]` TXT records and EXO's `Authentication-Results` is stamped on the mailbox
+/// copy; without any DNS the flag is refused rather than ignored.
+#[tokio::test]
+async fn serve_tenant_with_authentication_stamps_the_verdicts() {
+    let dir = tempfile::tempdir().unwrap();
+    let sender = fresh_loopback();
+    let tenant = dir.path().join("tenant.toml");
+    let head =
+        "[[AcceptedDomain]]\nDomainName = \"contoso.test\"\n\n[Directory]\nMailboxes = [\"alice@contoso.test\"]\n";
+    std::fs::write(&tenant, head).unwrap();
+    let mut args = serve_args(&tenant, SocketAddr::new(fresh_loopback(), 2525));
+    args.authentication = true;
+    let e = mailsim::cli::serve::run_until(args, async {}).await.unwrap_err().to_string();
+    assert!(e.starts_with("--authentication: SPF, DKIM and DMARC are judged against the world's DNS"), "{e}");
+
+    std::fs::write(&tenant, format!("{head}\n[dns]\ntxt = {{ \"fabrikam.test\" = \"v=spf1 ip4:{sender} -all\" }}\n"))
+        .unwrap();
+    let ip = fresh_loopback();
+    let port = std::net::TcpListener::bind((ip, 0)).unwrap().local_addr().unwrap().port();
+    let listen = SocketAddr::new(ip, port);
+    let mut args = serve_args(&tenant, listen);
+    args.authentication = true;
+    args.state_dir = Some(dir.path().join("state"));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(mailsim::cli::serve::run_until(args, async {
+        let _ = stopped.await;
+    }));
+    let mut client = None;
+    for _ in 0..100 {
+        if let Ok(c) = ScriptedSender::connect(sender, listen).await {
+            client = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (mut c, _) = client.expect("serve --tenant accepts connections");
+    let content = "From: a@fabrikam.test\r\nTo: alice@contoso.test\r\nSubject: spf\r\n\r\nhello\r\n";
+    let reply = c.send_message("mail.fabrikam.test", "a@fabrikam.test", &["alice@contoso.test"], content).await;
+    assert_eq!(reply.unwrap().code, 250);
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+    let mbox = std::fs::read_to_string(dir.path().join("state/mailboxes/alice@contoso.test.mbox")).unwrap();
+    assert!(mbox.contains("Authentication-Results: spf=pass"), "{mbox}");
+    assert!(
+        mbox.contains(&format!(
+            "Received-SPF: Pass (protection.outlook.com: domain of fabrikam.test designates {sender}"
+        )),
+        "{mbox}"
+    );
 }
 
 /// `--dns-zone` and a `[dns]` table are one place too many; a zone file's errors point into it.

@@ -452,6 +452,7 @@ send = { from = "gateway", mail_from = "a@fabrikam.test", rcpt_to = ["alice@cont
         dns: None,
         dns_zone: None,
         outbound_address: None,
+        authentication: false,
         no_tls: false,
         max_connections: 10,
         idle_timeout: 300,

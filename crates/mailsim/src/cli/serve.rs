@@ -88,6 +88,11 @@ pub struct ServeArgs {
     /// 127.0.0.2 for `serve --tenant`, the planned `tenant-out` address with a scenario.
     #[arg(long = "outbound-address", env = "MAILSIM_OUTBOUND_ADDRESS", value_name = "IP")]
     pub outbound_address: Option<std::net::IpAddr>,
+    /// Evaluate SPF, DKIM and DMARC on inbound mail against the world's DNS and stamp EXO's
+    /// authentication headers (exo-behaviour §14, docs/authentication.md). Needs the world's DNS
+    /// (`[dns]` in the tenant file, --dns-zone or --dns); a scenario sets it in `[scenario]`.
+    #[arg(long, env = "MAILSIM_AUTHENTICATION", conflicts_with = "scenario")]
+    pub authentication: bool,
     /// Do not offer STARTTLS.
     #[arg(long, env = "MAILSIM_NO_TLS")]
     pub no_tls: bool,
@@ -393,6 +398,13 @@ async fn serve_tenant(args: ServeArgs, shutdown: impl Future<Output = ()>) -> an
     options.timeouts = Timeouts { idle: Duration::from_secs(args.idle_timeout), ..Timeouts::default() };
     options.outbound_source = outbound;
     options.dns = dns.as_ref().map(ScriptedDns::addr);
+    if args.authentication {
+        anyhow::ensure!(
+            dns.is_some(),
+            "--authentication: SPF, DKIM and DMARC are judged against the world's DNS, and this world has none (give [dns] records in the tenant file, --dns-zone FILE or --dns ADDR)"
+        );
+        options.authentication = Some(mailsim_core::auth::AuthConfig::default());
+    }
     if let Some(ca) = &args.tls_trust_ca {
         options.server_roots = crate::live::trust_roots(ca)?;
     }
@@ -407,6 +419,9 @@ async fn serve_tenant(args: ServeArgs, shutdown: impl Future<Output = ()>) -> an
         None => println!("DNS: none (give [dns] records in the tenant file or --dns-zone FILE for MX delivery)"),
     }
     println!("accepted domains: {}", if domains.is_empty() { "(none)".to_string() } else { domains.join(", ") });
+    if args.authentication {
+        println!("email authentication: SPF, DKIM and DMARC judged on inbound mail, EXO's headers stamped");
+    }
     match &args.state_dir {
         Some(dir) => println!(
             "state: {dir}/trace.jsonl, {dir}/mailboxes/, {dir}/protocol/RECV*.log and SEND*.log",
