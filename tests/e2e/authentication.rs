@@ -508,26 +508,22 @@ fn scenario_vocabulary_errors() {
 /// `mailsim explain` walks the chain and shows the verdicts and stamps for given results.
 #[test]
 fn explain_shows_the_walk_and_the_verdicts() {
-    use mailsim::cli::explain::{ExplainArgs, explain_with};
+    use mailsim::cli::explain::{ExplainArgs, MessageFacts, explain_with};
     use mailsim::cli::explain_auth::AuthExplainArgs;
     let tenant = base().with_inbound_connector(gateway_connector(true, &[], &[])).build().unwrap();
     let args = ExplainArgs {
         tenant: "t.toml".into(),
         source: GW_OUT.parse().unwrap(),
-        tls: false,
-        cert_subject: None,
-        cert_san: Vec::new(),
-        cert_untrusted: false,
-        cert_expired: false,
         mail_from: "news@partner.example".to_string(),
         rcpt_to: vec!["alice@contoso.test".to_string()],
-        helo: Some("out.gw.example".to_string()),
-        headers: None,
-        at: None,
-        auth: AuthExplainArgs {
-            spf: Some("fail".into()),
-            dmarc: Some("reject".into()),
-            mx_elsewhere: true,
+        facts: MessageFacts {
+            helo: Some("out.gw.example".to_string()),
+            auth: AuthExplainArgs {
+                spf: Some("fail".into()),
+                dmarc: Some("reject".into()),
+                mx_elsewhere: true,
+                ..Default::default()
+            },
             ..Default::default()
         },
     };

@@ -12,17 +12,9 @@ fn args(source: &str, rcpts: &[&str]) -> ExplainArgs {
     ExplainArgs {
         tenant: PATH.into(),
         source: source.parse().unwrap(),
-        tls: false,
-        cert_subject: None,
-        cert_san: Vec::new(),
-        cert_untrusted: false,
-        cert_expired: false,
         mail_from: "a@fabrikam.test".to_string(),
         rcpt_to: rcpts.iter().map(|s| s.to_string()).collect(),
-        helo: None,
-        headers: None,
-        at: None,
-        auth: Default::default(),
+        facts: Default::default(),
     }
 }
 

@@ -35,21 +35,30 @@ use mailsim_core::reply::Reply;
 use mailsim_core::session::{Action, Refusal, Session};
 use mailsim_core::stage::categorize::{Category, categorize};
 use mailsim_core::stage::inbound::{InboundVerdict, attribute};
-use mailsim_core::tenant::load::load_with_warnings;
 use mailsim_core::tenant::{RejectionStage, Tenant};
 use mailsim_core::time::Timestamp;
 
 use super::explain_sections as sections;
 
 /// Facts of one connection and envelope to explain.
-#[derive(clap::Args, Debug, Clone)]
+#[derive(Debug, Clone)]
 pub struct ExplainArgs {
-    /// Tenant configuration file (TOML, EXO parameter names).
-    #[arg(long, env = "MAILSIM_TENANT", value_name = "FILE")]
+    /// Tenant configuration file (named in the report).
     pub tenant: PathBuf,
     /// The sending server's address as connectors see it (the declared address, e.g. 198.51.100.7).
-    #[arg(long, env = "MAILSIM_EXPLAIN_SOURCE", value_name = "IP")]
     pub source: IpAddr,
+    /// P1 MAIL FROM address, or "<>" for the null sender.
+    pub mail_from: String,
+    /// RCPT TO addresses.
+    pub rcpt_to: Vec<String>,
+    /// What the client showed besides: TLS, certificate, EHLO, content, time, authentication.
+    pub facts: MessageFacts,
+}
+
+/// What a client showed besides its address and envelope, the same flags for both directions of
+/// `mailsim explain`.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct MessageFacts {
     /// The client used STARTTLS.
     #[arg(long, env = "MAILSIM_EXPLAIN_TLS")]
     pub tls: bool,
@@ -65,18 +74,6 @@ pub struct ExplainArgs {
     /// The client certificate is outside its validity period.
     #[arg(long = "cert-expired", env = "MAILSIM_EXPLAIN_CERT_EXPIRED")]
     pub cert_expired: bool,
-    /// P1 MAIL FROM address, or "<>" for the null sender.
-    #[arg(long = "mail-from", env = "MAILSIM_EXPLAIN_MAIL_FROM", value_name = "ADDR")]
-    pub mail_from: String,
-    /// A RCPT TO address (repeatable).
-    #[arg(
-        long = "rcpt-to",
-        value_name = "ADDR",
-        required = true,
-        env = "MAILSIM_EXPLAIN_RCPT_TO",
-        value_delimiter = ','
-    )]
-    pub rcpt_to: Vec<String>,
     /// The EHLO name the client gives.
     #[arg(long, env = "MAILSIM_EXPLAIN_HELO", value_name = "NAME")]
     pub helo: Option<String>,
@@ -93,51 +90,27 @@ pub struct ExplainArgs {
     pub auth: super::explain_auth::AuthExplainArgs,
 }
 
-/// Loads the tenant, explains, prints. Exit code 0 when the message would be queued, 1 when the
-/// tenant would refuse it (or every recipient).
-pub fn run(args: &ExplainArgs) -> anyhow::Result<i32> {
-    let text = crate::config_file::read(&args.tenant)?;
-    let loaded = load_with_warnings(&text, &args.tenant.display().to_string())?;
-    for w in &loaded.warnings {
-        eprintln!("{w}");
-    }
-    let content = match &args.headers {
-        Some(path) => {
-            Some(std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read headers file {}: {e}", path.display()))?)
-        }
-        None => None,
-    };
-    let at = match &args.at {
-        Some(text) => mailsim_core::tenant::transport_rule::parse_date(text)
-            .ok_or_else(|| anyhow::anyhow!("--at {text:?}: write 2026-12-08T09:00:00Z or 2026-12-08 (UTC)"))?,
-        None => Timestamp::from_millis(
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64),
-        ),
-    };
-    let (report, accepted) =
-        explain_with(&loaded.tenant, &args.tenant.display().to_string(), args, content.as_deref(), at)?;
-    print!("{report}");
-    Ok(if accepted { 0 } else { 1 })
-}
-
 /// The facts a client certificate stands for, from the arguments; `None` when no certificate
 /// argument is given.
 fn client_cert(args: &ExplainArgs) -> Option<ClientCertFacts> {
-    let given = args.cert_subject.is_some() || !args.cert_san.is_empty() || args.cert_untrusted || args.cert_expired;
+    let given = args.facts.cert_subject.is_some()
+        || !args.facts.cert_san.is_empty()
+        || args.facts.cert_untrusted
+        || args.facts.cert_expired;
     if !given {
         return None;
     }
     // A certificate that fails chain building is reported as UntrustedRoot even when also expired,
     // as chain building comes first.
-    let trust = match (args.cert_untrusted, args.cert_expired) {
+    let trust = match (args.facts.cert_untrusted, args.facts.cert_expired) {
         (true, _) => CertTrust::UntrustedRoot,
         (false, true) => CertTrust::Expired,
         (false, false) => CertTrust::Trusted,
     };
     Some(ClientCertFacts {
-        subject: args.cert_subject.as_ref().map(|cn| format!("CN={cn}")).unwrap_or_default(),
-        common_names: args.cert_subject.iter().cloned().collect(),
-        dns_sans: args.cert_san.clone(),
+        subject: args.facts.cert_subject.as_ref().map(|cn| format!("CN={cn}")).unwrap_or_default(),
+        common_names: args.facts.cert_subject.iter().cloned().collect(),
+        dns_sans: args.facts.cert_san.clone(),
         issuer: "CN=mailsim explain".to_string(),
         not_before: Timestamp(0),
         not_after: Timestamp(0),
@@ -305,7 +278,7 @@ pub fn explain_dialogue(
     let sender = parse_sender(&args.mail_from)?;
     let rcpts = args.rcpt_to.iter().map(|r| parse_rcpt(r)).collect::<anyhow::Result<Vec<_>>>()?;
     let cert = client_cert(args);
-    let tls = args.tls || cert.is_some();
+    let tls = args.facts.tls || cert.is_some();
     let stage = tenant.settings.rejection_stage;
     let mut out = String::new();
 
@@ -327,12 +300,12 @@ pub fn explain_dialogue(
                 CertTrust::Invalid(_) => "invalid",
             };
             let names: Vec<&str> = c.names().collect();
-            let implied = if args.tls { "" } else { " (a client certificate implies TLS)" };
+            let implied = if args.facts.tls { "" } else { " (a client certificate implies TLS)" };
             format!("TLS, client certificate [{}] ({trust}){implied}", names.join(", "))
         }
     };
     let _ = writeln!(out, "Connection  from {}, {tls_text}", args.source);
-    if let Some(h) = &args.helo {
+    if let Some(h) = &args.facts.helo {
         let _ = writeln!(out, "            EHLO {h}");
     }
     let from_text = sender.as_ref().map_or_else(String::new, ToString::to_string);
@@ -346,7 +319,7 @@ pub fn explain_dialogue(
     let local_ip: IpAddr = "127.0.0.1".parse().expect("a literal address");
     let session = Session::new(Arc::new(tenant.clone()), peer, local_ip, 0, tls);
     let mut d = Dialogue { session, now: Timestamp(0) };
-    let helo = args.helo.as_deref().unwrap_or("explain.invalid");
+    let helo = args.facts.helo.as_deref().unwrap_or("explain.invalid");
     let mut replies: Vec<(String, Option<Reply>)> = Vec::new();
     let ehlo = d.say(format!("EHLO {helo}\r\n").as_bytes());
     replies.push((format!("EHLO {helo}"), ehlo.reply().cloned()));
@@ -484,7 +457,7 @@ pub fn explain_dialogue(
             }
             rules_report(&mut out, tenant, m, at);
             sections::write_text(&mut out, &sections::all(&sections::Input { tenant, message: Some(m), at }));
-            super::explain_auth::report(&mut out, tenant, &args.auth, m)?;
+            super::explain_auth::report(&mut out, tenant, &args.facts.auth, m)?;
             let _ = writeln!(out, "\nResult      queued for {} recipient(s)", m.envelope.recipients.len());
             true
         }
@@ -607,15 +580,7 @@ RequireTls = false
             source: source.parse().unwrap(),
             mail_from: "x@fabrikam.test".to_string(),
             rcpt_to: rcpts.iter().map(|s| s.to_string()).collect(),
-            tls: false,
-            cert_subject: None,
-            cert_san: Vec::new(),
-            cert_untrusted: false,
-            cert_expired: false,
-            helo: None,
-            headers: None,
-            at: None,
-            auth: Default::default(),
+            facts: MessageFacts::default(),
         }
     }
 
@@ -655,8 +620,8 @@ RequireTls = false
     fn tls_dialogue_and_the_session_s_own_stamps() {
         let tenant = mailsim_core::tenant::load::load(LOCKDOWN, "t.toml").unwrap();
         let mut a = args("198.51.100.7", &["alice@contoso.test"]);
-        a.tls = true;
-        a.helo = Some("gw.fabrikam.test".to_string());
+        a.facts.tls = true;
+        a.facts.helo = Some("gw.fabrikam.test".to_string());
         let (report, accepted) = explain(&tenant, "t.toml", &a).unwrap();
         assert!(accepted, "{report}");
         assert!(
@@ -684,7 +649,7 @@ RequireTls = false
         let tenant = mailsim_core::tenant::load::load(&text, "t.toml").unwrap();
         let mut a = args("203.0.113.5", &["alice@contoso.test"]);
         a.mail_from = "<>".to_string();
-        a.cert_subject = Some("mx.example.test".to_string());
+        a.facts.cert_subject = Some("mx.example.test".to_string());
         let (report, accepted) = explain(&tenant, "t.toml", &a).unwrap();
         assert!(!accepted, "{report}");
         assert!(report.contains("MAIL FROM:<>"), "{report}");

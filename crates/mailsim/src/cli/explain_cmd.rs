@@ -19,7 +19,7 @@ use mailsim_core::tenant::load::load_with_warnings;
 use mailsim_core::time::Timestamp;
 use mailsim_testkit::dns::DnsZoneSet;
 
-use super::explain::{ExplainArgs, explain_dialogue};
+use super::explain::{ExplainArgs, MessageFacts, explain_dialogue};
 use super::explain_outbound::{Origin, explain_outbound, render_text};
 
 /// `mailsim explain` arguments.
@@ -39,21 +39,6 @@ pub struct ExplainCmd {
     /// through the tenant (an address or a scenario host's name; --mail-from is then the sender).
     #[arg(long, env = "MAILSIM_EXPLAIN_FROM", value_name = "MAILBOX|HOST|IP", conflicts_with = "source")]
     pub from: Option<String>,
-    /// The client used STARTTLS.
-    #[arg(long, env = "MAILSIM_EXPLAIN_TLS")]
-    pub tls: bool,
-    /// Subject CN of the client certificate (implies --tls).
-    #[arg(long = "cert-subject", env = "MAILSIM_EXPLAIN_CERT_SUBJECT", value_name = "CN")]
-    pub cert_subject: Option<String>,
-    /// A DNS subject alternative name of the client certificate (repeatable; implies --tls).
-    #[arg(long = "cert-san", value_name = "NAME", env = "MAILSIM_EXPLAIN_CERT_SAN", value_delimiter = ',')]
-    pub cert_san: Vec<String>,
-    /// The client certificate does not chain to a trusted root.
-    #[arg(long = "cert-untrusted", env = "MAILSIM_EXPLAIN_CERT_UNTRUSTED")]
-    pub cert_untrusted: bool,
-    /// The client certificate is outside its validity period.
-    #[arg(long = "cert-expired", env = "MAILSIM_EXPLAIN_CERT_EXPIRED")]
-    pub cert_expired: bool,
     /// P1 MAIL FROM address, or "<>" for the null sender (inbound, and outbound from a source).
     #[arg(long = "mail-from", env = "MAILSIM_EXPLAIN_MAIL_FROM", value_name = "ADDR")]
     pub mail_from: Option<String>,
@@ -66,23 +51,12 @@ pub struct ExplainCmd {
         value_delimiter = ','
     )]
     pub rcpt_to: Vec<String>,
-    /// The EHLO name the client gives.
-    #[arg(long, env = "MAILSIM_EXPLAIN_HELO", value_name = "NAME")]
-    pub helo: Option<String>,
-    /// A file with the message's header section (a whole message may follow it): sent as the
-    /// message content, and read by the mail flow rules.
-    #[arg(long, env = "MAILSIM_EXPLAIN_HEADERS", value_name = "FILE")]
-    pub headers: Option<PathBuf>,
-    /// The time the mail flow rules are judged at (ActivationDate/ExpiryDate), UTC:
-    /// `2026-12-08T09:00:00Z` or `2026-12-08`; default: now.
-    #[arg(long, env = "MAILSIM_EXPLAIN_AT", value_name = "TIME")]
-    pub at: Option<String>,
+    /// TLS, certificate, EHLO, content, time and authentication verdicts.
+    #[command(flatten)]
+    pub facts: MessageFacts,
     /// Print JSON instead of text.
     #[arg(long, env = "MAILSIM_EXPLAIN_JSON")]
     pub json: bool,
-    /// Authentication verdicts (issue 11): see `explain_auth`.
-    #[command(flatten)]
-    pub auth: super::explain_auth::AuthExplainArgs,
 }
 
 /// A loaded input: the tenant, and for a scenario its hosts and DNS zone.
@@ -157,17 +131,9 @@ fn inbound_args(cmd: &ExplainCmd, path: &Path, source: IpAddr, mail_from: String
     ExplainArgs {
         tenant: path.to_path_buf(),
         source,
-        tls: cmd.tls,
-        cert_subject: cmd.cert_subject.clone(),
-        cert_san: cmd.cert_san.clone(),
-        cert_untrusted: cmd.cert_untrusted,
-        cert_expired: cmd.cert_expired,
         mail_from,
         rcpt_to: cmd.rcpt_to.clone(),
-        helo: cmd.helo.clone(),
-        headers: cmd.headers.clone(),
-        at: cmd.at.clone(),
-        auth: cmd.auth.clone(),
+        facts: cmd.facts.clone(),
     }
 }
 
@@ -187,13 +153,13 @@ pub fn explain_cmd(cmd: &ExplainCmd) -> anyhow::Result<(String, i32)> {
         (None, None) => anyhow::bail!("give a tenant or scenario file (INPUT or --tenant)"),
     };
     let loaded = load_input(&path)?;
-    let content = match &cmd.headers {
+    let content = match &cmd.facts.headers {
         Some(p) => {
             Some(std::fs::read(p).map_err(|e| anyhow::anyhow!("cannot read headers file {}: {e}", p.display()))?)
         }
         None => None,
     };
-    let at = parse_at(cmd.at.as_deref())?;
+    let at = parse_at(cmd.facts.at.as_deref())?;
     match (&cmd.from, &cmd.source) {
         (None, None) => anyhow::bail!(
             "say which direction: --source IP|HOST (inbound: who connects to the tenant) or --from MAILBOX|HOST|IP \
@@ -316,8 +282,8 @@ fn inbound_json(
         "input": loaded.name,
         "connection": {
             "source": args.source.to_string(),
-            "tls": args.tls || args.cert_subject.is_some() || !args.cert_san.is_empty(),
-            "helo": args.helo,
+            "tls": args.facts.tls || args.facts.cert_subject.is_some() || !args.facts.cert_san.is_empty(),
+            "helo": args.facts.helo,
         },
         "sender": args.mail_from,
         "recipients": recipients,
@@ -353,18 +319,10 @@ mod tests {
             tenant: None,
             source: None,
             from: Some(from.to_string()),
-            tls: false,
-            cert_subject: None,
-            cert_san: Vec::new(),
-            cert_untrusted: false,
-            cert_expired: false,
             mail_from: None,
             rcpt_to: rcpts.iter().map(|s| s.to_string()).collect(),
-            helo: None,
-            headers: None,
-            at: Some("2026-12-07T09:00:00Z".to_string()),
+            facts: MessageFacts { at: Some("2026-12-07T09:00:00Z".to_string()), ..Default::default() },
             json: false,
-            auth: Default::default(),
         }
     }
 
@@ -497,18 +455,10 @@ mod json_tests {
             tenant: None,
             source: Some("onprem".into()),
             from: None,
-            tls: false,
-            cert_subject: None,
-            cert_san: Vec::new(),
-            cert_untrusted: false,
-            cert_expired: false,
             mail_from: Some("app@contoso.test".into()),
             rcpt_to: vec!["alice@contoso.test".into(), "nobody@contoso.test".into()],
-            helo: None,
-            headers: None,
-            at: Some("2026-12-07".into()),
+            facts: MessageFacts { at: Some("2026-12-07".into()), ..Default::default() },
             json: true,
-            auth: Default::default(),
         };
         let (out, code) = explain_cmd(&c).unwrap();
         assert_eq!(code, 0, "{out}");
