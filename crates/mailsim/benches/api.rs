@@ -23,9 +23,9 @@ use mailsim_core::time::Timestamp;
 use mailsim_core::trace::TraceEvent;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
+mod support;
+
+use support::env;
 
 fn deliver(endpoint: &RunningEndpoint, n: usize) {
     let ip = "203.0.113.9".parse().unwrap();

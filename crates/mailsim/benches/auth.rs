@@ -11,20 +11,20 @@
 //! started here and stopped at the end.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use mailsim::sim::{HostSpec, Simulation, WorldSpec};
 use mailsim_core::auth::AuthConfig;
 use mailsim_core::tenant::{DomainType, Tenant};
 use mailsim_testkit::dkim::DkimIdentity;
 use mailsim_testkit::dns::DnsZoneSet;
-use mailsim_testkit::sender::ScriptedSender;
 
 const INTERNET: &str = "203.0.113.9";
 
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
+#[path = "support/inbound.rs"]
+mod inbound;
+mod support;
+
+use support::env;
 
 async fn world(auth: bool) -> Arc<Simulation> {
     let tenant = Tenant::builder()
@@ -47,37 +47,6 @@ async fn world(auth: bool) -> Arc<Simulation> {
     Arc::new(Simulation::start(spec).await.unwrap())
 }
 
-/// Sends `messages` over `sessions` connections and waits until every one is in the mailbox;
-/// returns messages/s.
-async fn drive(sim: &Arc<Simulation>, body: &Arc<String>, messages: usize, sessions: usize) -> f64 {
-    let source = sim.plan_table().into_iter().find(|(n, ..)| n == "internet").unwrap().2.ip();
-    let before = sim.endpoint().store().stats().delivered;
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for s in 0..sessions {
-        let (sim, body) = (sim.clone(), body.clone());
-        let count = messages / sessions + usize::from(s < messages % sessions);
-        tasks.push(tokio::spawn(async move {
-            let (mut c, _) = ScriptedSender::connect(source, sim.tenant_addr()).await.unwrap();
-            c.command("EHLO mail.fabrikam.test").await.unwrap();
-            for _ in 0..count {
-                let r = c.transaction("eve@fabrikam.test", &["bench@contoso.test"], &body).await.unwrap();
-                assert_eq!(r.code, 250, "{r:?}");
-            }
-            let _ = c.command("QUIT").await;
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while sim.endpoint().store().stats().delivered < before + messages as u64 {
-        assert!(Instant::now() < deadline, "every message delivered within 300 s");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    messages as f64 / start.elapsed().as_secs_f64()
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     if std::env::args().any(|a| a == "--list") {
@@ -97,8 +66,8 @@ async fn main() {
     let body = Arc::new(String::from_utf8(signer.sign(plain.as_bytes()).unwrap()).unwrap());
     let (mut best_off, mut best_on) = (0f64, 0f64);
     for round in 1..=rounds {
-        let a = drive(&off, &body, messages, sessions).await;
-        let b = drive(&on, &body, messages, sessions).await;
+        let a = inbound::drive(&off, &body, messages, sessions).await;
+        let b = inbound::drive(&on, &body, messages, sessions).await;
         if std::env::var("VERBOSE").is_ok() {
             println!("round {round}: authentication off {a:.0} msgs/s, on {b:.0} msgs/s");
         }

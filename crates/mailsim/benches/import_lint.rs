@@ -15,9 +15,9 @@ use mailsim::lint::{self, Input};
 use mailsim_core::time::Timestamp;
 use serde_json::{Value, json};
 
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
+mod support;
+
+use support::env;
 
 fn common(name: &str, class: &str, n: usize) -> Value {
     json!({

@@ -22,9 +22,9 @@ use mailsim_io::pipeline::QueueEntry;
 use mailsim_testkit::peer::{PeerScript, StartTls};
 use mailsim_testkit::sender::ScriptedSender;
 
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
+mod support;
+
+use support::env;
 
 const ONPREM: &str = "192.0.2.10";
 const SMART_HOST: &str = "198.51.100.7";
