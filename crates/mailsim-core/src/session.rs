@@ -40,6 +40,10 @@ use crate::time::Timestamp;
 pub const MAX_COMMAND_LINE: usize = 512;
 /// RFC 5321 §4.5.3.1.6: a text line is at most 1000 octets including CRLF.
 pub const MAX_TEXT_LINE: usize = 1000;
+/// Content buffer reserved at DATA when the client announced no SIZE.
+const CONTENT_START: usize = 4 << 10;
+/// The most reserved ahead from an announced SIZE (a larger message grows as it arrives).
+const CONTENT_RESERVE_MAX: usize = 1 << 20;
 
 /// What the shell must do, in order.
 #[derive(Debug)]
@@ -636,6 +640,11 @@ impl Session {
         if let Some(tx) = &mut self.tx {
             tx.used_data = true;
             tx.started_at = now;
+            // Room for the content the client announced (RFC 1870 SIZE), within the tenant's limit,
+            // so that a message is not copied at every doubling while it arrives.
+            let limit = self.tenant.settings.max_message_size as usize;
+            let announced = tx.envelope.params.size.map_or(CONTENT_START, |s| usize::try_from(s).unwrap_or(limit));
+            tx.content.reserve(announced.min(limit).min(CONTENT_RESERVE_MAX));
         }
         self.state = State::Data(ContentScan { prev_crlf: true, ..ContentScan::default() });
         self.push(ReplyKind::StartMailInput, now, out);
@@ -687,8 +696,7 @@ impl Session {
                 scan.wire_bytes += input.len();
                 framed_content(out, at..at + input.len());
                 let body = if line_start && input.first() == Some(&b'.') { &input[1..] } else { input };
-                let body = body.to_vec();
-                self.append_content(&body);
+                self.append_content(body);
                 input.len()
             }
             Some(lf) => {
@@ -716,8 +724,7 @@ impl Session {
                 framed_content(out, at..at + line.len());
                 // RFC 5321 §4.5.2: remove one leading dot.
                 let body = if line_start && line.first() == Some(&b'.') { &line[1..] } else { line };
-                let body = body.to_vec();
-                self.append_content(&body);
+                self.append_content(body);
                 line.len()
             }
         }

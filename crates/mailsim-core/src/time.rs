@@ -82,17 +82,24 @@ impl Timestamp {
 
     /// ISO 8601 UTC with milliseconds, as in EXO's diagnostic suffix: `2024-10-10T21:13:00.303Z`.
     pub fn iso8601(self) -> String {
+        let mut out = String::with_capacity(24);
+        self.push_iso8601(&mut out);
+        out
+    }
+
+    /// [`Timestamp::iso8601`] appended to `out` (every protocol-log line starts with one).
+    pub fn push_iso8601(self, out: &mut String) {
         let d = self.datetime();
-        format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-            d.year(),
-            d.month() as u8,
-            d.day(),
-            d.hour(),
-            d.minute(),
-            d.second(),
-            d.millisecond()
-        )
+        push_number(out, d.year().unsigned_abs(), 4);
+        out.push('-');
+        push_number(out, u32::from(d.month() as u8), 2);
+        out.push('-');
+        push_number(out, u32::from(d.day()), 2);
+        out.push('T');
+        push_clock(out, d);
+        out.push('.');
+        push_number(out, u32::from(d.millisecond()), 3);
+        out.push('Z');
     }
 }
 

@@ -244,25 +244,18 @@ impl LogLine {
     /// The CSV line (without line ending).
     pub fn to_csv(&self) -> String {
         let mut out = String::with_capacity(96 + self.data.len() + self.context.len());
-        for (i, field) in [
-            self.date_time.as_str(),
-            self.connector.as_str(),
-            &format!("{:016X}", self.session_id),
-            &self.sequence.to_string(),
-            self.local.as_str(),
-            self.remote.as_str(),
-            self.event.symbol(),
-            self.data.as_str(),
-            self.context.as_str(),
-        ]
-        .iter()
-        .enumerate()
-        {
-            if i > 0 {
-                out.push(',');
-            }
-            push_csv_field(&mut out, field);
-        }
+        push_csv_field(&mut out, &self.date_time);
+        push_csv_tail(
+            &mut out,
+            &self.connector,
+            self.session_id,
+            self.sequence,
+            &self.local,
+            &self.remote,
+            self.event,
+            &self.data,
+            &self.context,
+        );
         out
     }
 
@@ -299,21 +292,57 @@ impl LogLine {
     }
 }
 
+/// Every field after the date-time, each preceded by its comma; `data` and `context` are cleaned
+/// ([`clean`]) on the way.
+#[allow(clippy::too_many_arguments)]
+fn push_csv_tail(
+    out: &mut String,
+    connector: &str,
+    session_id: u64,
+    sequence: u64,
+    local: &str,
+    remote: &str,
+    event: EventKind,
+    data: &str,
+    context: &str,
+) {
+    use std::fmt::Write as _;
+    out.push(',');
+    push_csv_field(out, connector);
+    let _ = write!(out, ",{session_id:016X},{sequence},");
+    push_csv_field(out, local);
+    out.push(',');
+    push_csv_field(out, remote);
+    out.push(',');
+    out.push_str(event.symbol());
+    for field in [data, context] {
+        out.push(',');
+        // Printable ASCII within the length limit is already clean: no copy.
+        if field.len() <= MAX_DATA && field.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+            push_csv_field(out, field);
+        } else {
+            push_csv_field(out, &clean(field));
+        }
+    }
+}
+
 /// Quotes a field when it holds a comma, a quote or leading/trailing spaces (quotes doubled), as
 /// Exchange's CSV writer does. Line breaks never reach a field.
 fn push_csv_field(out: &mut String, field: &str) {
-    let quote = field.contains([',', '"']) || field.starts_with(' ') || field.ends_with(' ');
+    let quote =
+        memchr::memchr2(b',', b'"', field.as_bytes()).is_some() || field.starts_with(' ') || field.ends_with(' ');
     if !quote {
         out.push_str(field);
         return;
     }
     out.push('"');
-    for c in field.chars() {
-        if c == '"' {
-            out.push('"');
-        }
-        out.push(c);
+    let mut rest = field;
+    while let Some(at) = rest.find('"') {
+        out.push_str(&rest[..=at]);
+        out.push('"');
+        rest = &rest[at + 1..];
     }
+    out.push_str(rest);
     out.push('"');
 }
 
@@ -451,8 +480,17 @@ pub enum SessionEvent<'a> {
 }
 
 enum Msg {
-    Line { kind: LogKind, day: String, date_time: String, csv: String },
-    Content { session: u64, sequence: u64, bytes: Vec<u8> },
+    /// One CSV line (without line ending) for the `kind` file of `day` (`yyyymmdd`).
+    Line {
+        kind: LogKind,
+        day: String,
+        csv: String,
+    },
+    Content {
+        session: u64,
+        sequence: u64,
+        bytes: Vec<u8>,
+    },
     Flush(std::sync::mpsc::Sender<()>),
 }
 
@@ -570,12 +608,17 @@ impl ProtocolLog {
         self.dropped.load(Ordering::Relaxed)
     }
 
-    /// The in-memory copy of one session (the latest sessions only).
+    /// One session as recorded: read back from the files when the log has a directory (after a
+    /// [`ProtocolLog::flush`]), else the in-memory copy (the latest sessions only).
     pub fn session(&self, id: u64) -> Option<SessionRecord> {
+        if let Some(dir) = &self.dir {
+            self.flush();
+            return read_session(dir, id).ok().flatten();
+        }
         self.memory.lock().expect("protocol log lock").sessions.get(&id).cloned()
     }
 
-    /// Ids of the sessions kept in memory, oldest first.
+    /// Ids of the sessions kept in memory, oldest first (none when the log has a directory).
     pub fn session_ids(&self) -> Vec<u64> {
         self.memory.lock().expect("protocol log lock").order.iter().copied().collect()
     }
@@ -589,19 +632,21 @@ impl ProtocolLog {
         }
     }
 
+    /// Hands a line to the file writer; a writer that is behind drops it, counted.
+    fn send(&self, msg: Msg) {
+        let Some(writer) = &self.writer else { return };
+        if let Err(TrySendError::Full(_)) = writer.try_send(msg) {
+            let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if n.is_power_of_two() {
+                tracing::warn!(dropped = n, "protocol log writer is behind; lines dropped");
+            }
+        }
+    }
+
+    /// Keeps a line in memory (a log without files).
     fn record(&self, line: LogLine) {
         if !self.enabled {
             return;
-        }
-        if let Some(writer) = &self.writer {
-            let day = line.date_time.get(..10).unwrap_or("1970-01-01").replace('-', "");
-            let msg = Msg::Line { kind: line.kind, day, date_time: line.date_time.clone(), csv: line.to_csv() };
-            if let Err(TrySendError::Full(_)) = writer.try_send(msg) {
-                let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-                if n.is_power_of_two() {
-                    tracing::warn!(dropped = n, "protocol log writer is behind; lines dropped");
-                }
-            }
         }
         let mut memory = self.memory.lock().expect("protocol log lock");
         let session = memory.entry(line.session_id);
@@ -617,13 +662,14 @@ impl ProtocolLog {
         if let Some(writer) = &self.writer {
             let len = content.len();
             if self.queued_content.fetch_add(len, Ordering::Relaxed) + len <= CHANNEL_CONTENT_BYTES {
-                let msg = Msg::Content { session: id, sequence: seq, bytes: content.clone() };
+                let msg = Msg::Content { session: id, sequence: seq, bytes: content };
                 if writer.try_send(msg).is_err() {
                     self.queued_content.fetch_sub(len, Ordering::Relaxed);
                 }
             } else {
                 self.queued_content.fetch_sub(len, Ordering::Relaxed);
             }
+            return;
         }
         let mut memory = self.memory.lock().expect("protocol log lock");
         let held = memory.content_bytes.get(&id).copied().unwrap_or(0);
@@ -843,6 +889,16 @@ impl SessionLog {
         let seq = self.seq;
         self.seq += 1;
         if !self.log.enabled {
+            return seq;
+        }
+        if self.log.writer.is_some() {
+            // With files the line is written once, straight to its CSV form: no `LogLine` and no
+            // copy in memory (the files are read back on demand, see [`ProtocolLog::session`]).
+            let mut csv = String::with_capacity(160 + data.len() + context.len());
+            at.push_iso8601(&mut csv);
+            let day = csv[..10].replace('-', "");
+            push_csv_tail(&mut csv, &self.connector, self.id, seq, &self.local, &self.remote, event, data, context);
+            self.log.send(Msg::Line { kind: self.kind, day, csv });
             return seq;
         }
         self.log.record(LogLine {
@@ -1077,7 +1133,7 @@ fn writer(dir: PathBuf, rx: Receiver<Msg>, queued: Arc<AtomicUsize>) {
     let mut handle = |msg: Msg,
                       files: &mut HashMap<LogKind, (String, BufWriter<File>)>,
                       content: &mut Option<BufWriter<File>>| match msg {
-        Msg::Line { kind, day, date_time, csv } => {
+        Msg::Line { kind, day, csv } => {
             if files.get(&kind).is_none_or(|(d, _)| *d != day) {
                 files.remove(&kind);
                 let path = dir.join(format!("{}{day}-1.log", kind.prefix()));
@@ -1085,7 +1141,8 @@ fn writer(dir: PathBuf, rx: Receiver<Msg>, queued: Arc<AtomicUsize>) {
                     let fresh = f.metadata()?.len() == 0;
                     let mut w = BufWriter::new(f);
                     if fresh {
-                        w.write_all(header(kind, &date_time).as_bytes())?;
+                        let date_time = csv.split(',').next().unwrap_or_default();
+                        w.write_all(header(kind, date_time).as_bytes())?;
                     }
                     Ok(w)
                 });

@@ -27,10 +27,14 @@
 //! never acknowledged); recipients the trace already shows delivered or failed (with the NDR on
 //! disk) are finished without another attempt, so no recipient is recorded delivered twice.
 //!
-//! Record format, version 1: the file starts with `MAILSIM-SPOOL 1\n`; then frames
-//! `len: u32 LE | check: first 8 bytes of SHA-256(body) | body`, body = one kind byte (`A`, `D`,
+//! Record format, version 2: the file starts with `MAILSIM-SPOOL 2\n`; then frames
+//! `len: u32 LE | check: CRC-32 (IEEE) of body, u32 LE | body`, body = one kind byte (`A`, `D`,
 //! `F`) and its payload: `A` = `u32 LE` length of a JSON [`MessageMeta`], the JSON, the content;
-//! `D` = JSON [`DeferredRecord`]; `F` = JSON [`FinishedRecord`].
+//! `D` = JSON [`DeferredRecord`]; `F` = JSON [`FinishedRecord`]. The check finds a torn or
+//! half-written frame, not tampering, so a CRC (which `crc32fast` computes with the CPU's carry-less
+//! multiply) serves where version 1's truncated SHA-256 cost more than the rest of the frame's
+//! work. A version 1 journal (`MAILSIM-SPOOL 1\n`, check = first 8 bytes of SHA-256(body)) is still
+//! read, and rewritten as version 2 when the spool opens.
 //!
 //! The spool decides nothing: what state a recipient is in is the core's outcome, recorded here by
 //! the pipeline at the point it changes.
@@ -51,14 +55,17 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 /// The journal's first line: the format and its version.
-pub const MAGIC: &[u8] = b"MAILSIM-SPOOL 1\n";
+pub const MAGIC: &[u8] = b"MAILSIM-SPOOL 2\n";
+/// The first line of a version 1 journal (read, never written).
+const MAGIC_V1: &[u8] = b"MAILSIM-SPOOL 1\n";
 /// The journal is compacted once it is this large and twice its live content.
 pub const COMPACT_AT: u64 = 64 << 20;
 /// The journal file is grown by this many zero bytes at a time, ahead of the records.
 pub const PREALLOCATE: u64 = 1 << 20;
 
 const JOURNAL: &str = "journal";
-const CHECK_LEN: usize = 8;
+/// Length and check before a frame's body.
+const HEAD_LEN: usize = 8;
 
 /// What the spool keeps of an accepted message besides its content: enough to route its
 /// recipients again and to trace them as the first run did.
@@ -430,38 +437,60 @@ fn keys(recipients: &[String]) -> Vec<String> {
 
 fn accept_frame(meta: &MessageMeta, data: &[u8]) -> Vec<u8> {
     let json = serde_json::to_vec(meta).expect("records serialize");
-    let mut payload = Vec::with_capacity(4 + json.len() + data.len());
-    payload.extend_from_slice(&(json.len() as u32).to_le_bytes());
-    payload.extend_from_slice(&json);
-    payload.extend_from_slice(data);
-    frame(b'A', &payload)
+    let mut out = frame_start(b'A', 4 + json.len() + data.len());
+    out.extend_from_slice(&(json.len() as u32).to_le_bytes());
+    out.extend_from_slice(&json);
+    out.extend_from_slice(data);
+    frame_finish(out)
 }
 
 fn frame(kind: u8, payload: &[u8]) -> Vec<u8> {
-    let len = 1 + payload.len();
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    ctx.update(&[kind]);
-    ctx.update(payload);
-    let check = ctx.finish();
-    let mut out = Vec::with_capacity(4 + CHECK_LEN + len);
-    out.extend_from_slice(&(len as u32).to_le_bytes());
-    out.extend_from_slice(&check.as_ref()[..CHECK_LEN]);
-    out.push(kind);
+    let mut out = frame_start(kind, payload.len());
     out.extend_from_slice(payload);
+    frame_finish(out)
+}
+
+/// A frame's buffer up to its kind byte; the payload is appended in place (no second copy).
+fn frame_start(kind: u8, payload_len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEAD_LEN + 1 + payload_len);
+    out.resize(HEAD_LEN, 0);
+    out.push(kind);
     out
 }
+
+/// Fills in the length and check of a frame built by [`frame_start`].
+fn frame_finish(mut out: Vec<u8>) -> Vec<u8> {
+    let len = (out.len() - HEAD_LEN) as u32;
+    let check = crc32fast::hash(&out[HEAD_LEN..]);
+    out[..4].copy_from_slice(&len.to_le_bytes());
+    out[4..HEAD_LEN].copy_from_slice(&check.to_le_bytes());
+    out
+}
+
+/// Reads the frame at the start of a journal's bytes ([`next_frame`], [`next_frame_v1`]).
+type FrameReader = fn(&[u8]) -> Option<(u8, &[u8], usize)>;
 
 /// One whole frame at the start of `bytes`: (kind, payload, frame length), or `None` when what is
 /// there is cut short or does not check.
 fn next_frame(bytes: &[u8]) -> Option<(u8, &[u8], usize)> {
-    let head = 4 + CHECK_LEN;
     let len = u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
-    let body = bytes.get(head..head.checked_add(len)?)?;
-    let check = ring::digest::digest(&ring::digest::SHA256, body);
-    if len == 0 || check.as_ref()[..CHECK_LEN] != bytes[4..head] {
+    let body = bytes.get(HEAD_LEN..HEAD_LEN.checked_add(len)?)?;
+    if len == 0 || crc32fast::hash(body).to_le_bytes() != bytes[4..HEAD_LEN] {
         return None;
     }
-    Some((body[0], &body[1..], head + len))
+    Some((body[0], &body[1..], HEAD_LEN + len))
+}
+
+/// [`next_frame`] for a version 1 journal: the check is the first 8 bytes of SHA-256(body).
+fn next_frame_v1(bytes: &[u8]) -> Option<(u8, &[u8], usize)> {
+    const HEAD_V1: usize = 12;
+    let len = u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
+    let body = bytes.get(HEAD_V1..HEAD_V1.checked_add(len)?)?;
+    let check = ring::digest::digest(&ring::digest::SHA256, body);
+    if len == 0 || check.as_ref()[..8] != bytes[4..HEAD_V1] {
+        return None;
+    }
+    Some((body[0], &body[1..], HEAD_V1 + len))
 }
 
 /// One message's state, as replayed.
@@ -490,14 +519,16 @@ impl Replay {
     /// Replays a journal; returns how many bytes at its end were not a whole record (the zeros the
     /// writer grows the file by are not counted).
     fn read(&mut self, bytes: &[u8]) -> io::Result<u64> {
-        let Some(mut rest) = bytes.strip_prefix(MAGIC) else {
-            return if bytes.is_empty() {
-                Ok(0)
-            } else {
-                Err(io::Error::new(io::ErrorKind::InvalidData, "not a mailsim spool journal (or another version)"))
-            };
+        let (mut rest, next): (&[u8], FrameReader) = if let Some(rest) = bytes.strip_prefix(MAGIC) {
+            (rest, next_frame)
+        } else if let Some(rest) = bytes.strip_prefix(MAGIC_V1) {
+            (rest, next_frame_v1)
+        } else if bytes.is_empty() {
+            return Ok(0);
+        } else {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "not a mailsim spool journal (or another version)"));
         };
-        while let Some((kind, payload, used)) = next_frame(rest) {
+        while let Some((kind, payload, used)) = next(rest) {
             let bad = |e: serde_json::Error| io::Error::new(io::ErrorKind::InvalidData, e);
             match kind {
                 b'A' => {
@@ -511,7 +542,8 @@ impl Replay {
                         self.order.push(meta.id);
                         Entry::default()
                     });
-                    entry.accept = rest[..used].to_vec();
+                    // Kept as a current frame: compaction copies it into a version 2 journal.
+                    entry.accept = frame(b'A', payload);
                     entry.pending = keys(&meta.recipients).into_iter().map(|k| (k, None)).collect();
                     entry.finished.clear();
                     entry.meta = Some(meta);

@@ -231,11 +231,11 @@ impl MailStore {
         let io = |error| StoreError::Io { path: path.to_path_buf(), error };
         let sender = message.envelope.sender.as_ref().map_or_else(|| "MAILER-DAEMON".to_owned(), ToString::to_string);
         let head = format!("From {sender} {}\n", message.received_at.asctime());
-        let quoted = mboxrd_quote(&message.data);
-        let mut record = Vec::with_capacity(head.len() + quoted.len() + 2);
+        let mut record = Vec::with_capacity(head.len() + message.data.len() + 18);
         record.extend_from_slice(head.as_bytes());
-        record.extend_from_slice(&quoted);
-        if !quoted.ends_with(b"\n") {
+        mboxrd_quote_into(&message.data, &mut record);
+        let quoted_len = record.len() - head.len();
+        if !record.ends_with(b"\n") {
             record.push(b'\n');
         }
         record.push(b'\n');
@@ -260,7 +260,7 @@ impl MailStore {
         }
         let offset = *len + head.len() as u64;
         *len += record.len() as u64;
-        Ok(Record { path: shared_path.clone(), offset, len: quoted.len() as u64 })
+        Ok(Record { path: shared_path.clone(), offset, len: quoted_len as u64 })
     }
 
     /// Holds one copy in the hosted quarantine (a mail flow rule's `Quarantine`, exo-behaviour
@@ -376,18 +376,24 @@ fn mailbox_file(dir: &std::path::Path, folder: &str, key: &str) -> PathBuf {
 // mailboxes but do not write them with offsets we can seek back to.
 /// mboxrd quoting: one more `>` before every line that is `>*From ` (so no line of the message can
 /// be taken for the next record's `From ` line, and unquoting gives the bytes back exactly).
-fn mboxrd_quote(data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(data.len() + 16);
-    for line in data.split_inclusive(|&b| b == b'\n') {
-        if line.iter().skip_while(|&&b| b == b'>').take(5).eq(b"From ".iter()) {
-            out.push(b'>');
+fn mboxrd_quote_into(data: &[u8], out: &mut Vec<u8>) {
+    let mut start = 0;
+    for line_start in std::iter::once(0).chain(memchr::memchr_iter(b'\n', data).map(|lf| lf + 1)) {
+        if line_start >= data.len() {
+            break;
         }
-        out.extend_from_slice(line);
+        let line = &data[line_start..];
+        let quoted = line.iter().skip_while(|&&b| b == b'>').take(5).eq(b"From ".iter());
+        if quoted {
+            out.extend_from_slice(&data[start..line_start]);
+            out.push(b'>');
+            start = line_start;
+        }
     }
-    out
+    out.extend_from_slice(&data[start..]);
 }
 
-/// The inverse of [`mboxrd_quote`]: one `>` less before every line that is `>+From `.
+/// The inverse of [`mboxrd_quote_into`]: one `>` less before every line that is `>+From `.
 fn mboxrd_unquote(data: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(data.len());
     for line in data.split_inclusive(|&b| b == b'\n') {
@@ -430,8 +436,21 @@ mod tests {
             b"no newline at the end",
             b"\n\nFrom \nFrom",
         ];
+        // The plain reading of the rule, line by line, that the memchr version must equal.
+        let by_lines = |data: &[u8]| {
+            let mut out = Vec::new();
+            for line in data.split_inclusive(|&b| b == b'\n') {
+                if line.iter().skip_while(|&&b| b == b'>').take(5).eq(b"From ".iter()) {
+                    out.push(b'>');
+                }
+                out.extend_from_slice(line);
+            }
+            out
+        };
         for data in cases {
-            let quoted = mboxrd_quote(data);
+            let mut quoted = Vec::new();
+            mboxrd_quote_into(data, &mut quoted);
+            assert_eq!(quoted, by_lines(data), "{data:?}");
             assert!(!quoted.split(|&b| b == b'\n').any(|l| l.starts_with(b"From ")), "{quoted:?}");
             assert_eq!(mboxrd_unquote(&quoted), data);
         }

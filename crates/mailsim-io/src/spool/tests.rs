@@ -196,3 +196,42 @@ async fn the_journal_is_compacted_while_running_and_keeps_the_live_messages() {
     assert_eq!(recovery.messages[0].message.data, message(20, None, &[]).data);
     spool.close().await;
 }
+
+/// A version 1 frame: the check was the first 8 bytes of SHA-256(body).
+fn frame_v1(kind: u8, payload: &[u8]) -> Vec<u8> {
+    let mut body = vec![kind];
+    body.extend_from_slice(payload);
+    let mut out = (body.len() as u32).to_le_bytes().to_vec();
+    out.extend_from_slice(&ring::digest::digest(&ring::digest::SHA256, &body).as_ref()[..8]);
+    out.extend_from_slice(&body);
+    out
+}
+
+#[tokio::test]
+async fn a_version_1_journal_is_read_and_rewritten_as_version_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = message(7, Some("a@fabrikam.test"), &["x@partner.test", "y@partner.test"]);
+    let json = serde_json::to_vec(&MessageMeta::of(&m, false, None)).unwrap();
+    let mut accept_payload = (json.len() as u32).to_le_bytes().to_vec();
+    accept_payload.extend_from_slice(&json);
+    accept_payload.extend_from_slice(&m.data);
+    let finished = serde_json::to_vec(&FinishedRecord { id: 7, recipients: vec!["x@partner.test".into()] }).unwrap();
+    let mut journal = MAGIC_V1.to_vec();
+    journal.extend(frame_v1(b'A', &accept_payload));
+    journal.extend(frame_v1(b'F', &finished));
+    std::fs::create_dir_all(dir.path()).unwrap();
+    std::fs::write(dir.path().join(JOURNAL), journal).unwrap();
+
+    let (spool, recovery) = Spool::open(dir.path(), None).unwrap();
+    assert_eq!(recovery.messages.len(), 1);
+    assert_eq!(recovery.messages[0].message.data, m.data);
+    let pending: Vec<_> = recovery.messages[0].pending.iter().map(|(a, _)| a.to_string()).collect();
+    assert_eq!(pending, ["y@partner.test"]);
+    spool.close().await;
+    let rewritten = std::fs::read(dir.path().join(JOURNAL)).unwrap();
+    assert!(rewritten.starts_with(MAGIC), "compacted into the current version");
+
+    let (spool, recovery) = Spool::open(dir.path(), None).unwrap();
+    assert_eq!(recovery.recipients(), 1, "the same queue comes back from version 2");
+    spool.close().await;
+}

@@ -81,11 +81,18 @@ enum Command {
 }
 
 /// The variables read other than the flags' twins.
-const OTHER_ENV: &[(&str, &str)] = &[(
-    "MAILSIM_LOG",
-    "log filter for stderr (tracing's EnvFilter: error, warn, info, debug, trace, or per module as \
-     mailsim_io=debug); default info, warn for run and soak",
-)];
+const OTHER_ENV: &[(&str, &str)] = &[
+    (
+        "MAILSIM_LOG",
+        "log filter for stderr (tracing's EnvFilter: error, warn, info, debug, trace, or per module as \
+         mailsim_io=debug); default info, warn for run and soak",
+    ),
+    (
+        "MAILSIM_WORKERS",
+        "threads that run a world (serve, run, soak, demo, graph --run); default one less than the CPUs, \
+         at least one",
+    ),
+];
 
 /// Every `MAILSIM_*` variable a flag of `cmd` reads, with the flags (`serve --listen`) it stands for.
 pub fn flag_env_vars(cmd: &clap::Command) -> std::collections::BTreeMap<String, Vec<String>> {
@@ -185,7 +192,7 @@ pub fn main() -> ExitCode {
         Command::Lint(args) => lint::run(&args),
         Command::Completions(args) => completions::completions(&args),
         Command::Man(args) => completions::man(&args),
-        command => runtime().and_then(|rt| {
+        command => runtime(&command).and_then(|rt| {
             rt.block_on(async move {
                 match command {
                     Command::Demo(args) => demo::run(args).await,
@@ -217,6 +224,48 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+/// The runtime of a subcommand. A world (serve, run, soak, demo, graph) gets one thread less than
+/// the machine has CPUs, at least one, or `MAILSIM_WORKERS`: everything that drives it (the admin's
+/// Postfix, a CI client, `mailsim bench`) talks to it over loopback, so it runs on the same machine
+/// and needs a CPU of its own; one thread fewer also means fewer wake-ups handed between threads.
+/// The clients (send, bench, validate-outbound) keep tokio's default of one per CPU.
+fn runtime(command: &Command) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if matches!(command, Command::Serve(_) | Command::Run(_) | Command::Soak(_) | Command::Demo(_) | Command::Graph(_))
+    {
+        builder.worker_threads(world_workers(std::env::var("MAILSIM_WORKERS").ok().as_deref())?);
+    }
+    Ok(builder.enable_all().build()?)
+}
+
+/// Worker threads of a world: `MAILSIM_WORKERS` when set (a positive number), else one less than
+/// the CPUs, at least one.
+fn world_workers(var: Option<&str>) -> anyhow::Result<usize> {
+    match var {
+        Some(v) => match v.trim().parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => anyhow::bail!("MAILSIM_WORKERS={v:?}: expected a number of threads, at least 1"),
+        },
+        None => {
+            let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+            Ok(cpus.saturating_sub(1).max(1))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::world_workers;
+
+    #[test]
+    fn world_workers_leave_a_cpu_to_the_drivers_unless_told() {
+        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        assert_eq!(world_workers(None).unwrap(), cpus.saturating_sub(1).max(1));
+        assert_eq!(world_workers(Some("3")).unwrap(), 3);
+        assert_eq!(world_workers(Some(" 1 ")).unwrap(), 1);
+        for bad in ["0", "-1", "two", ""] {
+            let e = world_workers(Some(bad)).unwrap_err().to_string();
+            assert!(e.contains("MAILSIM_WORKERS"), "{e}");
+        }
+    }
 }
