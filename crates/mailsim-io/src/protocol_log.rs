@@ -480,11 +480,11 @@ pub enum SessionEvent<'a> {
 }
 
 enum Msg {
-    /// One CSV line (without line ending) for the `kind` file of `day` (`yyyymmdd`).
-    Line {
+    /// CSV lines, each ending in CRLF, for the `kind` file of `day` (`yyyymmdd`).
+    Lines {
         kind: LogKind,
         day: String,
-        csv: String,
+        text: String,
     },
     Content {
         session: u64,
@@ -855,6 +855,13 @@ pub struct SessionLog {
     /// The current block is over the limit and is not kept.
     content_dropped: bool,
     closed: bool,
+    /// Lines written (with files) but not yet handed to the writer, and the day they are for.
+    pending: String,
+    pending_day: String,
+    /// Inside [`SessionLog::input`]: its lines go to the writer together, once.
+    batching: bool,
+    /// The last date-time written and its text (the events of one input share it).
+    stamp: Option<(Timestamp, String)>,
 }
 
 impl SessionLog {
@@ -871,6 +878,10 @@ impl SessionLog {
             content: Vec::new(),
             content_dropped: false,
             closed: false,
+            pending: String::new(),
+            pending_day: String::new(),
+            batching: false,
+            stamp: None,
         }
     }
 
@@ -894,11 +905,34 @@ impl SessionLog {
         if self.log.writer.is_some() {
             // With files the line is written once, straight to its CSV form: no `LogLine` and no
             // copy in memory (the files are read back on demand, see [`ProtocolLog::session`]).
-            let mut csv = String::with_capacity(160 + data.len() + context.len());
-            at.push_iso8601(&mut csv);
-            let day = csv[..10].replace('-', "");
-            push_csv_tail(&mut csv, &self.connector, self.id, seq, &self.local, &self.remote, event, data, context);
-            self.log.send(Msg::Line { kind: self.kind, day, csv });
+            if self.stamp.as_ref().is_none_or(|(t, _)| *t != at) {
+                self.stamp = Some((at, at.iso8601()));
+            }
+            let same = same_day(&self.pending_day, &self.stamp.as_ref().expect("set above").1);
+            if !self.pending.is_empty() && !same {
+                self.flush_pending();
+            }
+            let stamp = &self.stamp.as_ref().expect("set above").1;
+            if self.pending.is_empty() && !same {
+                self.pending_day.clear();
+                self.pending_day.extend(stamp[..10].chars().filter(|c| *c != '-'));
+            }
+            self.pending.push_str(stamp);
+            push_csv_tail(
+                &mut self.pending,
+                &self.connector,
+                self.id,
+                seq,
+                &self.local,
+                &self.remote,
+                event,
+                data,
+                context,
+            );
+            self.pending.push_str("\r\n");
+            if !self.batching {
+                self.flush_pending();
+            }
             return seq;
         }
         self.log.record(LogLine {
@@ -914,6 +948,14 @@ impl SessionLog {
             context: clean(context),
         });
         seq
+    }
+
+    /// Hands the lines written so far to the file writer.
+    fn flush_pending(&mut self) {
+        if !self.pending.is_empty() {
+            let text = std::mem::replace(&mut self.pending, String::with_capacity(512));
+            self.log.send(Msg::Lines { kind: self.kind, day: self.pending_day.clone(), text });
+        }
     }
 
     /// `+`, and a `*` with the peer's address-plan name and declared address when known.
@@ -953,6 +995,13 @@ impl SessionLog {
         if !self.log.enabled {
             return;
         }
+        self.batching = true;
+        self.log_actions(consumed, actions);
+        self.batching = false;
+        self.flush_pending();
+    }
+
+    fn log_actions(&mut self, consumed: &[u8], actions: &[Action]) {
         for action in actions {
             match action {
                 Action::Framed(Framed::Command { range, ends }) => {
@@ -1011,6 +1060,9 @@ impl SessionLog {
             return;
         }
         if self.content.len() + bytes.len() <= self.content_limit() {
+            if self.content.capacity() == 0 {
+                self.content.reserve(bytes.len().max(4 << 10));
+            }
             self.content.extend_from_slice(bytes);
         } else {
             self.content = Vec::new();
@@ -1114,6 +1166,16 @@ pub fn cert_fields(cert: &CertificateDer<'_>) -> Vec<(String, &'static str)> {
     out
 }
 
+/// Whether the ISO 8601 `stamp` (`yyyy-mm-dd…`) falls on `day` (`yyyymmdd`).
+fn same_day(day: &str, stamp: &str) -> bool {
+    let (day, stamp) = (day.as_bytes(), stamp.as_bytes());
+    day.len() == 8
+        && stamp.len() >= 10
+        && day[..4] == stamp[..4]
+        && day[4..6] == stamp[5..7]
+        && day[6..] == stamp[8..10]
+}
+
 /// Field text: no line breaks or other control characters, bounded length.
 fn clean(text: &str) -> String {
     let mut out: String = text.chars().take(MAX_DATA).map(|c| if c.is_control() { ' ' } else { c }).collect();
@@ -1133,7 +1195,7 @@ fn writer(dir: PathBuf, rx: Receiver<Msg>, queued: Arc<AtomicUsize>) {
     let mut handle = |msg: Msg,
                       files: &mut HashMap<LogKind, (String, BufWriter<File>)>,
                       content: &mut Option<BufWriter<File>>| match msg {
-        Msg::Line { kind, day, csv } => {
+        Msg::Lines { kind, day, text } => {
             if files.get(&kind).is_none_or(|(d, _)| *d != day) {
                 files.remove(&kind);
                 let path = dir.join(format!("{}{day}-1.log", kind.prefix()));
@@ -1141,7 +1203,7 @@ fn writer(dir: PathBuf, rx: Receiver<Msg>, queued: Arc<AtomicUsize>) {
                     let fresh = f.metadata()?.len() == 0;
                     let mut w = BufWriter::new(f);
                     if fresh {
-                        let date_time = csv.split(',').next().unwrap_or_default();
+                        let date_time = text.split(',').next().unwrap_or_default();
                         w.write_all(header(kind, date_time).as_bytes())?;
                     }
                     Ok(w)
@@ -1160,7 +1222,7 @@ fn writer(dir: PathBuf, rx: Receiver<Msg>, queued: Arc<AtomicUsize>) {
                 }
             }
             if let Some((_, w)) = files.get_mut(&kind)
-                && let Err(e) = w.write_all(csv.as_bytes()).and_then(|_| w.write_all(b"\r\n"))
+                && let Err(e) = w.write_all(text.as_bytes())
                 && !failed
             {
                 tracing::error!(error = %e, "cannot append to the protocol log");

@@ -749,7 +749,9 @@ impl Writer {
                 Ok(()) => {
                     // Flushed here, by the thread that wrote: records sent meanwhile queue up
                     // without waking anyone and go out together in the next batch (group commit).
-                    let flushed = if batch.is_empty() { Ok(()) } else { self.file.sync_data() };
+                    // A batch nobody waits for (state changes only) is not flushed on its own: the
+                    // next acknowledged batch, or the close, flushes it (the contract above).
+                    let flushed = if acks.is_empty() { Ok(()) } else { self.file.sync_data() };
                     if let Err(e) = &flushed {
                         tracing::error!(error = %e, dir = %self.dir.display(), "could not flush the spool journal");
                     }
