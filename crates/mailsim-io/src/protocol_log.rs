@@ -306,14 +306,31 @@ fn push_csv_tail(
     data: &str,
     context: &str,
 ) {
+    push_session_fields(out, connector, session_id);
+    push_decimal(out, sequence);
+    push_endpoint_fields(out, local, remote);
+    push_event_fields(out, event, data, context);
+}
+
+/// `,connector,session-id,` (a session's lines share it).
+fn push_session_fields(out: &mut String, connector: &str, session_id: u64) {
     use std::fmt::Write as _;
     out.push(',');
     push_csv_field(out, connector);
-    let _ = write!(out, ",{session_id:016X},{sequence},");
+    let _ = write!(out, ",{session_id:016X},");
+}
+
+/// `,local,remote,` (a session's lines share it).
+fn push_endpoint_fields(out: &mut String, local: &str, remote: &str) {
+    out.push(',');
     push_csv_field(out, local);
     out.push(',');
     push_csv_field(out, remote);
     out.push(',');
+}
+
+/// `event,data,context`, data and context cleaned.
+fn push_event_fields(out: &mut String, event: EventKind, data: &str, context: &str) {
     out.push_str(event.symbol());
     for field in [data, context] {
         out.push(',');
@@ -326,11 +343,26 @@ fn push_csv_tail(
     }
 }
 
+fn push_decimal(out: &mut String, n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(&digits[at..]).expect("ASCII digits"));
+}
+
 /// Quotes a field when it holds a comma, a quote or leading/trailing spaces (quotes doubled), as
 /// Exchange's CSV writer does. Line breaks never reach a field.
 fn push_csv_field(out: &mut String, field: &str) {
-    let quote =
-        memchr::memchr2(b',', b'"', field.as_bytes()).is_some() || field.starts_with(' ') || field.ends_with(' ');
+    // A loop, not memchr: fields are short, and memchr's set-up costs more than the scan.
+    let quote = field.bytes().any(|b| b == b',' || b == b'"') || field.starts_with(' ') || field.ends_with(' ');
     if !quote {
         out.push_str(field);
         return;
@@ -862,6 +894,9 @@ pub struct SessionLog {
     batching: bool,
     /// The last date-time written and its text (the events of one input share it).
     stamp: Option<(Timestamp, String)>,
+    /// `,connector,session-id,` and `,local,remote,` as CSV, for every line of the session.
+    session_fields: String,
+    endpoint_fields: String,
 }
 
 impl SessionLog {
@@ -882,6 +917,8 @@ impl SessionLog {
             pending_day: String::new(),
             batching: false,
             stamp: None,
+            session_fields: String::new(),
+            endpoint_fields: String::new(),
         }
     }
 
@@ -918,17 +955,14 @@ impl SessionLog {
                 self.pending_day.extend(stamp[..10].chars().filter(|c| *c != '-'));
             }
             self.pending.push_str(stamp);
-            push_csv_tail(
-                &mut self.pending,
-                &self.connector,
-                self.id,
-                seq,
-                &self.local,
-                &self.remote,
-                event,
-                data,
-                context,
-            );
+            if self.session_fields.is_empty() {
+                push_session_fields(&mut self.session_fields, &self.connector, self.id);
+                push_endpoint_fields(&mut self.endpoint_fields, &self.local, &self.remote);
+            }
+            self.pending.push_str(&self.session_fields);
+            push_decimal(&mut self.pending, seq);
+            self.pending.push_str(&self.endpoint_fields);
+            push_event_fields(&mut self.pending, event, data, context);
             self.pending.push_str("\r\n");
             if !self.batching {
                 self.flush_pending();
@@ -1073,6 +1107,8 @@ impl SessionLog {
     fn attributed(&mut self, connector: &str) {
         if self.connector != connector {
             self.connector = connector.to_string();
+            self.session_fields.clear();
+            self.endpoint_fields.clear();
             self.event(EventKind::Info, connector, "Inbound connector attributed");
         }
     }
