@@ -136,22 +136,14 @@ fn push_clock(out: &mut String, d: time::OffsetDateTime) {
     push_number(out, u32::from(d.second()), 2);
 }
 
+/// Appends `n` in decimal, zero-padded to `width` digits.
 fn push_number(out: &mut String, n: u32, width: usize) {
-    let mut digits = [0u8; 10];
-    let mut len = 0;
-    let mut rest = n;
-    loop {
-        digits[len] = b'0' + (rest % 10) as u8;
-        len += 1;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    for _ in len..width {
+    let mut buffer = itoa::Buffer::new();
+    let digits = buffer.format(n);
+    for _ in digits.len()..width {
         out.push('0');
     }
-    out.extend(digits[..len].iter().rev().map(|&d| char::from(d)));
+    out.push_str(digits);
 }
 
 #[cfg(test)]

@@ -344,18 +344,7 @@ fn push_event_fields(out: &mut String, event: EventKind, data: &str, context: &s
 }
 
 fn push_decimal(out: &mut String, n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    let mut rest = n;
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    out.push_str(std::str::from_utf8(&digits[at..]).expect("ASCII digits"));
+    out.push_str(itoa::Buffer::new().format(n));
 }
 
 /// Quotes a field when it holds a comma, a quote or leading/trailing spaces (quotes doubled), as
