@@ -97,7 +97,7 @@ async fn inbound_session_is_logged_in_the_receive_log() {
     assert_eq!(reply.code, 250, "{reply:?}");
     c.command("QUIT").await.unwrap();
     assert_eq!(ep.store().wait_for("alice@contoso.test", 1, WAIT).await.len(), 1);
-    let memory = ep.protocol_log().session(id).expect("kept in memory");
+    let recorded = ep.protocol_log().session(id).expect("read back from the files");
     ep.stop().await;
 
     let all = sessions(&read_log(state.path(), LogKind::Receive));
@@ -140,8 +140,8 @@ async fn inbound_session_is_logged_in_the_receive_log() {
     let proto = pos(&|l| l.context.starts_with("TLS protocol"));
     let second_ehlo = s.iter().rposition(|l| l.data.starts_with("EHLO")).unwrap();
     assert!(ready < proto && proto < second_ehlo);
-    // The in-memory copy is the same session.
-    assert_eq!(memory.lines, *s);
+    // `ProtocolLog::session` (read back from the files under a state directory) is the same session.
+    assert_eq!(recorded.lines, *s);
 }
 
 #[tokio::test]
@@ -227,7 +227,7 @@ async fn transcript_of_a_logged_session_replays() {
     c.send_raw(b"ab\r\n").await.unwrap();
     assert_eq!(c.command("QUIT").await.unwrap().code, 221);
     assert_eq!(ep.store().wait_for("alice@contoso.test", 1, WAIT).await.len(), 1);
-    let memory = ep.protocol_log().session(id).expect("kept in memory");
+    let recorded = ep.protocol_log().session(id).expect("read back from the files");
     ep.stop().await;
 
     let (text, warnings) = mailsim::cli::trace::transcript(state.path(), &format!("{id:016x}")).unwrap();
@@ -252,8 +252,8 @@ async fn transcript_of_a_logged_session_replays() {
     std::fs::write(&golden, &text).unwrap();
     t.check(&golden, &crate::transcripts::run_in_process(&t)).unwrap_or_else(|e| panic!("{e}\n{text}"));
 
-    // The in-memory copy gives the same transcript as the files.
-    assert_eq!(mailsim::cli::trace::transcript_of(&memory).0, text);
+    // `ProtocolLog::session` gives the same transcript as `mailsim trace` reading the files.
+    assert_eq!(mailsim::cli::trace::transcript_of(&recorded).0, text);
     assert!(mailsim::cli::trace::transcript(state.path(), "0123456789ABCDEF").is_err());
     assert!(mailsim::cli::trace::parse_session_id("not-hex").is_err());
 }

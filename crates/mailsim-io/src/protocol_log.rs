@@ -24,9 +24,11 @@
 //! session back ([`read_session`], [`SessionRecord::events`]) gives typed events again, for
 //! `mailsim trace --transcript`.
 //!
-//! Recording decides nothing and never fails a session: lines go to a writer thread through a
-//! bounded channel (dropped and counted when it is full), file errors are logged, and an
-//! in-memory copy of the latest sessions serves tests ([`ProtocolLog::session`]).
+//! Recording decides nothing and never fails a session: with files, each line is formatted once,
+//! straight into its CSV form, and the lines of one input go to a writer thread together through a
+//! bounded channel (dropped and counted when it is full); file errors are logged. Nothing is kept
+//! in memory then: [`ProtocolLog::session`] reads a session back from the files. A log without
+//! files ([`ProtocolLog::in_memory`]) keeps the latest sessions in memory instead.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs::File;
