@@ -626,7 +626,8 @@ impl ProtocolLog {
         self.send_ids.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Lines dropped because the writer could not keep up.
+    /// Hand-offs to the writer dropped because it could not keep up (each the lines of one input,
+    /// or one line).
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
@@ -655,13 +656,13 @@ impl ProtocolLog {
         }
     }
 
-    /// Hands a line to the file writer; a writer that is behind drops it, counted.
+    /// Hands lines to the file writer; a writer that is behind drops them, counted.
     fn send(&self, msg: Msg) {
         let Some(writer) = &self.writer else { return };
         if let Err(TrySendError::Full(_)) = writer.try_send(msg) {
             let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if n.is_power_of_two() {
-                tracing::warn!(dropped = n, "protocol log writer is behind; lines dropped");
+                tracing::warn!(dropped = n, "protocol log writer is behind; lines dropped (counted per hand-off)");
             }
         }
     }
