@@ -104,7 +104,7 @@ impl Pipeline {
     /// Recipients waiting in the retry queue, and attempts queued or running on a lane: what a
     /// stop without a spool drops.
     pub fn unfinished(&self) -> (usize, u64) {
-        (self.queue.entries().iter().map(|e| e.recipients.len()).sum(), self.lanes.in_flight())
+        (self.queue.recipients(), self.lanes.in_flight())
     }
 
     /// Takes ids from `ids` (the world's source, e.g. [`crate::ids::persistent`]) instead of the

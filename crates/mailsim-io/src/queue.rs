@@ -3,6 +3,7 @@
 //! entries, wakes when one is due or the clock is advanced, and answers whether the world has gone
 //! quiet. It decides nothing: the sequencer settles every attempt and queues what the core deferred.
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use mailsim_core::addr::EmailAddress;
@@ -37,8 +38,42 @@ pub struct QueueEntry {
 /// finished).
 #[derive(Debug, Default)]
 pub struct Queue {
-    entries: Mutex<Vec<QueueEntry>>,
+    entries: Mutex<Entries>,
     changed: Notify,
+}
+
+/// The entries by when they are due (and the order they were queued in): queuing one, taking the
+/// due ones and finding the next wake-up cost O(log n), not a pass over the whole queue. (A pass
+/// per change made every deferral O(n): with 20,000 recipients deferred, acceptance ran at a sixth
+/// of its speed.)
+#[derive(Debug, Default)]
+struct Entries {
+    by_due: BTreeMap<(Timestamp, u64), QueueEntry>,
+    queued: u64,
+}
+
+impl Entries {
+    fn push(&mut self, entry: QueueEntry) {
+        self.by_due.insert((entry.retry_at, self.queued), entry);
+        self.queued += 1;
+    }
+
+    /// Removes and returns the entries due at `now`, earliest first.
+    fn take_due(&mut self, now: Timestamp) -> Vec<QueueEntry> {
+        let mut due = Vec::new();
+        while let Some(first) = self.by_due.first_entry() {
+            if first.key().0 > now {
+                break;
+            }
+            due.push(first.remove());
+        }
+        due
+    }
+
+    /// When the earliest entry is due.
+    fn next_due(&self) -> Option<Timestamp> {
+        self.by_due.first_key_value().map(|((at, _), _)| *at)
+    }
 }
 
 impl Queue {
@@ -53,20 +88,29 @@ impl Queue {
         self.changed.notify_waiters();
     }
 
-    /// The entries waiting.
+    /// The entries waiting, earliest due first.
     pub fn entries(&self) -> Vec<QueueEntry> {
-        self.entries.lock().expect("queue lock").clone()
+        self.entries.lock().expect("queue lock").by_due.values().cloned().collect()
+    }
+
+    /// Recipients waiting, over all entries.
+    pub fn recipients(&self) -> usize {
+        self.entries.lock().expect("queue lock").by_due.values().map(|e| e.recipients.len()).sum()
     }
 
     /// Makes the entries `which` selects due at `now` (an admin's "retry now"); returns how many.
     pub fn retry_now(&self, now: Timestamp, which: impl Fn(&QueueEntry) -> bool) -> usize {
-        let mut n = 0;
-        for entry in self.entries.lock().expect("queue lock").iter_mut().filter(|e| which(e)) {
-            entry.retry_at = entry.retry_at.min(now);
-            n += 1;
+        let mut entries = self.entries.lock().expect("queue lock");
+        let picked: Vec<_> = entries.by_due.iter().filter(|(_, e)| which(e)).map(|(k, _)| *k).collect();
+        for key in &picked {
+            if let Some(mut entry) = entries.by_due.remove(key) {
+                entry.retry_at = entry.retry_at.min(now);
+                entries.push(entry);
+            }
         }
+        drop(entries);
         self.changed.notify_waiters();
-        n
+        picked.len()
     }
 
     /// Wakes whoever waits for a change (the schedule, [`Queue::settled`]).
@@ -86,9 +130,7 @@ impl Queue {
             let now = clock.now();
             let (ready, next) = {
                 let mut entries = self.entries.lock().expect("queue lock");
-                let (ready, wait): (Vec<_>, Vec<_>) = entries.drain(..).partition(|e| e.retry_at <= now);
-                *entries = wait;
-                (ready, entries.iter().map(|e| e.retry_at).min())
+                (entries.take_due(now), entries.next_due())
             };
             for entry in ready {
                 due(entry);
@@ -108,7 +150,7 @@ impl Queue {
         loop {
             let changed = self.changed();
             let now = clock.now();
-            let due = self.entries.lock().expect("queue lock").iter().any(|e| e.retry_at <= now);
+            let due = self.entries.lock().expect("queue lock").next_due().is_some_and(|at| at <= now);
             if idle() && !due {
                 return true;
             }
@@ -116,5 +158,73 @@ impl Queue {
                 return false;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mailsim_core::envelope::Envelope;
+    use mailsim_core::peer::PeerFacts;
+    use mailsim_core::stage::inbound::{Direction, InboundVerdict};
+
+    fn entry(id: u64, retry_at: i64) -> QueueEntry {
+        let message = AcceptedMessage {
+            internal_id: id,
+            message_id: format!("<{id}@test>"),
+            envelope: Envelope::default(),
+            peer: PeerFacts::new("127.0.0.9".parse().unwrap(), 2525, "203.0.113.9".parse().unwrap()),
+            verdict: InboundVerdict::Accepted {
+                connector: None,
+                direction: Direction::Incoming,
+                internal: false,
+                relay_allowed: false,
+                cross_premises: false,
+                checks: Vec::new(),
+            },
+            data: Vec::new(),
+            received_at: Timestamp::from_millis(0),
+            auth: None,
+        };
+        QueueEntry {
+            message: Arc::new(message),
+            hop: Hop::Mailbox,
+            recipients: vec!["a@contoso.test".parse().unwrap()],
+            attempts: 1,
+            retry_at: Timestamp::from_millis(retry_at),
+            last_error: None,
+        }
+    }
+
+    fn ids(entries: &[QueueEntry]) -> Vec<u64> {
+        entries.iter().map(|e| e.message.internal_id).collect()
+    }
+
+    #[test]
+    fn due_entries_come_out_earliest_first_and_in_queued_order_when_due_together() {
+        let mut entries = Entries::default();
+        for (id, at) in [(1, 300), (2, 100), (3, 200), (4, 100), (5, 900)] {
+            entries.push(entry(id, at));
+        }
+        assert_eq!(entries.next_due(), Some(Timestamp::from_millis(100)));
+        assert_eq!(ids(&entries.take_due(Timestamp::from_millis(50))), Vec::<u64>::new());
+        assert_eq!(ids(&entries.take_due(Timestamp::from_millis(300))), [2, 4, 3, 1]);
+        assert_eq!(entries.next_due(), Some(Timestamp::from_millis(900)));
+        assert_eq!(ids(&entries.take_due(Timestamp::from_millis(900))), [5]);
+        assert_eq!(entries.next_due(), None);
+    }
+
+    #[test]
+    fn retry_now_makes_the_chosen_entries_due_and_leaves_the_rest() {
+        let queue = Queue::new();
+        for (id, at) in [(1, 500), (2, 600), (3, 700)] {
+            queue.defer(entry(id, at));
+        }
+        assert_eq!(queue.recipients(), 3);
+        let n = queue.retry_now(Timestamp::from_millis(10), |e| e.message.internal_id != 2);
+        assert_eq!(n, 2);
+        let mut entries = queue.entries.lock().unwrap();
+        assert_eq!(ids(&entries.take_due(Timestamp::from_millis(10))), [1, 3]);
+        assert_eq!(entries.next_due(), Some(Timestamp::from_millis(600)));
     }
 }
