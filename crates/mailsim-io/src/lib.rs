@@ -30,3 +30,6 @@ pub mod spool;
 pub mod store;
 pub mod tls;
 pub mod trace_sink;
+
+#[cfg(test)]
+mod test_support;

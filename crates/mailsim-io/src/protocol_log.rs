@@ -879,13 +879,14 @@ pub struct SessionLog {
     /// The current block is over the limit and is not kept.
     content_dropped: bool,
     closed: bool,
-    /// Lines written (with files) but not yet handed to the writer, and the day they are for.
+    /// Lines written (with files) but not yet handed to the writer; all of one day (each starts
+    /// with its date-time).
     pending: String,
-    pending_day: String,
     /// Inside [`SessionLog::input`]: its lines go to the writer together, once.
     batching: bool,
     /// The last date-time written and its text (the events of one input share it).
-    stamp: Option<(Timestamp, String)>,
+    stamp_at: Option<Timestamp>,
+    stamp: String,
     /// `,connector,session-id,` and `,local,remote,` as CSV, for every line of the session.
     session_fields: String,
     endpoint_fields: String,
@@ -906,9 +907,9 @@ impl SessionLog {
             content_dropped: false,
             closed: false,
             pending: String::new(),
-            pending_day: String::new(),
             batching: false,
-            stamp: None,
+            stamp_at: None,
+            stamp: String::new(),
             session_fields: String::new(),
             endpoint_fields: String::new(),
         }
@@ -934,19 +935,15 @@ impl SessionLog {
         if self.log.writer.is_some() {
             // With files the line is written once, straight to its CSV form: no `LogLine` and no
             // copy in memory (the files are read back on demand, see [`ProtocolLog::session`]).
-            if self.stamp.as_ref().is_none_or(|(t, _)| *t != at) {
-                self.stamp = Some((at, at.iso8601()));
+            if self.stamp_at != Some(at) {
+                self.stamp_at = Some(at);
+                self.stamp = at.iso8601();
             }
-            let same = same_day(&self.pending_day, &self.stamp.as_ref().expect("set above").1);
-            if !self.pending.is_empty() && !same {
+            // A day's lines go to that day's file.
+            if self.pending.get(..10).is_some_and(|day| day != &self.stamp[..10]) {
                 self.flush_pending();
             }
-            let stamp = &self.stamp.as_ref().expect("set above").1;
-            if self.pending.is_empty() && !same {
-                self.pending_day.clear();
-                self.pending_day.extend(stamp[..10].chars().filter(|c| *c != '-'));
-            }
-            self.pending.push_str(stamp);
+            self.pending.push_str(&self.stamp);
             if self.session_fields.is_empty() {
                 push_session_fields(&mut self.session_fields, &self.connector, self.id);
                 push_endpoint_fields(&mut self.endpoint_fields, &self.local, &self.remote);
@@ -980,7 +977,8 @@ impl SessionLog {
     fn flush_pending(&mut self) {
         if !self.pending.is_empty() {
             let text = std::mem::replace(&mut self.pending, String::with_capacity(512));
-            self.log.send(Msg::Lines { kind: self.kind, day: self.pending_day.clone(), text });
+            let day = text[..10].replace('-', "");
+            self.log.send(Msg::Lines { kind: self.kind, day, text });
         }
     }
 
@@ -1192,16 +1190,6 @@ pub fn cert_fields(cert: &CertificateDer<'_>) -> Vec<(String, &'static str)> {
         Err(_) => out.push((thumbprint, "Certificate thumbprint")),
     }
     out
-}
-
-/// Whether the ISO 8601 `stamp` (`yyyy-mm-dd…`) falls on `day` (`yyyymmdd`).
-fn same_day(day: &str, stamp: &str) -> bool {
-    let (day, stamp) = (day.as_bytes(), stamp.as_bytes());
-    day.len() == 8
-        && stamp.len() >= 10
-        && day[..4] == stamp[..4]
-        && day[4..6] == stamp[5..7]
-        && day[6..] == stamp[8..10]
 }
 
 /// Field text: no line breaks or other control characters, bounded length.

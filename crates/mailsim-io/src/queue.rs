@@ -164,28 +164,9 @@ impl Queue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mailsim_core::envelope::Envelope;
-    use mailsim_core::peer::PeerFacts;
-    use mailsim_core::stage::inbound::{Direction, InboundVerdict};
 
     fn entry(id: u64, retry_at: i64) -> QueueEntry {
-        let message = AcceptedMessage {
-            internal_id: id,
-            message_id: format!("<{id}@test>"),
-            envelope: Envelope::default(),
-            peer: PeerFacts::new("127.0.0.9".parse().unwrap(), 2525, "203.0.113.9".parse().unwrap()),
-            verdict: InboundVerdict::Accepted {
-                connector: None,
-                direction: Direction::Incoming,
-                internal: false,
-                relay_allowed: false,
-                cross_premises: false,
-                checks: Vec::new(),
-            },
-            data: Vec::new(),
-            received_at: Timestamp::from_millis(0),
-            auth: None,
-        };
+        let message = crate::test_support::message(id, None, &["a@contoso.test"]);
         QueueEntry {
             message: Arc::new(message),
             hop: Hop::Mailbox,

@@ -467,30 +467,45 @@ fn frame_finish(mut out: Vec<u8>) -> Vec<u8> {
     out
 }
 
-/// Reads the frame at the start of a journal's bytes ([`next_frame`], [`next_frame_v1`]).
-type FrameReader = fn(&[u8]) -> Option<(u8, &[u8], usize)>;
+/// The journal formats this spool reads: version 2 is written, version 1 read and rewritten.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Version {
+    V1,
+    V2,
+}
+
+impl Version {
+    /// Length and check before a frame's body.
+    fn head_len(self) -> usize {
+        match self {
+            Version::V1 => 12,
+            Version::V2 => HEAD_LEN,
+        }
+    }
+
+    /// Whether `check` is the check this version writes for `body`.
+    fn checks(self, body: &[u8], check: &[u8]) -> bool {
+        match self {
+            Version::V1 => ring::digest::digest(&ring::digest::SHA256, body).as_ref()[..8] == *check,
+            Version::V2 => crc32fast::hash(body).to_le_bytes() == *check,
+        }
+    }
+}
 
 /// One whole frame at the start of `bytes`: (kind, payload, frame length), or `None` when what is
 /// there is cut short or does not check.
 fn next_frame(bytes: &[u8]) -> Option<(u8, &[u8], usize)> {
-    let len = u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
-    let body = bytes.get(HEAD_LEN..HEAD_LEN.checked_add(len)?)?;
-    if len == 0 || crc32fast::hash(body).to_le_bytes() != bytes[4..HEAD_LEN] {
-        return None;
-    }
-    Some((body[0], &body[1..], HEAD_LEN + len))
+    next_frame_of(Version::V2, bytes)
 }
 
-/// [`next_frame`] for a version 1 journal: the check is the first 8 bytes of SHA-256(body).
-fn next_frame_v1(bytes: &[u8]) -> Option<(u8, &[u8], usize)> {
-    const HEAD_V1: usize = 12;
+fn next_frame_of(version: Version, bytes: &[u8]) -> Option<(u8, &[u8], usize)> {
+    let head = version.head_len();
     let len = u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
-    let body = bytes.get(HEAD_V1..HEAD_V1.checked_add(len)?)?;
-    let check = ring::digest::digest(&ring::digest::SHA256, body);
-    if len == 0 || check.as_ref()[..8] != bytes[4..HEAD_V1] {
+    let body = bytes.get(head..head.checked_add(len)?)?;
+    if len == 0 || !version.checks(body, &bytes[4..head]) {
         return None;
     }
-    Some((body[0], &body[1..], HEAD_V1 + len))
+    Some((body[0], &body[1..], head + len))
 }
 
 /// One message's state, as replayed.
@@ -519,16 +534,16 @@ impl Replay {
     /// Replays a journal; returns how many bytes at its end were not a whole record (the zeros the
     /// writer grows the file by are not counted).
     fn read(&mut self, bytes: &[u8]) -> io::Result<u64> {
-        let (mut rest, next): (&[u8], FrameReader) = if let Some(rest) = bytes.strip_prefix(MAGIC) {
-            (rest, next_frame)
+        let (mut rest, version) = if let Some(rest) = bytes.strip_prefix(MAGIC) {
+            (rest, Version::V2)
         } else if let Some(rest) = bytes.strip_prefix(MAGIC_V1) {
-            (rest, next_frame_v1)
+            (rest, Version::V1)
         } else if bytes.is_empty() {
             return Ok(0);
         } else {
             return Err(io::Error::new(io::ErrorKind::InvalidData, "not a mailsim spool journal (or another version)"));
         };
-        while let Some((kind, payload, used)) = next(rest) {
+        while let Some((kind, payload, used)) = next_frame_of(version, rest) {
             let bad = |e: serde_json::Error| io::Error::new(io::ErrorKind::InvalidData, e);
             match kind {
                 b'A' => {
@@ -542,8 +557,11 @@ impl Replay {
                         self.order.push(meta.id);
                         Entry::default()
                     });
-                    // Kept as a current frame: compaction copies it into a version 2 journal.
-                    entry.accept = frame(b'A', payload);
+                    // Kept as a version 2 frame: compaction copies it into the new journal.
+                    entry.accept = match version {
+                        Version::V2 => rest[..used].to_vec(),
+                        Version::V1 => frame(b'A', payload),
+                    };
                     entry.pending = keys(&meta.recipients).into_iter().map(|k| (k, None)).collect();
                     entry.finished.clear();
                     entry.meta = Some(meta);
