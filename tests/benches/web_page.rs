@@ -15,54 +15,21 @@
 
 #[path = "../e2e/cdp.rs"]
 mod cdp;
+#[path = "../../crates/mailsim/benches/support/stored.rs"]
+mod stored;
+#[path = "../../crates/mailsim/benches/support/mod.rs"]
+mod support;
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use mailsim::api::{Api, World};
 use mailsim::endpoint::{EndpointOptions, RunningEndpoint};
-use mailsim_core::addr::EmailAddress;
-use mailsim_core::envelope::{AcceptedMessage, Envelope};
-use mailsim_core::peer::PeerFacts;
-use mailsim_core::stage::inbound::{Direction, InboundVerdict};
 use mailsim_core::tenant::{DomainType, Tenant};
-use mailsim_core::time::Timestamp;
-use mailsim_core::trace::TraceEvent;
+use support::env;
 
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn deliver(endpoint: &RunningEndpoint, n: usize) {
-    let ip = "203.0.113.9".parse().unwrap();
-    let sender: EmailAddress = format!("sender{}@fabrikam.test", n % 1000).parse().unwrap();
-    let rcpt: EmailAddress = format!("user{}@contoso.test", n % 100).parse().unwrap();
-    let data = format!(
-        "Received: from mx.fabrikam.test ([203.0.113.9]) by MAILSIM01.mail.protection.mailsim.test with ESMTPS; Mon, 7 Dec 2026 09:00:00 +0000\r\nFrom: <{sender}>\r\nTo: <{rcpt}>\r\nSubject: message {n}\r\nMessage-ID: <{n}@fabrikam.test>\r\n\r\n{}",
-        format!("{}\r\n", "x".repeat(70)).repeat(12)
-    );
-    let message = Arc::new(AcceptedMessage {
-        internal_id: n as u64 + 1,
-        message_id: format!("<{n}@fabrikam.test>"),
-        envelope: Envelope { sender: Some(sender), recipients: vec![rcpt.clone()], ..Envelope::default() },
-        peer: PeerFacts::new(ip, 25, ip),
-        verdict: InboundVerdict::Accepted {
-            connector: None,
-            direction: Direction::Incoming,
-            internal: false,
-            relay_allowed: false,
-            cross_premises: false,
-            checks: vec![],
-        },
-        data: data.into_bytes(),
-        received_at: Timestamp::from_secs(1_800_000_000 + n as i64),
-        auth: None,
-    });
-    let at = message.received_at;
-    endpoint.trace().record(TraceEvent::received(&message, &rcpt, "MAILSIM01", at));
-    endpoint.trace().record(TraceEvent::delivered_to_mailbox(&message, &rcpt, at));
-    let _ = endpoint.store().deliver(rcpt, message);
-}
+/// The header line each sample message starts with (the message view shows its hop).
+const RECEIVED: &str = "Received: from mx.fabrikam.test ([203.0.113.9]) by MAILSIM01.mail.protection.mailsim.test with ESMTPS; Mon, 7 Dec 2026 09:00:00 +0000\r\n";
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -83,7 +50,7 @@ async fn main() {
             .unwrap(),
     );
     for n in 0..messages {
-        deliver(&endpoint, n);
+        stored::deliver(&endpoint, n, RECEIVED);
     }
     let api = Api::new(World::Tenant(endpoint.clone()), "bench".into(), None, None);
     let server = api.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();

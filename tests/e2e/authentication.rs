@@ -141,6 +141,12 @@ fn golden(name: &str, actual: &str) {
     assert_eq!(actual, expected, "golden {name}");
 }
 
+/// The partner's newsletter to alice, handed on by the gateway ([`via_gateway`]).
+async fn send_via_gateway(sim: &Simulation, lb: bool) -> mailsim::sim::SendOutcome {
+    let from = "news@partner.example";
+    send(sim, "gateway", "out.gw.example", from, &["alice@contoso.test"], via_gateway(from, lb)).await
+}
+
 async fn delivered(sim: &Simulation, to: &str) -> Vec<u8> {
     let got = sim.wait_for_mailbox(to, 1, Duration::from_secs(5)).await;
     assert_eq!(got.len(), 1, "one copy in {to}");
@@ -180,15 +186,7 @@ async fn internet_mail_passes_and_carries_exo_stamps() {
 async fn gateway_without_ef_judges_the_gateway() {
     let tenant = base().with_inbound_connector(gateway_connector(false, &[], &[])).build().unwrap();
     let sim = world(tenant, zones("reject", true)).await;
-    let out = send(
-        &sim,
-        "gateway",
-        "out.gw.example",
-        "news@partner.example",
-        &["alice@contoso.test"],
-        via_gateway("news@partner.example", false),
-    )
-    .await;
+    let out = send_via_gateway(&sim, false).await;
     assert!(out.accepted(), "{:?}", out.final_reply);
     let stored = delivered(&sim, "alice@contoso.test").await;
     assert_eq!(
@@ -205,15 +203,7 @@ async fn gateway_without_ef_judges_the_gateway() {
 async fn gateway_with_ef_skip_ips_reaches_the_partner() {
     let tenant = base().with_inbound_connector(gateway_connector(false, &["198.51.100.0/24"], &[])).build().unwrap();
     let sim = world(tenant, zones("reject", true)).await;
-    let out = send(
-        &sim,
-        "gateway",
-        "out.gw.example",
-        "news@partner.example",
-        &["alice@contoso.test"],
-        via_gateway("news@partner.example", true),
-    )
-    .await;
+    let out = send_via_gateway(&sim, true).await;
     assert!(out.accepted(), "{:?}", out.final_reply);
     let stored = delivered(&sim, "alice@contoso.test").await;
     assert_eq!(
@@ -236,15 +226,7 @@ async fn gateway_with_ef_skip_ips_reaches_the_partner() {
 async fn ef_skip_last_ip_stops_at_the_gateway_receiving_node() {
     let tenant = base().with_inbound_connector(gateway_connector(true, &[], &[])).build().unwrap();
     let sim = world(tenant, zones("reject", true)).await;
-    let out = send(
-        &sim,
-        "gateway",
-        "out.gw.example",
-        "news@partner.example",
-        &["alice@contoso.test"],
-        via_gateway("news@partner.example", true),
-    )
-    .await;
+    let out = send_via_gateway(&sim, true).await;
     // EF is on, so the partner's p=reject is honoured even with the MX at the gateway.
     assert_eq!(out.final_reply.code, 550, "{:?}", out.final_reply);
     assert!(out.final_reply.lines.join(" ").contains("5.7.509 Access denied, sending domain [partner.example] does not pass DMARC verification and has a DMARC policy of reject."), "{:?}", out.final_reply);

@@ -14,49 +14,14 @@ use std::time::{Duration, Instant};
 
 use mailsim::api::{Api, World};
 use mailsim::endpoint::{EndpointOptions, RunningEndpoint};
-use mailsim_core::addr::EmailAddress;
-use mailsim_core::envelope::{AcceptedMessage, Envelope};
-use mailsim_core::peer::PeerFacts;
-use mailsim_core::stage::inbound::{Direction, InboundVerdict};
 use mailsim_core::tenant::{DomainType, Tenant};
-use mailsim_core::time::Timestamp;
-use mailsim_core::trace::TraceEvent;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+#[path = "support/stored.rs"]
+mod stored;
 mod support;
 
 use support::env;
-
-fn deliver(endpoint: &RunningEndpoint, n: usize) {
-    let ip = "203.0.113.9".parse().unwrap();
-    let sender: EmailAddress = format!("sender{}@fabrikam.test", n % 1000).parse().unwrap();
-    let rcpt: EmailAddress = format!("user{}@contoso.test", n % 100).parse().unwrap();
-    let data = format!(
-        "From: <{sender}>\r\nTo: <{rcpt}>\r\nSubject: message {n}\r\nMessage-ID: <{n}@fabrikam.test>\r\n\r\n{}",
-        format!("{}\r\n", "x".repeat(70)).repeat(12)
-    );
-    let message = Arc::new(AcceptedMessage {
-        internal_id: n as u64 + 1,
-        message_id: format!("<{n}@fabrikam.test>"),
-        envelope: Envelope { sender: Some(sender), recipients: vec![rcpt.clone()], ..Envelope::default() },
-        peer: PeerFacts::new(ip, 25, ip),
-        verdict: InboundVerdict::Accepted {
-            connector: None,
-            direction: Direction::Incoming,
-            internal: false,
-            relay_allowed: false,
-            cross_premises: false,
-            checks: vec![],
-        },
-        data: data.into_bytes(),
-        received_at: Timestamp::from_secs(1_800_000_000 + n as i64),
-        auth: None,
-    });
-    let at = message.received_at;
-    endpoint.trace().record(TraceEvent::received(&message, &rcpt, "MAILSIM01", at));
-    endpoint.trace().record(TraceEvent::delivered_to_mailbox(&message, &rcpt, at));
-    let _ = endpoint.store().deliver(rcpt, message);
-}
 
 async fn get(addr: SocketAddr, path: &str) -> (Duration, usize, String) {
     let start = Instant::now();
@@ -87,7 +52,7 @@ async fn main() {
     let endpoint = Arc::new(RunningEndpoint::bind("127.0.0.1:0".parse().unwrap(), options).await.unwrap());
     let start = Instant::now();
     for n in 0..messages {
-        deliver(&endpoint, n);
+        stored::deliver(&endpoint, n, "");
     }
     println!("mailsim api bench: {messages} messages in the world (filled in {:.1} s)", start.elapsed().as_secs_f64());
     let api = Api::new(World::Tenant(endpoint.clone()), "bench".into(), None, None);
@@ -109,7 +74,7 @@ async fn main() {
         let mut bytes = 0;
         for _ in 0..rounds {
             for _ in 0..100 {
-                deliver(&endpoint, next);
+                stored::deliver(&endpoint, next, "");
                 next += 1;
             }
             let (t, b, _) = get(addr, path).await;
