@@ -223,6 +223,11 @@ impl Chromium {
             s = json!(selector)
         ));
         assert_eq!(focused, true, "{selector} takes focus");
+        self.enter();
+    }
+
+    /// Presses Enter on whatever has focus.
+    pub fn enter(&mut self) {
         let key = json!({ "key": "Enter", "code": "Enter", "windowsVirtualKeyCode": 13, "nativeVirtualKeyCode": 13 });
         let mut down = key.clone();
         down["type"] = json!("keyDown");

@@ -198,11 +198,13 @@ async fn in_a_browser_a_message_arrives_shows_its_hops_and_a_deferred_one_fails_
         "carol Failed in the trace",
         "[...document.querySelectorAll('#trace-list tr.row')].some(r => r.innerText.includes('carol@failing.test') && r.querySelector('.status-Failed'))",
     );
-    // Its events open in place.
-    browser.eval(
-        "[...document.querySelectorAll('#trace-list tr.row')].find(r => r.innerText.includes('carol@failing.test')).querySelector('button').setAttribute('id', 'carol-events')",
+    // Its events open in place. The row is found and focused in one step, retried: a live update
+    // may render the list again in between (the page keeps focus across it).
+    browser.wait(
+        "carol's events button takes focus",
+        "(() => { const r = [...document.querySelectorAll('#trace-list tr.row')].find(r => r.innerText.includes('carol@failing.test')); const b = r && r.querySelector('button'); if (!b) return false; b.focus(); return document.activeElement === b; })()",
     );
-    browser.press_enter("#carol-events");
+    browser.enter();
     browser.wait(
         "carol's events",
         "document.querySelector('tr.events') && document.querySelector('tr.events').innerText.includes('FAIL')",
