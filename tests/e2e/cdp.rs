@@ -200,14 +200,22 @@ impl Chromium {
         self.wait("the page loaded", "document.readyState === 'complete' && document.body.dataset.ready === 'true'");
     }
 
+    /// Clicks the element `element` (a JavaScript expression) gives, waiting until it gives one:
+    /// found and measured in one step, so that a live re-render cannot take it away in between.
+    pub fn click_found(&mut self, what: &str, element: &str) {
+        let at = self.wait(what, &center_of(element));
+        self.click_at(at[0].as_f64().unwrap(), at[1].as_f64().unwrap());
+    }
+
     /// A left click at the middle of the first element `selector` selects, as a mouse would.
     pub fn click(&mut self, selector: &str) {
-        let at = self.eval(&format!(
-            "(() => {{ const el = document.querySelector({s}); if (!el) return null; el.scrollIntoView({{block: 'center'}}); const r = el.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; }})()",
-            s = json!(selector)
-        ));
+        let at = self.eval(&center_of(&format!("document.querySelector({})", json!(selector))));
         let (x, y) =
             (at[0].as_f64().unwrap_or_else(|| panic!("nothing to click at {selector}")), at[1].as_f64().unwrap());
+        self.click_at(x, y);
+    }
+
+    fn click_at(&mut self, x: f64, y: f64) {
         for kind in ["mousePressed", "mouseReleased"] {
             self.call(
                 "Input.dispatchMouseEvent",
@@ -300,4 +308,12 @@ pub fn artifacts(test: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     println!("screenshots of {test} in {}", dir.display());
     dir
+}
+
+/// JavaScript giving the middle of the element `element` gives, scrolled into view, as `[x, y]`;
+/// `null` when there is none.
+fn center_of(element: &str) -> String {
+    format!(
+        "(() => {{ const el = {element}; if (!el) return null; el.scrollIntoView({{block: 'center'}}); const r = el.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; }})()"
+    )
 }

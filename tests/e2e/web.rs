@@ -213,14 +213,10 @@ async fn in_a_browser_a_message_arrives_shows_its_hops_and_a_deferred_one_fails_
 
     // The NDR to the sender is listed; opened, it shows the failed recipient and its status.
     browser.open(&format!("http://{a}/#/messages"));
-    browser.wait(
+    browser.click_found(
         "the NDR in the list",
-        "[...document.querySelectorAll('#message-list tbody tr')].some(r => r.children[2].textContent === '<>')",
+        "[...document.querySelectorAll('#message-list tbody tr')].find(r => r.children[2].textContent === '<>')?.querySelector('a')",
     );
-    browser.eval(
-        "[...document.querySelectorAll('#message-list tbody tr')].find(r => r.children[2].textContent === '<>').querySelector('a').setAttribute('id', 'the-ndr')",
-    );
-    browser.click("#the-ndr");
     let ndr = browser
         .wait("the NDR's recipients", "document.querySelector('tr.ndr') && document.querySelector('tr.ndr').innerText");
     let ndr = ndr.as_str().unwrap();
