@@ -92,6 +92,20 @@ impl Pipeline {
 
     /// Journals every recipient's state in `spool` (the durable queue).
     pub fn with_spool(mut self, spool: Arc<Spool>) -> Self {
+        // One thread writes, in this order, what a kill must find in this order: a recipient's
+        // mailbox copy, then its trace row, then its `Finished` record (a restart then neither loses
+        // a copy nor shows one twice in the trace).
+        let (trace, store) = (Arc::downgrade(&self.trace), Arc::downgrade(&self.store));
+        spool.write_first(move || {
+            if let Some(store) = store.upgrade() {
+                let _ = store.write_pending();
+            }
+            if let Some(trace) = trace.upgrade() {
+                trace.write_pending();
+            }
+        });
+        self.trace.write_behind(spool.write_behind());
+        self.store.write_behind(spool.write_behind());
         self.spool = Some(spool);
         self
     }

@@ -10,11 +10,16 @@
 //!   flushes it (group commit: many sessions ending their DATA while the last flush ran share the
 //!   next one; nobody is woken per record).
 //! - State changes (`Deferred` with attempts, next retry and last error; `Finished` for recipients
-//!   delivered or failed) are appended by the same thread in the order they were made and flushed
-//!   with the next commit, without anyone waiting for them. A kill loses at most the last batch of
-//!   them: those recipients are retried (at-least-once towards peers, never lost). An NDR's `Accept`
-//!   record is queued before the `Finished` record of the recipients it reports, so it is never lost
-//!   either.
+//!   delivered or failed) are appended by the same thread in the order they were made, after the
+//!   awaited records of their batch (a session's `250` waits for no state change) and within
+//!   [`LAZY_WRITE`] on an idle writer, and flushed with the next commit, without anyone waiting for
+//!   them or waking the writer for them. A kill loses at most the last batches of them: those
+//!   recipients are retried (at-least-once towards peers, never lost). An NDR's `Accept` record is
+//!   queued before the `Finished` record of the recipients it reports, so it is never lost either.
+//! - The same thread writes the pipeline's mailbox copies and trace lines
+//!   ([`Spool::write_first`]), before the state changes that follow them: a kill finds a
+//!   recipient's copy before its trace row, and its trace row before its `Finished` record, as when
+//!   each was written at once, with one write per file per batch instead of one per copy or line.
 //! - The journal is compacted (live records copied to `journal.new`, fsynced, renamed over
 //!   `journal`, directory fsynced) when it is opened and whenever it has grown past
 //!   [`COMPACT_AT`] bytes and twice its live size.
@@ -43,7 +48,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, Condvar, Mutex};
 
 use mailsim_core::addr::EmailAddress;
 use mailsim_core::envelope::{AcceptedMessage, Body, Envelope, MailParams};
@@ -284,12 +289,13 @@ impl Recovery {
     }
 }
 
+#[derive(Debug)]
 enum Op {
     Record { id: u64, kind: Kind, frame: Vec<u8>, ack: Option<oneshot::Sender<io::Result<()>>> },
     Close(oneshot::Sender<()>),
 }
 
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 enum Kind {
     Accept(Vec<String>),
     Deferred,
@@ -299,9 +305,68 @@ enum Kind {
 /// The durable queue's writer. Cheap to share; records go to one writer thread.
 #[derive(Debug)]
 pub struct Spool {
-    tx: std::sync::Mutex<Option<mpsc::Sender<Op>>>,
+    inbox: Arc<Inbox>,
     dir: PathBuf,
 }
+
+/// Records on their way to the writer thread. A record someone waits for (an `Accept` before its
+/// `250`, the close) wakes the writer; the others (`Deferred`, `Finished`, an NDR's `Accept`) only
+/// queue, and go out with the next awaited batch or after [`LAZY_WRITE`] at most: under load a
+/// wake-up per state change cost the sessions' thread more than writing the record.
+#[derive(Default)]
+struct Inbox {
+    queue: Mutex<Queue>,
+    wake: Condvar,
+    /// Writes the files whose lines must reach the disk before the journal's records
+    /// ([`Spool::write_first`]).
+    first: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Inbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inbox").field("queue", &self.queue).finish_non_exhaustive()
+    }
+}
+
+/// Tells a spool's writer thread that a buffer of [`Spool::write_first`] holds lines to write
+/// (from [`Spool::write_behind`]).
+#[derive(Clone, Debug)]
+pub struct WriteBehind(std::sync::Weak<Inbox>);
+
+impl WriteBehind {
+    /// Asks the writer to write the buffers within [`LAZY_WRITE`]; `false` when it no longer
+    /// writes them (the spool is closed): the caller writes its lines itself.
+    pub fn pending(&self) -> bool {
+        let Some(inbox) = self.0.upgrade() else { return false };
+        let mut queue = inbox.queue.lock().expect("spool inbox lock");
+        if queue.closed || inbox.first.get().is_none() {
+            return false;
+        }
+        queue.dirty = true;
+        if queue.sleeping == Some(false) {
+            queue.sleeping = None;
+            inbox.wake.notify_one();
+        }
+        true
+    }
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    ops: Vec<Op>,
+    /// Some op in `ops` is awaited.
+    urgent: bool,
+    /// The writer sleeps on `wake`: until notified (`Some(false)`) or for [`LAZY_WRITE`] at most
+    /// (`Some(true)`).
+    sleeping: Option<bool>,
+    /// No more ops are taken.
+    closed: bool,
+    /// A buffer of [`Spool::write_first`] holds lines.
+    dirty: bool,
+}
+
+/// How long a record nobody waits for may sit in the inbox of an idle writer.
+const LAZY_WRITE: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// The spool could not take the message (disk full, I/O error, writer gone).
 #[derive(Debug, thiserror::Error)]
@@ -338,10 +403,11 @@ impl Spool {
         };
         let (file, live) = replay.compact(dir)?;
         let recovery = replay.recovery(reconciled, torn_bytes)?;
-        let (tx, rx) = mpsc::channel();
+        let inbox = Arc::new(Inbox::default());
         let writer = Writer::new(dir.to_path_buf(), file, live, compact_at, lock);
-        std::thread::Builder::new().name("mailsim-spool".into()).spawn(move || writer.run(rx))?;
-        Ok((Spool { tx: std::sync::Mutex::new(Some(tx)), dir: dir.to_path_buf() }, recovery))
+        let theirs = inbox.clone();
+        std::thread::Builder::new().name("mailsim-spool".into()).spawn(move || writer.run(&theirs))?;
+        Ok((Spool { inbox, dir: dir.to_path_buf() }, recovery))
     }
 
     /// The spool's directory.
@@ -350,10 +416,34 @@ impl Spool {
     }
 
     fn send(&self, op: Op) -> bool {
-        match &*self.tx.lock().expect("spool lock") {
-            Some(tx) => tx.send(op).is_ok(),
-            None => false,
+        let awaited = matches!(op, Op::Record { ack: Some(_), .. } | Op::Close(_));
+        let mut queue = self.inbox.queue.lock().expect("spool inbox lock");
+        if queue.closed {
+            return false;
         }
+        queue.closed = matches!(op, Op::Close(_));
+        queue.ops.push(op);
+        queue.urgent |= awaited;
+        // A writer asleep until notified hears of the first record; one asleep for a while hears
+        // only of an awaited one.
+        if queue.sleeping == Some(false) || (awaited && queue.sleeping.is_some()) {
+            queue.sleeping = None;
+            self.inbox.wake.notify_one();
+        }
+        true
+    }
+
+    /// Makes the writer thread call `first` before it writes each batch of records, and within
+    /// [`LAZY_WRITE`] of a [`WriteBehind::pending`]: the pipeline's mailbox copies and trace lines
+    /// are written there, by one thread, in the order a kill must find them (a recipient's copy,
+    /// then its trace row, then its `Finished` record). Set once; later calls are ignored.
+    pub fn write_first(&self, first: impl Fn() + Send + Sync + 'static) {
+        let _ = self.inbox.first.set(Box::new(first));
+    }
+
+    /// The handle buffers use to have their lines written by the writer thread.
+    pub fn write_behind(&self) -> WriteBehind {
+        WriteBehind(Arc::downgrade(&self.inbox))
     }
 
     /// Journals an accepted message; resolves once it is on disk (the `250` may then be sent).
@@ -415,19 +505,54 @@ impl Spool {
     /// Stops taking records without waiting: the writer commits what it has and releases the
     /// directory shortly after (for `Drop`).
     pub fn close_now(&self) {
-        self.tx.lock().expect("spool lock").take();
+        let mut queue = self.inbox.queue.lock().expect("spool inbox lock");
+        queue.closed = true;
+        self.inbox.wake.notify_one();
     }
 
     /// Commits what is queued, stops the writer and releases the directory. Records sent afterwards
     /// are dropped (a stopped world's late attempts are retried by the next start).
     pub async fn close(&self) {
-        let tx = self.tx.lock().expect("spool lock").take();
-        if let Some(tx) = tx {
-            let (done, closed) = oneshot::channel();
-            if tx.send(Op::Close(done)).is_ok() {
-                let _ = closed.await;
+        let (done, closed) = oneshot::channel();
+        if self.send(Op::Close(done)) {
+            let _ = closed.await;
+        }
+    }
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        self.close_now();
+    }
+}
+
+impl Inbox {
+    /// Waits for ops to write (see [`Inbox`]) and takes them; `None` once the spool is closed
+    /// and every op was taken.
+    fn take(&self) -> Option<Vec<Op>> {
+        let mut queue = self.queue.lock().expect("spool inbox lock");
+        loop {
+            let lazy = !queue.ops.is_empty() || queue.dirty;
+            if queue.urgent || (queue.closed && lazy) {
+                break;
+            }
+            if queue.closed {
+                return None;
+            }
+            queue.sleeping = Some(lazy);
+            queue = if lazy {
+                self.wake.wait_timeout(queue, LAZY_WRITE).expect("spool inbox lock").0
+            } else {
+                self.wake.wait(queue).expect("spool inbox lock")
+            };
+            queue.sleeping = None;
+            if lazy {
+                break;
             }
         }
+        queue.urgent = false;
+        queue.dirty = false;
+        Some(std::mem::take(&mut queue.ops))
     }
 }
 
@@ -744,31 +869,34 @@ impl Writer {
         Writer { dir, file: Arc::new(file), allocated, live, compact_at, _lock: lock }
     }
 
-    fn run(mut self, rx: mpsc::Receiver<Op>) {
+    fn run(mut self, inbox: &Inbox) {
         let mut batch = Vec::new();
         let mut acks = Vec::new();
         let mut closing = None;
-        while let Ok(first) = rx.recv() {
-            let mut next = Some(first);
-            while let Some(op) = next.take().or_else(|| rx.try_recv().ok()) {
+        while let Some(ops) = inbox.take() {
+            // Records someone waits for go out first, on their own (the commit's latency is the
+            // sessions' `250`); the others, and the buffers written before them, follow.
+            let mut lazy = Vec::new();
+            for op in ops {
                 match op {
-                    Op::Record { id, kind, frame, ack } => {
+                    Op::Record { id, kind, frame, ack: Some(ack) } => {
                         self.track(id, kind, self.live.size + batch.len() as u64, frame.len());
                         batch.extend_from_slice(&frame);
-                        acks.extend(ack);
+                        acks.push(ack);
                     }
-                    Op::Close(done) => closing = Some(done),
-                }
-                if closing.is_some() {
-                    break;
+                    Op::Record { id, kind, frame, ack: None } => lazy.push((id, kind, frame)),
+                    Op::Close(done) => {
+                        closing = Some(done);
+                        break;
+                    }
                 }
             }
             match self.write(&batch) {
                 Ok(()) => {
                     // Flushed here, by the thread that wrote: records sent meanwhile queue up
                     // without waking anyone and go out together in the next batch (group commit).
-                    // A batch nobody waits for (state changes only) is not flushed on its own: the
-                    // next acknowledged batch, or the close, flushes it (the contract above).
+                    // Records nobody waits for (state changes) are not flushed on their own: the
+                    // next acknowledged batch, or the close, flushes them (the contract above).
                     let flushed = if acks.is_empty() { Ok(()) } else { self.file.sync_data() };
                     if let Err(e) = &flushed {
                         tracing::error!(error = %e, dir = %self.dir.display(), "could not flush the spool journal");
@@ -779,6 +907,17 @@ impl Writer {
                     tracing::error!(error = %e, dir = %self.dir.display(), "could not write the spool journal");
                     answer(&mut acks, &Err(e));
                 }
+            }
+            batch.clear();
+            if let Some(first) = inbox.first.get() {
+                first();
+            }
+            for (id, kind, frame) in lazy {
+                self.track(id, kind, self.live.size + batch.len() as u64, frame.len());
+                batch.extend_from_slice(&frame);
+            }
+            if let Err(e) = self.write(&batch) {
+                tracing::error!(error = %e, dir = %self.dir.display(), "could not write the spool journal");
             }
             batch.clear();
             if let Some(done) = closing.take() {

@@ -13,6 +13,11 @@
 //!   from there, unquoted, byte for byte as delivered. Copies evicted from memory stay on disk.
 //!   One append per copy rather than one file per copy: creating a file per message cost more
 //!   than the whole durable queue (issue 9's speed figures).
+//! - **Written behind, in order.** Under a durable queue the copies are appended to memory and
+//!   written by the queue's writer thread ([`MailStore::write_behind`], one write per mailbox per
+//!   batch), before the trace rows and journal records that report them; reads write what is
+//!   pending first. A write that fails then is logged and counted, and the copies it held read back
+//!   as zeros (their place in the file is kept, so every later copy still reads back).
 //! - **Never overwritten.** Mailbox files are only ever appended to. A copy whose internal id the
 //!   mailbox already holds is refused ([`StoreError::Exists`]), logged and counted
 //!   ([`StoreStats::write_errors`]), and the copy already there is left as it is. Internal ids are
@@ -30,6 +35,8 @@ use std::time::Duration;
 use mailsim_core::addr::EmailAddress;
 use mailsim_core::envelope::AcceptedMessage;
 use tokio::sync::Notify;
+
+use crate::spool::WriteBehind;
 
 /// One delivered copy: the message and the mailbox it reached.
 #[derive(Clone, Debug)]
@@ -116,14 +123,40 @@ struct Inner {
     next_seq: u64,
 }
 
-/// The mailbox files open for appending, with their length: the offset of the next record.
+/// The mailbox files open for appending.
 #[derive(Debug, Default)]
 struct Appenders {
-    open: std::collections::HashMap<PathBuf, (Arc<PathBuf>, std::fs::File, u64)>,
+    open: std::collections::HashMap<PathBuf, Appender>,
+    /// Some appender holds records not written yet.
+    pending: bool,
+    /// Records taken from the appenders are being written (the files' lengths on disk are behind).
+    in_flight: bool,
+}
+
+#[derive(Debug)]
+struct Appender {
+    path: Arc<PathBuf>,
+    file: Arc<std::fs::File>,
+    /// The file's length with `pending` written: the offset of the next record.
+    len: u64,
+    /// The file's length once the records taken from `pending` are written.
+    written: u64,
+    /// Records not written yet (see [`MailStore::write_behind`]).
+    pending: Vec<u8>,
 }
 
 /// Open mailbox files kept at most; past it they are all closed and reopened on demand.
 const OPEN_MAILBOX_FILES: usize = 256;
+
+impl Drop for Appenders {
+    fn drop(&mut self) {
+        for a in self.open.values().filter(|a| !a.pending.is_empty()) {
+            if let Err(e) = (&*a.file).write_all(&a.pending) {
+                tracing::error!(path = %a.path.display(), error = %e, "could not store delivered messages");
+            }
+        }
+    }
+}
 
 /// One page of [`MailStore::list`].
 #[derive(Clone, Debug, Default)]
@@ -142,6 +175,10 @@ pub struct MailStore {
     quarantined: Mutex<Vec<Delivered>>,
     dir: Option<PathBuf>,
     appenders: Mutex<Appenders>,
+    /// Held while records taken from the appenders are written: a file's records go out in order.
+    writing: Mutex<()>,
+    /// Who writes the records when they are not written at once (the durable queue's writer).
+    behind: std::sync::OnceLock<WriteBehind>,
     changed: Notify,
 }
 
@@ -155,6 +192,49 @@ impl MailStore {
     /// there.
     pub fn with_dir(dir: PathBuf) -> Self {
         Self { dir: Some(dir), ..Self::default() }
+    }
+
+    /// Leaves writing the mailbox files to `behind` (the durable queue's writer, which writes a
+    /// copy before the trace row and the journal record that report it) instead of one write per
+    /// copy. A file error is then logged and counted when the records are written; the copies of
+    /// the records lost read back empty.
+    pub fn write_behind(&self, behind: WriteBehind) {
+        let _ = self.behind.set(behind);
+    }
+
+    /// Writes the mailbox records appended so far; returns the first file that could not be
+    /// written.
+    pub fn write_pending(&self) -> Result<(), StoreError> {
+        let _writing = self.writing.lock().expect("store writing lock");
+        let chunks: Vec<_> = {
+            let mut appenders = self.appenders.lock().expect("store files lock");
+            if !std::mem::take(&mut appenders.pending) {
+                return Ok(());
+            }
+            appenders.in_flight = true;
+            let pending = appenders.open.values_mut().filter(|a| !a.pending.is_empty());
+            pending
+                .map(|a| {
+                    let start = a.written;
+                    a.written = a.len;
+                    (a.path.clone(), a.file.clone(), start, std::mem::take(&mut a.pending))
+                })
+                .collect()
+        };
+        let mut result = Ok(());
+        for (path, file, start, records) in chunks {
+            if let Err(error) = (&*file).write_all(&records) {
+                // The records after these were given offsets past them: the lost ones become a
+                // gap of zeros (a hole needs no free space), so that every later offset holds.
+                let _ = file.set_len(start + records.len() as u64);
+                let e = StoreError::Io { path: path.to_path_buf(), error };
+                tracing::error!(error = %e, lost = records.len(), "could not store delivered messages; their place in the mailbox file is left as zeros");
+                self.inner.lock().expect("store lock").stats.write_errors += 1;
+                result = result.and(Err(e));
+            }
+        }
+        self.appenders.lock().expect("store files lock").in_flight = false;
+        result
     }
 
     /// The same store with other caps.
@@ -241,7 +321,9 @@ impl MailStore {
         record.push(b'\n');
         let mut appenders = self.appenders.lock().expect("store files lock");
         if !appenders.open.contains_key(path) {
-            if appenders.open.len() >= OPEN_MAILBOX_FILES {
+            // Files with records still to write stay open (a file reopened takes its length from
+            // the disk): past the cap for the few milliseconds until they are written.
+            if appenders.open.len() >= OPEN_MAILBOX_FILES && !appenders.pending && !appenders.in_flight {
                 appenders.open.clear();
             }
             if let Some(folder) = path.parent() {
@@ -249,18 +331,26 @@ impl MailStore {
             }
             let file = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(io)?;
             let len = file.metadata().map_err(io)?.len();
-            appenders.open.insert(path.to_path_buf(), (Arc::new(path.to_path_buf()), file, len));
+            let shared = Arc::new(path.to_path_buf());
+            let appender = Appender { path: shared, file: Arc::new(file), len, written: len, pending: Vec::new() };
+            appenders.open.insert(path.to_path_buf(), appender);
         }
-        let (shared_path, file, len) = appenders.open.get_mut(path).expect("opened above");
-        if let Err(e) = file.write_all(&record) {
-            // A partial record would shift every later offset: forget the file, so the next copy
-            // reopens it at its true length (the partial record reads as part of the one before).
-            appenders.open.remove(path);
-            return Err(io(e));
+        let a = appenders.open.get_mut(path).expect("opened above");
+        let at = Record { path: a.path.clone(), offset: a.len + head.len() as u64, len: quoted_len as u64 };
+        a.pending.extend_from_slice(&record);
+        a.len += record.len() as u64;
+        // Records already pending are written by whoever made them pending, this one with them.
+        let written_behind =
+            std::mem::replace(&mut appenders.pending, true) || self.behind.get().is_some_and(WriteBehind::pending);
+        drop(appenders);
+        // (A failure of another file's records is that file's, logged and counted.)
+        if !written_behind
+            && let Err(e) = self.write_pending()
+            && matches!(&e, StoreError::Io { path: failed, .. } if failed == path)
+        {
+            return Err(e);
         }
-        let offset = *len + head.len() as u64;
-        *len += record.len() as u64;
-        Ok(Record { path: shared_path.clone(), offset, len: quoted_len as u64 })
+        Ok(at)
     }
 
     /// Holds one copy in the hosted quarantine (a mail flow rule's `Quarantine`, exo-behaviour
@@ -289,6 +379,8 @@ impl MailStore {
     /// Up to `limit` copies held after sequence number `after` (from the oldest when `None`), in
     /// delivery order, for one mailbox (case-insensitive) or all.
     pub fn list(&self, mailbox: Option<&str>, after: Option<u64>, limit: usize) -> Page {
+        // Copies are read back from their files (a mailbox copy may always be written early).
+        let _ = self.write_pending();
         let key = mailbox.map(mailbox_key);
         let picked: Vec<(u64, EmailAddress, Arc<AcceptedMessage>, Option<Record>)> = {
             let inner = self.inner.lock().expect("store lock");

@@ -6,6 +6,10 @@
 //! counted ([`TraceSink::evicted`]). Under a state directory every event stays in the file and
 //! [`TraceSink::read_back`] reads them all back on demand. Each event gets a sequence number that
 //! never repeats, for paging ([`TraceSink::page`]).
+//!
+//! Under a durable queue the lines are written by the queue's writer thread
+//! ([`TraceSink::write_behind`]), after the mailbox copies and before the journal records of the
+//! same batch; [`TraceSink::read_back`] reads the lines not written yet from memory.
 
 use std::collections::VecDeque;
 use std::io::Write;
@@ -13,6 +17,8 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use mailsim_core::trace::{Status, TraceEvent};
+
+use crate::spool::WriteBehind;
 use tokio::sync::Notify;
 
 #[derive(Debug, Default)]
@@ -26,11 +32,21 @@ struct Window {
 /// Observes every event as it is recorded (a soak's tally; an exporter).
 pub type Tap = Box<dyn Fn(&TraceEvent) + Send + Sync>;
 
+/// `trace.jsonl` and the lines not written to it yet.
+#[derive(Debug)]
+struct TraceFile {
+    /// Held while lines are written: lines taken from `pending` reach the file in order.
+    file: Mutex<std::fs::File>,
+    pending: Mutex<Vec<u8>>,
+    /// Who writes `pending` when it is not written at once (the durable queue's writer thread).
+    behind: std::sync::OnceLock<WriteBehind>,
+}
+
 /// The message trace.
 pub struct TraceSink {
     window: Mutex<Window>,
     max_events: usize,
-    file: Option<Mutex<std::fs::File>>,
+    file: Option<TraceFile>,
     path: Option<PathBuf>,
     tap: Mutex<Option<Tap>>,
     changed: Notify,
@@ -74,7 +90,23 @@ impl TraceSink {
         if ends_torn(&mut file)? {
             file.write_all(b"\n")?;
         }
-        Ok(Self { file: Some(Mutex::new(file)), path: Some(path), ..Self::default() })
+        let file = TraceFile { file: Mutex::new(file), pending: Mutex::default(), behind: Default::default() };
+        Ok(Self { file: Some(file), path: Some(path), ..Self::default() })
+    }
+
+    /// Leaves writing the file's lines to `behind` (the durable queue's writer, which writes them
+    /// before the journal records that follow them) instead of one write per event.
+    pub fn write_behind(&self, behind: WriteBehind) {
+        if let Some(file) = &self.file {
+            let _ = file.behind.set(behind);
+        }
+    }
+
+    /// Writes the lines recorded so far to `trace.jsonl`.
+    pub fn write_pending(&self) {
+        if let Some(file) = &self.file {
+            file.write_pending();
+        }
     }
 
     /// The same sink holding at most `max` events in memory (at least one).
@@ -92,12 +124,17 @@ impl TraceSink {
     pub fn record(&self, event: TraceEvent) {
         tracing::info!(event = ?event.event, message_id = %event.message_id, recipient = ?event.recipient, detail = %event.detail, "trace");
         if let Some(file) = &self.file {
-            let mut line = serde_json::to_string(&event).expect("trace events serialize");
-            line.push('\n');
-            let mut f = file.lock().expect("trace file lock");
-            // One write per line: a kill leaves whole lines and at most one torn last line.
-            if let Err(e) = f.write_all(line.as_bytes()) {
-                tracing::error!(error = %e, "could not append to trace.jsonl");
+            let first = {
+                let mut pending = file.pending.lock().expect("trace lines lock");
+                let first = pending.is_empty();
+                serde_json::to_writer(&mut *pending, &event).expect("trace events serialize");
+                pending.push(b'\n');
+                first
+            };
+            // Whole lines in one write each time: a kill leaves whole lines and at most one torn
+            // last line.
+            if first && !file.behind.get().is_some_and(WriteBehind::pending) {
+                file.write_pending();
             }
         }
         if let Some(tap) = self.tap.lock().expect("trace tap lock").as_ref() {
@@ -159,11 +196,15 @@ impl TraceSink {
     /// Every event recorded under the state directory (all of `trace.jsonl`, also what memory
     /// evicted); the held events when there is none.
     pub fn read_back(&self) -> std::io::Result<Vec<TraceEvent>> {
-        let Some(path) = &self.path else { return Ok(self.events()) };
-        if let Some(file) = &self.file {
-            file.lock().expect("trace file lock").flush()?;
-        }
-        let text = std::fs::read_to_string(path)?;
+        let (Some(path), Some(file)) = (&self.path, &self.file) else { return Ok(self.events()) };
+        // The lines not written yet are read from memory: writing them here could put them in the
+        // file before the mailbox copies they report (see `write_behind`).
+        let text = {
+            let _writing = file.file.lock().expect("trace file lock");
+            let mut text = std::fs::read_to_string(path)?;
+            text.push_str(&String::from_utf8_lossy(&file.pending.lock().expect("trace lines lock")));
+            text
+        };
         text.lines()
             .filter(|l| !l.trim().is_empty())
             .map(|l| serde_json::from_str(l).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e)))
@@ -201,6 +242,24 @@ impl TraceSink {
                 return holds();
             }
         }
+    }
+}
+
+impl TraceFile {
+    fn write_pending(&self) {
+        let mut file = self.file.lock().expect("trace file lock");
+        let lines = std::mem::take(&mut *self.pending.lock().expect("trace lines lock"));
+        if !lines.is_empty()
+            && let Err(e) = file.write_all(&lines)
+        {
+            tracing::error!(error = %e, "could not append to trace.jsonl");
+        }
+    }
+}
+
+impl Drop for TraceFile {
+    fn drop(&mut self) {
+        self.write_pending();
     }
 }
 

@@ -148,7 +148,8 @@ async fn kill_9_during_a_load_loses_and_duplicates_nothing_acknowledged() {
 
     let twice: Vec<_> = rows.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "recorded delivered more than once: {twice:?}");
-    // Not asserted: a kill between a copy's append to its mailbox and its trace row (a window of
-    // microseconds) leaves a copy the trace does not show, and the restart delivers it again. The
+    // Not asserted: a kill between the write of a batch's copies to their mailboxes and the write
+    // of their trace rows (two consecutive writes of the spool's writer thread) leaves copies the
+    // trace does not show, and the restart delivers them again. The
     // trace and the queue never count it twice; the mailbox file then holds it twice.
 }

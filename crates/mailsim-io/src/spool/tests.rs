@@ -210,3 +210,69 @@ async fn a_version_1_journal_is_read_and_rewritten_as_version_2() {
     assert_eq!(recovery.recipients(), 1, "the same queue comes back from version 2");
     spool.close().await;
 }
+
+/// Polls `done` every few milliseconds for at most five seconds; whether it came true.
+fn eventually(mut done: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    done()
+}
+
+#[tokio::test]
+async fn a_state_change_nobody_waits_for_reaches_the_journal_without_another_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, _) = Spool::open(dir.path(), None).unwrap();
+    let m = message(1, Some("a@fabrikam.test"), &["x@partner.test"]);
+    accept(&spool, &m).await;
+    assert_eq!(inspect(dir.path()).unwrap().recipients(), 1);
+    spool.finished(1, &[addr("x@partner.test")]);
+    // No accept follows and the spool stays open: the writer writes the record on its own.
+    assert!(eventually(|| inspect(dir.path()).unwrap().recipients() == 0), "the Finished record was not written");
+    spool.close().await;
+}
+
+/// Mailbox copies and trace lines left to the spool's writer: every copy reads back byte for byte
+/// (also past the cap on open mailbox files, and before the writer wrote it), the trace reads
+/// back whole, and both files are written without anyone reading them.
+#[tokio::test]
+async fn copies_and_trace_lines_written_behind_read_back_exactly_and_reach_their_files() {
+    use crate::store::MailStore;
+    use crate::trace_sink::TraceSink;
+    use mailsim_core::trace::TraceEvent;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(MailStore::with_dir(dir.path().to_path_buf()));
+    let trace = Arc::new(TraceSink::with_dir(dir.path().to_path_buf()).unwrap());
+    let (spool, _) = Spool::open(&dir.path().join("spool"), None).unwrap();
+    let (s, t) = (store.clone(), trace.clone());
+    spool.write_first(move || {
+        let _ = s.write_pending();
+        t.write_pending();
+    });
+    store.write_behind(spool.write_behind());
+    trace.write_behind(spool.write_behind());
+    let mailboxes = 300;
+    let mut sent = Vec::new();
+    for i in 0..mailboxes {
+        let rcpt = format!("user{i}@contoso.test");
+        let mut m = message(i, Some("a@fabrikam.test"), &[&rcpt]);
+        m.data = format!("Subject: {i}\r\n\r\nFrom here on, line {i}\r\n>From quoted\r\n").into_bytes();
+        store.deliver(addr(&rcpt), Arc::new(m.clone())).unwrap();
+        trace.record(TraceEvent::delivered_to_mailbox(&m, &addr(&rcpt), m.received_at));
+        sent.push(m);
+    }
+    let read: Vec<_> = store.delivered().into_iter().map(|d| d.message.data.clone()).collect();
+    assert_eq!(read, sent.iter().map(|m| m.data.clone()).collect::<Vec<_>>());
+    assert_eq!(trace.read_back().unwrap().len(), sent.len());
+    let trace_file = dir.path().join("trace.jsonl");
+    let lines = || std::fs::read_to_string(&trace_file).unwrap_or_default().lines().count();
+    assert!(eventually(|| lines() == sent.len()), "trace.jsonl holds {} of {} lines", lines(), sent.len());
+    let mbox = std::fs::read_to_string(dir.path().join("mailboxes/user299@contoso.test.mbox")).unwrap();
+    assert!(mbox.contains(">>From quoted") && mbox.contains("\n>From here on, line 299"), "{mbox}");
+    assert_eq!(store.stats().write_errors, 0);
+    spool.close().await;
+}
