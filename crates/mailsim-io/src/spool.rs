@@ -366,7 +366,7 @@ struct Queue {
 }
 
 /// How long a record nobody waits for may sit in the inbox of an idle writer.
-const LAZY_WRITE: std::time::Duration = std::time::Duration::from_millis(5);
+pub const LAZY_WRITE: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// The spool could not take the message (disk full, I/O error, writer gone).
 #[derive(Debug, thiserror::Error)]
