@@ -17,9 +17,9 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use mailsim_core::trace::{Status, TraceEvent};
+use tokio::sync::Notify;
 
 use crate::spool::WriteBehind;
-use tokio::sync::Notify;
 
 #[derive(Debug, Default)]
 struct Window {
