@@ -143,6 +143,8 @@ struct Appender {
     written: u64,
     /// Records not written yet (see [`MailStore::write_behind`]).
     pending: Vec<u8>,
+    /// The buffer last written, emptied: the next `pending` (no allocation per batch).
+    spare: Vec<u8>,
 }
 
 /// Open mailbox files kept at most; past it they are all closed and reopened on demand.
@@ -217,12 +219,14 @@ impl MailStore {
                 .map(|a| {
                     let start = a.written;
                     a.written = a.len;
-                    (a.path.clone(), a.file.clone(), start, std::mem::take(&mut a.pending))
+                    let spare = std::mem::take(&mut a.spare);
+                    (a.path.clone(), a.file.clone(), start, std::mem::replace(&mut a.pending, spare))
                 })
                 .collect()
         };
         let mut result = Ok(());
-        for (path, file, start, records) in chunks {
+        let mut written = Vec::with_capacity(chunks.len());
+        for (path, file, start, mut records) in chunks {
             if let Err(error) = (&*file).write_all(&records) {
                 // The records after these were given offsets past them: the lost ones become a
                 // gap of zeros (a hole needs no free space), so that every later offset holds.
@@ -232,8 +236,16 @@ impl MailStore {
                 self.inner.lock().expect("store lock").stats.write_errors += 1;
                 result = result.and(Err(e));
             }
+            records.clear();
+            written.push((path, records));
         }
-        self.appenders.lock().expect("store files lock").in_flight = false;
+        let mut appenders = self.appenders.lock().expect("store files lock");
+        appenders.in_flight = false;
+        for (path, spare) in written {
+            if let Some(a) = appenders.open.get_mut(&*path) {
+                a.spare = spare;
+            }
+        }
         result
     }
 
@@ -311,14 +323,6 @@ impl MailStore {
         let io = |error| StoreError::Io { path: path.to_path_buf(), error };
         let sender = message.envelope.sender.as_ref().map_or_else(|| "MAILER-DAEMON".to_owned(), ToString::to_string);
         let head = format!("From {sender} {}\n", message.received_at.asctime());
-        let mut record = Vec::with_capacity(head.len() + message.data.len() + 18);
-        record.extend_from_slice(head.as_bytes());
-        mboxrd_quote_into(&message.data, &mut record);
-        let quoted_len = record.len() - head.len();
-        if !record.ends_with(b"\n") {
-            record.push(b'\n');
-        }
-        record.push(b'\n');
         let mut appenders = self.appenders.lock().expect("store files lock");
         if !appenders.open.contains_key(path) {
             // Files with records still to write stay open (a file reopened takes its length from
@@ -332,13 +336,21 @@ impl MailStore {
             let file = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(io)?;
             let len = file.metadata().map_err(io)?.len();
             let shared = Arc::new(path.to_path_buf());
-            let appender = Appender { path: shared, file: Arc::new(file), len, written: len, pending: Vec::new() };
+            let file = Arc::new(file);
+            let appender = Appender { path: shared, file, len, written: len, pending: Vec::new(), spare: Vec::new() };
             appenders.open.insert(path.to_path_buf(), appender);
         }
         let a = appenders.open.get_mut(path).expect("opened above");
+        let start = a.pending.len();
+        a.pending.extend_from_slice(head.as_bytes());
+        mboxrd_quote_into(&message.data, &mut a.pending);
+        let quoted_len = a.pending.len() - start - head.len();
+        if !a.pending.ends_with(b"\n") {
+            a.pending.push(b'\n');
+        }
+        a.pending.push(b'\n');
         let at = Record { path: a.path.clone(), offset: a.len + head.len() as u64, len: quoted_len as u64 };
-        a.pending.extend_from_slice(&record);
-        a.len += record.len() as u64;
+        a.len += (a.pending.len() - start) as u64;
         // Records already pending are written by whoever made them pending, this one with them.
         let written_behind =
             std::mem::replace(&mut appenders.pending, true) || self.behind.get().is_some_and(WriteBehind::pending);

@@ -35,8 +35,9 @@ pub type Tap = Box<dyn Fn(&TraceEvent) + Send + Sync>;
 /// `trace.jsonl` and the lines not written to it yet.
 #[derive(Debug)]
 struct TraceFile {
-    /// Held while lines are written: lines taken from `pending` reach the file in order.
-    file: Mutex<std::fs::File>,
+    /// Held while lines are written: lines taken from `pending` reach the file in order. With
+    /// the file, the buffer last written, emptied: the next `pending` (no allocation per batch).
+    file: Mutex<(std::fs::File, Vec<u8>)>,
     pending: Mutex<Vec<u8>>,
     /// Who writes `pending` when it is not written at once (the durable queue's writer thread).
     behind: std::sync::OnceLock<WriteBehind>,
@@ -90,7 +91,7 @@ impl TraceSink {
         if ends_torn(&mut file)? {
             file.write_all(b"\n")?;
         }
-        let file = TraceFile { file: Mutex::new(file), pending: Mutex::default(), behind: Default::default() };
+        let file = TraceFile { file: Mutex::new((file, Vec::new())), pending: Mutex::default(), behind: Default::default() };
         Ok(Self { file: Some(file), path: Some(path), ..Self::default() })
     }
 
@@ -247,13 +248,15 @@ impl TraceSink {
 
 impl TraceFile {
     fn write_pending(&self) {
-        let mut file = self.file.lock().expect("trace file lock");
-        let lines = std::mem::take(&mut *self.pending.lock().expect("trace lines lock"));
+        let mut guard = self.file.lock().expect("trace file lock");
+        let (file, lines) = &mut *guard;
+        std::mem::swap(lines, &mut *self.pending.lock().expect("trace lines lock"));
         if !lines.is_empty()
-            && let Err(e) = file.write_all(&lines)
+            && let Err(e) = file.write_all(lines)
         {
             tracing::error!(error = %e, "could not append to trace.jsonl");
         }
+        lines.clear();
     }
 }
 
