@@ -291,7 +291,13 @@ impl Recovery {
 
 #[derive(Debug)]
 enum Op {
-    Record { id: u64, kind: Kind, frame: Vec<u8>, ack: Option<oneshot::Sender<io::Result<()>>> },
+    /// `frame`: where the record's frame is in the inbox's buffer.
+    Record {
+        id: u64,
+        kind: Kind,
+        frame: std::ops::Range<usize>,
+        ack: Option<Ack>,
+    },
     Close(oneshot::Sender<()>),
 }
 
@@ -354,6 +360,8 @@ impl WriteBehind {
 #[derive(Debug, Default)]
 struct Queue {
     ops: Vec<Op>,
+    /// The frames of `ops`, one after the other.
+    bytes: Vec<u8>,
     /// Some op in `ops` is awaited.
     urgent: bool,
     /// The writer sleeps on `wake`: until notified (`Some(false)`) or for [`LAZY_WRITE`] at most
@@ -415,12 +423,23 @@ impl Spool {
         &self.dir
     }
 
-    fn send(&self, op: Op) -> bool {
-        let awaited = matches!(op, Op::Record { ack: Some(_), .. } | Op::Close(_));
+    /// Queues a record for the writer, its frame appended by `frame` straight to the inbox's
+    /// buffer (no buffer per record, none freed by another thread).
+    fn send(&self, id: u64, kind: Kind, ack: Option<Ack>, frame: impl FnOnce(&mut Vec<u8>)) -> bool {
         let mut queue = self.inbox.queue.lock().expect("spool inbox lock");
         if queue.closed {
             return false;
         }
+        let start = queue.bytes.len();
+        frame(&mut queue.bytes);
+        let frame = start..queue.bytes.len();
+        let op = Op::Record { id, kind, frame, ack };
+        self.queue(queue, op);
+        true
+    }
+
+    fn queue(&self, mut queue: std::sync::MutexGuard<'_, Queue>, op: Op) {
+        let awaited = matches!(op, Op::Record { ack: Some(_), .. } | Op::Close(_));
         queue.closed = matches!(op, Op::Close(_));
         queue.ops.push(op);
         queue.urgent |= awaited;
@@ -430,7 +449,6 @@ impl Spool {
             queue.sleeping = None;
             self.inbox.wake.notify_one();
         }
-        true
     }
 
     /// Makes the writer thread call `first` before it writes each batch of records, and within
@@ -449,13 +467,8 @@ impl Spool {
     /// Journals an accepted message; resolves once it is on disk (the `250` may then be sent).
     pub async fn accept(&self, meta: &MessageMeta, data: &[u8]) -> Result<(), SpoolError> {
         let (ack, done) = oneshot::channel();
-        let op = Op::Record {
-            id: meta.id,
-            kind: Kind::Accept(keys(&meta.recipients)),
-            frame: accept_frame(meta, data),
-            ack: Some(ack),
-        };
-        if !self.send(op) {
+        let kind = Kind::Accept(keys(&meta.recipients));
+        if !self.send(meta.id, kind, Some(ack), |out| push_accept_frame(out, meta, data)) {
             return Err(io::Error::other("the spool is closed").into());
         }
         match done.await {
@@ -466,8 +479,8 @@ impl Spool {
 
     /// Journals a message without waiting for the disk (an NDR, generated inside).
     pub fn accept_nowait(&self, meta: &MessageMeta, data: &[u8]) {
-        let frame = accept_frame(meta, data);
-        self.send(Op::Record { id: meta.id, kind: Kind::Accept(keys(&meta.recipients)), frame, ack: None });
+        let kind = Kind::Accept(keys(&meta.recipients));
+        self.send(meta.id, kind, None, |out| push_accept_frame(out, meta, data));
     }
 
     /// Journals recipients deferred after `attempts` attempts.
@@ -488,8 +501,7 @@ impl Spool {
             at: at.as_millis(),
             last_error: last_error.map(|r| r.to_wire()),
         };
-        let frame = frame(b'D', &serde_json::to_vec(&record).expect("records serialize"));
-        self.send(Op::Record { id, kind: Kind::Deferred, frame, ack: None });
+        self.send(id, Kind::Deferred, None, |out| push_json_frame(out, b'D', &record));
     }
 
     /// Journals recipients done (delivered, or failed with their NDR already journaled).
@@ -498,8 +510,8 @@ impl Spool {
         if record.recipients.is_empty() {
             return;
         }
-        let frame = frame(b'F', &serde_json::to_vec(&record).expect("records serialize"));
-        self.send(Op::Record { id, kind: Kind::Finished(keys(&record.recipients)), frame, ack: None });
+        let kind = Kind::Finished(keys(&record.recipients));
+        self.send(id, kind, None, |out| push_json_frame(out, b'F', &record));
     }
 
     /// Stops taking records without waiting: the writer commits what it has and releases the
@@ -514,9 +526,14 @@ impl Spool {
     /// are dropped (a stopped world's late attempts are retried by the next start).
     pub async fn close(&self) {
         let (done, closed) = oneshot::channel();
-        if self.send(Op::Close(done)) {
-            let _ = closed.await;
+        {
+            let queue = self.inbox.queue.lock().expect("spool inbox lock");
+            if queue.closed {
+                return;
+            }
+            self.queue(queue, Op::Close(done));
         }
+        let _ = closed.await;
     }
 }
 
@@ -529,7 +546,9 @@ impl Drop for Spool {
 impl Inbox {
     /// Waits for ops to write (see [`Inbox`]) and takes them; `None` once the spool is closed
     /// and every op was taken.
-    fn take(&self) -> Option<Vec<Op>> {
+    /// Their frames are swapped into `bytes` (left empty by the caller: the inbox keeps its
+    /// capacity for the next ones).
+    fn take(&self, bytes: &mut Vec<u8>) -> Option<Vec<Op>> {
         let mut queue = self.queue.lock().expect("spool inbox lock");
         loop {
             let lazy = !queue.ops.is_empty() || queue.dirty;
@@ -552,6 +571,7 @@ impl Inbox {
         }
         queue.urgent = false;
         queue.dirty = false;
+        std::mem::swap(bytes, &mut queue.bytes);
         Some(std::mem::take(&mut queue.ops))
     }
 }
@@ -560,36 +580,48 @@ fn keys(recipients: &[String]) -> Vec<String> {
     recipients.iter().map(|r| r.to_ascii_lowercase()).collect()
 }
 
+#[cfg(test)]
 fn accept_frame(meta: &MessageMeta, data: &[u8]) -> Vec<u8> {
-    let json = serde_json::to_vec(meta).expect("records serialize");
-    let mut out = frame_start(b'A', 4 + json.len() + data.len());
-    out.extend_from_slice(&(json.len() as u32).to_le_bytes());
-    out.extend_from_slice(&json);
-    out.extend_from_slice(data);
-    frame_finish(out)
+    let mut out = Vec::new();
+    push_accept_frame(&mut out, meta, data);
+    out
+}
+
+/// Appends the `Accept` frame of `meta` and `data` to `out`.
+fn push_accept_frame(out: &mut Vec<u8>, meta: &MessageMeta, data: &[u8]) {
+    push_frame(out, b'A', |out| {
+        let at = out.len();
+        out.extend_from_slice(&[0; 4]);
+        serde_json::to_writer(&mut *out, meta).expect("records serialize");
+        let json_len = (out.len() - at - 4) as u32;
+        out[at..at + 4].copy_from_slice(&json_len.to_le_bytes());
+        out.extend_from_slice(data);
+    });
+}
+
+/// Appends a frame of `kind` whose payload is `record` as JSON to `out`.
+fn push_json_frame(out: &mut Vec<u8>, kind: u8, record: &impl Serialize) {
+    push_frame(out, kind, |out| serde_json::to_writer(out, record).expect("records serialize"));
 }
 
 fn frame(kind: u8, payload: &[u8]) -> Vec<u8> {
-    let mut out = frame_start(kind, payload.len());
-    out.extend_from_slice(payload);
-    frame_finish(out)
+    let mut out = Vec::with_capacity(HEAD_LEN + 1 + payload.len());
+    push_frame(&mut out, kind, |out| out.extend_from_slice(payload));
+    out
 }
 
-/// A frame's buffer up to its kind byte; the payload is appended in place (no second copy).
-fn frame_start(kind: u8, payload_len: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEAD_LEN + 1 + payload_len);
-    out.resize(HEAD_LEN, 0);
+/// Appends a frame of `kind` to `out`, its payload written in place by `payload` (no second copy),
+/// then its length and check.
+fn push_frame(out: &mut Vec<u8>, kind: u8, payload: impl FnOnce(&mut Vec<u8>)) {
+    let start = out.len();
+    out.resize(start + HEAD_LEN, 0);
     out.push(kind);
-    out
-}
-
-/// Fills in the length and check of a frame built by [`frame_start`].
-fn frame_finish(mut out: Vec<u8>) -> Vec<u8> {
-    let len = (out.len() - HEAD_LEN) as u32;
-    let check = crc32fast::hash(&out[HEAD_LEN..]);
-    out[..4].copy_from_slice(&len.to_le_bytes());
-    out[4..HEAD_LEN].copy_from_slice(&check.to_le_bytes());
-    out
+    payload(out);
+    let body = start + HEAD_LEN;
+    let len = (out.len() - body) as u32;
+    let check = crc32fast::hash(&out[body..]);
+    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    out[start + 4..body].copy_from_slice(&check.to_le_bytes());
 }
 
 /// The journal formats this spool reads: version 2 is written, version 1 read and rewritten.
@@ -873,7 +905,8 @@ impl Writer {
         let mut batch = Vec::new();
         let mut acks = Vec::new();
         let mut closing = None;
-        while let Some(ops) = inbox.take() {
+        let mut bytes = Vec::new();
+        while let Some(ops) = inbox.take(&mut bytes) {
             // Records someone waits for go out first, on their own (the commit's latency is the
             // sessions' `250`); the others, and the buffers written before them, follow.
             let mut lazy = Vec::new();
@@ -881,7 +914,7 @@ impl Writer {
                 match op {
                     Op::Record { id, kind, frame, ack: Some(ack) } => {
                         self.track(id, kind, self.live.size + batch.len() as u64, frame.len());
-                        batch.extend_from_slice(&frame);
+                        batch.extend_from_slice(&bytes[frame]);
                         acks.push(ack);
                     }
                     Op::Record { id, kind, frame, ack: None } => lazy.push((id, kind, frame)),
@@ -914,8 +947,9 @@ impl Writer {
             }
             for (id, kind, frame) in lazy {
                 self.track(id, kind, self.live.size + batch.len() as u64, frame.len());
-                batch.extend_from_slice(&frame);
+                batch.extend_from_slice(&bytes[frame]);
             }
+            bytes.clear();
             if let Err(e) = self.write(&batch) {
                 tracing::error!(error = %e, dir = %self.dir.display(), "could not write the spool journal");
             }

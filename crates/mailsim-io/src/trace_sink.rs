@@ -91,7 +91,8 @@ impl TraceSink {
         if ends_torn(&mut file)? {
             file.write_all(b"\n")?;
         }
-        let file = TraceFile { file: Mutex::new((file, Vec::new())), pending: Mutex::default(), behind: Default::default() };
+        let file =
+            TraceFile { file: Mutex::new((file, Vec::new())), pending: Mutex::default(), behind: Default::default() };
         Ok(Self { file: Some(file), path: Some(path), ..Self::default() })
     }
 
