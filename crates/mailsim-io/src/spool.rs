@@ -434,11 +434,11 @@ impl Spool {
         frame(&mut queue.bytes);
         let frame = start..queue.bytes.len();
         let op = Op::Record { id, kind, frame, ack };
-        self.queue(queue, op);
+        self.enqueue(queue, op);
         true
     }
 
-    fn queue(&self, mut queue: std::sync::MutexGuard<'_, Queue>, op: Op) {
+    fn enqueue(&self, mut queue: std::sync::MutexGuard<'_, Queue>, op: Op) {
         let awaited = matches!(op, Op::Record { ack: Some(_), .. } | Op::Close(_));
         queue.closed = matches!(op, Op::Close(_));
         queue.ops.push(op);
@@ -531,7 +531,7 @@ impl Spool {
             if queue.closed {
                 return;
             }
-            self.queue(queue, Op::Close(done));
+            self.enqueue(queue, Op::Close(done));
         }
         let _ = closed.await;
     }
@@ -544,10 +544,9 @@ impl Drop for Spool {
 }
 
 impl Inbox {
-    /// Waits for ops to write (see [`Inbox`]) and takes them; `None` once the spool is closed
-    /// and every op was taken.
-    /// Their frames are swapped into `bytes` (left empty by the caller: the inbox keeps its
-    /// capacity for the next ones).
+    /// Waits for ops to write (see [`Inbox`]) and takes them, their frames swapped into `bytes`
+    /// (left empty by the caller: the inbox keeps its capacity for the next ones); `None` once the
+    /// spool is closed and every op was taken.
     fn take(&self, bytes: &mut Vec<u8>) -> Option<Vec<Op>> {
         let mut queue = self.queue.lock().expect("spool inbox lock");
         loop {

@@ -198,8 +198,8 @@ impl MailStore {
 
     /// Leaves writing the mailbox files to `behind` (the durable queue's writer, which writes a
     /// copy before the trace row and the journal record that report it) instead of one write per
-    /// copy. A file error is then logged and counted when the records are written; the copies of
-    /// the records lost read back empty.
+    /// copy. A file error is then logged and counted when the records are written; the copies
+    /// lost read back as zeros.
     pub fn write_behind(&self, behind: WriteBehind) {
         let _ = self.behind.set(behind);
     }
