@@ -151,6 +151,22 @@ async fn run_session(
         tracing::info!("disconnected");
         return;
     };
+    // The TLS half lives in a box of its own: a connection's task is as large as its largest
+    // state, and the handshake and TLS stream would otherwise make every plain connection pay for
+    // them (the idle-connection memory budget of issue 2).
+    Box::pin(run_tls(&endpoint, plain, &mut session, buf, &mut log, deadline, &mut shutdown)).await;
+}
+
+/// STARTTLS accepted: the handshake, then the dialogue inside TLS until the end.
+async fn run_tls(
+    endpoint: &Endpoint,
+    plain: TcpStream,
+    session: &mut Session,
+    mut buf: Vec<u8>,
+    log: &mut SessionLog,
+    deadline: tokio::time::Instant,
+    shutdown: &mut watch::Receiver<bool>,
+) {
     let Some(tls) = &endpoint.tls else { return };
     // RFC 3207 §5 / CVE-2011-0411: plaintext pipelined after STARTTLS is discarded, never
     // executed inside the TLS session.
@@ -175,7 +191,7 @@ async fn run_session(
     tracing::info!(version = %facts.version, cipher = %facts.cipher, client_cert = ?facts.client_cert.as_ref().map(|c| &c.subject), "TLS established");
     log.tls_established(&facts, tls.leaf.as_ref(), stream.get_ref().1.peer_certificates());
     session.on_tls_established(facts);
-    let end = run_phase(&endpoint, &mut session, &mut stream, &mut buf, &mut log, deadline, &mut shutdown).await;
+    let end = run_phase(endpoint, session, &mut stream, &mut buf, log, deadline, shutdown).await;
     let _ = stream.shutdown().await;
     log.disconnected(if end.is_some() { "Local" } else { "Remote" });
     tracing::info!("disconnected");
@@ -236,7 +252,9 @@ async fn run_phase<S: AsyncRead + AsyncWrite + Unpin + Ready>(
                     }
                     Action::Reply(r) => r.write_wire(&mut wire),
                     Action::Accept(message) => {
-                        if let Err(e) = endpoint.pipeline.accept_durable(*message).await {
+                        // Boxed, like the other per-message futures below: the connection's task
+                        // would otherwise hold room for them while it idles.
+                        if let Err(e) = Box::pin(endpoint.pipeline.accept_durable(*message)).await {
                             tracing::error!(error = %e, "message not stored");
                             not_stored = true;
                         }
@@ -252,7 +270,7 @@ async fn run_phase<S: AsyncRead + AsyncWrite + Unpin + Ready>(
             let Some(request) = request else { break };
             // The core decides on the facts; the shell only looks them up (exo-behaviour §14).
             let facts = match (&endpoint.auth, session.pending_content()) {
-                (Some(auth), Some(content)) => auth.evaluate(&request, content).await,
+                (Some(auth), Some(content)) => Box::pin(auth.evaluate(&request, content)).await,
                 _ => mailsim_core::auth::AuthFacts::not_evaluated(),
             };
             session.on_authenticated(facts, endpoint.pipeline.clock().now(), &mut out);
