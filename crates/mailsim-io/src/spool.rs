@@ -905,10 +905,10 @@ impl Writer {
         let mut acks = Vec::new();
         let mut closing = None;
         let mut bytes = Vec::new();
+        let mut lazy = Vec::new();
         while let Some(ops) = inbox.take(&mut bytes) {
             // Records someone waits for go out first, on their own (the commit's latency is the
             // sessions' `250`); the others, and the buffers written before them, follow.
-            let mut lazy = Vec::new();
             for op in ops {
                 match op {
                     Op::Record { id, kind, frame, ack: Some(ack) } => {
@@ -944,7 +944,7 @@ impl Writer {
             if let Some(first) = inbox.first.get() {
                 first();
             }
-            for (id, kind, frame) in lazy {
+            for (id, kind, frame) in lazy.drain(..) {
                 self.track(id, kind, self.live.size + batch.len() as u64, frame.len());
                 batch.extend_from_slice(&bytes[frame]);
             }
