@@ -4,7 +4,11 @@
 # disk), the same workload and drivers as benches/compare.sh (a), in the same run, on loopback.
 # See benches/README.md ("Durable queue"). Usage: benches/durable.sh
 #
-# Knobs (environment): PORT, MEM_ADDR, DISK_ADDR, POSTFIX_ADDR, MESSAGES, SESSIONS, SIZE,
+# Each mailsim row is ROUNDS rounds (default 3) of in memory then state-dir, one after the other, and
+# reports the medians: the in-memory figure, bound by CPU, moves with whatever else the machine runs
+# far more than the state-dir one, bound by the disk's flush, so a single pair's ratio swings.
+#
+# Knobs (environment): PORT, MEM_ADDR, DISK_ADDR, POSTFIX_ADDR, MESSAGES, SESSIONS, SIZE, ROUNDS,
 # STEP_TIMEOUT, SKIP_BUILD=1, NO_POSTFIX=1, KEEP=1 (keep the work directory: logs, state, Postfix).
 set -uo pipefail
 
@@ -16,6 +20,7 @@ POSTFIX_ADDR=${POSTFIX_ADDR:-127.0.0.67}
 SESSIONS=${SESSIONS:-20}
 SIZE=${SIZE:-1024}
 MESSAGES=${MESSAGES:-20000}
+ROUNDS=${ROUNDS:-3}
 STEP_TIMEOUT=${STEP_TIMEOUT:-300}
 FROM=sender@fabrikam.test
 TO=bench@contoso.test
@@ -189,6 +194,24 @@ ratio() {
     [[ $1 == - || $2 == - ]] && { echo -; return; }
     awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'
 }
+median() { # VALUES... ("-" ignored) -> the median, or "-"
+    printf '%s\n' "$@" | grep -v '^-$' | sort -g |
+        awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+# ROUNDS rounds of MEASURE on the in-memory server then on the state-dir one; sets NAME_mem and
+# NAME_disk to the medians and NAME_rounds to each round's ratio.
+rounds() { # NAME MEASURE ARGS... (the server's address replaces the word SERVER)
+    local name=$1 measure=$2 i m d mems=() disks=() ratios=()
+    shift 2
+    for ((i = 1; i <= ROUNDS; i++)); do
+        m=$("$measure" "${@/#SERVER/$MEM}")
+        d=$("$measure" "${@/#SERVER/$DISK}")
+        mems+=("$m") disks+=("$d") ratios+=("$(ratio "$d" "$m")")
+    done
+    printf -v "${name}_mem" '%s' "$(median "${mems[@]}")"
+    printf -v "${name}_disk" '%s' "$(median "${disks[@]}")"
+    printf -v "${name}_rounds" '%s' "${ratios[*]}"
+}
 verdict() { # VALUE TARGET
     [[ $1 == - ]] && { echo "n/a"; return; }
     awk -v v="$1" -v t="$2" 'BEGIN { print (v >= t) ? "meets target" : "BELOW TARGET" }'
@@ -200,14 +223,12 @@ have_postfix=0
 [[ ${NO_POSTFIX:-0} != 1 ]] && start_postfix && have_postfix=1
 
 MEM=$MEM_ADDR:$PORT DISK=$DISK_ADDR:$PORT PF=$POSTFIX_ADDR:$PORT
-log "== $SESSIONS persistent sessions, $MESSAGES x $SIZE B, smtp-source -d"
-s_mem=$(source_rate "$MESSAGES" -s "$SESSIONS" -m "$MESSAGES" -l "$SIZE" -d -f $FROM -t $TO "$MEM")
-s_disk=$(source_rate "$MESSAGES" -s "$SESSIONS" -m "$MESSAGES" -l "$SIZE" -d -f $FROM -t $TO "$DISK")
+log "== $SESSIONS persistent sessions, $MESSAGES x $SIZE B, smtp-source -d ($ROUNDS rounds)"
+rounds s source_rate "$MESSAGES" -s "$SESSIONS" -m "$MESSAGES" -l "$SIZE" -d -f $FROM -t $TO SERVER
 s_pf=-
 [[ $have_postfix == 1 ]] && s_pf=$(source_rate "$MESSAGES" -s "$SESSIONS" -m "$MESSAGES" -l "$SIZE" -d -f $FROM -t $TO "$PF")
-log "== the same with mailsim bench (pipelining)"
-b_mem=$(bench_rate "$MEM")
-b_disk=$(bench_rate "$DISK")
+log "== the same with mailsim bench (pipelining, $ROUNDS rounds)"
+rounds b bench_rate SERVER
 b_pf=-
 [[ $have_postfix == 1 ]] && b_pf=$(bench_rate "$PF")
 
@@ -215,16 +236,16 @@ b_pf=-
 # domain with no route (no DNS in `serve --tenant`), so every message is accepted, journaled and
 # deferred (4.4.312): what the durable queue itself costs.
 log "== relay recipient (accepted, journaled, deferred; no mailbox file), smtp-source -d"
-r_mem=$(source_rate "$MESSAGES" -s "$SESSIONS" -m "$MESSAGES" -l "$SIZE" -d -f $FROM -t $RELAY_TO "$MEM")
-r_disk=$(source_rate "$MESSAGES" -s "$SESSIONS" -m "$MESSAGES" -l "$SIZE" -d -f $FROM -t $RELAY_TO "$DISK")
+rounds r source_rate "$MESSAGES" -s "$SESSIONS" -m "$MESSAGES" -l "$SIZE" -d -f $FROM -t $RELAY_TO SERVER
 
 journal=$(stat -c %s "$WORK/state/spool/journal" 2>/dev/null || echo -)
 row() { printf '%-44s %12s %12s %12s %10s %10s\n' "$@"; }
 echo
-echo "durable queue on $(nproc) cores, $(date -u +%Y-%m-%dT%H:%M:%SZ); msgs/s; in memory at $MEM, --state-dir at $DISK, Postfix at $PF"
+echo "durable queue on $(nproc) cores, $(date -u +%Y-%m-%dT%H:%M:%SZ); msgs/s, medians of $ROUNDS rounds (Postfix: one run); in memory at $MEM, --state-dir at $DISK, Postfix at $PF"
 row "driver" "in memory" "state-dir" "postfix" "disk/mem" "disk/pf"
 row "smtp-source -s $SESSIONS -d" "$s_mem" "$s_disk" "$s_pf" "$(ratio "$s_disk" "$s_mem")" "$(ratio "$s_disk" "$s_pf")"
 row "mailsim bench --sessions $SESSIONS" "$b_mem" "$b_disk" "$b_pf" "$(ratio "$b_disk" "$b_mem")" "$(ratio "$b_disk" "$b_pf")"
 row "smtp-source -s $SESSIONS -d, to $RELAY_TO" "$r_mem" "$r_disk" "n/a" "$(ratio "$r_disk" "$r_mem")" ""
+echo "disk/mem per round: smtp-source $s_rounds; mailsim bench $b_rounds; relay $r_rounds"
 echo "targets: state-dir >= 0.5 x in memory ($(verdict "$(ratio "$s_disk" "$s_mem")" 0.5), smtp-source); >= 4 x Postfix ($(verdict "$(ratio "$s_disk" "$s_pf")" 4), smtp-source)"
 echo "spool journal after the run: $journal bytes (compacted as messages finish)"
