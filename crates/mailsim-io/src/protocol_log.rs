@@ -938,6 +938,8 @@ pub struct SessionLog {
     pending: String,
     /// Inside [`SessionLog::input`]: its lines go to the writer together, once.
     batching: bool,
+    /// A reply's wire form, split into lines (kept: one buffer per session, not per reply).
+    wire: String,
     /// The last date-time written and its text (the events of one input share it).
     stamp_at: Option<Timestamp>,
     stamp: String,
@@ -962,6 +964,7 @@ impl SessionLog {
             closed: false,
             pending: String::new(),
             batching: false,
+            wire: String::new(),
             stamp_at: None,
             stamp: String::new(),
             session_fields: String::new(),
@@ -1059,9 +1062,18 @@ impl SessionLog {
 
     /// A reply the tenant wrote on its own (greeting, timeout, shutdown): `>` per line.
     pub fn replied(&mut self, reply: &Reply) {
-        for line in reply.to_wire().split_terminator("\r\n") {
-            self.event(EventKind::Send, line, "");
+        let now = self.log.now();
+        self.replied_at(now, reply);
+    }
+
+    fn replied_at(&mut self, at: Timestamp, reply: &Reply) {
+        let mut wire = std::mem::take(&mut self.wire);
+        wire.clear();
+        reply.write_wire(&mut wire);
+        for line in wire.split_terminator("\r\n") {
+            self.event_at(at, EventKind::Send, line, "");
         }
+        self.wire = wire;
     }
 
     /// The actions the session returned for the bytes it consumed, in order: `<` per command line
@@ -1073,12 +1085,14 @@ impl SessionLog {
             return;
         }
         self.batching = true;
-        self.log_actions(consumed, actions);
+        // The events of one input share its time (one clock read, one date-time written).
+        let now = self.log.now();
+        self.log_actions(now, consumed, actions);
         self.batching = false;
         self.flush_pending();
     }
 
-    fn log_actions(&mut self, consumed: &[u8], actions: &[Action]) {
+    fn log_actions(&mut self, at: Timestamp, consumed: &[u8], actions: &[Action]) {
         for action in actions {
             match action {
                 Action::Framed(Framed::Command { range, ends }) => {
@@ -1086,14 +1100,18 @@ impl SessionLog {
                     let room = (MAX_DATA + 2).saturating_sub(self.partial.len());
                     self.partial.extend_from_slice(&bytes[..bytes.len().min(room)]);
                     if *ends {
-                        let text = String::from_utf8_lossy(&self.partial).trim_end_matches(['\r', '\n']).to_string();
-                        self.partial.clear();
-                        self.event(EventKind::Receive, &text, "");
+                        let mut partial = std::mem::take(&mut self.partial);
+                        let text = String::from_utf8_lossy(&partial);
+                        self.event_at(at, EventKind::Receive, text.trim_end_matches(['\r', '\n']), "");
+                        drop(text);
+                        partial.clear();
+                        self.partial = partial;
                     }
                 }
                 Action::Framed(Framed::Content { range }) => self.push_content(&consumed[range.clone()]),
                 Action::Framed(Framed::ContentEnd { verb, bytes }) => {
-                    let seq = self.event(
+                    let seq = self.event_at(
+                        at,
                         EventKind::Info,
                         verb.as_str(),
                         &Context::ContentReceived { bytes: *bytes }.to_string(),
@@ -1103,12 +1121,13 @@ impl SessionLog {
                         self.log.record_content(self.id, seq, content);
                     }
                 }
-                Action::Reply(reply) => self.replied(reply),
+                Action::Reply(reply) => self.replied_at(at, reply),
                 Action::Accept(message) => {
                     if let Some(connector) = message.verdict.connector() {
                         self.attributed(connector);
                     }
-                    self.event(
+                    self.event_at(
+                        at,
                         EventKind::Info,
                         &message.message_id,
                         &format!("receiving message; InternalId={} queued", message.internal_id),
@@ -1119,7 +1138,7 @@ impl SessionLog {
                         self.attributed(connector);
                     }
                     let reason = refusal.rejection.as_ref().map_or("", |r| r.reason.as_str());
-                    self.event(EventKind::Info, reason, &format!("Rejected at {}", refusal.stage.command()));
+                    self.event_at(at, EventKind::Info, reason, &format!("Rejected at {}", refusal.stage.command()));
                 }
                 Action::StartTls | Action::Close | Action::Authenticate(_) => {}
             }
