@@ -26,10 +26,11 @@
 //!
 //! Recording decides nothing and never fails a session: with files, each line is formatted once,
 //! straight into its CSV form, and the lines of one input are appended together to the outbox of
-//! their file, which a writer thread empties into the file every 2 ms (one `write` per
-//! file, however many sessions wrote); what does not fit the outbox is dropped and counted; file
-//! errors are logged. Nothing is kept in memory then: [`ProtocolLog::session`] reads a session back from the files. A log without
-//! files ([`ProtocolLog::in_memory`]) keeps the latest sessions in memory instead.
+//! their file, which a writer thread empties into the file every 2 ms (one `write` per file,
+//! however many sessions wrote); what does not fit the outbox is dropped and counted; file errors
+//! are logged. Nothing is kept in memory then: [`ProtocolLog::session`] reads a session back from
+//! the files. A log without files ([`ProtocolLog::in_memory`]) keeps the latest sessions in memory
+//! instead.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs::File;
